@@ -1,0 +1,157 @@
+"""The ``upbit-cancel`` console script.
+
+Each subcommand contributes two things: a function that adds its parser to the subparsers, and
+an entry in ``_HANDLERS`` mapping its name to the function that runs it and returns the exit
+status. ``main`` builds the parser from ``_PARSER_BUILDERS`` and dispatches on the name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+from .testing import FakeUpbit, Faults
+
+__all__ = ["main"]
+
+if TYPE_CHECKING:
+    _SubParsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+#: How many seeded uuids ``fake-server`` prints when it writes no ``--uuids-file``.
+_UUIDS_SHOWN = 5
+
+
+def _add_fake_server_parser(subparsers: _SubParsers) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "fake-server",
+        help="run the fake Upbit exchange until interrupted",
+        description=(
+            "Run the fake Upbit exchange on loopback until SIGINT or SIGTERM. It prints "
+            "base_url=, access_key= and secret_key= lines (a throwaway credential of this "
+            "fake, safe to print), then notes starting with '#'."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="port (0: any free port)")
+    parser.add_argument("--orders", type=int, default=0, metavar="N", help="open orders to seed")
+    parser.add_argument(
+        "--identifiers", action="store_true", help="give each seeded order an identifier"
+    )
+    parser.add_argument("--market", default="SGD-BTC", help="market of the seeded orders")
+    parser.add_argument("--policy", choices=("sliding", "fixed", "bucket"), default="sliding")
+    parser.add_argument("--limit", type=int, default=30, help="requests per window")
+    parser.add_argument("--window", type=float, default=1.0, help="window length in seconds")
+    parser.add_argument("--unknown-ids", choices=("omit", "failed"), default="omit")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, metavar="SECONDS", help="delay each way"
+    )
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="random extra delay each way, uniform in [0, SECONDS]",
+    )
+    parser.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 5xx")
+    parser.add_argument("--drop-rate", type=float, default=0.0, help="fraction disconnected")
+    parser.add_argument("--plain-text-429", action="store_true", help="answer 429 with plain text")
+    parser.add_argument(
+        "--block-after", type=int, default=None, metavar="N", help="429s before a 418 block"
+    )
+    parser.add_argument("--block-seconds", type=float, default=30.0, help="length of a block")
+    parser.add_argument("--seed", type=int, default=0, help="seed of all randomness")
+    parser.add_argument(
+        "--uuids-file", type=Path, default=None, metavar="PATH", help="write seeded uuids here"
+    )
+
+
+def _run_fake_server(args: argparse.Namespace) -> int:
+    try:
+        faults = Faults(
+            latency_in=args.latency,
+            latency_out=args.latency,
+            jitter_in=args.jitter,
+            jitter_out=args.jitter,
+            error_rate=args.error_rate,
+            drop_rate=args.drop_rate,
+        )
+        fake = FakeUpbit(
+            policy=args.policy,
+            limit=args.limit,
+            window=args.window,
+            host=args.host,
+            port=args.port,
+            unknown_ids=args.unknown_ids,
+            plain_text_429=args.plain_text_429,
+            block_after=args.block_after,
+            block_seconds=args.block_seconds,
+            faults=faults,
+            seed=args.seed,
+        )
+    except ValueError as error:
+        print(f"upbit-cancel fake-server: {error}", file=sys.stderr)
+        return 2
+    # KeyboardInterrupt only arrives where signal handlers cannot be installed (Windows).
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(fake, args))
+    return 0
+
+
+async def _serve(fake: FakeUpbit, args: argparse.Namespace) -> None:
+    uuids = fake.add_orders(args.orders, market=args.market, identifiers=args.identifiers)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    async with fake:
+        print(f"base_url={fake.base_url}")
+        print(f"access_key={fake.access_key}")
+        print(f"secret_key={fake.secret_key}")
+        print("# The secret key is a throwaway credential of this fake exchange.")
+        print(f"# policy={args.policy} limit={args.limit} window={args.window}")
+        if args.uuids_file is not None:
+            args.uuids_file.write_text("".join(f"{uuid}\n" for uuid in uuids))
+            print(f"# seeded {len(uuids)} open orders; uuids written to {args.uuids_file}")
+        else:
+            print(f"# seeded {len(uuids)} open orders")
+            for uuid in uuids[:_UUIDS_SHOWN]:
+                print(f"# {uuid}")
+            if len(uuids) > _UUIDS_SHOWN:
+                print(f"# ... and {len(uuids) - _UUIDS_SHOWN} more")
+        print("# Admin API under /_fake/ (see docs/fake-exchange.md). Stop with Ctrl+C.")
+        sys.stdout.flush()
+        await stop.wait()
+    print("# stopped", flush=True)
+
+
+_PARSER_BUILDERS: tuple[Callable[[_SubParsers], None], ...] = (_add_fake_server_parser,)
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "fake-server": _run_fake_server,
+}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="upbit-cancel", description="Cancel Upbit orders fast, within the rate limit."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_parser in _PARSER_BUILDERS:
+        add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``upbit-cancel`` command line with *argv* (default: ``sys.argv[1:]``)."""
+    args = _build_parser().parse_args(argv)
+    return _HANDLERS[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""A fake Upbit exchange for tests, benchmarks and demos.
+
+:class:`FakeUpbit` is a real aiohttp server on loopback that implements Order List Cancel
+(``DELETE /v1/orders/uuids``) and its neighbours with Upbit's signing rules, error names and a
+configurable, strict ``default``-group rate limiter. Point any client at it::
+
+    import asyncio
+
+    from upbit_cancel.testing import FakeUpbit, Faults
+
+
+    async def main() -> None:
+        faults = Faults(jitter_in=0.002)
+        async with FakeUpbit(policy="sliding", limit=30, window=1.0, faults=faults) as fake:
+            uuids = fake.add_orders(1_000)
+            ...  # cancel them through fake.base_url with fake.access_key / fake.secret_key
+            assert all(fake.state(uuid) == "cancel" for uuid in uuids)
+            assert fake.max_in_window() <= 30
+
+
+    asyncio.run(main())
+
+The same server runs standalone with ``upbit-cancel fake-server`` (see ``docs/fake-exchange.md``).
+"""
+
+from ._fake import FakeUpbit, UnknownIds
+from ._faults import FaultKind, Faults
+from ._policies import (
+    FixedWindowPolicy,
+    PolicyName,
+    RatePolicy,
+    SlidingWindowPolicy,
+    TokenBucketPolicy,
+    make_policy,
+)
+from ._records import FakeOrder, OrderState, RequestRecord
+
+__all__ = [
+    "FakeOrder",
+    "FakeUpbit",
+    "FaultKind",
+    "Faults",
+    "FixedWindowPolicy",
+    "OrderState",
+    "PolicyName",
+    "RatePolicy",
+    "RequestRecord",
+    "SlidingWindowPolicy",
+    "TokenBucketPolicy",
+    "UnknownIds",
+    "make_policy",
+]

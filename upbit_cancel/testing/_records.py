@@ -1,0 +1,63 @@
+"""Value objects the fake exchange hands out: its orders and its record of each API request."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from ._faults import FaultKind
+
+__all__ = ["FakeOrder", "OrderState", "RequestRecord"]
+
+#: Order states the fake knows: open (``wait``), fully executed (``done``) or cancelled.
+OrderState = Literal["wait", "done", "cancel"]
+
+
+@attrs.frozen
+class FakeOrder:
+    """One order of the fake exchange's account, as it stands now."""
+
+    #: Lowercase uuid4 string chosen by the exchange.
+    uuid: str
+    #: Market code such as ``"SGD-BTC"``.
+    market: str
+    #: ``"wait"`` (open and cancellable), ``"done"`` or ``"cancel"``.
+    state: OrderState
+    #: The client-chosen identifier, if the order was given one.
+    identifier: str | None = None
+    #: Creation time in Upbit's format (ISO 8601 with the +09:00 offset).
+    created_at: str = ""
+
+
+@attrs.frozen
+class RequestRecord:
+    """What the fake saw and did for one signed API request.
+
+    Records never hold secrets or tokens: only the access key the token claimed.
+    """
+
+    #: Clock time at which the request arrived (after its inbound delay).
+    arrival: float
+    #: HTTP method, such as ``"DELETE"``.
+    method: str
+    #: URL path without the query, such as ``"/v1/orders/uuids"``.
+    path: str
+    #: Access key claimed by the token (even if the token was then refused), or None.
+    access_key: str | None
+    #: Status the exchange decided on (a dropped request records the status it never sent).
+    status: int
+    #: The ``name`` of the error answered, or None for a success or an HTML error page.
+    error_name: str | None
+    #: The ``uuids[]``, ``identifiers[]``, ``uuid`` or ``identifier`` values the request carried.
+    ids: tuple[str, ...]
+    #: Whether the request passed the rate limiter (and so used up some of the budget).
+    admitted: bool
+    #: The fault injected into this request, if any.
+    fault: FaultKind | None
+    #: Uuids of the orders this request moved to the ``cancel`` state.
+    canceled: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary of this record (as served by ``GET /_fake/records``)."""
+        return attrs.asdict(self)
