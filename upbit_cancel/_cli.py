@@ -110,6 +110,9 @@ async def _serve(fake: FakeUpbit, args: argparse.Namespace) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
+    if args.uuids_file is not None:
+        # Written before anything is printed, so a reader of the output finds it complete.
+        args.uuids_file.write_text("".join(f"{uuid}\n" for uuid in uuids))
     async with fake:
         print(f"base_url={fake.base_url}")
         print(f"access_key={fake.access_key}")
@@ -117,7 +120,6 @@ async def _serve(fake: FakeUpbit, args: argparse.Namespace) -> None:
         print("# The secret key is a throwaway credential of this fake exchange.")
         print(f"# policy={args.policy} limit={args.limit} window={args.window}")
         if args.uuids_file is not None:
-            args.uuids_file.write_text("".join(f"{uuid}\n" for uuid in uuids))
             print(f"# seeded {len(uuids)} open orders; uuids written to {args.uuids_file}")
         else:
             print(f"# seeded {len(uuids)} open orders")

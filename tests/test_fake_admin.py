@@ -1,0 +1,177 @@
+"""The fake exchange's Python API, lifecycle and admin HTTP API."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+
+import upbit_cancel.testing
+from tests._signer import signed
+from upbit_cancel.testing import FakeUpbit, Faults
+
+UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+
+
+def test_public_names_sorted_and_documented() -> None:
+    """The testing package exports a sorted __all__, every name documented."""
+    names = upbit_cancel.testing.__all__
+    assert names == sorted(names)
+    assert {"FakeUpbit", "Faults", "RequestRecord"} <= set(names)
+    for name in names:
+        assert hasattr(upbit_cancel.testing, name)
+    for name in ("FakeUpbit", "Faults", "RequestRecord", "FakeOrder", "SlidingWindowPolicy"):
+        assert getattr(upbit_cancel.testing, name).__doc__
+
+
+def test_orders_seeded_before_start() -> None:
+    """Orders can be added before the server starts; uuids are lowercase uuid4 strings."""
+    fake = FakeUpbit()
+    uuid = fake.add_order(market="SGD-ETH", state="done", identifier="abc")
+    assert fake.order(uuid) == upbit_cancel.testing.FakeOrder(
+        uuid, "SGD-ETH", "done", "abc", fake.order(uuid).created_at
+    )
+    assert fake.state(uuid) == "done"
+    with pytest.raises(KeyError):
+        fake.state("00000000-0000-4000-8000-000000000000")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        fake.order(uuid).state = "wait"  # type: ignore[misc]
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = fake.base_url
+
+
+def test_bulk_seeding() -> None:
+    """add_orders creates many distinct orders, optionally with unique identifiers."""
+    fake = FakeUpbit()
+    uuids = fake.add_orders(60_000, identifiers=True)
+    assert len(set(uuids)) == 60_000
+    identifiers = {fake.order(uuid).identifier for uuid in uuids[:100]}
+    assert len(identifiers) == 100
+    assert None not in identifiers
+    assert fake.state_counts() == {"wait": 60_000, "done": 0, "cancel": 0}
+    assert all(re.fullmatch(UUID_PATTERN, uuid) for uuid in uuids[:1000])
+
+
+def test_seed_makes_everything_reproducible() -> None:
+    """Two fakes with the same seed generate the same keys and uuids."""
+    one, two = FakeUpbit(seed=3), FakeUpbit(seed=3)
+    assert (one.access_key, one.secret_key) == (two.access_key, two.secret_key)
+    assert one.add_orders(5) == two.add_orders(5)
+    assert len(one.access_key) == len(one.secret_key) == 40
+    assert FakeUpbit(seed=4).access_key != one.access_key
+
+
+def test_given_credentials_are_used() -> None:
+    """access_key and secret_key given to the constructor are the ones accepted."""
+    fake = FakeUpbit(access_key="a" * 40, secret_key="s" * 40)
+    assert (fake.access_key, fake.secret_key) == ("a" * 40, "s" * 40)
+
+
+def test_identifiers_are_unique() -> None:
+    """An identifier already used by an order is refused."""
+    fake = FakeUpbit()
+    fake.add_order(identifier="dup")
+    with pytest.raises(ValueError, match="already used"):
+        fake.add_order(identifier="dup")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"policy": "leaky"},
+        {"limit": 0},
+        {"window": 0.0},
+        {"unknown_ids": "ignore"},
+        {"block_after": 0},
+        {"block_seconds": 0.0},
+    ],
+)
+def test_constructor_refuses_nonsense(kwargs: dict[str, Any]) -> None:
+    """Invalid constructor arguments raise ValueError."""
+    with pytest.raises(ValueError, match=r"."):
+        FakeUpbit(**kwargs)
+
+
+async def test_start_and_close_are_idempotent() -> None:
+    """start() and close() may be called twice; a closed fake cannot restart."""
+    fake = FakeUpbit(faults=Faults())
+    await fake.start()
+    url = fake.base_url
+    await fake.start()
+    assert fake.base_url == url
+    assert url.startswith("http://127.0.0.1:")
+    await fake.close()
+    await fake.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await fake.start()
+
+
+async def test_admin_seeds_and_inspects_orders(
+    fake: FakeUpbit, fake_http: aiohttp.ClientSession
+) -> None:
+    """POST /_fake/orders seeds orders; GET /_fake/orders/{uuid} and /_fake/states read them."""
+    async with fake_http.post(
+        f"{fake.base_url}/_fake/orders",
+        json={"count": 3, "market": "KRW-BTC", "state": "wait", "identifiers": True},
+    ) as response:
+        assert response.status == 200
+        created = await response.json()
+    assert len(created["uuids"]) == len(created["identifiers"]) == 3
+    uuid = created["uuids"][0]
+    assert fake.order(uuid).identifier == created["identifiers"][0]
+
+    async with fake_http.post(f"{fake.base_url}/_fake/orders", json={"count": 2}) as response:
+        assert (await response.json())["identifiers"] is None
+
+    await signed(fake_http, fake, "DELETE", "/v1/orders/uuids", [("uuids[]", uuid)])
+    async with fake_http.get(f"{fake.base_url}/_fake/orders/{uuid}") as response:
+        order = await response.json()
+    assert order["state"] == "cancel"
+    assert order["market"] == "KRW-BTC"
+    async with fake_http.get(f"{fake.base_url}/_fake/orders/nope") as response:
+        assert response.status == 404
+    async with fake_http.get(f"{fake.base_url}/_fake/states") as response:
+        assert await response.json() == {"wait": 4, "done": 0, "cancel": 1}
+
+
+@pytest.mark.parametrize(
+    "payload", [{"count": -1}, {"count": "3"}, {"state": "open"}, {"identifiers": 1}, [1]]
+)
+async def test_admin_refuses_bad_seed_requests(
+    fake: FakeUpbit, fake_http: aiohttp.ClientSession, payload: object
+) -> None:
+    """POST /_fake/orders with a bad payload is a 400 and seeds nothing."""
+    async with fake_http.post(f"{fake.base_url}/_fake/orders", json=payload) as response:
+        assert response.status == 400
+    assert fake.state_counts()["wait"] == 0
+
+
+async def test_admin_records_stats_and_reset(fake_http: aiohttp.ClientSession) -> None:
+    """Records and stats are served as JSON; the admin API itself is never recorded or limited."""
+    async with FakeUpbit(limit=1, faults=Faults(error_rate=0.0)) as fake:
+        order = fake.add_order()
+        for _ in range(2):
+            await signed(fake_http, fake, "DELETE", "/v1/orders/uuids", [("uuids[]", order)])
+        for _ in range(5):
+            async with fake_http.get(f"{fake.base_url}/_fake/stats") as response:
+                stats = await response.json()
+        assert stats == {
+            "admitted": 1,
+            "rejected_429": 1,
+            "status_counts": {"200": 1, "429": 1},
+            "max_in_window": 1,
+        }
+        async with fake_http.get(f"{fake.base_url}/_fake/records") as response:
+            records = await response.json()
+        assert [record["status"] for record in records] == [200, 429]
+        assert records[0]["ids"] == [order]
+        assert records[0]["canceled"] == [order]
+        assert records[0]["path"] == "/v1/orders/uuids"
+        assert records[0]["access_key"] == fake.access_key
+        assert set(records[0]) == {field.name for field in attrs.fields(type(fake.records[0]))}
+        async with fake_http.post(f"{fake.base_url}/_fake/reset-records") as response:
+            assert response.status == 200
+        assert fake.records == []

@@ -1,0 +1,98 @@
+"""The ``upbit-cancel fake-server`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests._signer import make_token, send
+from upbit_cancel._cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def read_settings(stdout: asyncio.StreamReader) -> dict[str, str]:
+    """Read the key=value lines the server prints before its notes."""
+    settings: dict[str, str] = {}
+    while len(settings) < 3:
+        line = (await stdout.readline()).decode()
+        if not line:
+            raise AssertionError("fake-server exited before printing its settings")
+        key, sep, value = line.strip().partition("=")
+        if sep and not line.startswith("#"):
+            settings[key] = value
+    return settings
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_fake_server_serves_until_signalled(
+    tmp_path: Path, fake_http: aiohttp.ClientSession, signum: signal.Signals
+) -> None:
+    """It prints its URL and keys, seeds orders, serves signed cancels and exits 0 on a signal."""
+    uuids_file = tmp_path / "uuids.txt"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-W",
+        "error",
+        "-m",
+        "upbit_cancel._cli",
+        "fake-server",
+        "--port",
+        "0",
+        "--orders",
+        "3",
+        "--uuids-file",
+        str(uuids_file),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        settings = await asyncio.wait_for(read_settings(process.stdout), timeout=20)
+        assert settings["base_url"].startswith("http://127.0.0.1:")
+        uuids = uuids_file.read_text().split()
+        assert len(uuids) == 3
+
+        params = [("uuids[]", uuids[0])]
+        token = make_token(settings["access_key"], settings["secret_key"], params)
+        reply = await send(
+            fake_http, settings["base_url"], "DELETE", "/v1/orders/uuids", params, token=token
+        )
+        assert reply.status == 200
+        assert reply.body["success"]["orders"][0]["uuid"] == uuids[0]
+
+        process.send_signal(signum)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0
+    assert b"Traceback" not in stderr
+
+
+def test_fake_server_refuses_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    """Invalid settings exit with status 2 and a message, before anything is started."""
+    assert main(["fake-server", "--limit", "0"]) == 2
+    assert "limit" in capsys.readouterr().err
+
+
+def test_help_lists_fake_server(capsys: pytest.CaptureFixture[str]) -> None:
+    """The command's help lists the fake-server subcommand."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "fake-server" in capsys.readouterr().out
+
+
+def test_command_is_required() -> None:
+    """Running without a subcommand is a usage error."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
