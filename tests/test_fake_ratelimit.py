@@ -48,7 +48,9 @@ async def test_burst_of_45_admits_30(
     fake_http: aiohttp.ClientSession, plain_text_429: bool
 ) -> None:
     """45 concurrent requests against sliding 30/s: 30 processed, 15 answered 429 untouched."""
-    async with FakeUpbit(limit=30, window=1.0, plain_text_429=plain_text_429) as fake:
+    # A clock that stands still puts all 45 arrivals in one window however slow the machine.
+    clock = ManualClock()
+    async with FakeUpbit(limit=30, window=1.0, plain_text_429=plain_text_429, clock=clock) as fake:
         uuids = fake.add_orders(45)
         replies = await cancel_each(fake_http, fake, uuids)
     statuses = [reply.status for reply in replies]

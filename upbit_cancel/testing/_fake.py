@@ -88,6 +88,19 @@ class _Credential:
     can_order: bool
 
 
+@attrs.frozen
+class _Answer:
+    """The exchange's decision on one request, before delays and faults."""
+
+    status: int
+    body: bytes
+    content_type: str = _JSON
+    error_name: str | None = None
+    admitted: bool = False
+    canceled: tuple[str, ...] = ()
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
 class _Refused(Exception):
     """An error answer decided while processing a request; nothing was changed."""
 
@@ -103,19 +116,6 @@ class _Refused(Exception):
             # Upbit sometimes answers 429 with this bare text instead of the JSON error.
             return _Answer(self.status, self.message.encode(), content_type="text/plain")
         return _Answer(self.status, _error_body(self.name, self.message), error_name=self.name)
-
-
-@attrs.frozen
-class _Answer:
-    """The exchange's decision on one request, before delays and faults."""
-
-    status: int
-    body: bytes
-    content_type: str = _JSON
-    error_name: str | None = None
-    admitted: bool = False
-    canceled: tuple[str, ...] = ()
-    headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
