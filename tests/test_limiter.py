@@ -1,0 +1,271 @@
+"""The sliding-window limiter, on a virtual clock: no test here really sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiolimiter import AsyncLimiter
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._clock import VirtualClock, run_virtual
+from upbit_cancel import BlockedError, RemainingReq, SlidingWindowLimiter
+
+EPSILON = 1e-9
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    """The largest number of ``times`` inside any half-open interval of length ``window``."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, time in enumerate(times):
+        while times[start] <= time - window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def test_idle_limiter_grants_the_whole_budget_at_once() -> None:
+    """An idle limiter lets `max_rate` requests out at the same instant."""
+
+    async def main(clock: VirtualClock) -> list[float]:
+        limiter = SlidingWindowLimiter(30, 1.0)
+        return list(await asyncio.gather(*(limiter.grant() for _ in range(30))))
+
+    grants = run_virtual(main)
+    assert grants == [1000.0] * 30
+
+
+def test_next_request_waits_for_a_whole_window_plus_margin() -> None:
+    """The 31st request goes once the first is time_period + margin old."""
+
+    async def main(clock: VirtualClock) -> list[float]:
+        limiter = SlidingWindowLimiter(30, 1.0, margin=0.04)
+        return list(await asyncio.gather(*(limiter.grant() for _ in range(61))))
+
+    grants = run_virtual(main)
+    assert grants[:30] == [1000.0] * 30
+    assert grants[30:60] == pytest.approx([1001.04] * 30)
+    assert grants[60] == pytest.approx(1002.08)
+
+
+def test_a_bare_aiolimiter_lets_59_through_in_one_second_and_this_one_30() -> None:
+    """The reason this limiter exists: a leaky bucket of 30/s admits 59 in one second."""
+
+    async def count_in_first_second(limiter: AsyncLimiter, clock: VirtualClock) -> int:
+        start = clock.now
+        times: list[float] = []
+
+        async def one() -> None:
+            await limiter.acquire()
+            times.append(clock.now)
+
+        await asyncio.gather(*(one() for _ in range(120)))
+        return sum(1 for time in times if time < start + 1.0)
+
+    async def main(clock: VirtualClock) -> tuple[int, int]:
+        bare = await count_in_first_second(AsyncLimiter(30, 1.0), clock)
+        ours = await count_in_first_second(SlidingWindowLimiter(30, 1.0), clock)
+        return bare, ours
+
+    bare, ours = run_virtual(main)
+    assert bare == 59
+    assert ours == 30
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    max_rate=st.integers(min_value=1, max_value=8),
+    time_period=st.sampled_from([0.5, 1.0, 2.0]),
+    margin=st.sampled_from([0.0, 0.04]),
+    gaps=st.lists(st.floats(min_value=0.0, max_value=0.7), min_size=1, max_size=60),
+)
+def test_never_more_than_max_rate_in_any_window_and_never_later_than_needed(
+    max_rate: int, time_period: float, margin: float, gaps: list[float]
+) -> None:
+    """For any arrival pattern: at most max_rate per window, first come first served, no idling.
+
+    Each grant happens exactly when the earliest of these allows it: its arrival, the previous
+    grant (first come, first served), the grant max_rate places earlier plus one window.
+    """
+
+    async def main(clock: VirtualClock) -> tuple[list[float], list[float]]:
+        limiter = SlidingWindowLimiter(max_rate, time_period, margin=margin)
+        arrivals: list[float] = []
+        grants: list[float] = []
+        order: list[int] = []
+
+        async def one(index: int) -> None:
+            arrivals.append(clock.now)
+            await limiter.grant()
+            grants.append(clock.now)
+            order.append(index)
+
+        tasks = []
+        for index, gap in enumerate(gaps):
+            await asyncio.sleep(gap)
+            tasks.append(asyncio.create_task(one(index)))
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        assert order == sorted(order)
+        return arrivals, grants
+
+    arrivals, grants = run_virtual(main)
+    window = time_period + margin
+    assert most_in_any_window(grants, window - EPSILON) <= max_rate
+    for index, granted in enumerate(grants):
+        earliest = arrivals[index]
+        if index >= 1:
+            earliest = max(earliest, grants[index - 1])
+        if index >= max_rate:
+            earliest = max(earliest, grants[index - max_rate] + window)
+        assert granted == pytest.approx(earliest, abs=EPSILON)
+
+
+def test_a_cancelled_waiter_takes_no_grant_and_keeps_the_order() -> None:
+    """Cancelling a waiting task frees its place; the others keep their turn."""
+
+    async def main(clock: VirtualClock) -> list[int]:
+        limiter = SlidingWindowLimiter(1, 1.0, margin=0.0)
+        await limiter.grant()
+        served: list[int] = []
+
+        async def one(index: int) -> None:
+            await limiter.grant()
+            served.append(index)
+
+        tasks = [asyncio.create_task(one(index)) for index in range(4)]
+        await asyncio.sleep(0)
+        tasks[1].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert clock.now == pytest.approx(1003.0)
+        return served
+
+    assert run_virtual(main) == [0, 2, 3]
+
+
+def test_pause_holds_every_grant_and_is_never_shortened() -> None:
+    """A pause delays even an idle limiter; a shorter pause later does not cut it short."""
+
+    async def main(clock: VirtualClock) -> float:
+        limiter = SlidingWindowLimiter(30, 1.0)
+        limiter.pause(clock.now + 2.0)
+        limiter.pause(clock.now + 0.5)
+        assert not limiter.has_capacity()
+        return await limiter.grant()
+
+    assert run_virtual(main) == pytest.approx(1002.0)
+
+
+def test_remaining_zero_pauses_for_a_window_from_the_request() -> None:
+    """`Remaining-Req: sec=0` holds grants until one window after that request's grant."""
+
+    async def main(clock: VirtualClock) -> tuple[float, float]:
+        limiter = SlidingWindowLimiter(30, 1.0, margin=0.04)
+        granted = await limiter.grant()
+        limiter.observe_remaining(RemainingReq(group="default", sec=5), granted)
+        assert limiter.has_capacity()
+        await asyncio.sleep(0.1)
+        limiter.observe_remaining(RemainingReq(group="default", sec=0), granted)
+        return granted, await limiter.grant()
+
+    granted, after = run_virtual(main)
+    assert after == pytest.approx(granted + 1.04)
+
+
+def test_429_backoff_doubles_only_for_requests_sent_after_the_pause() -> None:
+    """Concurrent 429s from one full window count once; a 429 after resuming doubles the pause."""
+
+    async def main(clock: VirtualClock) -> list[float]:
+        limiter = SlidingWindowLimiter(30, 1.0, margin=0.0)
+        first = await limiter.grant()
+        second = await limiter.grant()
+        pauses = [limiter.rate_limited(first), limiter.rate_limited(second)]
+        resumed = await limiter.grant()
+        pauses.append(limiter.rate_limited(resumed))
+        limiter.succeeded()
+        again = await limiter.grant()
+        pauses.append(limiter.rate_limited(again))
+        return pauses
+
+    pauses = run_virtual(main)
+    assert 1.0 <= pauses[0] <= 1.25
+    assert 1.0 <= pauses[1] <= 1.25
+    assert 2.0 <= pauses[2] <= 2.5
+    assert 1.0 <= pauses[3] <= 1.25
+
+
+def test_429_backoff_is_capped() -> None:
+    """However many 429s in a row, one pause lasts at most 8 windows plus jitter."""
+
+    async def main(clock: VirtualClock) -> list[float]:
+        limiter = SlidingWindowLimiter(30, 1.0, margin=0.0)
+        pauses = []
+        for _ in range(8):
+            pauses.append(limiter.rate_limited(await limiter.grant()))
+        return pauses
+
+    pauses = run_virtual(main)
+    assert max(pauses) <= 8 * 1.25
+    assert pauses[-1] >= 8.0
+
+
+def test_block_fails_waiters_and_new_requests_until_it_ends() -> None:
+    """During a block every acquisition raises BlockedError; afterwards grants resume."""
+
+    async def main(clock: VirtualClock) -> None:
+        limiter = SlidingWindowLimiter(1, 1.0, margin=0.0)
+        await limiter.grant()
+        waiter = asyncio.create_task(limiter.grant())
+        await asyncio.sleep(0)
+        limiter.block(30.0, "HTTP 418: blocked for 30 seconds")
+        with pytest.raises(BlockedError) as waiting:
+            await waiter
+        assert waiting.value.retry_after == pytest.approx(30.0)
+        await asyncio.sleep(10.0)
+        with pytest.raises(BlockedError) as fresh:
+            await limiter.grant()
+        assert fresh.value.retry_after == pytest.approx(20.0)
+        assert "418" in str(fresh.value)
+        await asyncio.sleep(20.0)
+        assert await limiter.grant() == pytest.approx(1030.0)
+
+    run_virtual(main)
+
+
+def test_is_an_aiolimiter_drop_in() -> None:
+    """`async with limiter` and `acquire()` work as with aiolimiter, one grant each."""
+
+    async def main(clock: VirtualClock) -> float:
+        limiter = SlidingWindowLimiter(2, 1.0, margin=0.0)
+        assert isinstance(limiter, AsyncLimiter)
+        async with limiter:
+            pass
+        await limiter.acquire()
+        with pytest.raises(ValueError, match="one request at a time"):
+            await limiter.acquire(2)
+        async with limiter:
+            return clock.now
+
+    assert run_virtual(main) == pytest.approx(1001.0)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"max_rate": 0}, "max_rate"),
+        ({"max_rate": 2.5}, "max_rate"),
+        ({"time_period": 0.0}, "time_period"),
+        ({"margin": -0.1}, "margin"),
+    ],
+)
+def test_rejects_nonsense_settings(arguments: dict[str, float], message: str) -> None:
+    """Settings that cannot describe a rate are refused with a message naming them."""
+    settings_ = {"max_rate": 30, "time_period": 1.0, "margin": 0.04} | arguments
+    with pytest.raises(ValueError, match=message):
+        SlidingWindowLimiter(
+            settings_["max_rate"],  # type: ignore[arg-type]
+            settings_["time_period"],
+            margin=settings_["margin"],
+        )

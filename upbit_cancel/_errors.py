@@ -1,0 +1,250 @@
+"""Errors raised by upbit_cancel.
+
+Every error derives from :class:`UpbitError`::
+
+    UpbitError
+    ├── SessionClosedError          the session was closed; open a new one
+    ├── UnresolvedError             BatchResult.raise_for_unresolved(): some ids are unresolved
+    ├── ConnectError                could not reach the exchange: nothing was sent
+    ├── OutcomeUnknownError         sent, no usable answer: the orders may or may not be canceled
+    │   ├── ResponseTimeoutError    no answer within the timeout
+    │   ├── ConnectionLostError     the connection dropped before the answer
+    │   ├── MalformedResponseError  an answer that is not the documented JSON
+    │   └── ServerError             5xx (also an APIError)
+    └── APIError                    the exchange answered with an error: status, name, message
+        ├── AuthenticationError     401 family: jwt_verification, nonce_used, invalid_access_key, …
+        ├── OutOfScopeError         out_of_scope: the key lacks the "Make Orders" permission
+        ├── MarketOfflineError      market_offline
+        ├── InvalidRequestError     validation_error, invalid_parameter, bad_request, …
+        ├── OrderNotFoundError      order_not_found
+        ├── RateLimitError          429 too_many_requests, still refused after the retries
+        │   └── BlockedError        418: the account is blocked for a while; never retried
+        └── ServerError
+
+Upbit documents that clients must branch on the error ``name``, never on the message (it may be
+Korean) nor on the status (not consistent across API areas), so :func:`error_from_response` picks
+the class by name first and falls back to the status only for names it does not know. Unknown
+names are kept on a plain :class:`APIError`.
+
+Every error carries ``ids``: the order uuids or identifiers of the request it concerns (empty when
+it concerns no particular order). Credentials never appear in any error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import UnresolvedOrder
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BlockedError",
+    "ConnectError",
+    "ConnectionLostError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "MarketOfflineError",
+    "OrderNotFoundError",
+    "OutOfScopeError",
+    "OutcomeUnknownError",
+    "RateLimitError",
+    "ResponseTimeoutError",
+    "ServerError",
+    "SessionClosedError",
+    "UnresolvedError",
+    "UpbitError",
+    "error_from_response",
+]
+
+
+class UpbitError(Exception):
+    """Root of every error raised by upbit_cancel."""
+
+    #: The order uuids or identifiers this error concerns, as given by the caller.
+    ids: tuple[str, ...]
+
+    def __init__(self, message: str, *, ids: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.ids = tuple(ids)
+
+    @property
+    def message(self) -> str:
+        """The human-readable explanation."""
+        return str(self.args[0]) if self.args else ""
+
+
+class SessionClosedError(UpbitError, RuntimeError):
+    """The session was closed with ``aclose()``; create a new ``UpbitSession``."""
+
+
+class ConnectError(UpbitError):
+    """The exchange could not be reached, so nothing was sent: retrying is safe."""
+
+
+class OutcomeUnknownError(UpbitError):
+    """The request was sent but no usable answer came back.
+
+    The exchange may or may not have processed it: the orders concerned may already be canceled.
+    Check them (for example with ``GET /v1/orders/uuids``) before assuming either way.
+    """
+
+
+class ResponseTimeoutError(OutcomeUnknownError):
+    """No answer arrived within the session's timeout."""
+
+
+class ConnectionLostError(OutcomeUnknownError):
+    """The connection dropped after the request was sent and before the answer arrived."""
+
+
+class MalformedResponseError(OutcomeUnknownError):
+    """The exchange answered, but not with the documented JSON shape."""
+
+    #: HTTP status of the answer.
+    status: int
+
+    def __init__(self, message: str, *, status: int, ids: Iterable[str] = ()) -> None:
+        super().__init__(message, ids=ids)
+        self.status = status
+
+
+class APIError(UpbitError):
+    """The exchange answered with an error.
+
+    ``name`` is Upbit's error name (``None`` when the body had none, such as a plain-text 429 or an
+    HTML error page); branch on the subclass or on ``name``, never on the message.
+    """
+
+    #: HTTP status of the answer.
+    status: int
+    #: Upbit's error name, such as ``"nonce_used"``; ``None`` when the answer carried none.
+    name: str | None
+
+    def __init__(
+        self, message: str, *, status: int, name: str | None, ids: Iterable[str] = ()
+    ) -> None:
+        super().__init__(message, ids=ids)
+        self.status = status
+        self.name = name
+
+    def __str__(self) -> str:
+        label = self.name if self.name is not None else "no error name"
+        return f"{self.message} (HTTP {self.status}, {label})"
+
+
+class AuthenticationError(APIError):
+    """The exchange refused the credentials or the signature (HTTP 401 family).
+
+    Check the access and secret keys, the key's allowed IP addresses and its expiry.
+    """
+
+
+class OutOfScopeError(APIError):
+    """The API key lacks the permission this call needs ("Make Orders" for cancels)."""
+
+
+class MarketOfflineError(APIError):
+    """The market is suspended (for example during a rebranding)."""
+
+
+class InvalidRequestError(APIError):
+    """The exchange refused the request's parameters."""
+
+
+class OrderNotFoundError(APIError):
+    """The exchange knows no such order."""
+
+
+class RateLimitError(APIError):
+    """HTTP 429: the account's request budget was exceeded and the retries did not get through.
+
+    The request was not processed.
+    """
+
+
+class BlockedError(RateLimitError):
+    """HTTP 418: the exchange blocked the account (or IP) for a while. Never retried.
+
+    Every request of the account is refused without being sent until the block ends.
+    """
+
+    #: Seconds until the block ends, as of when this error was raised.
+    retry_after: float
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 418,
+        name: str | None,
+        retry_after: float,
+        ids: Iterable[str] = (),
+    ) -> None:
+        super().__init__(message, status=status, name=name, ids=ids)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError, OutcomeUnknownError):
+    """HTTP 5xx: the exchange failed; whether it processed the request is unknown."""
+
+
+class UnresolvedError(UpbitError):
+    """Raised by :meth:`BatchResult.raise_for_unresolved` when some ids are unresolved."""
+
+    #: The unresolved entries, in input order.
+    unresolved: tuple[UnresolvedOrder, ...]
+
+    def __init__(self, unresolved: tuple[UnresolvedOrder, ...]) -> None:
+        sample = ", ".join(entry.id for entry in unresolved[:3])
+        more = f" and {len(unresolved) - 3} more" if len(unresolved) > 3 else ""
+        super().__init__(
+            f"{len(unresolved)} order(s) unresolved ({sample}{more}); "
+            "see .unresolved for each id's error",
+            ids=(entry.id for entry in unresolved),
+        )
+        self.unresolved = unresolved
+
+
+_CLASS_BY_NAME: dict[str, type[APIError]] = {
+    "jwt_verification": AuthenticationError,
+    "invalid_query_payload": AuthenticationError,
+    "expired_access_key": AuthenticationError,
+    "nonce_used": AuthenticationError,
+    "no_authorization_ip": AuthenticationError,
+    "no_authorization_i_p": AuthenticationError,
+    "no_authorization_token": AuthenticationError,
+    "invalid_access_key": AuthenticationError,
+    "out_of_scope": OutOfScopeError,
+    "market_offline": MarketOfflineError,
+    "validation_error": InvalidRequestError,
+    "invalid_parameter": InvalidRequestError,
+    "bad_request": InvalidRequestError,
+    "QUERY_PARAMETER_NOT_SUPPORTED": InvalidRequestError,
+    "order_not_found": OrderNotFoundError,
+    "too_many_requests": RateLimitError,
+}
+
+
+def error_from_response(
+    status: int, name: str | None, message: str, *, ids: Iterable[str] = ()
+) -> APIError:
+    """Build the error for an answer with this status and Upbit error name.
+
+    418 and 5xx answers map by status whatever their name, since they say something about the
+    exchange rather than about the request. 418 answers come back as :class:`BlockedError` with
+    ``retry_after`` of 0; the session fills in the block's real duration.
+    """
+    if status == 418:
+        return BlockedError(message, name=name, retry_after=0.0, ids=ids)
+    if status >= 500:
+        return ServerError(message, status=status, name=name, ids=ids)
+    if name is not None and name in _CLASS_BY_NAME:
+        return _CLASS_BY_NAME[name](message, status=status, name=name, ids=ids)
+    if status == 429:
+        return RateLimitError(message, status=status, name=name, ids=ids)
+    if status == 401:
+        return AuthenticationError(message, status=status, name=name, ids=ids)
+    return APIError(message, status=status, name=name, ids=ids)
