@@ -1,3 +1,69 @@
-"""Cancel any number of Upbit orders as fast as the exchange allows, without tripping its limiter."""
+"""Cancel any number of Upbit orders as fast as the exchange allows, without tripping its limiter.
 
-__all__: list[str] = []
+Example::
+
+    from upbit_cancel import BatchCanceller, UpbitSession
+
+    async with UpbitSession(access_key, secret_key, region="sg") as session:
+        result = await BatchCanceller(session).cancel(uuids=order_ids)
+        print(result.success.count, result.failed.count, len(result.unresolved))
+"""
+
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BlockedError,
+    ConnectError,
+    ConnectionLostError,
+    InvalidRequestError,
+    MalformedResponseError,
+    MarketOfflineError,
+    OrderNotFoundError,
+    OutcomeUnknownError,
+    OutOfScopeError,
+    RateLimitError,
+    ResponseTimeoutError,
+    ServerError,
+    SessionClosedError,
+    UnresolvedError,
+    UpbitError,
+)
+from ._limiter import SlidingWindowLimiter
+from ._models import (
+    BatchResult,
+    CancelResult,
+    OrderEntry,
+    OrderList,
+    RemainingReq,
+    UnresolvedOrder,
+)
+from ._session import REGIONS, UpbitSession
+
+__all__ = [
+    "REGIONS",
+    "APIError",
+    "AuthenticationError",
+    "BatchResult",
+    "BlockedError",
+    "CancelResult",
+    "ConnectError",
+    "ConnectionLostError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "MarketOfflineError",
+    "OrderEntry",
+    "OrderList",
+    "OrderNotFoundError",
+    "OutOfScopeError",
+    "OutcomeUnknownError",
+    "RateLimitError",
+    "RemainingReq",
+    "ResponseTimeoutError",
+    "ServerError",
+    "SessionClosedError",
+    "SlidingWindowLimiter",
+    "UnresolvedError",
+    "UnresolvedOrder",
+    "UpbitError",
+    "UpbitSession",
+]

@@ -1,0 +1,444 @@
+"""UpbitSession against the fake exchange over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import aiohttp
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from upbit_cancel import (
+    REGIONS,
+    APIError,
+    AuthenticationError,
+    BlockedError,
+    ConnectError,
+    ConnectionLostError,
+    InvalidRequestError,
+    MalformedResponseError,
+    MarketOfflineError,
+    OrderNotFoundError,
+    OutcomeUnknownError,
+    OutOfScopeError,
+    RateLimitError,
+    ResponseTimeoutError,
+    ServerError,
+    SessionClosedError,
+    SlidingWindowLimiter,
+    UpbitSession,
+)
+from upbit_cancel._models import parse_remaining_req
+from upbit_cancel._signing import encode_query
+from upbit_cancel.testing import FakeUpbit, Faults
+
+UNKNOWN = "0000abcd-0000-4000-8000-000000000000"
+
+
+def session_for(fake: FakeUpbit, **options: Any) -> UpbitSession:
+    return UpbitSession(fake.access_key, fake.secret_key, base_url=fake.base_url, **options)
+
+
+def fast_limiter() -> SlidingWindowLimiter:
+    """A limiter whose pauses last milliseconds, for tests that provoke 429s."""
+    return SlidingWindowLimiter(30, 0.02, margin=0.0)
+
+
+async def test_cancels_open_orders_and_reports_closed_ones_as_failed(fake: FakeUpbit) -> None:
+    """Open orders land in success, filled and canceled ones in failed, with their markets."""
+    open_order = fake.add_order(market="SGD-ETH", identifier="bot-1")
+    filled = fake.add_order(market="SGD-BTC", state="done")
+    canceled = fake.add_order(market="SGD-BTC", state="cancel")
+    async with session_for(fake) as session:
+        result = await session.cancel_orders(uuids=[open_order, filled, canceled])
+    assert [(o.uuid, o.market, o.identifier) for o in result.success.orders] == [
+        (open_order, "SGD-ETH", "bot-1")
+    ]
+    assert result.success.count == 1
+    assert sorted(o.uuid for o in result.failed.orders) == sorted([filled, canceled])
+    assert all(o.identifier is None for o in result.failed.orders)
+    assert fake.state(open_order) == "cancel"
+    assert fake.state(filled) == "done"
+
+
+@pytest.mark.parametrize("identifier", ["plain", "a:b", "x&y=z", "with space", "plus+sign", "ü/%"])
+async def test_identifiers_with_reserved_characters_are_signed_correctly(
+    fake: FakeUpbit, identifier: str
+) -> None:
+    """Identifiers survive the trip: percent-encoded on the wire, hashed decoded."""
+    uuid = fake.add_order(identifier=identifier)
+    async with session_for(fake) as session:
+        result = await session.cancel_orders(identifiers=[identifier])
+    assert [(o.uuid, o.identifier) for o in result.success.orders] == [(uuid, identifier)]
+    assert fake.state(uuid) == "cancel"
+
+
+@given(st.lists(st.text(min_size=1), min_size=1, max_size=5))
+def test_wire_query_decodes_to_the_hashed_text(values: list[str]) -> None:
+    """Whatever the values, the server's decoding of the wire text equals what was hashed."""
+    params = [("identifiers[]", value) for value in values]
+    query = encode_query(params)
+    assert unquote(query.wire) == query.hashed
+    assert parse_qsl(query.wire, keep_blank_values=True) == params
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({}, "exactly one of"),
+        ({"uuids": [UNKNOWN], "identifiers": ["a"]}, "exactly one of"),
+        ({"uuids": []}, "empty"),
+        ({"uuids": [f"00000000-0000-4000-8000-{n:012d}" for n in range(21)]}, "BatchCanceller"),
+        ({"uuids": [UNKNOWN, 7]}, "must be strings"),
+        ({"uuids": ["not-a-uuid"]}, "malformed uuid"),
+        ({"uuids": [UNKNOWN.upper()]}, "lowercase"),
+        ({"uuids": [UNKNOWN, UNKNOWN]}, "duplicate"),
+        ({"uuids": UNKNOWN}, "not one string"),
+        ({"identifiers": [""]}, "empty strings"),
+    ],
+)
+async def test_bad_ids_are_refused_before_sending(
+    fake: FakeUpbit, arguments: dict[str, Any], message: str
+) -> None:
+    """Ids that cannot be sent raise ValueError saying what to do, and nothing is sent."""
+    async with session_for(fake) as session:
+        with pytest.raises(ValueError, match=message):
+            await session.cancel_orders(**arguments)
+    assert fake.records == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"base_url": "http://example.com"}, "loopback"),
+        ({"base_url": "ftp://127.0.0.1"}, "https://host"),
+        ({"base_url": "https://api.upbit.com/v1"}, "only scheme and host"),
+        ({"region": "jp"}, "unknown region 'jp'"),
+        ({"read_timeout": 0}, "positive"),
+        ({"rate_limit_retries": -1}, "zero or more"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_clear_message(
+    arguments: dict[str, Any], message: str
+) -> None:
+    """Settings that cannot work raise ValueError at construction."""
+    with pytest.raises(ValueError, match=message):
+        UpbitSession("a" * 40, "s" * 40, **arguments)
+
+
+def test_regions_map_to_their_base_urls() -> None:
+    """sg, id and th use {region}-api.upbit.com; kr uses api.upbit.com."""
+    assert UpbitSession("a" * 40, "s" * 40, region="th").base_url == "https://th-api.upbit.com"
+    assert UpbitSession("a" * 40, "s" * 40, region="kr").base_url == "https://api.upbit.com"
+    assert set(REGIONS) == {"sg", "id", "th", "kr"}
+    assert UpbitSession("a" * 40, "s" * 40, base_url="http://localhost:8080/").base_url == (
+        "http://localhost:8080"
+    )
+
+
+def test_a_truncated_secret_is_refused() -> None:
+    """A secret shorter than Upbit's 40 characters is a copy-paste accident."""
+    with pytest.raises(ValueError, match="40"):
+        UpbitSession("a" * 40, "short-secret")
+
+
+async def test_secrets_never_appear_in_repr_errors_or_logs(
+    fake: FakeUpbit, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Neither the secret key nor a token shows up in repr, error text or debug logs."""
+    caplog.set_level(logging.DEBUG, logger="upbit_cancel")
+    fake.queue_response(429, {"error": {"name": "too_many_requests", "message": "slow down"}})
+    fake.queue_response(401, {"error": {"name": "jwt_verification", "message": "bad token"}})
+    async with session_for(fake, limiter=fast_limiter()) as session:
+        with pytest.raises(AuthenticationError) as caught:
+            await session.cancel_orders(uuids=[UNKNOWN])
+        texts = [repr(session), str(caught.value), repr(caught.value), caplog.text]
+    for text in texts:
+        assert fake.secret_key not in text
+        assert "Bearer" not in text
+    assert fake.access_key not in repr(session)
+
+
+async def test_request_signs_any_call_within_the_same_budget(fake: FakeUpbit) -> None:
+    """`request` returns the decoded JSON of any signed call, params hashed in order."""
+    wanted = fake.add_order(market="SGD-ETH")
+    fake.add_order(market="SGD-BTC")
+    async with session_for(fake) as session:
+        orders = await session.request("GET", "/v1/orders/open", params={"market": "SGD-ETH"})
+        assert session.requests_sent == 1
+    assert [order["uuid"] for order in orders] == [wanted]
+
+
+async def test_sessions_of_one_key_share_a_limiter_and_other_keys_do_not(fake: FakeUpbit) -> None:
+    """Same access key, same budget; another key gets its own unless one is passed."""
+    other_access, other_secret = fake.add_credentials()
+    shared = SlidingWindowLimiter()
+    async with (
+        session_for(fake) as first,
+        session_for(fake) as second,
+        UpbitSession(other_access, other_secret, base_url=fake.base_url) as third,
+        UpbitSession(other_access, other_secret, base_url=fake.base_url, limiter=shared) as fourth,
+        session_for(fake, limiter=shared) as fifth,
+    ):
+        assert first.limiter is second.limiter
+        assert third.limiter is not first.limiter
+        assert fourth.limiter is fifth.limiter is shared
+
+
+async def test_close_is_idempotent_and_a_closed_session_refuses_work(fake: FakeUpbit) -> None:
+    """aclose() twice is fine; any call afterwards raises SessionClosedError."""
+    session = session_for(fake)
+    await session.aclose()
+    await session.aclose()
+    assert session.closed
+    with pytest.raises(SessionClosedError, match="create a new one"):
+        await session.cancel_orders(uuids=[UNKNOWN])
+    with pytest.raises(SessionClosedError):
+        async with session:
+            pass
+
+
+async def test_a_given_http_session_is_used_and_left_open(fake: FakeUpbit) -> None:
+    """The caller's aiohttp session carries the requests and stays open after aclose()."""
+    order = fake.add_order()
+    async with aiohttp.ClientSession() as http:
+        async with session_for(fake, http_session=http) as session:
+            await session.cancel_orders(uuids=[order])
+        assert not http.closed
+    assert fake.state(order) == "cancel"
+
+
+DOCUMENTED_NAMES = [
+    (401, "jwt_verification", AuthenticationError),
+    (401, "invalid_query_payload", AuthenticationError),
+    (401, "expired_access_key", AuthenticationError),
+    (401, "nonce_used", AuthenticationError),
+    (401, "no_authorization_ip", AuthenticationError),
+    (401, "no_authorization_i_p", AuthenticationError),
+    (401, "no_authorization_token", AuthenticationError),
+    (401, "invalid_access_key", AuthenticationError),
+    (403, "out_of_scope", OutOfScopeError),
+    (401, "out_of_scope", OutOfScopeError),
+    (403, "market_offline", MarketOfflineError),
+    (400, "validation_error", InvalidRequestError),
+    (400, "invalid_parameter", InvalidRequestError),
+    (400, "bad_request", InvalidRequestError),
+    (400, "QUERY_PARAMETER_NOT_SUPPORTED", InvalidRequestError),
+    (404, "order_not_found", OrderNotFoundError),
+    (400, "some_future_name", APIError),
+]
+
+
+@pytest.mark.parametrize(("status", "name", "error_class"), DOCUMENTED_NAMES)
+async def test_each_error_name_maps_to_its_class(
+    fake: FakeUpbit, status: int, name: str, error_class: type[APIError]
+) -> None:
+    """The class follows Upbit's error name; status, name, message and ids are kept."""
+    fake.queue_response(status, {"error": {"name": name, "message": "메시지 text"}})
+    async with session_for(fake) as session:
+        with pytest.raises(APIError) as caught:
+            await session.cancel_orders(uuids=[UNKNOWN])
+    error = caught.value
+    assert type(error) is error_class
+    assert (error.status, error.name, error.ids) == (status, name, (UNKNOWN,))
+    assert "메시지 text" in str(error)
+    assert len(fake.records) == 1
+
+
+async def test_an_html_server_error_is_a_clear_outcome_unknown_error(fake: FakeUpbit) -> None:
+    """A 5xx with an HTML page says so and is flagged as possibly processed."""
+    fake.queue_response(502, "<html><body>Bad Gateway</body></html>", content_type="text/html")
+    async with session_for(fake) as session:
+        with pytest.raises(ServerError) as caught:
+            await session.cancel_orders(uuids=[UNKNOWN])
+    assert isinstance(caught.value, OutcomeUnknownError)
+    assert caught.value.status == 502
+    assert caught.value.name is None
+    assert "HTML" in str(caught.value)
+    assert "may or may not" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"success": {"count": 1, "orders": [', b"[]", b'{"success": {"count": 0}}', b"null"],
+)
+async def test_a_malformed_success_body_is_a_clear_error(fake: FakeUpbit, body: bytes) -> None:
+    """A 200 that is not the documented JSON raises MalformedResponseError, outcome unknown."""
+    fake.queue_response(200, body)
+    async with session_for(fake) as session:
+        with pytest.raises(MalformedResponseError, match="may or may not") as caught:
+            await session.cancel_orders(uuids=[UNKNOWN])
+    assert caught.value.ids == (UNKNOWN,)
+
+
+async def test_a_429_pauses_and_retries_with_a_fresh_token(fake: FakeUpbit) -> None:
+    """After a 429 the request is retried (a reused nonce would be refused) and succeeds."""
+    order = fake.add_order()
+    fake.queue_response(429, {"error": {"name": "too_many_requests", "message": "slow down"}})
+    limiter = fast_limiter()
+    async with session_for(fake, limiter=limiter) as session:
+        result = await session.cancel_orders(uuids=[order])
+        assert (session.requests_sent, session.rate_limited) == (2, 1)
+    assert result.success.count == 1
+    assert [record.status for record in fake.records] == [429, 200]
+    assert fake.records[1].arrival >= fake.records[0].arrival + limiter.window
+
+
+async def test_a_plain_text_429_is_retried_too() -> None:
+    """The plain-text variant of 429 is recognised like the JSON one."""
+    async with FakeUpbit(limit=1, window=0.05, plain_text_429=True) as fake:
+        orders = [fake.add_order() for _ in range(3)]
+        limiter = SlidingWindowLimiter(3, 0.02, margin=0.0)
+        async with session_for(fake, limiter=limiter, rate_limit_retries=10) as session:
+            results = await asyncio.gather(
+                *(session.cancel_orders(uuids=[order]) for order in orders)
+            )
+            assert session.rate_limited >= 1
+    assert [result.success.count for result in results] == [1, 1, 1]
+    assert all(fake.state(order) == "cancel" for order in orders)
+
+
+async def test_429_retries_are_bounded(fake: FakeUpbit) -> None:
+    """Refused every time, the request gives up after the retries with RateLimitError."""
+    fake.queue_response(429, "Too many API requests.", content_type="text/plain", count=10)
+    async with session_for(fake, limiter=fast_limiter(), rate_limit_retries=2) as session:
+        with pytest.raises(RateLimitError) as caught:
+            await session.cancel_orders(uuids=[UNKNOWN])
+    assert type(caught.value) is RateLimitError
+    assert "3 times" in str(caught.value)
+    assert len(fake.records) == 3
+
+
+async def test_a_418_blocks_the_account_without_sending_anything(fake: FakeUpbit) -> None:
+    """418 raises BlockedError with the stated duration; later calls fail before sending."""
+    order = fake.add_order()
+    fake.queue_response(
+        418, {"error": {"name": "blocked", "message": "Your access is blocked for 30 seconds."}}
+    )
+    async with (
+        session_for(fake) as session,
+        session_for(fake) as sibling,
+    ):
+        with pytest.raises(BlockedError) as first:
+            await session.cancel_orders(uuids=[order])
+        loop_time = asyncio.get_running_loop().time()
+        assert first.value.retry_after == 30.0
+        assert session.limiter.blocked_until == pytest.approx(loop_time + 30.0, abs=1.0)
+        for caller in (session, sibling):
+            with pytest.raises(BlockedError) as later:
+                await caller.cancel_orders(uuids=[order])
+            assert later.value.ids == (order,)
+            assert 29.0 < later.value.retry_after <= 30.0
+    assert len(fake.records) == 1
+    assert fake.state(order) == "wait"
+
+
+async def test_a_418_without_a_duration_blocks_for_a_minute(fake: FakeUpbit) -> None:
+    """When the message states no duration, the block lasts a conservative 60 seconds."""
+    fake.queue_response(418, "I'm a teapot", content_type="text/plain")
+    async with session_for(fake) as session:
+        with pytest.raises(BlockedError, match="no duration stated") as caught:
+            await session.cancel_orders(uuids=[UNKNOWN])
+    assert caught.value.retry_after == 60.0
+
+
+async def test_repeated_429s_turn_into_a_418_block_that_is_never_retried() -> None:
+    """The fake escalates to 418 after 429s; the session stops at the first 418."""
+    async with FakeUpbit(limit=1, block_after=2, block_seconds=45) as fake:
+        orders = [fake.add_order() for _ in range(4)]
+        limiter = SlidingWindowLimiter(10, 0.02, margin=0.0)
+        async with session_for(fake, limiter=limiter, rate_limit_retries=10) as session:
+            outcomes = await asyncio.gather(
+                *(session.cancel_orders(uuids=[order]) for order in orders),
+                return_exceptions=True,
+            )
+        blocked = [outcome for outcome in outcomes if isinstance(outcome, BlockedError)]
+        assert blocked
+        assert all(0 < error.retry_after <= 45 for error in blocked)
+        statuses = [record.status for record in fake.records]
+        assert statuses.count(418) == 1
+        assert statuses[-1] == 418
+
+
+async def test_a_dropped_connection_is_never_resent(fake: FakeUpbit) -> None:
+    """The exchange processed it, the answer never came: outcome unknown, sent exactly once."""
+    order = fake.add_order()
+    async with FakeUpbit(faults=Faults(drop_rate=1.0)) as dropping:
+        order = dropping.add_order()
+        async with session_for(dropping) as session:
+            # A first request opens a kept-alive connection that aiohttp would retry on.
+            with pytest.raises(ConnectionLostError, match="may or may not"):
+                await session.cancel_orders(uuids=[order])
+            with pytest.raises(ConnectionLostError):
+                await session.request("GET", "/v1/orders/open")
+        assert dropping.state(order) == "cancel"
+        assert len(dropping.records) == 2
+        assert all(record.error_name is None for record in dropping.records)
+
+
+async def test_a_slow_answer_times_out_as_outcome_unknown() -> None:
+    """No answer within read_timeout raises ResponseTimeoutError."""
+    async with FakeUpbit(faults=Faults(slow_rate=1.0, slow_seconds=2.0)) as fake:
+        order = fake.add_order()
+        async with session_for(fake, read_timeout=0.2) as session:
+            with pytest.raises(ResponseTimeoutError, match="may or may not"):
+                await session.cancel_orders(uuids=[order])
+        assert fake.state(order) == "cancel"
+
+
+async def test_an_unreachable_exchange_is_a_connect_error() -> None:
+    """Nothing listening: ConnectError, which says that nothing was sent."""
+    async with FakeUpbit() as fake:
+        base_url = fake.base_url
+        access_key, secret_key = fake.access_key, fake.secret_key
+    async with UpbitSession(access_key, secret_key, base_url=base_url) as session:
+        with pytest.raises(ConnectError, match="nothing was sent"):
+            await session.cancel_orders(uuids=[UNKNOWN])
+
+
+async def test_remaining_req_is_exposed(fake: FakeUpbit) -> None:
+    """The last Remaining-Req header is parsed and available on the session."""
+    async with session_for(fake) as session:
+        assert session.remaining_req is None
+        await session.request("GET", "/v1/orders/open")
+        assert session.remaining_req is not None
+        assert (session.remaining_req.group, session.remaining_req.sec) == ("default", 29)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("group=default; min=1800; sec=29", ("default", 29, 1800)),
+        ("GROUP=default;SEC=0", ("default", 0, None)),
+        ("  sec=3 ; group = order ", ("order", 3, None)),
+        ("group=default; sec=many", None),
+        ("group=default", None),
+        ("sec=-1; group=default", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_remaining_req_is_parsed_tolerantly(
+    header: str | None, expected: tuple[str, int, int | None] | None
+) -> None:
+    """Odd spacing and case are fine; anything unusable is ignored rather than raised."""
+    parsed = parse_remaining_req(header)
+    assert (None if parsed is None else (parsed.group, parsed.sec, parsed.min)) == expected
+
+
+async def test_a_lowercase_remaining_req_header_is_read(fake: FakeUpbit) -> None:
+    """Over HTTP/2 the header name may arrive lowercase; sec=0 pauses the account."""
+    fake.queue_response(
+        200,
+        {"success": {"count": 0, "orders": []}, "failed": {"count": 0, "orders": []}},
+        headers={"remaining-req": "group=default; min=1800; sec=0"},
+    )
+    async with session_for(fake) as session:
+        await session.cancel_orders(uuids=[UNKNOWN])
+        assert session.remaining_req is not None
+        assert session.remaining_req.sec == 0
+        assert session.limiter.paused_until > asyncio.get_running_loop().time()
