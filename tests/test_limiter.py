@@ -211,6 +211,27 @@ def test_429_backoff_is_capped() -> None:
     assert pauses[-1] >= 8.0
 
 
+def test_a_429_halves_the_share_of_the_window_until_it_grows_back() -> None:
+    """Someone else spends the budget: after a 429 only half a window goes out, then more."""
+
+    async def main(clock: VirtualClock) -> None:
+        limiter = SlidingWindowLimiter(30, 1.0, margin=0.0)
+        first = await limiter.grant()
+        limiter.rate_limited(first)
+        limiter.rate_limited(first)  # the same full window refused several requests: one incident
+        assert limiter.share() == 15
+        # The share grows back by 3 (a tenth of 30) per window since the 429.
+        await asyncio.sleep(1.5)
+        assert limiter.share() == 18
+        grants = await asyncio.gather(*(limiter.grant() for _ in range(19)))
+        assert grants[:18] == [1001.5] * 18
+        assert grants[18] >= 1002.5
+        await asyncio.sleep(10.0)
+        assert limiter.share() == 30
+
+    run_virtual(main)
+
+
 def test_block_fails_waiters_and_new_requests_until_it_ends() -> None:
     """During a block every acquisition raises BlockedError; afterwards grants resume."""
 

@@ -46,10 +46,12 @@ class SlidingWindowLimiter(AsyncLimiter):
         "_block_reason",
         "_blocked_until",
         "_grants",
-        "_paused_since",
+        "_incident_at",
         "_paused_until",
         "_queue",
         "_random",
+        "_share",
+        "_share_since",
         "_timer",
         "margin",
     )
@@ -77,10 +79,12 @@ class SlidingWindowLimiter(AsyncLimiter):
         self._queue: deque[asyncio.Future[float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._paused_until = float("-inf")
-        self._paused_since = float("-inf")
+        self._incident_at = float("-inf")
         self._blocked_until = float("-inf")
         self._block_reason = ""
         self._backoff_level = 0
+        self._share = max_rate
+        self._share_since = float("-inf")
         self._random = random.Random()
 
     @property
@@ -98,11 +102,27 @@ class SlidingWindowLimiter(AsyncLimiter):
         """Loop time until which the account is blocked (in the past when not blocked)."""
         return self._blocked_until
 
+    def share(self, now: float | None = None) -> int:
+        """How many grants a window may hold now: ``max_rate``, less after recent 429s.
+
+        A 429 means someone else spends the account's budget too (another process, another
+        key). Each 429 incident halves the share; it grows back by a tenth of ``max_rate`` per
+        window without one. Without 429s it is always ``max_rate``.
+        """
+        limit = int(self.max_rate)
+        if self._share == limit:
+            return limit
+        if now is None:
+            now = self._loop.time()
+        windows = int((now - self._share_since) / self.window)
+        return min(limit, self._share + windows * max(1, limit // 10))
+
     def _ready_at(self) -> float:
         """Earliest loop time at which the next grant may happen."""
         ready = self._paused_until
-        if len(self._grants) == self.max_rate:
-            ready = max(ready, self._grants[0] + self.window)
+        share = self.share()
+        if len(self._grants) >= share:
+            ready = max(ready, self._grants[-share] + self.window)
         return ready
 
     def has_capacity(self, amount: float = 1) -> bool:
@@ -196,8 +216,6 @@ class SlidingWindowLimiter(AsyncLimiter):
     def pause(self, until: float) -> None:
         """Grant nothing before loop time ``until``. A pause is never shortened."""
         if until > self._paused_until:
-            if self._paused_until < self._loop.time():
-                self._paused_since = self._loop.time()
             self._paused_until = until
             self._schedule()
 
@@ -216,13 +234,16 @@ class SlidingWindowLimiter(AsyncLimiter):
         """Record a 429 for a request granted at ``granted_at``; pause and return the pause.
 
         The pause is one window, doubled for each further 429 met by requests granted after the
-        previous pause began (concurrent requests refused by the same full window count once),
+        previous 429 came back (concurrent requests refused by the same full window count once),
         capped at 8 windows, with up to 25 % random jitter so that clients sharing an account
-        do not resume in lockstep.
+        do not resume in lockstep. Each such incident also halves the :meth:`share`.
         """
         now = self._loop.time()
-        if granted_at > self._paused_since:
+        if granted_at > self._incident_at:
+            self._incident_at = now
             self._backoff_level = min(self._backoff_level + 1, 4)
+            self._share = max(1, self.share(now) // 2)
+            self._share_since = now
         seconds = self.window * 2.0 ** (self._backoff_level - 1)
         seconds *= 1 + 0.25 * self._random.random()
         self.pause(now + seconds)
