@@ -5,6 +5,8 @@ Every error derives from :class:`UpbitError`::
     UpbitError
     ├── SessionClosedError          the session was closed; open a new one
     ├── UnresolvedError             BatchResult.raise_for_unresolved(): some ids are unresolved
+    ├── InvalidIdError              an id that cannot be an order's (also a ValueError); never sent
+    ├── NotSentError                the batch stopped before this request was sent
     ├── ConnectError                could not reach the exchange: nothing was sent
     ├── OutcomeUnknownError         sent, no usable answer: the orders may or may not be canceled
     │   ├── ResponseTimeoutError    no answer within the timeout
@@ -44,9 +46,11 @@ __all__ = [
     "BlockedError",
     "ConnectError",
     "ConnectionLostError",
+    "InvalidIdError",
     "InvalidRequestError",
     "MalformedResponseError",
     "MarketOfflineError",
+    "NotSentError",
     "OrderNotFoundError",
     "OutOfScopeError",
     "OutcomeUnknownError",
@@ -78,6 +82,14 @@ class UpbitError(Exception):
 
 class SessionClosedError(UpbitError, RuntimeError):
     """The session was closed with ``aclose()``; create a new ``UpbitSession``."""
+
+
+class InvalidIdError(UpbitError, ValueError):
+    """An id that cannot name an order (a malformed uuid, an empty identifier); it was not sent."""
+
+
+class NotSentError(UpbitError):
+    """The batch stopped (it was cancelled) before this request was sent: nothing happened."""
 
 
 class ConnectError(UpbitError):

@@ -159,8 +159,12 @@ class BatchResult:
     #: ``retry_ambiguous=True``): the exchange refused them on the retry, possibly because the
     #: first attempt had already canceled them.
     possibly_canceled: frozenset[str] = frozenset()
-    #: Requests sent to the exchange, retries included.
+    #: Requests the session sent during the batch, retries included.
     requests: int = 0
+    #: 429 answers the session received during the batch (each was paused for and retried).
+    rate_limited: int = 0
+    #: Seconds from the start of the batch to its end.
+    elapsed: float = 0.0
 
     def raise_for_unresolved(self) -> None:
         """Raise :class:`UnresolvedError` if any id is unresolved; do nothing otherwise."""

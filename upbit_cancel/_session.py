@@ -7,7 +7,7 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import aiohttp
@@ -335,10 +335,18 @@ class UpbitSession:
             UpbitError: the request failed; see the errors module for the tree.
         """
         kind, ids = _validate_ids(uuids, identifiers)
+        return await self._cancel(kind, ids)
+
+    async def _cancel(
+        self,
+        kind: Literal["uuids", "identifiers"],
+        ids: Sequence[str],
+        before_send: Callable[[], None] | None = None,
+    ) -> CancelResult:
+        """Cancel already validated ids; ``before_send`` runs before each attempt goes out."""
         field = f"{kind}[]"
-        body = await self._call(
-            "DELETE", "/v1/orders/uuids", [(field, value) for value in ids], ids
-        )
+        params = [(field, value) for value in ids]
+        body = await self._call("DELETE", "/v1/orders/uuids", params, ids, before_send)
         try:
             return parse_cancel_result(body)
         except ValueError as error:
@@ -364,7 +372,12 @@ class UpbitSession:
         return await self._call(method.upper(), path, _flatten(params), ())
 
     async def _call(
-        self, method: str, path: str, params: list[tuple[str, str]], ids: Sequence[str]
+        self,
+        method: str,
+        path: str,
+        params: list[tuple[str, str]],
+        ids: Sequence[str],
+        before_send: Callable[[], None] | None = None,
     ) -> Any:
         http = self._open()
         limiter = self.limiter
@@ -383,6 +396,8 @@ class UpbitSession:
                 ) from None
             if self._closed:
                 raise SessionClosedError("this UpbitSession was closed while the request waited")
+            if before_send is not None:
+                before_send()
             token = make_token(self._access_key, self._secret_key, query.hashed)
             self._requests_sent += 1
             status, headers, body = await self._send(http, method, url, token, ids)
