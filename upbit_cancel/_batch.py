@@ -188,6 +188,10 @@ class _Run:
         self.fatal: UpbitError | None = None
         self.total: int | None = None
         self.in_flight: dict[int, _Chunk] = {}
+        # Workers whose chunk has not been sent yet (waiting for the limiter), by chunk index,
+        # and the chunks whose worker stop() interrupted.
+        self.waiting: dict[int, asyncio.Task[None]] = {}
+        self.stopped: set[int] = set()
         self.done = self.success = self.failed = self.unresolved = 0
         self.started = time.monotonic()
         self.requests_before = session.requests_sent
@@ -195,6 +199,17 @@ class _Run:
 
     def set_total(self, total: int) -> None:
         self.total = total
+
+    def stop(self, error: UpbitError) -> None:
+        """Stop the batch after a fatal error: interrupt every chunk still waiting to be sent."""
+        if self.fatal is not None:
+            return
+        self.fatal = error
+        _log.warning("stopping the batch: %s", error)
+        for index, task in self.waiting.items():
+            self.stopped.add(index)
+            task.cancel()
+        self.waiting.clear()
 
     @property
     def requests(self) -> int:
@@ -376,10 +391,22 @@ class BatchCanceller:
         workers = self._max_in_flight or 2 * self._session.limiter.max_rate
 
         async def worker() -> None:
+            task = asyncio.current_task()
+            assert task is not None
             # Workers share one iterator; next() never awaits, so no chunk is taken twice.
             for chunk in source:
                 run.in_flight[chunk.index] = chunk
-                result = await self._send(kind, chunk, run)
+                if run.fatal is None:
+                    run.waiting[chunk.index] = task
+                try:
+                    result = await self._send(kind, chunk, run)
+                except asyncio.CancelledError:
+                    # Interrupted by stop() before sending (and by nothing else): settle here.
+                    if chunk.index not in run.stopped or task.uncancel() > 0 or not run.fatal:
+                        raise
+                    result = _unresolved(chunk, run.fatal)
+                run.waiting.pop(chunk.index, None)
+                run.stopped.discard(chunk.index)
                 # Left in place if the send is interrupted, so the partial result lists it.
                 del run.in_flight[chunk.index]
                 run.record(result)
@@ -398,6 +425,7 @@ class BatchCanceller:
         def before_send() -> None:
             if run.fatal is not None:
                 raise _StoppedError
+            run.waiting.pop(chunk.index, None)
             chunk.sent = True
 
         while True:
@@ -416,9 +444,7 @@ class BatchCanceller:
                     continue
                 return _unresolved(chunk, error)
             except _FATAL as error:
-                if run.fatal is None:
-                    run.fatal = error
-                    _log.warning("stopping the batch: %s", error)
+                run.stop(error)
                 return _unresolved(chunk, error)
             except UpbitError as error:
                 return _unresolved(chunk, error)
