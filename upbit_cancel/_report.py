@@ -1,0 +1,319 @@
+"""What the command line shows: a batch's result as JSON, summary tables and a progress bar.
+
+Tables are plain data (:class:`Table`) rendered with rich when it is installed (the ``cli``
+extra) and as aligned text otherwise, so that ``upbit-cancel cancel`` never depends on a display
+library to cancel orders.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections import Counter
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TextIO
+
+import attrs
+
+from ._batch import Progress
+from ._errors import APIError, BlockedError, MalformedResponseError, UpbitError
+from ._models import BatchResult, OrderEntry, UnresolvedOrder
+
+if TYPE_CHECKING:
+    import rich.console
+    import rich.progress
+
+__all__ = [
+    "ProgressBar",
+    "Table",
+    "cancel_summary",
+    "console",
+    "count",
+    "error_json",
+    "reason",
+    "render",
+    "result_json",
+    "say",
+    "unresolved_breakdown",
+    "unresolved_table",
+]
+
+#: Whether rich is installed; without it tables are plain text and there is no progress bar.
+HAVE_RICH = importlib.util.find_spec("rich") is not None
+
+#: Unresolved ids listed by name in a summary before "... and N more".
+UNRESOLVED_SHOWN = 10
+
+
+def count(number: int) -> str:
+    """``2123`` as ``2,123``."""
+    return f"{number:,}"
+
+
+def error_json(error: UpbitError | None) -> dict[str, Any] | None:
+    """An unresolved id's error as JSON: type and message, plus status and name when known."""
+    if error is None:
+        return None
+    payload: dict[str, Any] = {"type": type(error).__name__, "message": error.message}
+    if isinstance(error, (APIError, MalformedResponseError)):
+        payload["status"] = error.status
+    if isinstance(error, APIError):
+        payload["name"] = error.name
+    if isinstance(error, BlockedError):
+        payload["retry_after"] = error.retry_after
+    return payload
+
+
+def _order_json(order: OrderEntry) -> dict[str, Any]:
+    return {"uuid": order.uuid, "market": order.market, "identifier": order.identifier}
+
+
+def result_json(result: BatchResult) -> dict[str, Any]:
+    """The whole result as one JSON-ready document (the shape is documented in docs/cli.md)."""
+    return {
+        "success": [_order_json(order) for order in result.success.orders],
+        "failed": [_order_json(order) for order in result.failed.orders],
+        "unresolved": [
+            {"id": entry.id, "error": error_json(entry.error)} for entry in result.unresolved
+        ],
+        "possibly_canceled": sorted(result.possibly_canceled),
+        "requests": result.requests,
+        "rate_limited": result.rate_limited,
+        "elapsed": round(result.elapsed, 3),
+    }
+
+
+def unresolved_breakdown(unresolved: tuple[UnresolvedOrder, ...]) -> str:
+    """Unresolved ids per reason, such as ``"20 unknown to the exchange, 3 InvalidIdError"``."""
+    labels = Counter(
+        "unknown to the exchange" if entry.error is None else type(entry.error).__name__
+        for entry in unresolved
+    )
+    return ", ".join(f"{count(number)} {label}" for label, number in labels.items())
+
+
+def reason(entry: UnresolvedOrder) -> str:
+    """Why an id is unresolved, in one line."""
+    if entry.error is None:
+        return "the exchange answered without mentioning it (it does not know this id)"
+    return f"{type(entry.error).__name__}: {entry.error}"
+
+
+@attrs.frozen
+class Table:
+    """Rows of text to show as a table; column 0 is a label, the others values."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    #: Columns aligned right (the numbers).
+    numeric: frozenset[int] = frozenset({1})
+    #: Indexes of rows followed by a rule.
+    breaks: frozenset[int] = frozenset()
+    #: Rich style of each row (``""``: none); ignored in plain text.
+    styles: tuple[str, ...] = ()
+    show_header: bool = False
+    #: A line under the table.
+    caption: str | None = None
+
+
+def cancel_summary(result: BatchResult, *, given: int, title: str = "Cancel summary") -> Table:
+    """The counts of a batch: outcome per id, then requests, 429 answers and time."""
+    distinct = result.success.count + result.failed.count + len(result.unresolved)
+    duplicates = given - distinct
+    rows: list[tuple[str, ...]] = [
+        ("success", count(result.success.count), "canceled by this run"),
+        (
+            "failed",
+            count(result.failed.count),
+            "refused: already filled or canceled",
+        ),
+        ("unresolved", count(len(result.unresolved)), unresolved_breakdown(result.unresolved)),
+    ]
+    styles = [
+        "green",
+        "yellow" if result.failed.count else "",
+        "bold red" if result.unresolved else "",
+    ]
+    if result.possibly_canceled:
+        rows.append(
+            (
+                "possibly canceled",
+                count(len(result.possibly_canceled)),
+                "among failed: an unanswered attempt may have canceled them",
+            )
+        )
+        styles.append("yellow")
+    ids_note = "distinct" + (f" ({count(duplicates)} duplicates dropped)" if duplicates > 0 else "")
+    rows.append(("ids", count(distinct), ids_note))
+    styles.append("bold")
+    breaks = {len(rows) - 1}
+    rows += [
+        ("requests", count(result.requests), "retries included"),
+        ("429 answers", count(result.rate_limited), "each paused for and retried"),
+        ("elapsed", f"{result.elapsed:.2f} s", ""),
+    ]
+    styles += ["", "bold red" if result.rate_limited else "", ""]
+    return Table(
+        title=title,
+        headers=("", "", ""),
+        rows=tuple(rows),
+        breaks=frozenset(breaks),
+        styles=tuple(styles),
+    )
+
+
+def unresolved_table(
+    unresolved: tuple[UnresolvedOrder, ...], *, shown: int = UNRESOLVED_SHOWN
+) -> Table | None:
+    """The first ``shown`` unresolved ids with their reasons; ``None`` if there are none."""
+    if not unresolved:
+        return None
+    more = len(unresolved) - shown
+    return Table(
+        title=f"Unresolved ids ({count(len(unresolved))})",
+        headers=("id", "reason"),
+        rows=tuple((entry.id, reason(entry)) for entry in unresolved[:shown]),
+        numeric=frozenset(),
+        show_header=True,
+        caption=f"... and {count(more)} more (--json lists them all)" if more > 0 else None,
+    )
+
+
+def console(file: TextIO) -> rich.console.Console:
+    """A rich console writing to ``file`` (colours only on a terminal)."""
+    from rich.console import Console
+
+    return Console(file=file, highlight=False)
+
+
+def say(text: str, file: TextIO) -> None:
+    """Write a paragraph to ``file``, wrapped to the terminal's width when rich is installed."""
+    if HAVE_RICH:
+        console(file).print(text, markup=False)
+    else:
+        print(text, file=file)
+
+
+def render(table: Table, file: TextIO) -> None:
+    """Write ``table`` to ``file`` after a blank line: with rich if installed, else as text."""
+    print(file=file)
+    if HAVE_RICH:
+        console(file).print(_rich_table(table))
+        return
+    print(table.title, file=file)
+    widths = [
+        max(len(row[column]) for row in (table.headers, *table.rows))
+        for column in range(len(table.headers))
+    ]
+    lines = [table.headers] if table.show_header else []
+    for row in (*lines, *table.rows):
+        cells = [
+            cell.rjust(width) if column in table.numeric else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  " + "  ".join(cells).rstrip(), file=file)
+    if table.caption is not None:
+        print("  " + table.caption, file=file)
+
+
+def _rich_table(table: Table) -> Any:
+    from rich import box
+    from rich.table import Table as RichTable
+
+    shown = RichTable(
+        title=table.title,
+        title_justify="left",
+        title_style="bold",
+        caption=table.caption,
+        caption_justify="left",
+        box=box.HORIZONTALS,
+        show_header=table.show_header,
+        show_edge=False,
+    )
+    for column, header in enumerate(table.headers):
+        shown.add_column(
+            header,
+            justify="right" if column in table.numeric else "left",
+            style="bold" if column in table.numeric else None,
+            no_wrap=column == 0,
+            overflow="fold",
+        )
+    for index, row in enumerate(table.rows):
+        style = table.styles[index] if index < len(table.styles) else ""
+        shown.add_row(*row, style=style or None, end_section=index in table.breaks)
+    return shown
+
+
+class ProgressBar:
+    """A progress bar on standard error, fed by ``BatchCanceller(on_progress=bar.update)``.
+
+    Writes to ``file`` (default: standard error); does nothing when ``enabled`` is false or rich
+    is not installed.
+
+    Example::
+
+        with ProgressBar(total=len(ids), enabled=True) as bar:
+            result = await BatchCanceller(session, on_progress=bar.update).cancel(uuids=ids)
+    """
+
+    __slots__ = ("_bar", "_task", "_total")
+
+    def __init__(self, total: int, *, enabled: bool, file: TextIO | None = None) -> None:
+        self._total = total
+        self._bar: rich.progress.Progress | None = None
+        self._task: rich.progress.TaskID | None = None
+        if enabled and HAVE_RICH:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("[bold]Cancelling"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("ids"),
+                TextColumn(
+                    "[green]{task.fields[success]:,} ok[/] [yellow]{task.fields[failed]:,} "
+                    "failed[/] [red]{task.fields[unresolved]:,} unresolved[/] "
+                    "{task.fields[requests]:,} requests"
+                ),
+                TimeElapsedColumn(),
+                console=console(sys.stderr if file is None else file),
+                # The live display must not swallow the summary printed on stdout.
+                redirect_stdout=False,
+            )
+
+    def __enter__(self) -> Self:
+        if self._bar is not None:
+            self._bar.start()
+            self._task = self._bar.add_task(
+                "cancel", total=self._total, success=0, failed=0, unresolved=0, requests=0
+            )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, progress: Progress) -> None:
+        """Show ``progress`` (the ``on_progress`` callback)."""
+        if self._bar is None or self._task is None:
+            return
+        self._bar.update(
+            self._task,
+            completed=progress.done,
+            success=progress.success,
+            failed=progress.failed,
+            unresolved=progress.unresolved,
+            requests=progress.requests,
+        )
