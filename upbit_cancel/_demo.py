@@ -1,0 +1,297 @@
+"""The ``upbit-cancel demo`` command: cancel a few thousand orders on an in-process fake exchange.
+
+It seeds a :class:`FakeUpbit` with open orders and with the ids a real cancel list contains by
+mistake (filled and already canceled orders, uuids the exchange does not know, malformed and
+repeated ids), cancels them through the real :class:`UpbitSession` and :class:`BatchCanceller`,
+and reports what happened, measured on both sides: the client's result and the fake's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import sys
+from typing import TextIO
+
+import attrs
+
+from ._batch import BatchCanceller
+from ._models import BatchResult
+from ._report import ProgressBar, Table, count, render, say, unresolved_breakdown
+from ._session import UpbitSession
+from .testing import FakeUpbit, Faults
+
+__all__ = ["Measured", "Plan", "plan_ids", "problems", "run_demo", "summary_tables"]
+
+#: The fake's budget: Upbit's ``default`` group, 30 requests per second.
+LIMIT = 30
+WINDOW = 1.0
+
+#: Ids no exchange could hold: a numeric id from another exchange, an upper-case uuid (Upbit's
+#: are lower-case) and a uuid cut short by a copy and paste.
+_MALFORMED = ("1234567890", "CDD92199-2897-4E14-9448-F923320408AD", "cdd92199-2897-4e14-9448")
+
+
+@attrs.frozen
+class Plan:
+    """What was seeded on the fake and which ids the demo asks to cancel."""
+
+    #: The ids to cancel, shuffled, duplicates included.
+    ids: tuple[str, ...]
+    open: int
+    filled: int
+    canceled: int
+    unknown: int
+    malformed: int
+    duplicates: int
+
+    @property
+    def distinct(self) -> int:
+        """Distinct ids among :attr:`ids`."""
+        return len(self.ids) - self.duplicates
+
+
+@attrs.frozen
+class Measured:
+    """Numbers from one run, as the client and as the fake exchange saw them."""
+
+    result: BatchResult
+    #: Requests and 429 answers the session counted.
+    session_requests: int
+    session_rate_limited: int
+    #: Signed requests the fake recorded, and how many it answered 429.
+    exchange_requests: int
+    exchange_rate_limited: int
+    #: Most requests the fake admitted within any one window.
+    max_in_window: int
+    #: Orders still open on the fake after the run.
+    left_open: int
+
+
+def _unknown_uuid(rng: random.Random) -> str:
+    digits = rng.randbytes(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
+
+
+def plan_ids(fake: FakeUpbit, orders: int, rng: random.Random) -> Plan:
+    """Seed ``fake`` with ``orders`` open orders and a few closed ones; return the ids to cancel."""
+    extra = max(1, orders // 40)
+    unknown = max(1, orders // 100)
+    duplicates = max(1, orders // 100)
+    open_uuids = fake.add_orders(orders)
+    filled = fake.add_orders(extra, state="done")
+    canceled = fake.add_orders(extra, state="cancel")
+    known = set(open_uuids) | set(filled) | set(canceled)
+    unknown_uuids: list[str] = []
+    while len(unknown_uuids) < unknown:
+        uuid = _unknown_uuid(rng)
+        if uuid not in known:
+            unknown_uuids.append(uuid)
+    distinct = [*open_uuids, *filled, *canceled, *unknown_uuids, *_MALFORMED]
+    ids = distinct + rng.sample(distinct, duplicates)
+    rng.shuffle(ids)
+    return Plan(
+        ids=tuple(ids),
+        open=orders,
+        filled=extra,
+        canceled=extra,
+        unknown=unknown,
+        malformed=len(_MALFORMED),
+        duplicates=duplicates,
+    )
+
+
+async def _run(
+    orders: int, jitter: float, seed: int, *, out: TextIO, err: TextIO
+) -> tuple[Plan, Measured]:
+    faults = Faults(jitter_in=jitter, jitter_out=jitter)
+    rng = random.Random(seed)
+    async with FakeUpbit(
+        policy="sliding", limit=LIMIT, window=WINDOW, faults=faults, seed=seed
+    ) as fake:
+        plan = plan_ids(fake, orders, rng)
+        say(
+            f"Fake Upbit exchange at {fake.base_url}: like Upbit, {LIMIT} requests in any "
+            f"{WINDOW:g} s (strict sliding window, 429 beyond); up to {jitter * 1000:g} ms of "
+            "random delay each way.",
+            out,
+        )
+        say(
+            f"Seeded {count(plan.open)} open orders, {count(plan.filled)} filled and "
+            f"{count(plan.canceled)} already canceled. Cancelling {count(len(plan.ids))} ids "
+            f"in random order through UpbitSession and BatchCanceller: those "
+            f"{count(plan.open + plan.filled + plan.canceled)} orders, {count(plan.unknown)} "
+            f"uuids the exchange does not know, {plan.malformed} malformed ids and "
+            f"{count(plan.duplicates)} duplicates.",
+            out,
+        )
+        out.flush()
+        async with UpbitSession(
+            fake.access_key, fake.secret_key, base_url=fake.base_url
+        ) as session:
+            with ProgressBar(plan.distinct, enabled=err.isatty(), file=err) as bar:
+                canceller = BatchCanceller(session, on_progress=bar.update)
+                result = await canceller.cancel(uuids=plan.ids)
+        records = fake.records
+        measured = Measured(
+            result=result,
+            session_requests=session.requests_sent,
+            session_rate_limited=session.rate_limited,
+            exchange_requests=len(records),
+            exchange_rate_limited=sum(record.status == 429 for record in records),
+            max_in_window=fake.max_in_window(WINDOW),
+            left_open=fake.state_counts()["wait"],
+        )
+    return plan, measured
+
+
+def summary_tables(plan: Plan, measured: Measured) -> list[Table]:
+    """The demo's report: every id accounted for, then the pace against the limit."""
+    result = measured.result
+    resolved = result.success.count + result.failed.count + len(result.unresolved)
+    outcome = Table(
+        title="Every id accounted for",
+        headers=("outcome", "ids", "expected", ""),
+        rows=(
+            (
+                "success",
+                count(result.success.count),
+                count(plan.open),
+                "the open orders, canceled now",
+            ),
+            (
+                "failed",
+                count(result.failed.count),
+                count(plan.filled + plan.canceled),
+                "filled or already canceled: refused",
+            ),
+            (
+                "unresolved",
+                count(len(result.unresolved)),
+                count(plan.unknown + plan.malformed),
+                unresolved_breakdown(result.unresolved),
+            ),
+            (
+                "total",
+                count(resolved),
+                count(plan.distinct),
+                f"distinct ids ({count(plan.duplicates)} duplicates dropped)",
+            ),
+        ),
+        numeric=frozenset({1, 2}),
+        breaks=frozenset({2}),
+        styles=("green", "yellow", "yellow", "bold"),
+        show_header=True,
+    )
+    requests = result.requests
+    ideal = math.floor((requests - 1) / LIMIT) * WINDOW if requests else 0.0
+    rate = requests / result.elapsed if result.elapsed > 0 else 0.0
+    rate_limited = measured.session_rate_limited
+    pace = Table(
+        title="Within the rate limit",
+        headers=("", "", ""),
+        rows=(
+            (
+                "requests sent",
+                count(requests),
+                f"{count(measured.exchange_requests)} seen by the exchange",
+            ),
+            (
+                "elapsed",
+                f"{result.elapsed:.2f} s",
+                f"ideal floor(({requests} - 1) / {LIMIT}) = {ideal:g} s, "
+                f"{result.elapsed - ideal:+.2f} s",
+            ),
+            (
+                "average rate",
+                f"{rate:.1f}/s",
+                f"the first {LIMIT} go at once, then {LIMIT} per {WINDOW:g} s"
+                if requests > LIMIT
+                else f"all in the first burst (up to {LIMIT} at once)",
+            ),
+            (
+                f"busiest {WINDOW:g} s",
+                count(measured.max_in_window),
+                f"most the exchange admitted in any {WINDOW:g} s (limit {LIMIT})",
+            ),
+            (
+                "429 answers",
+                count(rate_limited),
+                f"client counted {count(rate_limited)}, exchange sent "
+                f"{count(measured.exchange_rate_limited)}",
+            ),
+            (
+                "left open",
+                count(measured.left_open),
+                "orders still open on the exchange",
+            ),
+        ),
+        styles=(
+            "",
+            "",
+            "",
+            "",
+            "bold red" if rate_limited or measured.exchange_rate_limited else "green",
+            "bold red" if measured.left_open else "green",
+        ),
+    )
+    return [outcome, pace]
+
+
+def problems(plan: Plan, measured: Measured) -> list[str]:
+    """What differs from the plan: counts per outcome, and orders left open."""
+    result = measured.result
+    found = []
+    if result.success.count != plan.open:
+        found.append(f"{count(result.success.count)} canceled, expected {count(plan.open)}")
+    if result.failed.count != plan.filled + plan.canceled:
+        found.append(f"{count(result.failed.count)} failed, expected {plan.filled + plan.canceled}")
+    if len(result.unresolved) != plan.unknown + plan.malformed:
+        found.append(
+            f"{count(len(result.unresolved))} unresolved, expected {plan.unknown + plan.malformed}"
+        )
+    if measured.left_open:
+        found.append(f"{count(measured.left_open)} orders left open")
+    return found
+
+
+def run_demo(
+    orders: int, jitter: float, seed: int, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """Run the demo and print its report to ``out`` (default: stdout); return the exit status.
+
+    The progress bar goes to ``err`` (default: stderr) when it is a terminal. Raises
+    ``ValueError`` for a negative ``orders`` or ``jitter``.
+    """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    if orders < 0:
+        raise ValueError(f"--orders must be 0 or more, not {orders}")
+    if not jitter >= 0:
+        raise ValueError(f"--jitter must be 0 or more seconds, not {jitter}")
+    plan, measured = asyncio.run(_run(orders, jitter, seed, out=out, err=err))
+    for table in summary_tables(plan, measured):
+        render(table, out)
+    found = problems(plan, measured)
+    result = measured.result
+    if found:
+        say("", out)
+        say("Something is off: " + "; ".join(found) + ".", out)
+        return 1
+    rate_limited = measured.session_rate_limited
+    say("", out)
+    say(
+        f"All {count(plan.open)} open orders canceled in {result.elapsed:.2f} s with "
+        f"{count(result.requests)} requests and "
+        f"{count(rate_limited) if rate_limited else 'no'} 429 answers; never more than "
+        f"{measured.max_in_window} requests in any {WINDOW:g} s.",
+        out,
+    )
+    say(
+        "Your own orders: set UPBIT_ACCESS_KEY and UPBIT_SECRET_KEY, then run "
+        "'upbit-cancel cancel --region sg --file ids.txt' (see docs/cli.md).",
+        out,
+    )
+    return 0
