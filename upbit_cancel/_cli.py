@@ -1,4 +1,4 @@
-"""The ``upbit-cancel`` console script.
+"""The ``upbit-cancel`` console script: ``cancel``, ``demo`` and ``fake-server``.
 
 Each subcommand contributes two things: a function that adds its parser to the subparsers, and
 an entry in ``_HANDLERS`` mapping its name to the function that runs it and returns the exit
@@ -10,12 +10,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
+from ._batch import BatchCanceller
+from ._demo import run_demo
+from ._models import BatchResult
+from ._report import ProgressBar, cancel_summary, count, render, result_json, unresolved_table
+from ._session import REGIONS, UpbitSession
 from .testing import FakeUpbit, Faults
 
 __all__ = ["main"]
@@ -25,6 +32,258 @@ if TYPE_CHECKING:
 
 #: How many seeded uuids ``fake-server`` prints when it writes no ``--uuids-file``.
 _UUIDS_SHOWN = 5
+
+#: Where ``cancel`` takes the credentials from; never from arguments, which other users of the
+#: machine can read in the process list and which end up in shell history.
+_ACCESS_KEY_ENV = "UPBIT_ACCESS_KEY"
+_SECRET_KEY_ENV = "UPBIT_SECRET_KEY"
+
+#: Distinct ids above which ``cancel`` shows a progress bar by itself (on a terminal).
+_PROGRESS_THRESHOLD = 100
+
+#: Exit status after Ctrl+C, as shells report a process ended by SIGINT.
+_INTERRUPTED = 130
+
+_Kind = Literal["uuids", "identifiers"]
+
+
+def _add_cancel_parser(subparsers: _SubParsers) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "cancel",
+        help="cancel orders by uuid or identifier",
+        description=(
+            "Cancel any number of orders, 20 per request, as fast as the account's rate limit "
+            f"allows. The API key is read from {_ACCESS_KEY_ENV} and {_SECRET_KEY_ENV}. Ids "
+            "come from --uuids, --identifiers, --file or standard input (-), one per line in "
+            "a file ('#' comments and blank lines skipped). The summary goes to standard "
+            "output, or to standard error with --json."
+        ),
+        epilog=(
+            "exit status: 0 every id resolved (canceled, or refused as already filled or "
+            "canceled), 1 some ids unresolved, 2 usage error, 130 interrupted"
+        ),
+    )
+    parser.add_argument(
+        "--region", choices=tuple(REGIONS), default="sg", help="Upbit region (default: sg)"
+    )
+    parser.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="API base URL instead of the region's (http only to loopback, such as a fake-server)",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--uuids", nargs="+", metavar="ID", help="order uuids to cancel")
+    source.add_argument(
+        "--identifiers", nargs="+", metavar="ID", help="client order identifiers to cancel"
+    )
+    source.add_argument(
+        "--file", metavar="PATH", help="read ids from this file, one per line ('-': stdin)"
+    )
+    source.add_argument(
+        "stdin", nargs="?", choices=("-",), metavar="-", help="read ids from standard input"
+    )
+    parser.add_argument(
+        "--by",
+        choices=("uuids", "identifiers"),
+        default=None,
+        help="what the ids of --file or - are (default: uuids)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="write the full result as JSON to standard output"
+    )
+    parser.add_argument(
+        "--retry-ambiguous",
+        action="store_true",
+        help=(
+            "retry requests that got no usable answer; ids then refused are listed as "
+            "possibly canceled"
+        ),
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            f"show a progress bar on standard error (default: for more than "
+            f"{_PROGRESS_THRESHOLD} ids on a terminal)"
+        ),
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no summary and no progress bar (unless --progress)"
+    )
+
+
+def _error(command: str, message: str) -> int:
+    print(f"upbit-cancel {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def _credentials() -> tuple[str, str] | str:
+    """The key pair from the environment, or a message naming what is missing."""
+    # Upbit keys hold no spaces: a stray newline from `$(cat key.txt)` must not break signing.
+    access_key = os.environ.get(_ACCESS_KEY_ENV, "").strip()
+    secret_key = os.environ.get(_SECRET_KEY_ENV, "").strip()
+    missing = [
+        name
+        for name, value in ((_ACCESS_KEY_ENV, access_key), (_SECRET_KEY_ENV, secret_key))
+        if not value
+    ]
+    if missing:
+        return (
+            f"set {' and '.join(missing)} in the environment: the API key is read from "
+            f"{_ACCESS_KEY_ENV} and {_SECRET_KEY_ENV}, never from arguments"
+        )
+    return access_key, secret_key
+
+
+def _parse_lines(text: str) -> list[str]:
+    ids = []
+    for line in text.splitlines():
+        value = line.strip()
+        if value and not value.startswith("#"):
+            ids.append(value)
+    return ids
+
+
+def _read_ids(args: argparse.Namespace) -> tuple[_Kind, list[str]]:
+    """The kind and the ids to cancel, in the order given. Raises OSError for an unreadable file."""
+    if args.uuids is not None:
+        return "uuids", list(args.uuids)
+    if args.identifiers is not None:
+        return "identifiers", list(args.identifiers)
+    kind: _Kind = args.by or "uuids"
+    if args.stdin == "-" or args.file == "-":
+        return kind, _parse_lines(sys.stdin.read())
+    # utf-8-sig: files saved by Windows editors start with a byte order mark.
+    return kind, _parse_lines(Path(args.file).read_text(encoding="utf-8-sig"))
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    if args.by is not None and (args.uuids is not None or args.identifiers is not None):
+        return "--by applies to --file and -; --uuids and --identifiers say it themselves"
+    given = args.uuids if args.uuids is not None else args.identifiers
+    if given is not None and "-" in given:
+        option = "--uuids" if args.uuids is not None else "--identifiers"
+        return f"'-' (standard input) cannot be combined with {option}"
+    return None
+
+
+def _run_cancel(args: argparse.Namespace) -> int:
+    problem = _usage_problem(args)
+    if problem is not None:
+        return _error("cancel", problem)
+    credentials = _credentials()
+    if isinstance(credentials, str):
+        return _error("cancel", credentials)
+    access_key, secret_key = credentials
+    try:
+        # Checks the settings (region, base URL, key shape) without opening anything.
+        session = UpbitSession(access_key, secret_key, region=args.region, base_url=args.base_url)
+    except ValueError as error:
+        return _error("cancel", str(error))
+    try:
+        kind, ids = _read_ids(args)
+    except OSError as error:
+        return _error("cancel", f"cannot read {args.file}: {error.strerror or error}")
+    except UnicodeDecodeError as error:
+        return _error("cancel", f"cannot read {args.file}: not UTF-8 text ({error.reason})")
+    except KeyboardInterrupt:
+        print("upbit-cancel cancel: interrupted; nothing was sent", file=sys.stderr)
+        return _INTERRUPTED
+    # Filled in by _cancel, so that after Ctrl+C the canceller's partial result can be shown.
+    cancellers: list[BatchCanceller] = []
+    try:
+        result = asyncio.run(_cancel(session, kind, ids, args, cancellers))
+    except KeyboardInterrupt:
+        print(
+            "upbit-cancel cancel: interrupted; orders whose request was in flight may or may "
+            "not be canceled",
+            file=sys.stderr,
+        )
+        partial = cancellers[0].last_result if cancellers else None
+        if partial is not None:
+            _report(partial, args, given=len(ids))
+        return _INTERRUPTED
+    _report(result, args, given=len(ids))
+    return 1 if result.unresolved else 0
+
+
+async def _cancel(
+    session: UpbitSession,
+    kind: _Kind,
+    ids: list[str],
+    args: argparse.Namespace,
+    cancellers: list[BatchCanceller],
+) -> BatchResult:
+    distinct = len(dict.fromkeys(ids))
+    show_progress = args.progress
+    if show_progress is None:
+        show_progress = not args.quiet and distinct > _PROGRESS_THRESHOLD and sys.stderr.isatty()
+    if not args.quiet:
+        # Printed once the event loop runs, so that from here on Ctrl+C yields a partial result.
+        print(
+            f"Cancelling {count(distinct)} {kind} through {session.base_url}",
+            file=sys.stderr,
+            flush=True,
+        )
+    async with session:
+        with ProgressBar(distinct, enabled=show_progress) as bar:
+            canceller = BatchCanceller(
+                session, on_progress=bar.update, retry_ambiguous=args.retry_ambiguous
+            )
+            cancellers.append(canceller)
+            if kind == "uuids":
+                return await canceller.cancel(uuids=ids)
+            return await canceller.cancel(identifiers=ids)
+
+
+def _report(result: BatchResult, args: argparse.Namespace, *, given: int) -> None:
+    summary_to = sys.stdout
+    if args.json:
+        json.dump(result_json(result), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        summary_to = sys.stderr
+    if args.quiet:
+        return
+    render(cancel_summary(result, given=given), summary_to)
+    unresolved = unresolved_table(result.unresolved)
+    if unresolved is not None:
+        render(unresolved, summary_to)
+
+
+def _add_demo_parser(subparsers: _SubParsers) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "demo",
+        help="cancel thousands of orders on an in-process fake exchange and report",
+        description=(
+            "Start a fake Upbit exchange in this process (30 requests per second, strict), "
+            "seed it with open, filled and canceled orders, cancel them together with unknown, "
+            "malformed and repeated ids through UpbitSession and BatchCanceller, and report "
+            "the outcome and the pace measured by both sides."
+        ),
+    )
+    parser.add_argument(
+        "--orders", type=int, default=2000, metavar="N", help="open orders to seed (default 2000)"
+    )
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.005,
+        metavar="SECONDS",
+        help="random delay each way, uniform in [0, SECONDS] (default 0.005)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of all randomness (default 0)")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    try:
+        return run_demo(args.orders, args.jitter, args.seed)
+    except ValueError as error:
+        return _error("demo", str(error))
+    except KeyboardInterrupt:
+        print("upbit-cancel demo: interrupted", file=sys.stderr)
+        return _INTERRUPTED
 
 
 def _add_fake_server_parser(subparsers: _SubParsers) -> None:
@@ -133,8 +392,14 @@ async def _serve(fake: FakeUpbit, args: argparse.Namespace) -> None:
     print("# stopped", flush=True)
 
 
-_PARSER_BUILDERS: tuple[Callable[[_SubParsers], None], ...] = (_add_fake_server_parser,)
+_PARSER_BUILDERS: tuple[Callable[[_SubParsers], None], ...] = (
+    _add_cancel_parser,
+    _add_demo_parser,
+    _add_fake_server_parser,
+)
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "cancel": _run_cancel,
+    "demo": _run_demo,
     "fake-server": _run_fake_server,
 }
 
