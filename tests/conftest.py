@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -22,3 +24,24 @@ async def fake_http() -> AsyncIterator[aiohttp.ClientSession]:
     """A plain aiohttp session for talking to the fake exchange directly."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def fake_in_thread() -> Iterator[FakeUpbit]:
+    """A running fake exchange served by its own event loop in a background thread.
+
+    For synchronous tests of code that runs its own loop, such as ``main([...])``. Seed orders
+    and read states while no request is in flight (before and after the call under test).
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-upbit", daemon=True)
+    thread.start()
+    exchange = FakeUpbit()
+    try:
+        asyncio.run_coroutine_threadsafe(exchange.start(), loop).result(timeout=10)
+        yield exchange
+    finally:
+        asyncio.run_coroutine_threadsafe(exchange.close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

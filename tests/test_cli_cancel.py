@@ -1,0 +1,367 @@
+"""The ``upbit-cancel cancel`` command, run in-process against a fake exchange in a thread."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from upbit_cancel import BlockedError, ServerError, UnresolvedOrder
+from upbit_cancel import _report as report
+from upbit_cancel._cli import main
+from upbit_cancel.testing import FakeUpbit
+
+UNKNOWN_UUID = "cdd92199-2897-4e14-9448-f923320408ad"
+WRONG_SECRET = "W" * 40
+
+
+@pytest.fixture
+def credentials(monkeypatch: pytest.MonkeyPatch, fake_in_thread: FakeUpbit) -> FakeUpbit:
+    """The fake's key pair in the environment, as ``cancel`` reads it."""
+    monkeypatch.setenv("UPBIT_ACCESS_KEY", fake_in_thread.access_key)
+    monkeypatch.setenv("UPBIT_SECRET_KEY", fake_in_thread.secret_key)
+    return fake_in_thread
+
+
+def cancel(fake: FakeUpbit, *args: str) -> int:
+    return main(["cancel", "--base-url", fake.base_url, *args])
+
+
+def output_json(capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], str]:
+    captured = capsys.readouterr()
+    document: dict[str, Any] = json.loads(captured.out)
+    return document, captured.err
+
+
+def test_cancels_uuids_and_reports_json(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--uuids cancels every order; stdout is one JSON document with every id; exit 0."""
+    uuids = credentials.add_orders(45)
+    assert cancel(credentials, "--json", "--uuids", *uuids) == 0
+    document, err = output_json(capsys)
+    assert set(document) == {
+        "success",
+        "failed",
+        "unresolved",
+        "possibly_canceled",
+        "requests",
+        "rate_limited",
+        "elapsed",
+    }
+    assert [order["uuid"] for order in document["success"]] == uuids
+    assert document["success"][0] == {"uuid": uuids[0], "market": "SGD-BTC", "identifier": None}
+    assert document["failed"] == document["unresolved"] == document["possibly_canceled"] == []
+    assert document["requests"] == 3
+    assert document["rate_limited"] == 0
+    assert document["elapsed"] >= 0
+    assert credentials.state_counts() == {"wait": 0, "done": 0, "cancel": 45}
+    assert "Cancel summary" in err
+
+
+def test_cancels_identifiers(credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]) -> None:
+    """--identifiers cancels by the client's identifiers."""
+    uuids = credentials.add_orders(3, identifiers=True)
+    identifiers = [credentials.order(uuid).identifier or "" for uuid in uuids]
+    assert cancel(credentials, "--json", "--identifiers", *identifiers) == 0
+    document, _ = output_json(capsys)
+    assert [order["identifier"] for order in document["success"]] == identifiers
+    assert all(credentials.state(uuid) == "cancel" for uuid in uuids)
+
+
+@pytest.mark.parametrize("source", [["-"], ["--file", "-"]], ids=["dash", "file-dash"])
+def test_reads_standard_input(
+    credentials: FakeUpbit,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    source: list[str],
+) -> None:
+    """'-' and '--file -' read ids from stdin, skipping blank lines and '#' comments."""
+    uuids = credentials.add_orders(3)
+    text = f"# orders to cancel\n{uuids[0]}\n\n  {uuids[1]}  \n# {uuids[2]} is kept\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert cancel(credentials, "--json", *source) == 0
+    document, _ = output_json(capsys)
+    assert [order["uuid"] for order in document["success"]] == uuids[:2]
+    assert credentials.state(uuids[2]) == "wait"
+
+
+def test_reads_identifiers_from_a_file(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--file with --by identifiers; a byte order mark and CRLF line ends are fine."""
+    uuids = credentials.add_orders(2, identifiers=True)
+    identifiers = [credentials.order(uuid).identifier or "" for uuid in uuids]
+    path = tmp_path / "ids.txt"
+    path.write_text("\r\n".join(identifiers) + "\r\n", encoding="utf-8-sig")
+    assert cancel(credentials, "--json", "--file", str(path), "--by", "identifiers") == 0
+    document, _ = output_json(capsys)
+    assert [order["identifier"] for order in document["success"]] == identifiers
+
+
+def test_unknown_and_malformed_ids_exit_1(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unknown and malformed ids are unresolved, each with its reason: exit 1."""
+    (uuid,) = credentials.add_orders(1)
+    (filled,) = credentials.add_orders(1, state="done")
+    ids = [uuid, filled, UNKNOWN_UUID, "not-a-uuid", uuid]
+    assert cancel(credentials, "--json", "--uuids", *ids) == 1
+    document, err = output_json(capsys)
+    assert [order["uuid"] for order in document["success"]] == [uuid]
+    assert [order["uuid"] for order in document["failed"]] == [filled]
+    unknown, malformed = document["unresolved"]
+    assert unknown == {"id": UNKNOWN_UUID, "error": None}
+    assert malformed["id"] == "not-a-uuid"
+    assert malformed["error"]["type"] == "InvalidIdError"
+    assert "malformed uuid" in malformed["error"]["message"]
+    assert "1 duplicates dropped" in err
+    assert "Unresolved ids (2)" in err
+    assert "unknown to the exchange" in err
+
+
+def test_summary_goes_to_stdout_without_json(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --json the summary is the command's output; stderr only says what is starting."""
+    uuids = credentials.add_orders(2)
+    assert cancel(credentials, "--uuids", *uuids) == 0
+    captured = capsys.readouterr()
+    assert "Cancel summary" in captured.out
+    assert "success" in captured.out
+    assert "Unresolved" not in captured.out
+    assert captured.err.strip() == f"Cancelling 2 uuids through {credentials.base_url}"
+
+
+def test_lists_at_most_ten_unresolved_ids(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A long list of unresolved ids is cut after ten, saying how many more there are."""
+    ids = [f"bad-{number}" for number in range(13)]
+    assert cancel(credentials, "--uuids", *ids) == 1
+    out = capsys.readouterr().out
+    assert "bad-9" in out
+    assert "bad-10" not in out
+    assert "... and 3 more (--json lists them all)" in out
+    assert "13 InvalidIdError" in out
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["text", "json"])
+def test_quiet_prints_only_the_json(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str], json_flag: list[str]
+) -> None:
+    """--quiet drops the summary and the starting line; --json still writes the document."""
+    uuids = credentials.add_orders(1)
+    assert cancel(credentials, "--quiet", *json_flag, "--uuids", *uuids) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    if json_flag:
+        assert json.loads(captured.out)["success"][0]["uuid"] == uuids[0]
+    else:
+        assert captured.out == ""
+
+
+def test_progress_bar_only_when_asked_off_a_terminal(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Off a terminal there is no progress bar unless --progress forces one (on stderr)."""
+    uuids = credentials.add_orders(150)
+    assert cancel(credentials, "--quiet", "--uuids", *uuids[:120]) == 0
+    assert capsys.readouterr().err == ""
+    assert cancel(credentials, "--quiet", "--progress", "--uuids", *uuids[120:]) == 0
+    captured = capsys.readouterr()
+    assert "30/30 ids" in captured.err
+    assert captured.out == ""
+
+
+def test_plain_text_without_rich(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without rich installed the summary is aligned plain text and there is no bar."""
+    monkeypatch.setattr(report, "HAVE_RICH", False)
+    uuids = credentials.add_orders(1)
+    assert cancel(credentials, "--progress", "--uuids", *uuids, "not-a-uuid") == 1
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert "Cancel summary" in out
+    assert "  success           1  canceled by this run" in out
+    assert "  id          reason" in out
+    assert captured.err.splitlines() == [f"Cancelling 2 uuids through {credentials.base_url}"]
+
+
+def test_retry_ambiguous(credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 5xx leaves its ids unresolved with the status; --retry-ambiguous retries and succeeds."""
+    uuids = credentials.add_orders(2)
+    credentials.queue_response(503, "<html>busy</html>", content_type="text/html")
+    assert cancel(credentials, "--json", "--uuids", uuids[0]) == 1
+    document, _ = output_json(capsys)
+    (entry,) = document["unresolved"]
+    assert entry["error"]["type"] == "ServerError"
+    assert entry["error"]["status"] == 503
+    assert entry["error"]["name"] is None
+
+    credentials.queue_response(503, "<html>busy</html>", content_type="text/html")
+    assert cancel(credentials, "--json", "--retry-ambiguous", "--uuids", uuids[1]) == 0
+    document, _ = output_json(capsys)
+    assert document["success"][0]["uuid"] == uuids[1]
+    assert document["requests"] == 2
+
+
+def test_refused_credentials_never_print_the_secret(
+    fake_in_thread: FakeUpbit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused key leaves every id unresolved with the API error, and the secret is not shown."""
+    monkeypatch.setenv("UPBIT_ACCESS_KEY", fake_in_thread.access_key)
+    monkeypatch.setenv("UPBIT_SECRET_KEY", WRONG_SECRET)
+    uuids = fake_in_thread.add_orders(2)
+    assert cancel(fake_in_thread, "--json", "--uuids", *uuids) == 1
+    captured = capsys.readouterr()
+    error = json.loads(captured.out)["unresolved"][0]["error"]
+    assert error["type"] == "AuthenticationError"
+    assert (error["status"], error["name"]) == (401, "jwt_verification")
+    assert WRONG_SECRET not in captured.out + captured.err
+    assert fake_in_thread.secret_key not in captured.out + captured.err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cancel"],
+        ["cancel", "--uuids", UNKNOWN_UUID, "--file", "ids.txt"],
+        ["cancel", "-", "--identifiers", "a"],
+        ["cancel", "--file", "ids.txt", "-"],
+        ["cancel", "--region", "us", "--uuids", UNKNOWN_UUID],
+        ["cancel", "--by", "uuid", "-"],
+    ],
+    ids=["no-source", "two-sources", "option-and-stdin", "file-and-stdin", "region", "by"],
+)
+def test_argument_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """No source, two sources or a bad choice are refused by the parser with status 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--uuids", UNKNOWN_UUID, "-"], "'-' (standard input) cannot be combined with --uuids"),
+        (["--identifiers", "a", "-"], "cannot be combined with --identifiers"),
+        (["--uuids", UNKNOWN_UUID, "--by", "uuids"], "--by applies to --file and -"),
+        (["--base-url", "http://example.com", "--uuids", UNKNOWN_UUID], "plain http"),
+        (["--base-url", "ftp://127.0.0.1", "--uuids", UNKNOWN_UUID], "base_url must look like"),
+        (["--file", "no-such-file.txt"], "cannot read no-such-file.txt"),
+    ],
+    ids=[
+        "dash-in-uuids",
+        "dash-in-identifiers",
+        "by-with-uuids",
+        "http-remote",
+        "scheme",
+        "missing-file",
+    ],
+)
+def test_usage_errors_exit_2(
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Bad combinations, base URLs or files exit 2 with a one-line message, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("UPBIT_ACCESS_KEY", "A" * 40)
+    monkeypatch.setenv("UPBIT_SECRET_KEY", "S" * 40)
+    assert main(["cancel", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("upbit-cancel cancel: ")
+    assert message in captured.err
+    assert len(captured.err.splitlines()) == 1
+    assert "S" * 40 not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("access_key", "secret_key", "missing"),
+    [
+        (None, None, "UPBIT_ACCESS_KEY and UPBIT_SECRET_KEY"),
+        ("A" * 40, None, "UPBIT_SECRET_KEY"),
+        ("", "S" * 40, "UPBIT_ACCESS_KEY"),
+    ],
+    ids=["both", "secret", "empty-access"],
+)
+def test_missing_credentials_exit_2(
+    access_key: str | None,
+    secret_key: str | None,
+    missing: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without both keys in the environment nothing is read or sent: exit 2, naming the missing."""
+    for name, value in (("UPBIT_ACCESS_KEY", access_key), ("UPBIT_SECRET_KEY", secret_key)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr("sys.stdin", io.StringIO(UNKNOWN_UUID))
+    assert main(["cancel", "-"]) == 2
+    err = capsys.readouterr().err
+    assert f"set {missing} in the environment" in err
+    assert "never from arguments" in err
+    assert "S" * 40 not in err
+
+
+def test_keys_are_stripped(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newline around a key, as from ``$(cat key.txt)`` with a trailing blank line, is ignored."""
+    monkeypatch.setenv("UPBIT_SECRET_KEY", f"{credentials.secret_key}\n")
+    uuids = credentials.add_orders(1)
+    assert cancel(credentials, "--quiet", "--uuids", *uuids) == 0
+    assert credentials.state(uuids[0]) == "cancel"
+
+
+def test_short_secret_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret too short to be Upbit's is refused before anything is sent, without echoing it."""
+    monkeypatch.setenv("UPBIT_ACCESS_KEY", "A" * 40)
+    monkeypatch.setenv("UPBIT_SECRET_KEY", "short-secret")
+    assert main(["cancel", "--uuids", UNKNOWN_UUID]) == 2
+    err = capsys.readouterr().err
+    assert "secret_key has 12 characters" in err
+    assert "short-secret" not in err
+
+
+def test_error_json_carries_status_name_and_block_time() -> None:
+    """Errors become JSON with their type and message, plus status, name and retry_after if any."""
+    blocked = BlockedError("blocked", name="blocked", retry_after=30.0)
+    assert report.error_json(blocked) == {
+        "type": "BlockedError",
+        "message": "blocked",
+        "status": 418,
+        "name": "blocked",
+        "retry_after": 30.0,
+    }
+    server = ServerError("down", status=502, name=None)
+    assert report.error_json(server) == {
+        "type": "ServerError",
+        "message": "down",
+        "status": 502,
+        "name": None,
+    }
+    assert report.error_json(None) is None
+
+
+def test_unresolved_breakdown_counts_each_reason() -> None:
+    """The summary line counts unresolved ids per reason, in order of first appearance."""
+    unresolved = (
+        UnresolvedOrder("a", None),
+        UnresolvedOrder("b", ServerError("down", status=502, name=None)),
+        UnresolvedOrder("c", None),
+    )
+    assert report.unresolved_breakdown(unresolved) == "2 unknown to the exchange, 1 ServerError"

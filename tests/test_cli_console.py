@@ -1,0 +1,183 @@
+"""The installed ``upbit-cancel`` console script against a ``fake-server`` process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+
+from tests.test_fake_cli import read_settings
+
+#: The console script that installing the package puts next to the interpreter.
+SCRIPT = Path(sys.executable).with_name("upbit-cancel")
+UNKNOWN_UUID = "cdd92199-2897-4e14-9448-f923320408ad"
+
+
+@attrs.frozen
+class Server:
+    base_url: str
+    access_key: str
+    secret_key: str
+    uuids: list[str]
+
+
+@attrs.frozen
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.stdout)
+        return document
+
+
+async def start(
+    *args: str, keys_of: Server | None = None, stdin: int | None = None
+) -> asyncio.subprocess.Process:
+    """Start the console script, with the API key of ``keys_of`` in its environment if given."""
+    assert SCRIPT.exists(), f"the console script is not installed at {SCRIPT}"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("UPBIT_")}
+    env["PYTHONWARNINGS"] = "error"
+    if keys_of is not None:
+        env["UPBIT_ACCESS_KEY"] = keys_of.access_key
+        env["UPBIT_SECRET_KEY"] = keys_of.secret_key
+    return await asyncio.create_subprocess_exec(
+        str(SCRIPT),
+        *args,
+        stdin=stdin,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    """``upbit-cancel fake-server`` with 50 open orders."""
+    async for running in serve(tmp_path, "--orders", "50"):
+        yield running
+
+
+async def serve(tmp_path: Path, *args: str) -> AsyncIterator[Server]:
+    uuids_file = tmp_path / "seeded.txt"
+    process = await start("fake-server", "--port", "0", "--uuids-file", str(uuids_file), *args)
+    try:
+        assert process.stdout is not None
+        settings = await asyncio.wait_for(read_settings(process.stdout), timeout=20)
+        yield Server(
+            base_url=settings["base_url"],
+            access_key=settings["access_key"],
+            secret_key=settings["secret_key"],
+            uuids=uuids_file.read_text().split(),
+        )
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), timeout=20)
+        assert process.returncode == 0
+    finally:
+        await stop(process)
+
+
+async def run_cancel(server: Server, *args: str, stdin: bytes | None = None) -> Finished:
+    pipe = asyncio.subprocess.PIPE if stdin is not None else None
+    process = await start(
+        "cancel", "--base-url", server.base_url, *args, keys_of=server, stdin=pipe
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout=30)
+    finally:
+        await stop(process)
+    assert process.returncode is not None
+    finished = Finished(process.returncode, stdout.decode(), stderr.decode())
+    assert "Traceback" not in finished.stderr
+    assert server.secret_key not in finished.stdout + finished.stderr
+    return finished
+
+
+async def states(base_url: str) -> dict[str, int]:
+    async with aiohttp.ClientSession() as http, http.get(f"{base_url}/_fake/states") as reply:
+        counts: dict[str, int] = await reply.json()
+        return counts
+
+
+async def test_cancels_every_seeded_order(server: Server, tmp_path: Path) -> None:
+    """A file of the seeded uuids is canceled in full: every id in the JSON, exit 0."""
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("# seeded by fake-server\n" + "\n".join(server.uuids) + "\n\n")
+    finished = await run_cancel(server, "--file", str(ids_file), "--json")
+    assert finished.returncode == 0, finished.stderr
+    document = finished.json()
+    assert sorted(order["uuid"] for order in document["success"]) == sorted(server.uuids)
+    assert document["unresolved"] == []
+    assert document["requests"] == 3
+    assert await states(server.base_url) == {"wait": 0, "done": 0, "cancel": 50}
+    assert "Cancel summary" in finished.stderr
+
+    # Again, with an id the exchange does not know and a malformed one, from stdin.
+    again = "\n".join([*server.uuids, UNKNOWN_UUID, "12345"]).encode()
+    finished = await run_cancel(server, "-", "--json", "--quiet", stdin=again)
+    assert finished.returncode == 1
+    assert finished.stderr == ""
+    document = finished.json()
+    assert document["success"] == []
+    assert len(document["failed"]) == 50
+    assert [entry["id"] for entry in document["unresolved"]] == [UNKNOWN_UUID, "12345"]
+
+
+async def test_usage_errors_exit_2(server: Server) -> None:
+    """No source, or plain http to a remote host, exit 2 with a message and no traceback."""
+    finished = await run_cancel(server)
+    assert finished.returncode == 2
+    assert "one of the arguments --uuids --identifiers --file - is required" in finished.stderr
+    process = await start(
+        "cancel", "--base-url", "http://example.com", "--uuids", UNKNOWN_UUID, "--json"
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 2
+    assert stdout == b""
+    assert b"set UPBIT_ACCESS_KEY and UPBIT_SECRET_KEY in the environment" in stderr
+
+
+async def test_ctrl_c_reports_the_partial_result(tmp_path: Path) -> None:
+    """Ctrl+C mid-run exits 130 and still accounts for every id, as not sent or in flight."""
+    async for server in serve(tmp_path, "--orders", "100", "--latency", "30"):
+        process = await start(
+            "cancel",
+            "--base-url",
+            server.base_url,
+            "--json",
+            "--uuids",
+            *server.uuids,
+            keys_of=server,
+        )
+        try:
+            assert process.stderr is not None
+            line = await asyncio.wait_for(process.stderr.readline(), timeout=20)
+            assert line.startswith(b"Cancelling 100 uuids")
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
+        finally:
+            await stop(process)
+        assert process.returncode == 130
+        assert b"interrupted" in stderr
+        assert b"Traceback" not in stderr
+        document = json.loads(stdout)
+        assert document["success"] == document["failed"] == []
+        assert sorted(entry["id"] for entry in document["unresolved"]) == sorted(server.uuids)
+        kinds = {entry["error"]["type"] for entry in document["unresolved"]}
+        assert kinds <= {"OutcomeUnknownError", "NotSentError"}

@@ -1,0 +1,100 @@
+"""The ``upbit-cancel demo`` command."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from upbit_cancel import BatchResult, OrderEntry, OrderList
+from upbit_cancel._cli import main
+from upbit_cancel._demo import Measured, Plan, plan_ids, problems
+from upbit_cancel.testing import FakeUpbit
+
+
+def row(out: str, label: str) -> list[str]:
+    """The cells of the summary row that starts with ``label``."""
+    for line in out.splitlines():
+        if line.strip().startswith(label):
+            return line.strip()[len(label) :].split()
+    raise AssertionError(f"no row {label!r} in:\n{out}")
+
+
+def test_small_demo_cancels_everything(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every open order is canceled, every id accounted for, nothing left open: exit 0."""
+    assert main(["demo", "--orders", "40", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    # 40 open, 1 filled, 1 canceled, 1 unknown and 3 malformed ids, 1 duplicate.
+    assert row(out, "success")[:2] == ["40", "40"]
+    assert row(out, "failed")[:2] == ["2", "2"]
+    assert row(out, "unresolved")[:2] == ["4", "4"]
+    assert "1 unknown to the exchange" in out
+    assert "3 InvalidIdError" in out
+    assert row(out, "total")[:2] == ["46", "46"]
+    assert row(out, "requests sent") == ["3", "3", "seen", "by", "the", "exchange"]
+    assert row(out, "429 answers")[0] == "0"
+    assert row(out, "left open")[0] == "0"
+    assert "All 40 open orders canceled" in out
+
+
+def test_demo_across_windows_keeps_to_the_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    """More than 30 requests take a second window; no window at the exchange holds more than 30."""
+    assert main(["demo", "--orders", "600", "--jitter", "0.002"]) == 0
+    out = capsys.readouterr().out
+    # 600 + 15 + 15 + 6 unknown valid ids: 32 requests of up to 20.
+    assert row(out, "requests sent")[0] == "32"
+    assert "ideal floor((32 - 1) / 30) = 1 s" in out
+    assert int(row(out, "busiest 1 s")[0]) == 30
+    assert row(out, "429 answers")[:6] == ["0", "client", "counted", "0,", "exchange", "sent"]
+    assert row(out, "left open")[0] == "0"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--orders", "-1"], "--orders must be 0 or more"), (["--jitter", "-0.1"], "--jitter")],
+)
+def test_demo_refuses_negative_settings(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Negative orders or jitter exit 2 with a message."""
+    assert main(["demo", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+async def test_plan_mixes_every_kind_of_id(fake: FakeUpbit) -> None:
+    """The plan holds open, closed, unknown, malformed and repeated ids, shuffled reproducibly."""
+    plan = plan_ids(fake, 200, random.Random(7))
+    assert (plan.open, plan.filled, plan.canceled, plan.unknown, plan.malformed) == (
+        200,
+        5,
+        5,
+        2,
+        3,
+    )
+    assert len(plan.ids) == 215 + plan.duplicates
+    assert len(set(plan.ids)) == plan.distinct == 215
+    assert fake.state_counts() == {"wait": 200, "done": 5, "cancel": 5}
+    again = plan_ids(FakeUpbit(seed=0), 200, random.Random(7))
+    assert again.ids == plan.ids
+
+
+def test_a_mismatch_is_reported() -> None:
+    """Counts that differ from the plan, or orders left open, are called out."""
+    plan = Plan(ids=(), open=2, filled=1, canceled=1, unknown=1, malformed=3, duplicates=1)
+    entry = OrderEntry("cdd92199-2897-4e14-9448-f923320408ad", "SGD-BTC")
+    result = BatchResult(success=OrderList((entry,)))
+    measured = Measured(
+        result=result,
+        session_requests=1,
+        session_rate_limited=0,
+        exchange_requests=1,
+        exchange_rate_limited=0,
+        max_in_window=1,
+        left_open=1,
+    )
+    assert problems(plan, measured) == [
+        "1 canceled, expected 2",
+        "0 failed, expected 2",
+        "0 unresolved, expected 4",
+        "1 orders left open",
+    ]
