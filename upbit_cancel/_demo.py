@@ -289,6 +289,7 @@ def run_demo(
         f"{measured.max_in_window} requests in any {WINDOW:g} s.",
         out,
     )
+    say("", out)
     say(
         "Your own orders: set UPBIT_ACCESS_KEY and UPBIT_SECRET_KEY, then run "
         "'upbit-cancel cancel --region sg --file ids.txt' (see docs/cli.md).",
