@@ -4,10 +4,15 @@ Every runner has the same shape::
 
     outcome = await run_naive_aiolimiter(base_url, access_key, secret_key, uuids)
 
-and returns a `RunOutcome`. A runner never lets a request's exception end the run: peers raise on
-429 and other error answers, so each request (or chunk of 20) is wrapped, and the exception's type
-name is counted instead. Which orders really got cancelled is the exchange's business: read it from
-the fake exchange after the run, not from the outcome.
+and returns a `RunOutcome`. With ``throttled=False`` each client's own pacing is switched off
+(ccxt's throttler, the naive client's ``AsyncLimiter``) or raised out of the way (upbit_cancel's
+limiter, to 100,000 per second), so that against a fake with a raised limit the client itself is
+the bottleneck: that is how the client-cost benchmark measures CPU time per request.
+
+A runner never lets a request's exception end the run: peers raise on 429 and other error answers,
+so each request (or chunk of 20) is wrapped, and the exception's type name is counted instead. Which
+orders really got cancelled is the exchange's business: read it from the fake exchange after the
+run, not from the outcome.
 
 How each peer is pointed at a local exchange:
 
@@ -31,14 +36,18 @@ import importlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 from urllib.parse import unquote, urlencode
 
 import attrs
 
 #: Upbit's limit on ids per ``DELETE /v1/orders/uuids`` call.
 CHUNK_SIZE = 20
+#: upbit_cancel's limiter rate when unthrottled: far above anything the client can send.
+UNTHROTTLED_RATE = 100_000
+#: upbit_cancel's requests in flight when unthrottled: what its default is at 30 per second.
+UNTHROTTLED_IN_FLIGHT = 60
 
 
 @attrs.frozen
@@ -128,7 +137,19 @@ class ListEncodingProbe:
         return attrs.asdict(self)
 
 
-Runner = Callable[[str, str, str, Sequence[str]], Coroutine[Any, Any, RunOutcome]]
+class Runner(Protocol):
+    """Cancel *uuids* at *base_url* with one client, and tally what it saw."""
+
+    def __call__(
+        self,
+        base_url: str,
+        access_key: str,
+        secret_key: str,
+        uuids: Sequence[str],
+        /,
+        *,
+        throttled: bool = True,
+    ) -> Coroutine[Any, Any, RunOutcome]: ...
 
 
 class _Tally:
@@ -169,7 +190,13 @@ def chunks(uuids: Sequence[str], size: int = CHUNK_SIZE) -> Iterator[list[str]]:
 
 
 async def run_upbit_sdk_gather(
-    base_url: str, access_key: str, secret_key: str, uuids: Sequence[str]
+    base_url: str,
+    access_key: str,
+    secret_key: str,
+    uuids: Sequence[str],
+    /,
+    *,
+    throttled: bool = True,
 ) -> RunOutcome:
     """upbit-sdk, chunks of 20 all sent at once with `asyncio.gather`."""
     return await _run_upbit_sdk(
@@ -178,7 +205,13 @@ async def run_upbit_sdk_gather(
 
 
 async def run_upbit_sdk_sequential(
-    base_url: str, access_key: str, secret_key: str, uuids: Sequence[str]
+    base_url: str,
+    access_key: str,
+    secret_key: str,
+    uuids: Sequence[str],
+    /,
+    *,
+    throttled: bool = True,
 ) -> RunOutcome:
     """upbit-sdk, chunks of 20 sent one after another."""
     return await _run_upbit_sdk(
@@ -239,7 +272,9 @@ async def _run_upbit_sdk(
 # --- ccxt --------------------------------------------------------------------------------------
 
 
-def _ccxt_upbit(base_url: str, access_key: str, secret_key: str, tally: _Tally) -> Any:
+def _ccxt_upbit(
+    base_url: str, access_key: str, secret_key: str, tally: _Tally, *, throttled: bool = True
+) -> Any:
     """A ccxt upbit exchange aimed at *base_url*, counting its requests and answers in *tally*."""
     import ccxt.async_support as ccxt_async
 
@@ -247,7 +282,7 @@ def _ccxt_upbit(base_url: str, access_key: str, secret_key: str, tally: _Tally) 
         {
             "apiKey": access_key,
             "secret": secret_key,
-            "enableRateLimit": True,
+            "enableRateLimit": throttled,
             "urls": {"api": {"public": base_url, "private": base_url}},
         }
     )
@@ -270,14 +305,20 @@ def _ccxt_upbit(base_url: str, access_key: str, secret_key: str, tally: _Tally) 
 
 
 async def run_ccxt(
-    base_url: str, access_key: str, secret_key: str, uuids: Sequence[str]
+    base_url: str,
+    access_key: str,
+    secret_key: str,
+    uuids: Sequence[str],
+    /,
+    *,
+    throttled: bool = True,
 ) -> RunOutcome:
     """ccxt, one `cancel_order` per order, all handed over at once to ccxt's throttler."""
     # Importing ccxt takes a while; the clock starts once it is done.
     importlib.import_module("ccxt.async_support")
     tally = _Tally()
     started = time.perf_counter()
-    exchange = _ccxt_upbit(base_url, access_key, secret_key, tally)
+    exchange = _ccxt_upbit(base_url, access_key, secret_key, tally, throttled=throttled)
     try:
         try:
             await exchange.load_markets()
@@ -336,7 +377,13 @@ async def probe_ccxt_list_encoding(
 
 
 async def run_naive_aiolimiter(
-    base_url: str, access_key: str, secret_key: str, uuids: Sequence[str]
+    base_url: str,
+    access_key: str,
+    secret_key: str,
+    uuids: Sequence[str],
+    /,
+    *,
+    throttled: bool = True,
 ) -> RunOutcome:
     """The client a typical bot author writes: ``AsyncLimiter(30, 1)``, chunks of 20, no retry."""
     import aiohttp
@@ -345,7 +392,7 @@ async def run_naive_aiolimiter(
 
     tally = _Tally()
     started = time.perf_counter()
-    limiter = AsyncLimiter(30, 1)
+    limiter = AsyncLimiter(30, 1) if throttled else AsyncLimiter(UNTHROTTLED_RATE, 1)
     async with aiohttp.ClientSession() as http:
 
         async def cancel_chunk(chunk: list[str]) -> None:
@@ -380,17 +427,28 @@ async def run_naive_aiolimiter(
 
 
 async def run_upbit_cancel(
-    base_url: str, access_key: str, secret_key: str, uuids: Sequence[str]
+    base_url: str,
+    access_key: str,
+    secret_key: str,
+    uuids: Sequence[str],
+    /,
+    *,
+    throttled: bool = True,
 ) -> RunOutcome:
     """This project: one `BatchCanceller.cancel` call for every id."""
-    from upbit_cancel import BatchCanceller, UpbitSession
+    from upbit_cancel import BatchCanceller, SlidingWindowLimiter, UpbitSession
 
     tally = _Tally()
     unresolved: int | None = None
+    limiter = None if throttled else SlidingWindowLimiter(UNTHROTTLED_RATE, 1.0)
+    in_flight = None if throttled else UNTHROTTLED_IN_FLIGHT
     started = time.perf_counter()
     try:
-        async with UpbitSession(access_key, secret_key, base_url=base_url) as session:
-            result = await BatchCanceller(session).cancel(uuids=uuids)
+        async with UpbitSession(
+            access_key, secret_key, base_url=base_url, limiter=limiter
+        ) as session:
+            canceller = BatchCanceller(session, max_in_flight=in_flight)
+            result = await canceller.cancel(uuids=uuids)
             wall_seconds = time.perf_counter() - started
     except Exception as error:
         wall_seconds = time.perf_counter() - started
@@ -423,9 +481,9 @@ def preload(client: str) -> None:
 
 #: Every runner by client name, in the order reports list them.
 CLIENTS: Mapping[str, Runner] = {
+    "upbit_cancel": run_upbit_cancel,
+    "naive-aiolimiter": run_naive_aiolimiter,
     "upbit-sdk-gather": run_upbit_sdk_gather,
     "upbit-sdk-sequential": run_upbit_sdk_sequential,
     "ccxt": run_ccxt,
-    "naive-aiolimiter": run_naive_aiolimiter,
-    "upbit_cancel": run_upbit_cancel,
 }

@@ -13,6 +13,9 @@ The line printed is `RunOutcome.to_json` plus ``cpu_seconds`` (this process's CP
 alone) and ``peak_rss_mb`` (the process's peak resident memory, imports of the client included, as
 each worker imports only the client it runs). ``--client ccxt-list-probe`` prints a
 `ListEncodingProbe` instead. The client's modules are imported before the clocks start.
+
+``--unthrottled`` switches the client's own pacing off (see `_peers`), for runs against a fake
+whose limit is raised so that the client is the bottleneck.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ def _parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--access-key", default=os.environ.get("UPBIT_ACCESS_KEY"))
     parser.add_argument("--secret-key", default=os.environ.get("UPBIT_SECRET_KEY"))
     parser.add_argument("--uuids-file", required=True, type=Path)
+    parser.add_argument("--unthrottled", action="store_true", help="switch the client's pacing off")
     arguments = parser.parse_args(argv)
     if not arguments.access_key or not arguments.secret_key:
         parser.error("give the keys in UPBIT_ACCESS_KEY and UPBIT_SECRET_KEY, or as options")
@@ -79,7 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         runner = CLIENTS[arguments.client]
         outcome = asyncio.run(
-            runner(arguments.base_url, arguments.access_key, arguments.secret_key, uuids)
+            runner(
+                arguments.base_url,
+                arguments.access_key,
+                arguments.secret_key,
+                uuids,
+                throttled=not arguments.unthrottled,
+            )
         )
         report = outcome.to_json()
     report["cpu_seconds"] = time.process_time() - cpu_started
