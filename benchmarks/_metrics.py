@@ -1,0 +1,81 @@
+"""The arithmetic of the report: ideal schedule, efficiency, windows, bins, memory.
+
+A client that sends ``r`` requests, never more than ``limit`` in any ``window``, can at best send
+request ``k`` (from 0) at ``floor(k / limit) * window``: the last one goes out at
+``floor((r - 1) / limit) * window`` and is answered one round trip later. That is the ideal
+schedule; efficiency is the ideal divided by the measured wall time less one round trip, 1.0
+for a client that waits for nothing but the limit.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import statistics
+import sys
+from collections.abc import Iterable, Sequence
+
+#: Upbit's limit on ids per ``DELETE /v1/orders/uuids`` call.
+IDS_PER_REQUEST = 20
+
+
+def requests_needed(ids: int, per_request: int = IDS_PER_REQUEST) -> int:
+    """The fewest requests that carry *ids* ids."""
+    return math.ceil(ids / per_request)
+
+
+def ideal_seconds(requests: int, limit: int = 30, window: float = 1.0) -> float:
+    """When the last of *requests* may leave at the earliest: ``floor((r - 1) / limit)`` windows."""
+    if requests < 1:
+        return 0.0
+    return ((requests - 1) // limit) * window
+
+
+def efficiency(ideal: float, wall: float, round_trip: float) -> float | None:
+    """``ideal / (wall - round_trip)``; None when the ideal is 0 (everything fits one window)."""
+    if ideal <= 0:
+        return None
+    return ideal / max(wall - round_trip, 1e-9)
+
+
+def max_in_window(arrivals: Iterable[float], window: float = 1.0) -> int:
+    """Most *arrivals* inside one half-open window ``[s, s + window)``."""
+    times = sorted(arrivals)
+    best = start = 0
+    for end, arrival in enumerate(times):
+        while arrival - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def bins(times: Iterable[float], width: float, count: int) -> list[int]:
+    """How many *times* (seconds from 0) fall in each of *count* bins of *width* seconds."""
+    counts = [0] * count
+    for time in times:
+        index = int(time // width)
+        if 0 <= index < count:
+            counts[index] += 1
+    return counts
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of a non-empty sequence."""
+    return float(statistics.median(values))
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far, in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def current_rss_bytes() -> int | None:
+    """This process's resident set size now, in bytes (None where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            resident_pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return resident_pages * resource.getpagesize()
