@@ -1,0 +1,88 @@
+"""``python -m benchmarks [--quick] [--out DIR] [--from-json PATH]``.
+
+Runs the suite (see ``benchmarks/__init__.py``), prints one markdown table per section to stdout
+and writes, under ``--out`` (default ``docs/benchmarks/``):
+
+- ``results.json``: every measurement, with the date, machine and package versions;
+- ``results.md``: the same tables as stdout;
+- ``admitted.png``: requests admitted per 100 ms against the limit, one panel per client.
+
+The quick run writes ``results-quick.json``, ``results-quick.md`` and ``admitted-quick.png``
+instead, so it never overwrites the full run's figures. ``--from-json`` renders the tables and
+the plot again from a results file, without running anything. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks._fakes import ROOT
+from benchmarks._plot import plot_admitted
+from benchmarks._report import goals, machine, render
+from benchmarks._suite import make_plan, run_suite
+
+
+def _parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark upbit_cancel and its peers against a fake Upbit on loopback.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="the short run: under a minute, smaller matrices"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs" / "benchmarks",
+        metavar="DIR",
+        help="where to write the JSON, markdown and PNG (default: docs/benchmarks/)",
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="render the tables and plot from this results file instead of running",
+    )
+    return parser.parse_args(argv)
+
+
+def _write(results: dict[str, Any], out: Path) -> str:
+    suffix = "-quick" if results["plan"]["quick"] else ""
+    out.mkdir(parents=True, exist_ok=True)
+    report = render(results)
+    (out / f"results{suffix}.md").write_text(report, encoding="utf-8")
+    plot_admitted(results["peers"], out / f"admitted{suffix}.png")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the suite (or re-render a results file) and print the tables."""
+    arguments = _parse_arguments(argv)
+    out: Path = arguments.out.resolve()
+    if arguments.from_json is not None:
+        results = json.loads(arguments.from_json.read_text(encoding="utf-8"))
+        results["goals"] = goals(results)
+    else:
+        plan = make_plan(arguments.quick)
+        results = {"meta": machine()}
+        results.update(asyncio.run(run_suite(plan)))
+        results["goals"] = goals(results)
+        suffix = "-quick" if plan.quick else ""
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"results{suffix}.json").write_text(
+            json.dumps(results, indent=1) + "\n", encoding="utf-8"
+        )
+    print(_write(results, out))
+    print(f"Wrote results, tables and plot to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""The peers section as a picture: requests admitted per 100 ms, one panel per client."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from benchmarks._metrics import bins
+
+#: Width of one bar, in seconds.
+BIN = 0.1
+#: The exchange's limit: requests per window.
+LIMIT = 30
+#: Bins per window (1 s of 100 ms bins).
+BINS_PER_WINDOW = 10
+
+
+def plot_admitted(peers: Mapping[str, Any], path: Path) -> None:
+    """Draw the peers' requests over time, against the limit, into a PNG at *path*."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = peers["runs"]
+    figure, axes = plt.subplots(
+        len(runs), 1, figsize=(11, 2.3 * len(runs)), squeeze=False, constrained_layout=True
+    )
+    for axis, run in zip(axes[:, 0], runs, strict=True):
+        admitted = run["series"]["admitted"]
+        rejected = run["series"]["rejected"]
+        end = max([*admitted, *rejected, 1.0])
+        count = math.ceil(end / BIN) + 1
+        starts = [index * BIN for index in range(count)]
+        admitted_bins = bins(admitted, BIN, count)
+        rejected_bins = bins(rejected, BIN, count)
+        # Admitted in the 1 s window that ends with each bin: an exact count for that window.
+        trailing = [
+            sum(admitted_bins[max(0, index - BINS_PER_WINDOW + 1) : index + 1])
+            for index in range(count)
+        ]
+        axis.bar(
+            starts,
+            admitted_bins,
+            width=BIN,
+            align="edge",
+            color="#3b75af",
+            label="admitted per 100 ms",
+        )
+        axis.bar(
+            starts,
+            rejected_bins,
+            width=BIN,
+            align="edge",
+            bottom=admitted_bins,
+            color="#d62728",
+            label="429 per 100 ms",
+        )
+        axis.step(
+            [start + BIN for start in starts],
+            trailing,
+            where="post",
+            color="#2ca02c",
+            zorder=3,
+            linewidth=1.2,
+            label="admitted in the last 1 s",
+        )
+        axis.axhline(
+            LIMIT, color="black", linestyle="--", linewidth=1, zorder=1, label="limit: 30 per 1 s"
+        )
+        axis.set_xlim(0, end + BIN)
+        axis.set_ylim(0, max(LIMIT * 2.2, max(trailing, default=0) * 1.1))
+        axis.set_ylabel("requests")
+        axis.set_title(
+            f"{run['client']}: {run['wall_seconds']:.1f} s, {run['rejected_429']} x 429, "
+            f"{run['left_open']:,} of {run['orders']:,} left open",
+            loc="left",
+            fontsize=10,
+        )
+    axes[-1, 0].set_xlabel("seconds since the client's first request")
+    axes[0, 0].legend(loc="upper right", fontsize=8, ncols=4)
+    spec = peers["spec"]
+    figure.suptitle(
+        f"{peers['orders']:,} orders, {spec['policy']} window, 30 per second, "
+        f"{spec['jitter'] * 1000:.0f} ms arrival jitter",
+        fontsize=11,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,527 @@
+"""Turn the suite's results into markdown tables, goal verdicts and the machine they ran on."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from benchmarks._fakes import ROOT
+
+#: Upbit's ``default`` group: requests per window.
+LIMIT = 30
+#: Slack the kill-switch goal allows beyond one round trip, in seconds.
+KILL_SLACK = 0.050
+#: Packages whose versions the report names.
+PACKAGES = ("upbit-cancel", "upbit-sdk", "ccxt", "aiohttp", "aiolimiter", "PyJWT", "httpx")
+
+
+# --- where and when ----------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _commit() -> str | None:
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return completed.stdout.strip() or None
+
+
+def machine() -> dict[str, Any]:
+    """The date, machine, Python and package versions a run came from."""
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "packages": {package: _version(package) for package in PACKAGES},
+        "commit": _commit(),
+    }
+
+
+# --- formatting --------------------------------------------------------------------------------
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A markdown table; numbers right-aligned."""
+    body = [[_cell(value) for value in row] for row in rows]
+    align = [
+        "---:" if body and all(_numeric(row[index]) for row in body) else "---"
+        for index in range(len(header))
+    ]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(align) + "|",
+        *("| " + " | ".join(row) + " |" for row in body),
+    ]
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _numeric(text: str) -> bool:
+    stripped = text.replace(",", "").removesuffix("x").replace("—", "0").strip()
+    try:
+        float(stripped)
+    except ValueError:
+        return False
+    return True
+
+
+def seconds(value: float | None, digits: int = 2) -> str:
+    """Seconds with *digits* decimals, or a dash."""
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def ms(value: float | None) -> str:
+    """Seconds shown as milliseconds with one decimal, or a dash."""
+    return "—" if value is None or value == float("inf") else f"{value * 1000:.1f}"
+
+
+def jitter(value: float) -> str:
+    """A jitter in seconds as whole milliseconds."""
+    return f"{value * 1000:.0f} ms"
+
+
+def count(value: int | None) -> str:
+    """A count with thousands separators, or a dash."""
+    return "—" if value is None else f"{value:,}"
+
+
+def verdict(passed: bool) -> str:
+    """PASS or FAIL."""
+    return "PASS" if passed else "FAIL"
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+
+def ceiling_section(runs: Sequence[Mapping[str, Any]], quick: bool) -> str:
+    """Section 1 as markdown."""
+    matrix = (
+        "600 orders under every policy and jitter, 6,000 under every policy with 20 ms jitter"
+        if quick
+        else "600 and 6,000 orders under every policy and jitter; 60,000 under every policy "
+        "with 20 ms jitter only (each such run takes 100 s)"
+    )
+    rows = [
+        (
+            count(run["n"]),
+            run["policy"],
+            jitter(run["jitter"]),
+            count(run["requests"]),
+            seconds(run["wall_seconds"], 3),
+            ms(run["round_trip_seconds"]),
+            seconds(run["ideal_seconds"], 0),
+            "—" if run["efficiency"] is None else f"{run['efficiency']:.3f}",
+            count(run["rejected_429"]),
+            count(run["max_in_window"]),
+            count(run["left_open"]),
+        )
+        for run in runs
+    ]
+    return "\n\n".join(
+        [
+            "## 1. Against the ceiling",
+            f"upbit_cancel alone, {matrix}. Each run is a fresh account on a fake exchange "
+            "(30 requests per 1 s window) in its own process. Ideal = ⌊(requests - 1)/30⌋ s; "
+            "efficiency = ideal ÷ (wall - one round trip), where the round trip is the median of "
+            "7 single signed cancels to a twin fake with the same policy and jitter. With 600 "
+            "orders every request fits one window, so the ideal is 0 and efficiency undefined.",
+            table(
+                [
+                    "orders",
+                    "policy",
+                    "jitter",
+                    "requests",
+                    "wall s",
+                    "round trip ms",
+                    "ideal s",
+                    "efficiency",
+                    "429s",
+                    "max in 1 s",
+                    "left open",
+                ],
+                rows,
+            ),
+        ]
+    )
+
+
+def kill_section(kill: Mapping[str, Any]) -> str:
+    """Section 2 as markdown."""
+    rows = [
+        (
+            count(entry["n"]),
+            entry["policy"],
+            jitter(entry["jitter"]),
+            ms(entry["round_trip_seconds"]),
+            ms(entry["first_600_median_seconds"]),
+            ms(entry["first_600_max_seconds"]),
+            ms(entry["round_trip_seconds"] + KILL_SLACK),
+            f"{entry['within_bound']}/{entry['repeats']}",
+        )
+        for entry in kill["summary"]
+    ]
+    return "\n\n".join(
+        [
+            "## 2. Kill-switch latency",
+            "Time from the `cancel()` call until 600 cancels are confirmed (the 30th answer of the "
+            "first window), with a cold connection pool. Bound: one round trip + 50 ms, judged "
+            "per run against that run's own round trip.",
+            table(
+                [
+                    "orders",
+                    "policy",
+                    "jitter",
+                    "round trip ms",
+                    "first 600 ms (median)",
+                    "first 600 ms (max)",
+                    "bound ms",
+                    "runs within",
+                ],
+                rows,
+            ),
+        ]
+    )
+
+
+def peers_section(peers: Mapping[str, Any]) -> str:
+    """Section 3 as markdown."""
+    runs = peers["runs"]
+    ours = next(run for run in runs if run["client"] == "upbit_cancel")
+    rows = []
+    for run in runs:
+        ratio = run["wall_seconds"] / ours["wall_seconds"]
+        rows.append(
+            (
+                run["client"],
+                count(run["signed_requests"]),
+                seconds(run["wall_seconds"]),
+                f"{ratio:.2f}x",
+                seconds(run["ideal_seconds"], 0),
+                count(run["rejected_429"]),
+                count(run["errors"]),
+                count(run["max_in_window"]),
+                count(run["left_open"]),
+            )
+        )
+    spec = peers["spec"]
+    probe = peers["list_probe"]
+    body = probe.get("body") or ""
+    return "\n\n".join(
+        [
+            "## 3. Peers on the same work",
+            f"{peers['orders']:,} open orders, {spec['policy']} window, 30 per second, "
+            f"{jitter(spec['jitter'])} arrival jitter. Each client runs in its own process "
+            "against its own account of the same fake configuration. upbit-sdk gets the ids in "
+            "chunks of 20 made by hand; ccxt cancels one order per call; the naive client is "
+            "`aiolimiter.AsyncLimiter(30, 1)` + aiohttp, chunks of 20. The ideal is that of the "
+            "client's own request count (ccxt needs 20 times as many).",
+            table(
+                [
+                    "client",
+                    "requests",
+                    "wall s",
+                    "x upbit_cancel",
+                    "ideal s",
+                    "429s",
+                    "errors raised",
+                    "max in 1 s",
+                    "left open",
+                ],
+                rows,
+            ),
+            "ccxt's generic call for the list endpoint, "
+            "`private_delete_orders_uuids({'uuids[]': [a, b]})`, sends "
+            f"`{probe.get('query', '')[:120]}` and gets HTTP {probe.get('status')} "
+            f"(`{body[:160]}`); {probe.get('left_open')} of 2 orders stay open. "
+            "Single ids are its only working path.",
+        ]
+    )
+
+
+def cost_section(cost: Sequence[Mapping[str, Any]], memory: Sequence[Mapping[str, Any]]) -> str:
+    """Section 4 as markdown."""
+    ours = next(entry for entry in cost if entry["client"] == "upbit_cancel")
+    cost_rows = [
+        (
+            entry["client"],
+            count(entry["requests"]),
+            count(entry["orders"]),
+            seconds(entry["cpu_seconds"], 3),
+            f"{entry['cpu_per_request'] * 1000:.3f}",
+            f"{entry['cpu_per_request'] / ours['cpu_per_request']:.2f}x",
+            f"{entry['cpu_per_order'] * 1e6:.1f}",
+        )
+        for entry in cost
+    ]
+    mib = 1024 * 1024
+    memory_rows = [
+        (
+            entry["mode"],
+            count(entry["n"]),
+            count(entry["requests"]),
+            f"{entry['peak_rss_bytes'] / mib:.1f}",
+            "—"
+            if entry["baseline_rss_bytes"] is None
+            else f"{entry['baseline_rss_bytes'] / mib:.1f}",
+            "—" if entry["growth_bytes"] is None else f"{entry['growth_bytes'] / mib:.1f}",
+            "—" if entry["bytes_per_id"] is None else f"{entry['bytes_per_id']:.0f}",
+            seconds(entry["wall_seconds"], 1),
+        )
+        for entry in memory
+    ]
+    return "\n\n".join(
+        [
+            "## 4. Client cost",
+            "CPU: process CPU time of the client's own process over the run (imports excluded) "
+            "÷ signed requests it sent, against a fake whose limit is raised to 100,000 per "
+            "second, in another process, with the clients' own pacing switched off "
+            "(upbit_cancel: limiter raised to 100,000/s, 60 requests in flight). ccxt sends one "
+            "order per request, the others 20. upbit-sdk sends one chunk after another: with "
+            "every chunk handed to `asyncio.gather` at once its requests queue in httpx's "
+            "connection pool, whose bookkeeping grows with the queue, and its CPU per request "
+            "grows with the batch.",
+            table(
+                [
+                    "client",
+                    "requests",
+                    "orders",
+                    "CPU s",
+                    "CPU ms / request",
+                    "x upbit_cancel",
+                    "CPU µs / order",
+                ],
+                cost_rows,
+            ),
+            "Memory: upbit_cancel's peak resident set while `BatchCanceller.stream` takes N "
+            "generated uuids from a generator (unknown to the exchange, which leaves them out of "
+            "its answers), one process per N. Growth is the peak over the resident set just "
+            "before the batch; `collect` is `cancel()`, which keeps every result.",
+            table(
+                [
+                    "mode",
+                    "ids",
+                    "requests",
+                    "peak RSS MiB",
+                    "before MiB",
+                    "growth MiB",
+                    "bytes / id",
+                    "wall s",
+                ],
+                memory_rows,
+            ),
+        ]
+    )
+
+
+def _acceptance_cells(run: Mapping[str, Any]) -> list[str]:
+    criteria = run["criteria"]
+    invariant = run["invariant"]
+    return [
+        f"{verdict(criteria['invariant'])}: {invariant['distinct_ids']:,} distinct ids, "
+        f"{invariant['placed']:,} placed, {invariant['missing']} missing, "
+        f"{invariant['repeated']} twice, {invariant['extra']} extra "
+        f"({run['success']:,} success, {run['failed']:,} failed, "
+        f"{run['unresolved']:,} unresolved)",
+        f"{verdict(criteria['all_open_canceled'])}: {run['success']:,} of "
+        f"{run['composition']['open']:,} canceled, {run['left_open']} left open",
+        f"{verdict(criteria['no_429'])}: {run['rejected_429']} at the exchange, "
+        f"{run['client_rate_limited']} seen by the client",
+        f"{verdict(criteria['wall_within_bound'])}: {run['wall_seconds']:.3f} s ≤ "
+        f"{run['wall_bound_seconds']:.3f} s (ideal {run['ideal_seconds']:.0f} s for "
+        f"{run['requests_needed']} requests; {run['requests']} sent)",
+        f"{verdict(criteria['first_600_within_bound'])}: "
+        f"{ms(run['first_600_resolved_seconds'])} ms ≤ {ms(run['first_600_bound_seconds'])} ms",
+    ]
+
+
+def acceptance_section(runs: Sequence[Mapping[str, Any]]) -> str:
+    """The batch acceptance criteria of issue 4 as markdown."""
+    by_kind = {run["kind"]: run for run in runs}
+    composition = runs[0]["composition"]
+    labels = [
+        "every distinct id in exactly one list",
+        "every open order canceled",
+        "0 x 429",
+        "wall ≤ 1.05 x ideal + round trip",
+        "first 600 within round trip + 50 ms",
+    ]
+    columns = [_acceptance_cells(by_kind[kind]) for kind in ("uuids", "identifiers")]
+    rows = [(label, *cells) for label, *cells in zip(labels, *columns, strict=True)]
+    return "\n\n".join(
+        [
+            "## Batch acceptance",
+            f"Sliding window, 30 per second, {jitter(runs[0]['jitter'])} arrival jitter: "
+            f"{composition['open']:,} open orders plus {composition['closed']} filled or "
+            f"canceled, {composition['unknown']} unknown, {composition['duplicates']} duplicate "
+            f"and {composition['malformed']} malformed ids, shuffled "
+            f"({composition['total_given']:,} given), in one `cancel()` call. The first 600 are "
+            "ids resolved, not only canceled, since filled, canceled and unknown ids are mixed "
+            "in.",
+            table(["criterion", "by uuids", "by identifiers"], rows),
+        ]
+    )
+
+
+# --- goals -------------------------------------------------------------------------------------
+
+
+def goals(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each goal of the issue with what was measured and whether it was met."""
+    verdicts: list[dict[str, Any]] = []
+    target = [run for run in results["ceiling"] if run["n"] == 6_000 and run["jitter"] == 0.020]
+    effs = {run["policy"]: run["efficiency"] for run in target}
+    verdicts.append(
+        {
+            "goal": "efficiency ≥ 0.95 at 6,000 orders, every policy, 20 ms jitter",
+            "measured": ", ".join(f"{policy} {value:.3f}" for policy, value in effs.items()),
+            "met": bool(effs) and all(value >= 0.95 for value in effs.values()),
+        }
+    )
+    ours_429 = (
+        sum(run["rejected_429"] for run in results["ceiling"])
+        + sum(run["rejected_429"] for run in results["kill_switch"]["runs"])
+        + sum(run["rejected_429"] for run in results["acceptance"])
+        + sum(
+            run["rejected_429"]
+            for run in results["peers"]["runs"]
+            if run["client"] == "upbit_cancel"
+        )
+    )
+    verdicts.append(
+        {
+            "goal": "0 x 429 (every upbit_cancel run)",
+            "measured": f"{ours_429} x 429",
+            "met": ours_429 == 0,
+        }
+    )
+    kill_runs = results["kill_switch"]["runs"]
+    for label, runs in (
+        ("up to 6,000 orders", [run for run in kill_runs if run["n"] <= 6_000]),
+        ("60,000 orders", [run for run in kill_runs if run["n"] > 6_000]),
+    ):
+        if not runs:
+            continue
+        within = [
+            run["first_600_success_seconds"] is not None
+            and run["first_600_success_seconds"] <= run["round_trip_seconds"] + KILL_SLACK
+            for run in runs
+        ]
+        worst = max(
+            (run["first_600_success_seconds"] or float("inf")) - run["round_trip_seconds"]
+            for run in runs
+        )
+        verdicts.append(
+            {
+                "goal": f"first 600 cancels within one round trip + 50 ms ({label})",
+                "measured": f"{sum(within)}/{len(within)} runs; worst {ms(worst)} ms over "
+                "the round trip",
+                "met": all(within),
+            }
+        )
+    cost = {entry["client"]: entry["cpu_per_request"] for entry in results["cost"]}
+    sdk = cost["upbit-sdk-sequential"]
+    verdicts.append(
+        {
+            "goal": "CPU per request at most half of upbit-sdk's",
+            "measured": f"{cost['upbit_cancel'] * 1000:.3f} ms vs {sdk * 1000:.3f} ms: "
+            f"{cost['upbit_cancel'] / sdk:.2f}x",
+            "met": cost["upbit_cancel"] <= 0.5 * sdk,
+        }
+    )
+    streams = [entry for entry in results["memory"] if entry["mode"] == "stream"]
+    if len(streams) >= 2 and all(entry["growth_bytes"] is not None for entry in streams):
+        smallest, largest = streams[0], streams[-1]
+        mib = 1024 * 1024
+        verdicts.append(
+            {
+                "goal": "memory flat in N when streaming",
+                "measured": f"growth {smallest['growth_bytes'] / mib:.1f} MiB at "
+                f"{smallest['n']:,} ids, {largest['growth_bytes'] / mib:.1f} MiB at "
+                f"{largest['n']:,} ({largest['bytes_per_id']:.0f} bytes per id)",
+                "met": largest["peak_rss_bytes"] <= 1.1 * smallest["peak_rss_bytes"],
+            }
+        )
+    return verdicts
+
+
+def goals_section(verdicts: Sequence[Mapping[str, Any]]) -> str:
+    """The goals as markdown."""
+    rows = [
+        (entry["goal"], entry["measured"], "met" if entry["met"] else "missed")
+        for entry in verdicts
+    ]
+    return "\n\n".join(["## Goals", table(["goal", "measured", "verdict"], rows)])
+
+
+def render(results: Mapping[str, Any]) -> str:
+    """The whole report as markdown."""
+    meta = results["meta"]
+    packages = ", ".join(
+        f"{name} {version}" for name, version in meta["packages"].items() if version
+    )
+    quick = results["plan"]["quick"]
+    arrangement = (
+        "quick run: after the kill-switch section, the rate-limited sections overlapped and the "
+        "CPU-bound ones ran beside them at the lowest priority"
+        if quick
+        else "full run: one section at a time"
+    )
+    header = (
+        f"# Benchmarks ({'quick' if quick else 'full'} run)\n\n"
+        f"{meta['date']} on {meta['cpus']} x {meta['cpu_model']}, {meta['platform']}, "
+        f"Python {meta['python']}; {packages}"
+        + (f"; commit {meta['commit']}" if meta.get("commit") else "")
+        + f". {arrangement.capitalize()}; {results['suite_seconds']:.0f} s in all."
+    )
+    return (
+        "\n\n".join(
+            [
+                header,
+                ceiling_section(results["ceiling"], quick),
+                kill_section(results["kill_switch"]),
+                peers_section(results["peers"]),
+                cost_section(results["cost"], results["memory"]),
+                acceptance_section(results["acceptance"]),
+                goals_section(results["goals"]),
+            ]
+        )
+        + "\n"
+    )

@@ -1,0 +1,421 @@
+"""The benchmark suite: what runs, in which process, and in which order.
+
+Every measured client runs in a process of its own (``_worker`` for the peers, ``_jobs`` for
+upbit_cancel's own measurements) and every fake exchange in another (``_fake_proc``), so a
+client's CPU time, memory and event loop are its own. Each run gets a fresh account (its own
+fake, same configuration), so no run inherits budget another spent; the round trip is measured
+on a twin fake of the same configuration, so the probes spend none of the run's budget either.
+
+The full run takes its sections one at a time. The quick run must finish within a minute, so
+after the kill-switch section (alone: it measures milliseconds) it overlaps the rate-limited
+sections (ceiling, peers, acceptance), whose processes are idle between requests, and runs the
+CPU-bound ones (client cost, memory) beside them at the lowest scheduling priority: CPU seconds
+and peak memory do not depend on the wall clock, and the low priority keeps them out of the
+way of the timed runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import attrs
+
+from benchmarks._fake_proc import FakeSpec
+from benchmarks._fakes import Admin, FakeHandle, FakeProcess, run_json_lines
+from benchmarks._metrics import efficiency, ideal_seconds, median, requests_needed
+from benchmarks._peers import CLIENTS
+from upbit_cancel.testing import PolicyName
+
+T = TypeVar("T")
+
+#: The policies the fake offers for the ``default`` group's budget.
+POLICIES: tuple[PolicyName, ...] = ("sliding", "fixed", "bucket")
+#: Arrival jitters, in seconds.
+JITTERS = (0.0, 0.010, 0.020)
+#: The raised limit of the client-cost and memory runs, so that the client is the bottleneck.
+HIGH_LIMIT = 100_000
+#: The lowest scheduling priority, for CPU-bound runs that overlap timed ones.
+LOW_PRIORITY = 19
+#: The clients of the client-cost section, in report order. upbit-sdk is measured sending one
+#: chunk after another: with every chunk handed to ``asyncio.gather`` at once, the requests queue
+#: in httpx's connection pool, whose bookkeeping grows with the queue, so its CPU per request
+#: grows with the batch; that would flatter the others.
+COST_CLIENTS = ("upbit_cancel", "naive-aiolimiter", "upbit-sdk-sequential", "ccxt")
+
+
+@attrs.frozen
+class Case:
+    """One batch of ``n`` open orders under one policy and arrival jitter."""
+
+    n: int
+    policy: PolicyName
+    jitter: float
+
+    def spec(self) -> FakeSpec:
+        """The fake for this case."""
+        return FakeSpec(policy=self.policy, jitter=self.jitter)
+
+
+@attrs.frozen
+class Plan:
+    """Everything one run of the suite measures."""
+
+    quick: bool
+    #: Section 1: the ceiling runs.
+    ceiling: tuple[Case, ...]
+    #: Section 2: kill-switch cases, each repeated `kill_repeats` times.
+    kill: tuple[Case, ...]
+    kill_repeats: int
+    #: Section 3: orders each peer cancels, and the fake they all meet.
+    peer_orders: int
+    peer_spec: FakeSpec
+    #: Section 4: requests each client sends for the CPU measurement.
+    cost_requests: int
+    #: Section 4: ids streamed for the memory measurement, and ids for the keep-everything
+    #: comparison (``cancel`` instead of ``stream``).
+    stream_ids: tuple[int, ...]
+    collect_ids: tuple[int, ...]
+    #: Batch acceptance (issue 4): how many of each kind of id.
+    acceptance: Mapping[str, int]
+    acceptance_spec: FakeSpec
+    #: Whether sections overlap (the quick run).
+    overlap: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as plain JSON-ready values."""
+        return attrs.asdict(self, value_serializer=_serialize)
+
+
+def _serialize(_instance: object, _field: object, value: Any) -> Any:
+    return value.to_json() if isinstance(value, FakeSpec) else value
+
+
+def make_plan(quick: bool) -> Plan:
+    """The quick plan (under a minute) or the full one (about a quarter of an hour)."""
+    small = tuple(Case(600, policy, jitter) for policy in POLICIES for jitter in JITTERS)
+    if quick:
+        ceiling = (*small, *(Case(6_000, policy, 0.020) for policy in POLICIES))
+        kill = (
+            *(Case(6_000, "sliding", jitter) for jitter in JITTERS),
+            Case(60_000, "sliding", 0.010),
+        )
+    else:
+        ceiling = (
+            *small,
+            *(Case(6_000, policy, jitter) for policy in POLICIES for jitter in JITTERS),
+            *(Case(60_000, policy, 0.020) for policy in POLICIES),
+        )
+        kill = (
+            *(Case(6_000, policy, jitter) for policy in POLICIES for jitter in JITTERS),
+            Case(600, "sliding", 0.010),
+            Case(60_000, "sliding", 0.010),
+        )
+    return Plan(
+        quick=quick,
+        ceiling=ceiling,
+        kill=kill,
+        kill_repeats=3 if quick else 5,
+        peer_orders=600 if quick else 6_000,
+        peer_spec=FakeSpec(policy="sliding", jitter=0.010),
+        cost_requests=500 if quick else 3_000,
+        stream_ids=(10_000, 100_000) if quick else (10_000, 100_000, 1_000_000),
+        collect_ids=() if quick else (100_000,),
+        acceptance={
+            "open": 6_000,
+            "done": 100,
+            "cancel": 100,
+            "unknown": 100,
+            "duplicates": 100,
+            "seed": 5,
+        },
+        acceptance_spec=FakeSpec(policy="sliding", jitter=0.010, unknown="omit"),
+        overlap=quick,
+    )
+
+
+def log(started: float, message: str) -> None:
+    """A progress line on stderr, stamped with the seconds since *started*."""
+    print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+
+async def _cancel_runs(
+    cases: Sequence[Case], *, stop_after: int | None = None, repeats: int = 1
+) -> list[dict[str, Any]]:
+    """Run *cases* one after another in one upbit_cancel process, each on a fresh account."""
+    expanded = [(case, repeat) for case in cases for repeat in range(repeats)]
+    specs = [spec for case, _ in expanded for spec in (case.spec(), case.spec())]
+    async with FakeProcess(specs) as fakes:
+        runs = [
+            {
+                "n": case.n,
+                "stop_after": stop_after,
+                "fake": fakes[2 * index].to_json(),
+                "probe": fakes[2 * index + 1].to_json(),
+                "tags": {"repeat": repeat},
+            }
+            for index, (case, repeat) in enumerate(expanded)
+        ]
+        return await run_json_lines("benchmarks._jobs", ["cancel", json.dumps({"runs": runs})])
+
+
+async def section_ceiling(plan: Plan) -> list[dict[str, Any]]:
+    """Section 1: upbit_cancel against the ceiling, one fresh account per case."""
+    results = await _cancel_runs(plan.ceiling)
+    for result in results:
+        ideal = ideal_seconds(result["requests_needed"])
+        result["ideal_seconds"] = ideal
+        result["efficiency"] = efficiency(
+            ideal, result["wall_seconds"], result["round_trip_seconds"]
+        )
+    return results
+
+
+async def section_kill(plan: Plan) -> dict[str, Any]:
+    """Section 2: time from the call until the first 600 cancels are confirmed."""
+    runs = await _cancel_runs(plan.kill, stop_after=600, repeats=plan.kill_repeats)
+    summary = []
+    for case in plan.kill:
+        mine = [
+            run
+            for run in runs
+            if (run["n"], run["policy"], run["jitter"]) == (case.n, case.policy, case.jitter)
+        ]
+        firsts = [run["first_600_success_seconds"] for run in mine]
+        trips = [run["round_trip_seconds"] for run in mine]
+        within = sum(
+            first is not None and first <= trip + 0.050
+            for first, trip in zip(firsts, trips, strict=True)
+        )
+        summary.append(
+            {
+                "n": case.n,
+                "policy": case.policy,
+                "jitter": case.jitter,
+                "repeats": len(mine),
+                "round_trip_seconds": median(trips),
+                "first_600_median_seconds": median([first or float("inf") for first in firsts]),
+                "first_600_max_seconds": max(first or float("inf") for first in firsts),
+                "within_bound": within,
+            }
+        )
+    return {"runs": runs, "summary": summary}
+
+
+async def _worker(
+    client: str, fake: FakeHandle, uuids_file: Path, *, unthrottled: bool = False, nice: int = 0
+) -> dict[str, Any]:
+    """Run one client in ``benchmarks._worker``; return the line it printed."""
+    arguments = ["--client", client, "--base-url", fake.base_url, "--uuids-file", str(uuids_file)]
+    if unthrottled:
+        arguments.append("--unthrottled")
+    env = {"UPBIT_ACCESS_KEY": fake.access_key, "UPBIT_SECRET_KEY": fake.secret_key}
+    (line,) = await run_json_lines("benchmarks._worker", arguments, nice=nice, env=env)
+    return line
+
+
+def _series(records: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Arrival times, from the first request, of the admitted requests and of the 429s."""
+    if not records:
+        return {"admitted": [], "rejected": []}
+    start = min(record["arrival"] for record in records)
+    admitted = [round(r["arrival"] - start, 4) for r in records if r["admitted"]]
+    rejected = [round(r["arrival"] - start, 4) for r in records if r["status"] == 429]
+    return {"admitted": admitted, "rejected": rejected}
+
+
+async def section_peers(plan: Plan, workdir: Path) -> dict[str, Any]:
+    """Section 3: every client on the same work against the same fake configuration."""
+    clients = list(CLIENTS)
+    specs = [plan.peer_spec] * (len(clients) + 1)
+    runs = []
+    async with FakeProcess(specs) as fakes, aiohttp.ClientSession() as http:
+        for client, fake in zip(clients, fakes, strict=False):
+            admin = Admin(http, fake.base_url)
+            open_before = (await admin.states())["wait"]
+            uuids, _ = await admin.add_orders(plan.peer_orders)
+            uuids_file = workdir / f"peer-{client}.txt"
+            uuids_file.write_text("\n".join(uuids) + "\n", encoding="utf-8")
+            outcome = await _worker(client, fake, uuids_file)
+            stats = await admin.stats()
+            left_open = (await admin.states())["wait"] - open_before
+            records = await admin.records()
+            per_request = 1 if client == "ccxt" else 20
+            needed = requests_needed(plan.peer_orders, per_request)
+            runs.append(
+                {
+                    **outcome,
+                    "orders": plan.peer_orders,
+                    "requests_needed": needed,
+                    "ideal_seconds": ideal_seconds(needed),
+                    "signed_requests": sum(stats["status_counts"].values()),
+                    "rejected_429": stats["rejected_429"],
+                    "status_counts": stats["status_counts"],
+                    "max_in_window": stats["max_in_window"],
+                    "left_open": left_open,
+                    "series": _series(records),
+                }
+            )
+        probe_fake = fakes[-1]
+        admin = Admin(http, probe_fake.base_url)
+        uuids, _ = await admin.add_orders(2)
+        uuids_file = workdir / "ccxt-list-probe.txt"
+        uuids_file.write_text("\n".join(uuids) + "\n", encoding="utf-8")
+        probe = await _worker("ccxt-list-probe", probe_fake, uuids_file)
+        probe["left_open"] = (await admin.states())["wait"]
+    return {
+        "orders": plan.peer_orders,
+        "spec": plan.peer_spec.to_json(),
+        "runs": runs,
+        "list_probe": probe,
+    }
+
+
+async def section_cost(plan: Plan, workdir: Path, nice: int) -> list[dict[str, Any]]:
+    """Section 4a: process CPU per request, against a fake whose limit is out of the way."""
+    spec = FakeSpec(limit=HIGH_LIMIT)
+    results = []
+    async with (
+        FakeProcess([spec] * len(COST_CLIENTS), nice=nice) as fakes,
+        aiohttp.ClientSession() as http,
+    ):
+        for client, fake in zip(COST_CLIENTS, fakes, strict=True):
+            admin = Admin(http, fake.base_url)
+            per_request = 1 if client == "ccxt" else 20
+            uuids, _ = await admin.add_orders(plan.cost_requests * per_request)
+            uuids_file = workdir / f"cost-{client}.txt"
+            uuids_file.write_text("\n".join(uuids) + "\n", encoding="utf-8")
+            outcome = await _worker(client, fake, uuids_file, unthrottled=True, nice=nice)
+            stats = await admin.stats()
+            requests = sum(stats["status_counts"].values())
+            results.append(
+                {
+                    "client": client,
+                    "orders": len(uuids),
+                    "requests": requests,
+                    "status_counts": stats["status_counts"],
+                    "left_open": (await admin.states())["wait"],
+                    "cpu_seconds": outcome["cpu_seconds"],
+                    "wall_seconds": outcome["wall_seconds"],
+                    "cpu_per_request": outcome["cpu_seconds"] / max(requests, 1),
+                    "cpu_per_order": outcome["cpu_seconds"] / max(len(uuids), 1),
+                    "peak_rss_mb": outcome["peak_rss_mb"],
+                }
+            )
+    return results
+
+
+async def section_memory(plan: Plan, nice: int) -> list[dict[str, Any]]:
+    """Section 4b: peak memory of upbit_cancel streaming N ids, one process per N."""
+    spec = FakeSpec(limit=HIGH_LIMIT, unknown="omit")
+    results = []
+    cases = [(n, False) for n in plan.stream_ids] + [(n, True) for n in plan.collect_ids]
+    async with FakeProcess([spec] * len(cases), nice=nice) as fakes:
+        for (n, collect), fake in zip(cases, fakes, strict=True):
+            parameters = {"fake": fake.to_json(), "n": n, "collect": collect}
+            (result,) = await run_json_lines(
+                "benchmarks._jobs", ["stream", json.dumps(parameters)], nice=nice
+            )
+            results.append(result)
+    return results
+
+
+async def section_acceptance(plan: Plan) -> list[dict[str, Any]]:
+    """Batch acceptance (issue 4): mixed ids by uuids and by identifiers, criterion by criterion."""
+    results = []
+    spec = plan.acceptance_spec
+    async with FakeProcess([spec] * 4) as fakes:
+        for index, kind in enumerate(("uuids", "identifiers")):
+            parameters = {
+                **plan.acceptance,
+                "kind": kind,
+                "fake": fakes[2 * index].to_json(),
+                "probe": fakes[2 * index + 1].to_json(),
+            }
+            results += await run_json_lines(
+                "benchmarks._jobs", ["acceptance", json.dumps(parameters)]
+            )
+    return results
+
+
+# --- the whole suite ---------------------------------------------------------------------------
+
+
+async def _timed(started: float, name: str, work: Callable[[], Awaitable[T]]) -> tuple[T, float]:
+    log(started, f"{name}: started")
+    begun = time.perf_counter()
+    result = await work()
+    seconds = time.perf_counter() - begun
+    log(started, f"{name}: done in {seconds:.1f} s")
+    return result, seconds
+
+
+async def run_suite(plan: Plan) -> dict[str, Any]:
+    """Run every section of *plan*; return the results (without the report's metadata)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="upbit-cancel-bench-") as directory:
+        workdir = Path(directory)
+        nice = LOW_PRIORITY if plan.overlap else 0
+        timings: dict[str, float] = {}
+
+        async def ceiling() -> list[dict[str, Any]]:
+            result, timings["ceiling"] = await _timed(
+                started, "ceiling", lambda: section_ceiling(plan)
+            )
+            return result
+
+        async def peers() -> dict[str, Any]:
+            result, timings["peers"] = await _timed(
+                started, "peers", lambda: section_peers(plan, workdir)
+            )
+            return result
+
+        async def acceptance() -> list[dict[str, Any]]:
+            result, timings["acceptance"] = await _timed(
+                started, "acceptance", lambda: section_acceptance(plan)
+            )
+            return result
+
+        async def cost_and_memory() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            cost, timings["cost"] = await _timed(
+                started, "client cost", lambda: section_cost(plan, workdir, nice)
+            )
+            memory, timings["memory"] = await _timed(
+                started, "memory", lambda: section_memory(plan, nice)
+            )
+            return cost, memory
+
+        kill, timings["kill"] = await _timed(started, "kill switch", lambda: section_kill(plan))
+        if plan.overlap:
+            (
+                ceiling_results,
+                peer_results,
+                acceptance_results,
+                (cost, memory),
+            ) = await asyncio.gather(ceiling(), peers(), acceptance(), cost_and_memory())
+        else:
+            ceiling_results = await ceiling()
+            peer_results = await peers()
+            acceptance_results = await acceptance()
+            cost, memory = await cost_and_memory()
+    return {
+        "plan": plan.to_json(),
+        "ceiling": ceiling_results,
+        "kill_switch": kill,
+        "peers": peer_results,
+        "cost": cost,
+        "memory": memory,
+        "acceptance": acceptance_results,
+        "section_seconds": timings,
+        "suite_seconds": time.perf_counter() - started,
+    }
