@@ -136,6 +136,14 @@ def test_summary_goes_to_stdout_without_json(
     assert captured.err.strip() == f"Cancelling 2 uuids through {credentials.base_url}"
 
 
+def test_ids_are_shown_as_given(credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ids that look like rich markup or emoji codes are printed verbatim."""
+    assert cancel(credentials, "--identifiers", "[bold]a[/bold]", ":smile:") == 1
+    out = capsys.readouterr().out
+    assert "[bold]a[/bold]" in out
+    assert ":smile:" in out
+
+
 def test_lists_at_most_ten_unresolved_ids(
     credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -22,6 +22,7 @@ from ._models import BatchResult, OrderEntry, UnresolvedOrder
 if TYPE_CHECKING:
     import rich.console
     import rich.progress
+    import rich.table
 
 __all__ = [
     "ProgressBar",
@@ -190,7 +191,7 @@ def console(file: TextIO) -> rich.console.Console:
 def say(text: str, file: TextIO) -> None:
     """Write a paragraph to ``file``, wrapped to the terminal's width when rich is installed."""
     if HAVE_RICH:
-        console(file).print(text, markup=False)
+        console(file).print(text, markup=False, emoji=False)
     else:
         print(text, file=file)
 
@@ -217,9 +218,10 @@ def render(table: Table, file: TextIO) -> None:
         print("  " + table.caption, file=file)
 
 
-def _rich_table(table: Table) -> Any:
+def _rich_table(table: Table) -> rich.table.Table:
     from rich import box
     from rich.table import Table as RichTable
+    from rich.text import Text
 
     shown = RichTable(
         title=table.title,
@@ -241,7 +243,9 @@ def _rich_table(table: Table) -> Any:
         )
     for index, row in enumerate(table.rows):
         style = table.styles[index] if index < len(table.styles) else ""
-        shown.add_row(*row, style=style or None, end_section=index in table.breaks)
+        # Text, not str: an id such as "[red]" must be shown as given, not read as markup.
+        cells = [Text(cell) for cell in row]
+        shown.add_row(*cells, style=style or None, end_section=index in table.breaks)
     return shown
 
 
