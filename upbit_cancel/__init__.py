@@ -9,6 +9,8 @@ Example::
         print(result.success.count, result.failed.count, len(result.unresolved))
 """
 
+import logging as _logging
+
 from ._batch import BatchCanceller, ChunkResult, Progress
 from ._errors import (
     APIError,
@@ -41,6 +43,9 @@ from ._models import (
     UnresolvedOrder,
 )
 from ._session import REGIONS, UpbitSession
+
+# A library logs, the application decides where it goes.
+_logging.getLogger("upbit_cancel").addHandler(_logging.NullHandler())
 
 __all__ = [
     "REGIONS",
