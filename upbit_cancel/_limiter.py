@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import weakref
 from collections import deque
+from types import TracebackType
 
 from aiolimiter import AsyncLimiter
 
@@ -17,16 +17,24 @@ __all__ = ["SlidingWindowLimiter", "limiter_for"]
 
 
 class SlidingWindowLimiter(AsyncLimiter):
-    """At most ``max_rate`` grants in any window of ``time_period + margin`` seconds.
+    """At most ``max_rate`` requests reach the exchange in any window of ``time_period``.
 
     A drop-in :class:`aiolimiter.AsyncLimiter` (``async with limiter:`` and ``await
-    limiter.acquire()``), with the guarantee a strict exchange needs. aiolimiter's leaky bucket
+    limiter.acquire()``) with the guarantee a strict exchange needs. aiolimiter's leaky bucket
     lets ``2 * max_rate - 1`` through in one window (a full bucket, then one drip per
-    ``time_period / max_rate``); this limiter remembers its last ``max_rate`` grants and admits a
-    new one only once the oldest of them is ``time_period + margin`` old. That is safe whether the
-    exchange counts in fixed, sliding or token-bucket windows, and still lets ``max_rate`` requests
-    out at once when idle. ``margin`` absorbs network jitter between when a request leaves and
-    when the exchange counts it.
+    ``time_period / max_rate``).
+
+    Each grant holds a slot from the moment it is given until ``time_period + margin`` after
+    the request *finished* (its answer arrived, or it failed): :meth:`release` marks the end,
+    and ``async with limiter:`` calls it on exit. A new grant needs a free slot. Since the
+    exchange counts a request somewhere between its grant and its end, whatever the network,
+    connection set-up or event-loop delays in between, no window of ``time_period`` can hold
+    more than ``max_rate`` of them, whether the exchange counts in fixed, sliding or
+    token-bucket windows. An idle limiter still lets ``max_rate`` requests out at once.
+    ``margin`` keeps a request that ended exactly one window ago out of the exchange's window.
+
+    A bare ``await limiter.acquire()`` cannot know when its request ends: it counts as ended at
+    once, so only ``margin`` then covers the time until the exchange counts it.
 
     Waiters are served first come, first served. Server feedback only ever slows it down:
     :meth:`pause`, :meth:`observe_remaining`, :meth:`rate_limited` and :meth:`block`.
@@ -35,7 +43,7 @@ class SlidingWindowLimiter(AsyncLimiter):
 
         limiter = SlidingWindowLimiter(30, 1.0)
         async with limiter:
-            ...  # at most 30 of these start in any 1.04 s
+            ...  # at most 30 of these reach the exchange in any second
 
     One limiter belongs to one event loop. ``UpbitSession`` shares one per account automatically
     (see :func:`limiter_for`); pass the same limiter to sessions of different keys of one account.
@@ -45,7 +53,8 @@ class SlidingWindowLimiter(AsyncLimiter):
         "_backoff_level",
         "_block_reason",
         "_blocked_until",
-        "_grants",
+        "_ended",
+        "_in_flight",
         "_incident_at",
         "_paused_until",
         "_queue",
@@ -56,11 +65,11 @@ class SlidingWindowLimiter(AsyncLimiter):
         "margin",
     )
 
-    #: Extra seconds added to every window, to absorb jitter in the network and the event loop.
+    #: Seconds a slot stays taken after ``time_period`` has passed since its request ended.
     margin: float
 
     def __init__(
-        self, max_rate: int = 30, time_period: float = 1.0, *, margin: float = 0.04
+        self, max_rate: int = 30, time_period: float = 1.0, *, margin: float = 0.01
     ) -> None:
         if not isinstance(max_rate, int) or isinstance(max_rate, bool) or max_rate < 1:
             raise ValueError(
@@ -74,14 +83,16 @@ class SlidingWindowLimiter(AsyncLimiter):
             raise ValueError(f"margin must be zero or more seconds, not {margin!r}")
         super().__init__(max_rate, time_period)
         self.margin = margin
-        # Times of the last `max_rate` grants, oldest first.
-        self._grants: deque[float] = deque(maxlen=max_rate)
+        # Grants whose request has not ended yet.
+        self._in_flight = 0
+        # End times of requests that ended within the last window, oldest first.
+        self._ended: deque[float] = deque()
         self._queue: deque[asyncio.Future[float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._paused_until = float("-inf")
-        self._incident_at = float("-inf")
         self._blocked_until = float("-inf")
         self._block_reason = ""
+        self._incident_at = float("-inf")
         self._backoff_level = 0
         self._share = max_rate
         self._share_since = float("-inf")
@@ -89,7 +100,7 @@ class SlidingWindowLimiter(AsyncLimiter):
 
     @property
     def window(self) -> float:
-        """The effective window: ``time_period + margin``."""
+        """How long a slot stays taken after its request ended: ``time_period + margin``."""
         return self.time_period + self.margin
 
     @property
@@ -102,8 +113,13 @@ class SlidingWindowLimiter(AsyncLimiter):
         """Loop time until which the account is blocked (in the past when not blocked)."""
         return self._blocked_until
 
+    @property
+    def in_flight(self) -> int:
+        """Grants whose request has not been released yet."""
+        return self._in_flight
+
     def share(self, now: float | None = None) -> int:
-        """How many grants a window may hold now: ``max_rate``, less after recent 429s.
+        """How many slots there are now: ``max_rate``, fewer after recent 429s.
 
         A 429 means someone else spends the account's budget too (another process, another
         key). Each 429 incident halves the share; it grows back by a tenth of ``max_rate`` per
@@ -117,12 +133,18 @@ class SlidingWindowLimiter(AsyncLimiter):
         windows = int((now - self._share_since) / self.window)
         return min(limit, self._share + windows * max(1, limit // 10))
 
-    def _ready_at(self) -> float:
-        """Earliest loop time at which the next grant may happen."""
+    def _ready_at(self, now: float) -> float:
+        """Earliest loop time the next grant may happen; ``inf`` until some request ends."""
+        ended = self._ended
+        while ended and ended[0] <= now - self.window:
+            ended.popleft()
+        # Slots to free before a grant: the taken ones beyond share - 1.
+        excess = self._in_flight + len(ended) - self.share(now) + 1
         ready = self._paused_until
-        share = self.share()
-        if len(self._grants) >= share:
-            ready = max(ready, self._grants[-share] + self.window)
+        if excess > len(ended):
+            return float("inf")
+        if excess > 0:
+            ready = max(ready, ended[excess - 1] + self.window)
         return ready
 
     def has_capacity(self, amount: float = 1) -> bool:
@@ -132,20 +154,33 @@ class SlidingWindowLimiter(AsyncLimiter):
             amount <= 1
             and not self._queue
             and now >= self._blocked_until
-            and self._ready_at() <= now
+            and self._ready_at(now) <= now
         )
 
     async def acquire(self, amount: float = 1) -> None:
-        """Wait for a grant; raise :class:`BlockedError` while the account is blocked.
+        """Wait for a grant whose request counts as ended at once (see the class docstring).
 
-        Only single grants exist (``amount`` must be 1): every request takes exactly one.
+        Raises :class:`BlockedError` while the account is blocked. Only single grants exist
+        (``amount`` must be 1): every request takes exactly one.
         """
         if amount != 1:
             raise ValueError("SlidingWindowLimiter grants one request at a time (amount=1)")
         await self.grant()
+        self.release()
+
+    async def __aenter__(self) -> None:
+        await self.grant()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
 
     async def grant(self) -> float:
-        """Wait for a grant and return the loop time at which it was given.
+        """Wait for a slot and return the loop time it was granted; :meth:`release` it later.
 
         Raises :class:`BlockedError` while the account is blocked, including for requests that
         were already waiting when the block began.
@@ -153,8 +188,8 @@ class SlidingWindowLimiter(AsyncLimiter):
         loop = self._loop
         now = loop.time()
         self._raise_if_blocked(now)
-        if not self._queue and self._ready_at() <= now:
-            self._grants.append(now)
+        if not self._queue and self._ready_at(now) <= now:
+            self._in_flight += 1
             return now
         future: asyncio.Future[float] = loop.create_future()
         self._queue.append(future)
@@ -162,11 +197,20 @@ class SlidingWindowLimiter(AsyncLimiter):
         try:
             return await future
         except asyncio.CancelledError:
-            # A grant handed to a task cancelled before it resumed stays counted: wasting it
-            # errs on the safe side of the exchange's limit.
-            if not future.done() or future.cancelled():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                # Granted, but the task was cancelled before it could send: it ends now.
+                self.release()
+            else:
                 self._discard(future)
             raise
+
+    def release(self) -> None:
+        """Mark the end of one granted request (its answer arrived, or it failed)."""
+        if self._in_flight <= 0:
+            raise RuntimeError("release() without a matching grant()")
+        self._in_flight -= 1
+        self._ended.append(self._loop.time())
+        self._schedule()
 
     def _discard(self, future: asyncio.Future[float]) -> None:
         with contextlib.suppress(ValueError):
@@ -205,13 +249,16 @@ class SlidingWindowLimiter(AsyncLimiter):
                 if not waiter.done():
                     waiter.set_exception(error)
             return
-        while queue and self._ready_at() <= now:
+        while queue and self._ready_at(now) <= now:
             waiter = queue.popleft()
             if not waiter.done():
-                self._grants.append(now)
+                self._in_flight += 1
                 waiter.set_result(now)
         if queue:
-            self._timer = loop.call_at(self._ready_at(), self._schedule)
+            ready = self._ready_at(now)
+            if ready != float("inf"):
+                # Otherwise the next release() reschedules.
+                self._timer = loop.call_at(ready, self._schedule)
 
     def pause(self, until: float) -> None:
         """Grant nothing before loop time ``until``. A pause is never shortened."""
@@ -223,9 +270,9 @@ class SlidingWindowLimiter(AsyncLimiter):
         """Apply a ``Remaining-Req`` header from a request granted at loop time ``granted_at``.
 
         ``sec=0`` means the exchange's window is full: pause until a whole window has passed
-        since that request. When our own requests filled the window this costs nothing (the
-        grant log already waits as long); when another client of the account is spending the
-        budget, it keeps us from running into 429s.
+        since that request. When another client of the account is spending the budget, this
+        keeps us from running into 429s; otherwise it costs little (a burst that filled the
+        window waits about as long anyway).
         """
         if remaining.sec == 0:
             self.pause(granted_at + self.window)
@@ -234,9 +281,10 @@ class SlidingWindowLimiter(AsyncLimiter):
         """Record a 429 for a request granted at ``granted_at``; pause and return the pause.
 
         The pause is one window, doubled for each further 429 met by requests granted after the
-        previous 429 came back (concurrent requests refused by the same full window count once),
-        capped at 8 windows, with up to 25 % random jitter so that clients sharing an account
-        do not resume in lockstep. Each such incident also halves the :meth:`share`.
+        previous 429 came back with no success in between (concurrent requests refused by the
+        same full window count once), capped at 8 windows, with up to 25 % random jitter so
+        that clients sharing an account do not resume in lockstep. Each such incident also
+        halves the :meth:`share`.
         """
         now = self._loop.time()
         if granted_at > self._incident_at:
@@ -249,9 +297,14 @@ class SlidingWindowLimiter(AsyncLimiter):
         self.pause(now + seconds)
         return seconds
 
-    def succeeded(self) -> None:
-        """Record an answer that was not a 429: the backoff starts afresh next time."""
-        self._backoff_level = 0
+    def succeeded(self, granted_at: float) -> None:
+        """Record an answer that was not a 429 for a request granted at ``granted_at``.
+
+        Only requests granted after the last 429 came back reset the backoff: answers to
+        requests that were already on their way say nothing about the pause.
+        """
+        if granted_at > self._incident_at:
+            self._backoff_level = 0
 
     def block(self, seconds: float, reason: str) -> None:
         """Block the account for ``seconds``: every waiter and every new acquire raises."""
@@ -266,13 +319,13 @@ class SlidingWindowLimiter(AsyncLimiter):
     def __repr__(self) -> str:
         return (
             f"SlidingWindowLimiter(max_rate={self.max_rate!r}, time_period={self.time_period!r}, "
-            f"margin={self.margin!r}, waiters={len(self._queue)})"
+            f"margin={self.margin!r}, in_flight={self._in_flight}, waiters={len(self._queue)})"
         )
 
 
-_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, SlidingWindowLimiter]] = (
-    weakref.WeakKeyDictionary()
-)
+# Keyed by id(loop): a limiter holds its loop, so a weak mapping keyed by the loop would never
+# let go of it. Closed loops are dropped on the next call.
+_shared: dict[int, tuple[asyncio.AbstractEventLoop, dict[str, SlidingWindowLimiter]]] = {}
 
 
 def limiter_for(access_key: str) -> SlidingWindowLimiter:
@@ -282,7 +335,9 @@ def limiter_for(access_key: str) -> SlidingWindowLimiter:
     one limiter explicitly to their sessions.
     """
     loop = asyncio.get_running_loop()
-    per_loop = _shared.setdefault(loop, {})
+    for key in [key for key, (other, _) in _shared.items() if other.is_closed()]:
+        del _shared[key]
+    per_loop = _shared.setdefault(id(loop), (loop, {}))[1]
     limiter = per_loop.get(access_key)
     if limiter is None:
         limiter = per_loop[access_key] = SlidingWindowLimiter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import ipaddress
 import json
@@ -61,10 +62,11 @@ class _ResendRefusedError(Exception):
 
 def _block_seconds(message: str) -> float | None:
     """The block duration stated in a 418 message, if any."""
-    match = _DURATION.search(message)
-    if match is None:
+    # "1 minute 30 seconds" is 90 s: add up every duration stated (erring long is safe).
+    matches = _DURATION.findall(message)
+    if not matches:
         return None
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)[0].lower()]
+    return sum(float(number) * _UNIT_SECONDS[unit[0].lower()] for number, unit in matches)
 
 
 def _check_base_url(base_url: str) -> str:
@@ -149,7 +151,7 @@ def _error_details(status: int, body: bytes, content_type: str) -> tuple[str | N
         name, message = error.get("name"), error.get("message")
         if name is None or isinstance(name, str):
             return name, str(message) if message is not None else f"HTTP {status}"
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         pass
     text = body.decode("utf-8", "replace").strip()
     if "html" in content_type or text.lstrip().startswith("<"):
@@ -305,6 +307,10 @@ class UpbitSession:
     def _open(self) -> aiohttp.ClientSession:
         if self._closed:
             raise SessionClosedError("this UpbitSession is closed; create a new one")
+        if self._http is not None and self._http.closed:
+            raise SessionClosedError(
+                "the aiohttp.ClientSession given as http_session is closed; pass an open one"
+            )
         if self._http is None:
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
@@ -394,13 +400,19 @@ class UpbitSession:
                 raise BlockedError(
                     error.message, name=error.name, retry_after=error.retry_after, ids=ids
                 ) from None
-            if self._closed:
-                raise SessionClosedError("this UpbitSession was closed while the request waited")
-            if before_send is not None:
-                before_send()
-            token = make_token(self._access_key, self._secret_key, query.hashed)
-            self._requests_sent += 1
-            status, headers, body = await self._send(http, method, url, token, ids)
+            try:
+                if self._closed:
+                    raise SessionClosedError(
+                        "this UpbitSession was closed while the request waited"
+                    )
+                if before_send is not None:
+                    before_send()
+                token = make_token(self._access_key, self._secret_key, query.hashed)
+                self._requests_sent += 1
+                status, headers, body = await self._send(http, method, url, token, ids, limiter)
+            finally:
+                # The exchange counted it (if at all) by now: its slot frees one window later.
+                limiter.release()
 
             remaining = parse_remaining_req(headers.get("Remaining-Req"))
             if remaining is not None:
@@ -421,11 +433,11 @@ class UpbitSession:
                     name=name or "too_many_requests",
                     ids=ids,
                 )
-            limiter.succeeded()
+            limiter.succeeded(granted_at)
             if 200 <= status < 300:
                 try:
                     return json.loads(body)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise MalformedResponseError(
                         f"the exchange answered HTTP {status} with a body that is not JSON; "
                         "the request may or may not have been processed",
@@ -465,6 +477,7 @@ class UpbitSession:
         url: URL,
         token: str,
         ids: Sequence[str],
+        limiter: SlidingWindowLimiter,
     ) -> tuple[int, Mapping[str, str], bytes]:
         attempts = 0
 
@@ -479,6 +492,15 @@ class UpbitSession:
             attempts += 1
             if attempts > 1:
                 raise _ResendRefusedError
+            # A 418 may have come back for another request since this one was granted.
+            now = asyncio.get_running_loop().time()
+            if now < limiter.blocked_until:
+                raise BlockedError(
+                    "the exchange blocked the account while this request waited; it was not sent",
+                    name="blocked",
+                    retry_after=limiter.blocked_until - now,
+                    ids=ids,
+                )
             return await handler(request)
 
         timeout = aiohttp.ClientTimeout(
@@ -490,8 +512,10 @@ class UpbitSession:
                 url,
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=timeout,
-                middlewares=(one_attempt,),
+                # Per-request middlewares replace the session's: keep a caller's own.
+                middlewares=(*getattr(http, "_middlewares", ()), one_attempt),
                 allow_redirects=False,
+                raise_for_status=False,
             ) as response:
                 return response.status, response.headers, await response.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
