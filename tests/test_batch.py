@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -159,8 +160,8 @@ async def test_any_iterable_is_read_lazily_with_bounded_work_in_flight() -> None
         # This test's task, four workers, and the fake's handler for each request in flight.
         assert most_tasks <= 1 + 4 + 4
         for pulled_then, progress in snapshots:
-            # Read so far: what is done plus what the four workers hold, and no more.
-            assert pulled_then <= progress.done + 4 * 20
+            # Read so far: what is done, what the four workers hold, one chunk ahead; no more.
+            assert pulled_then <= progress.done + (4 + 1) * 20
             if pulled_then < 4000:
                 assert progress.total is None
         assert snapshots[-1][1].total == 4000
@@ -300,12 +301,11 @@ async def test_leaving_a_stream_early_stops_sending() -> None:
         orders = fake.add_orders(2000)
         async with session_for(fake) as session:
             kept = []
-            stream = BatchCanceller(session).stream(uuids=orders)
-            async for chunk in stream:
-                kept.append(chunk)
-                if len(kept) == 3:
-                    break
-            await stream.aclose()  # type: ignore[attr-defined]
+            async with contextlib.aclosing(BatchCanceller(session).stream(uuids=orders)) as chunks:
+                async for chunk in chunks:
+                    kept.append(chunk)
+                    if len(kept) == 3:
+                        break
             assert client_tasks() == []
             sent = session.requests_sent
             await asyncio.sleep(1.2)
@@ -423,3 +423,18 @@ def test_every_id_exactly_once_whatever_fails(
             assert result.possibly_canceled <= {order.uuid for order in result.failed.orders}
 
     asyncio.run(scenario())
+
+
+async def test_a_slow_stream_consumer_holds_the_batch_back() -> None:
+    """Results are handed over, not piled up: while the consumer is busy, requests stop."""
+    async with fast_fake() as fake:
+        orders = fake.add_orders(2000)
+        async with session_for(fake, limiter=fast_limiter()) as session:
+            batch = BatchCanceller(session, max_in_flight=4)
+            async with contextlib.aclosing(batch.stream(uuids=orders)) as chunks:
+                async for _ in chunks:
+                    # Busy with the first chunk long enough for many requests to complete.
+                    await asyncio.sleep(0.5)
+                    break
+            # At most: the chunk being consumed, one handed over, and the four in flight.
+            assert session.requests_sent <= 1 + 1 + 4

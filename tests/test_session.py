@@ -442,3 +442,88 @@ async def test_a_lowercase_remaining_req_header_is_read(fake: FakeUpbit) -> None
         assert session.remaining_req is not None
         assert session.remaining_req.sec == 0
         assert session.limiter.paused_until > asyncio.get_running_loop().time()
+
+
+async def test_a_callers_raise_for_status_does_not_change_error_handling(fake: FakeUpbit) -> None:
+    """A caller's aiohttp session with raise_for_status=True still gets retries and typed errors."""
+    order = fake.add_order()
+    fake.queue_response(429, {"error": {"name": "too_many_requests", "message": "slow down"}})
+    fake.queue_response(401, {"error": {"name": "invalid_access_key", "message": "who?"}})
+    async with (
+        aiohttp.ClientSession(raise_for_status=True) as http,
+        session_for(fake, http_session=http, limiter=fast_limiter()) as session,
+    ):
+        with pytest.raises(AuthenticationError):
+            await session.cancel_orders(uuids=[order])
+        assert session.rate_limited == 1
+        result = await session.cancel_orders(uuids=[order])
+    assert result.success.count == 1
+
+
+async def test_a_closed_http_session_is_a_clear_error(fake: FakeUpbit) -> None:
+    """Given an aiohttp session that is already closed: SessionClosedError, not RuntimeError."""
+    http = aiohttp.ClientSession()
+    await http.close()
+    with pytest.raises(SessionClosedError, match="http_session is closed"):
+        async with session_for(fake, http_session=http):
+            pass
+    session = session_for(fake, http_session=http)
+    with pytest.raises(SessionClosedError, match="http_session is closed"):
+        await session.cancel_orders(uuids=[UNKNOWN])
+
+
+async def test_a_deeply_nested_body_is_malformed_not_a_crash(fake: FakeUpbit) -> None:
+    """JSON too deep to decode is a MalformedResponseError (200) or a plain APIError (400)."""
+    fake.queue_response(200, "[" * 100_000)
+    fake.queue_response(400, "[" * 100_000)
+    async with session_for(fake) as session:
+        with pytest.raises(MalformedResponseError):
+            await session.cancel_orders(uuids=[UNKNOWN])
+        with pytest.raises(APIError) as caught:
+            await session.cancel_orders(uuids=[UNKNOWN])
+    assert caught.value.status == 400
+
+
+async def test_one_missing_list_is_read_as_empty(fake: FakeUpbit) -> None:
+    """An answer with only `success` keeps its orders; `failed` is empty."""
+    fake.queue_response(200, {"success": {"count": 1, "orders": [{"uuid": UNKNOWN}]}})
+    async with session_for(fake) as session:
+        result = await session.cancel_orders(uuids=[UNKNOWN])
+    assert [(o.uuid, o.market) for o in result.success.orders] == [(UNKNOWN, "")]
+    assert result.failed.count == 0
+
+
+async def test_a_block_that_starts_after_the_grant_still_stops_the_request(
+    fake: FakeUpbit,
+) -> None:
+    """A 418 arriving between a request's grant and its sending keeps it from being sent."""
+    async with session_for(fake) as session:
+        limiter = session.limiter
+
+        def blocked_meanwhile() -> None:
+            limiter.block(30.0, "HTTP 418: blocked for 30 seconds")
+
+        with pytest.raises(BlockedError, match="was not sent"):
+            await session._cancel("uuids", [UNKNOWN], blocked_meanwhile)
+        assert limiter.in_flight == 0
+    assert fake.records == []
+
+
+@pytest.mark.parametrize(
+    ("message", "seconds"),
+    [
+        ("Your access is blocked for 30 seconds.", 30.0),
+        ("blocked: 1 minute 30 seconds", 90.0),
+        ("차단되었습니다. 10분 후 다시 시도하세요", 600.0),
+        ("blocked for 1.5 min", 90.0),
+    ],
+)
+async def test_the_block_lasts_as_long_as_the_message_says(
+    fake: FakeUpbit, message: str, seconds: float
+) -> None:
+    """Durations are read from the 418 message, in English or Korean, all parts added up."""
+    fake.queue_response(418, {"error": {"name": "blocked", "message": message}})
+    async with session_for(fake) as session:
+        with pytest.raises(BlockedError) as caught:
+            await session.cancel_orders(uuids=[UNKNOWN])
+    assert caught.value.retry_after == seconds

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Iterator
 from typing import Literal
 
 import attrs
@@ -15,6 +15,7 @@ from ._errors import (
     BlockedError,
     ConnectError,
     InvalidIdError,
+    MalformedResponseError,
     NotSentError,
     OutcomeUnknownError,
     OutOfScopeError,
@@ -96,7 +97,17 @@ def _chunks(
     ids: list[str] = []
     valid: list[str] = []
     invalid: dict[str, UnresolvedOrder] = {}
-    for item in values:
+    items = iter(values)
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            break
+        except Exception:
+            # The caller's iterable failed: what it gave so far still goes, then the error.
+            if ids:
+                yield _Chunk(index, tuple(ids), tuple(valid), invalid)
+            raise
         value = item if isinstance(item, str) else str(item)
         if value in seen:
             continue
@@ -121,18 +132,45 @@ def _chunks(
     on_exhausted(len(seen))
 
 
+def _one_ahead(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
+    """Read one chunk ahead, so the input is known to be exhausted when its last chunk goes."""
+    previous = next(chunks, None)
+    while previous is not None:
+        try:
+            chunk = next(chunks, None)
+        except Exception:
+            # The caller's iterable failed: the chunk already read still goes, then the error.
+            yield previous
+            raise
+        yield previous
+        previous = chunk
+
+
 def _settle(kind: Kind, chunk: _Chunk, result: CancelResult, *, after_unknown: bool) -> ChunkResult:
     """Match the exchange's answer to the chunk's ids, each into exactly one list."""
 
     def key(entry: OrderEntry) -> str | None:
         return entry.uuid if kind == "uuids" else entry.identifier
 
+    asked = set(chunk.valid)
     success = {key(entry): entry for entry in result.success.orders}
     failed = {key(entry): entry for entry in result.failed.orders}
-    mentioned = success.keys() | failed.keys()
-    stray = mentioned - set(chunk.ids)
+    stray = [
+        entry
+        for entry in (*result.success.orders, *result.failed.orders)
+        if key(entry) not in asked
+    ]
+    unmatched: UpbitError | None = None
     if stray:
-        _log.warning("ignoring %d order(s) in the answer that were not asked for", len(stray))
+        # Entries that name no id we sent (an answer without the identifier, say): an id the
+        # answer seems not to mention may be one of them, so it is not simply "not mentioned".
+        _log.warning("%d order(s) in the answer match no id that was sent", len(stray))
+        unmatched = MalformedResponseError(
+            f"the answer listed {len(stray)} order(s) that match no id sent "
+            f"(such as uuid {stray[0].uuid!r}); this id may be one of them",
+            status=200,
+            ids=chunk.valid,
+        )
     success_list: list[OrderEntry] = []
     failed_list: list[OrderEntry] = []
     unresolved: list[UnresolvedOrder] = []
@@ -149,7 +187,7 @@ def _settle(kind: Kind, chunk: _Chunk, result: CancelResult, *, after_unknown: b
         else:
             # The exchange answered but did not mention it: Upbit's answer for ids it does not
             # know is undocumented and may be silence.
-            unresolved.append(UnresolvedOrder(value, None))
+            unresolved.append(UnresolvedOrder(value, unmatched))
     return ChunkResult(
         index=chunk.index,
         ids=chunk.ids,
@@ -171,6 +209,11 @@ def _unresolved(chunk: _Chunk, error: UpbitError) -> ChunkResult:
             chunk.invalid.get(value, UnresolvedOrder(value, error)) for value in chunk.ids
         ),
     )
+
+
+def _about_this_request(error: AuthenticationError) -> bool:
+    """A hash mismatch concerns one request's query (an odd identifier), not the key."""
+    return error.name == "invalid_query_payload"
 
 
 class _StoppedError(Exception):
@@ -215,11 +258,13 @@ class _Run:
     def requests(self) -> int:
         return self.session.requests_sent - self.requests_before
 
-    def record(self, result: ChunkResult) -> None:
+    def count(self, result: ChunkResult) -> None:
         self.done += len(result.ids)
         self.success += result.success.count
         self.failed += result.failed.count
         self.unresolved += len(result.unresolved)
+
+    def report(self) -> None:
         if self.on_progress is None:
             return
         progress = Progress(
@@ -330,8 +375,11 @@ class BatchCanceller:
         source = self._source(kind, values, run)
         try:
             await self._execute(kind, source, run, keep)
-        except BaseException:
+        except BaseException as error:
             self._last_result = self._interrupted(run, collected, source)
+            # An exception from the caller's iterable surfaces as itself, not in a group.
+            if isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+                raise error.exceptions[0] from None
             raise
         result = _merge(collected, run)
         self._last_result = result
@@ -342,34 +390,50 @@ class BatchCanceller:
         *,
         uuids: Iterable[str] | None = None,
         identifiers: Iterable[str] | None = None,
-    ) -> AsyncIterator[ChunkResult]:
+    ) -> AsyncGenerator[ChunkResult, None]:
         """Yield each chunk's :class:`ChunkResult` as its request completes.
 
-        Results are not kept, so memory stays flat however many ids stream through (only the
-        set of ids already seen, for deduplication, grows). Leaving the loop early, or
-        cancelling the consumer, stops the batch: no further request starts.
+        Results are handed over, not kept: while the consumer is busy, no new request starts,
+        so memory stays flat however many ids stream through (only the set of ids already seen,
+        for deduplication, grows). Closing the generator, or cancelling the consumer, stops the
+        batch: no further request starts, and results not yet handed over are dropped. Close it
+        with ``contextlib.aclosing`` so that leaving the loop early stops it at once.
 
         Example::
 
-            async for chunk in canceller.stream(uuids=order_ids):
-                print(chunk.index, chunk.success.count, len(chunk.unresolved))
+            async with contextlib.aclosing(canceller.stream(uuids=order_ids)) as chunks:
+                async for chunk in chunks:
+                    print(chunk.index, chunk.success.count, len(chunk.unresolved))
         """
         kind, values = _kind_and_values(uuids, identifiers)
         run = _Run(self._session, self._on_progress)
-        queue: asyncio.Queue[ChunkResult | None] = asyncio.Queue()
-
-        async def forward(result: ChunkResult) -> None:
-            queue.put_nowait(result)
-
+        # Bounded: when the consumer lags, workers wait to hand over their results instead of
+        # piling them up, and no new request starts.
+        queue: asyncio.Queue[ChunkResult] = asyncio.Queue(maxsize=1)
         runner = asyncio.create_task(
-            self._execute(kind, self._source(kind, values, run), run, forward)
+            self._execute(kind, self._source(kind, values, run), run, queue.put)
         )
-        runner.add_done_callback(lambda _: queue.put_nowait(None))
+        getter: asyncio.Future[ChunkResult] | None = None
         try:
-            while (item := await queue.get()) is not None:
-                yield item
-            runner.result()
+            while True:
+                if not queue.empty():
+                    yield queue.get_nowait()
+                    continue
+                if runner.done():
+                    runner.result()
+                    return
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    item = getter.result()
+                    getter = None
+                    yield item
+                else:
+                    getter.cancel()
+                    getter = None
         finally:
+            if getter is not None:
+                getter.cancel()
             if not runner.done():
                 runner.cancel()
                 await asyncio.gather(runner, return_exceptions=True)
@@ -379,7 +443,7 @@ class BatchCanceller:
         if isinstance(values, Collection):
             # Already in memory: reading it all now gives the total up front.
             return iter(list(chunks))
-        return chunks
+        return _one_ahead(chunks)
 
     async def _execute(
         self,
@@ -409,8 +473,12 @@ class BatchCanceller:
                 run.stopped.discard(chunk.index)
                 # Left in place if the send is interrupted, so the partial result lists it.
                 del run.in_flight[chunk.index]
-                run.record(result)
+                run.count(result)
                 await emit(result)
+                run.report()
+                # Chunks settled without a request (malformed ids, after a fatal error) never
+                # await: yield to the loop so a long input cannot stall it.
+                await asyncio.sleep(0)
 
         async with asyncio.TaskGroup() as group:
             for _ in range(int(workers)):
@@ -420,7 +488,7 @@ class BatchCanceller:
         if not chunk.valid:
             return _settle(kind, chunk, CancelResult(), after_unknown=False)
         retries = self._ambiguous_retries if self._retry_ambiguous else 0
-        after_unknown = False
+        unknown: OutcomeUnknownError | None = None
 
         def before_send() -> None:
             if run.fatal is not None:
@@ -428,27 +496,39 @@ class BatchCanceller:
             run.waiting.pop(chunk.index, None)
             chunk.sent = True
 
+        def unresolved(error: UpbitError) -> ChunkResult:
+            if unknown is not None and not isinstance(error, OutcomeUnknownError):
+                # An earlier attempt may have canceled these orders: say so, whatever came next.
+                error = OutcomeUnknownError(
+                    f"an earlier attempt got no usable answer ({unknown}); the retry then "
+                    f"failed ({error}): the orders may or may not be canceled",
+                    ids=chunk.valid,
+                )
+            return _unresolved(chunk, error)
+
         while True:
             if run.fatal is not None:
-                return _unresolved(chunk, run.fatal)
+                return unresolved(run.fatal)
             try:
                 result = await self._session._cancel(kind, chunk.valid, before_send)
             except _StoppedError:
                 assert run.fatal is not None
-                return _unresolved(chunk, run.fatal)
+                return unresolved(run.fatal)
             except (ConnectError, OutcomeUnknownError) as error:
-                after_unknown = after_unknown or isinstance(error, OutcomeUnknownError)
+                if isinstance(error, OutcomeUnknownError):
+                    unknown = error
                 if retries > 0:
                     retries -= 1
                     _log.debug("retrying chunk %d after %s", chunk.index, type(error).__name__)
                     continue
-                return _unresolved(chunk, error)
+                return unresolved(error)
             except _FATAL as error:
-                run.stop(error)
-                return _unresolved(chunk, error)
+                if not (isinstance(error, AuthenticationError) and _about_this_request(error)):
+                    run.stop(error)
+                return unresolved(error)
             except UpbitError as error:
-                return _unresolved(chunk, error)
-            return _settle(kind, chunk, result, after_unknown=after_unknown)
+                return unresolved(error)
+            return _settle(kind, chunk, result, after_unknown=unknown is not None)
 
     def _interrupted(
         self, run: _Run, collected: list[ChunkResult], source: Iterator[_Chunk]
@@ -484,6 +564,13 @@ def _kind_and_values(
     assert values is not None
     if isinstance(values, (str, bytes)):
         raise ValueError(f"{kind} must be an iterable of ids, not one string: {kind}=[{values!r}]")
+    try:
+        iter(values)
+    except TypeError:
+        raise ValueError(
+            f"{kind} must be an iterable of ids (a list, a set, a generator), "
+            f"not {type(values).__name__}"
+        ) from None
     return kind, values
 
 

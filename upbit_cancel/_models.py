@@ -109,9 +109,12 @@ def _order_list(value: object) -> OrderList:
     for order in orders:
         if not isinstance(order, Mapping):
             raise ValueError("expected each order to be an object")
-        uuid, market, identifier = order.get("uuid"), order.get("market"), order.get("identifier")
+        # Lenient where a missing field costs nothing: the batch matches entries by uuid or
+        # identifier, and an entry matching nothing is reported, never dropped silently.
+        uuid, market = order.get("uuid", ""), order.get("market", "")
+        identifier = order.get("identifier")
         if not isinstance(uuid, str) or not isinstance(market, str):
-            raise ValueError("expected each order to have string 'uuid' and 'market'")
+            raise ValueError("expected 'uuid' and 'market' to be strings")
         if identifier is not None and not isinstance(identifier, str):
             raise ValueError("expected 'identifier' to be a string when present")
         entries.append(OrderEntry(uuid=uuid, market=market, identifier=identifier))
@@ -120,10 +123,13 @@ def _order_list(value: object) -> OrderList:
 
 def parse_cancel_result(body: Any) -> CancelResult:
     """Build a :class:`CancelResult` from the decoded JSON; ``ValueError`` if it is off-shape."""
-    if not isinstance(body, Mapping):
+    if not isinstance(body, Mapping) or ("success" not in body and "failed" not in body):
         raise ValueError("expected a JSON object with 'success' and 'failed'")
+    # One list missing is read as empty: the other one is still worth having.
+    empty = {"count": 0, "orders": []}
     return CancelResult(
-        success=_order_list(body.get("success")), failed=_order_list(body.get("failed"))
+        success=_order_list(body.get("success", empty)),
+        failed=_order_list(body.get("failed", empty)),
     )
 
 

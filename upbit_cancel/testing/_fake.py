@@ -161,7 +161,7 @@ def _error_body(name: str, message: str) -> bytes:
 def _error_name_of(body: bytes) -> str | None:
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
         name = payload["error"].get("name")
