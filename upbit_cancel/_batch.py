@@ -230,6 +230,7 @@ class _Run:
         self.on_progress = on_progress
         self.fatal: UpbitError | None = None
         self.total: int | None = None
+        self.collection: Collection[object] | None = None
         self.in_flight: dict[int, _Chunk] = {}
         # Workers whose chunk has not been sent yet (waiting for the limiter), by chunk index,
         # and the chunks whose worker stop() interrupted.
@@ -267,6 +268,8 @@ class _Run:
     def report(self) -> None:
         if self.on_progress is None:
             return
+        if self.total is None and self.collection is not None:
+            self.total = len({v if isinstance(v, str) else str(v) for v in self.collection})
         progress = Progress(
             done=self.done,
             total=self.total,
@@ -439,11 +442,12 @@ class BatchCanceller:
                 await asyncio.gather(runner, return_exceptions=True)
 
     def _source(self, kind: Kind, values: Iterable[object], run: _Run) -> Iterator[_Chunk]:
-        chunks = _chunks(kind, values, run.set_total)
         if isinstance(values, Collection):
-            # Already in memory: reading it all now gives the total up front.
-            return iter(list(chunks))
-        return _one_ahead(chunks)
+            # Already in memory: its total can be counted, and its unsent rest listed if the
+            # batch is interrupted. Counting waits for the first report, so that the first
+            # requests go out before any pass over a long input.
+            run.collection = values
+        return _one_ahead(_chunks(kind, values, run.set_total))
 
     async def _execute(
         self,
@@ -546,7 +550,7 @@ class BatchCanceller:
                 else NotSentError("not sent: the batch was cancelled", ids=chunk.valid)
             )
             results.append(_unresolved(chunk, error))
-        if run.total is not None:
+        if run.collection is not None:
             # A collection's remaining chunks are known: list them rather than drop them.
             for chunk in source:
                 error = NotSentError("not sent: the batch was cancelled", ids=chunk.valid)
