@@ -24,7 +24,7 @@ from typing import Any
 
 from benchmarks._fakes import ROOT
 from benchmarks._plot import plot_admitted
-from benchmarks._report import goals, machine, render
+from benchmarks._report import goals, library_state, machine, render
 from benchmarks._suite import make_plan, run_suite
 
 
@@ -73,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = make_plan(arguments.quick)
         results = {"meta": machine()}
         results.update(asyncio.run(run_suite(plan)))
+        results["meta"]["after"] = library_state()
         results["goals"] = goals(results)
         suffix = "-quick" if plan.quick else ""
         out.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,12 @@ The process then serves until its stdin is closed (so it never outlives the benc
 started it) or it gets SIGTERM. The fakes are driven through their admin API (``/_fake/``).
 Keeping the exchange out of the measured client's process means the client's CPU time, memory
 and event loop are its own, as they would be against the real exchange.
+
+The fakes are the measuring instrument, so this process runs without automatic cyclic garbage
+collection: with hundreds of thousands of orders in memory a full collection pauses the loop for
+tens of milliseconds, and requests arriving during the pause would be stamped late, bunched
+together, as if the client had sent them so. The fake makes almost no cyclic garbage (a few
+hundred objects per 5,000 requests), so nothing piles up.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -102,6 +109,8 @@ def build(spec: FakeSpec, position: int) -> FakeUpbit:
 
 async def serve(specs: Sequence[FakeSpec]) -> None:
     """Start a fake per spec, announce them on stdout, serve until stdin closes or SIGTERM."""
+    gc.collect()
+    gc.disable()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -41,18 +41,22 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _commit() -> str | None:
+def _git(*arguments: str) -> str | None:
     try:
         completed = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
+            ["git", *arguments], cwd=ROOT, capture_output=True, text=True, check=True
         )
     except (OSError, subprocess.CalledProcessError):
         return None
-    return completed.stdout.strip() or None
+    return completed.stdout.strip()
+
+
+def library_state() -> dict[str, Any]:
+    """The commit, and the library files that differ from it (the run measured those)."""
+    return {
+        "commit": _git("rev-parse", "--short", "HEAD") or None,
+        "uncommitted": (_git("status", "--porcelain", "--", "upbit_cancel") or "").splitlines(),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -64,7 +68,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "packages": {package: _version(package) for package in PACKAGES},
-        "commit": _commit(),
+        **library_state(),
     }
 
 
@@ -351,6 +355,10 @@ def cost_section(cost: Sequence[Mapping[str, Any]], memory: Sequence[Mapping[str
     )
 
 
+def _versus(passed: bool) -> str:
+    return "≤" if passed else ">"
+
+
 def _acceptance_cells(run: Mapping[str, Any]) -> list[str]:
     criteria = run["criteria"]
     invariant = run["invariant"]
@@ -364,11 +372,13 @@ def _acceptance_cells(run: Mapping[str, Any]) -> list[str]:
         f"{run['composition']['open']:,} canceled, {run['left_open']} left open",
         f"{verdict(criteria['no_429'])}: {run['rejected_429']} at the exchange, "
         f"{run['client_rate_limited']} seen by the client",
-        f"{verdict(criteria['wall_within_bound'])}: {run['wall_seconds']:.3f} s ≤ "
+        f"{verdict(criteria['wall_within_bound'])}: {run['wall_seconds']:.3f} s "
+        f"{_versus(criteria['wall_within_bound'])} "
         f"{run['wall_bound_seconds']:.3f} s (ideal {run['ideal_seconds']:.0f} s for "
         f"{run['requests_needed']} requests; {run['requests']} sent)",
         f"{verdict(criteria['first_600_within_bound'])}: "
-        f"{ms(run['first_600_resolved_seconds'])} ms ≤ {ms(run['first_600_bound_seconds'])} ms",
+        f"{ms(run['first_600_resolved_seconds'])} ms "
+        f"{_versus(criteria['first_600_within_bound'])} {ms(run['first_600_bound_seconds'])} ms",
     ]
 
 
@@ -491,6 +501,11 @@ def goals_section(verdicts: Sequence[Mapping[str, Any]]) -> str:
     return "\n\n".join(["## Goals", table(["goal", "measured", "verdict"], rows)])
 
 
+def library_state_subset(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The `library_state` part of *meta*, as taken when the run started."""
+    return {"commit": meta.get("commit"), "uncommitted": meta.get("uncommitted")}
+
+
 def render(results: Mapping[str, Any]) -> str:
     """The whole report as markdown."""
     meta = results["meta"]
@@ -500,7 +515,7 @@ def render(results: Mapping[str, Any]) -> str:
     quick = results["plan"]["quick"]
     arrangement = (
         "quick run: after the kill-switch section, the rate-limited sections overlapped and the "
-        "CPU-bound ones ran beside them at the lowest priority"
+        "CPU-bound ones ran beside them at the lowest priority (see benchmarks/_suite.py)"
         if quick
         else "full run: one section at a time"
     )
@@ -509,7 +524,13 @@ def render(results: Mapping[str, Any]) -> str:
         f"{meta['date']} on {meta['cpus']} x {meta['cpu_model']}, {meta['platform']}, "
         f"Python {meta['python']}; {packages}"
         + (f"; commit {meta['commit']}" if meta.get("commit") else "")
-        + f". {arrangement.capitalize()}; {results['suite_seconds']:.0f} s in all."
+        + (" with uncommitted library changes" if meta.get("uncommitted") else "")
+        + (
+            " (the library changed during the run)"
+            if "after" in meta and meta["after"] != library_state_subset(meta)
+            else ""
+        )
+        + f". {arrangement[0].upper()}{arrangement[1:]}; {results['suite_seconds']:.0f} s in all."
     )
     return (
         "\n\n".join(
