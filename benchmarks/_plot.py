@@ -71,7 +71,23 @@ def plot_admitted(peers: Mapping[str, Any], path: Path) -> None:
             LIMIT, color="black", linestyle="--", linewidth=1, zorder=1, label="limit: 30 per 1 s"
         )
         axis.set_xlim(0, end + BIN)
-        axis.set_ylim(0, max(LIMIT * 2.2, max(trailing, default=0) * 1.1))
+        top = max(LIMIT * 2.2, max(trailing, default=0) * 1.1)
+        axis.set_ylim(0, top)
+        # Bars taller than the panel (a 429 storm) are cut; their height is written on them.
+        for start, admitted_count, rejected_count in zip(
+            starts, admitted_bins, rejected_bins, strict=True
+        ):
+            if admitted_count + rejected_count > top:
+                axis.text(
+                    start + BIN / 2,
+                    top * 0.97,
+                    str(admitted_count + rejected_count),
+                    ha="center",
+                    va="top",
+                    fontsize=7,
+                    color="white",
+                    rotation=90,
+                )
         axis.set_ylabel("requests")
         axis.set_title(
             f"{run['client']}: {run['wall_seconds']:.1f} s, {run['rejected_429']} x 429, "
