@@ -160,3 +160,21 @@ async def test_an_iterator_failing_midway_raises_its_own_error() -> None:
     assert batch.last_result is not None
     # Everything read before the failure was sent and is accounted for.
     assert [order.uuid for order in batch.last_result.success.orders] == IDS[:25]
+
+
+async def test_a_few_ids_start_a_few_tasks_whatever_the_rate() -> None:
+    """A generous limiter does not make a small batch start thousands of workers."""
+    tasks_seen = 0
+
+    def count_tasks(ids: Sequence[str]) -> CancelResult:
+        nonlocal tasks_seen
+        tasks_seen = max(tasks_seen, len(asyncio.all_tasks()))
+        return all_success(ids)
+
+    session = ScriptedSession([count_tasks] * 2)
+    session.limiter = SlidingWindowLimiter(100_000, 1.0)
+    batch = BatchCanceller(cast(UpbitSession, session))
+    result = await batch.cancel(uuids=IDS)
+    assert result.success.count == 40
+    # This test's task and one worker per request of 20.
+    assert tasks_seen <= 1 + 3

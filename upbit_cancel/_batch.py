@@ -314,7 +314,7 @@ class BatchCanceller:
         ambiguous_retries: How many times ``retry_ambiguous`` retries one request.
         max_in_flight: Requests in progress at once (waiting for the limiter included); bounds
             the batch's memory and tasks whatever the number of ids. Default: twice the
-            limiter's rate.
+            limiter's rate, at most 200, and no more than the input has requests.
     """
 
     __slots__ = (
@@ -456,7 +456,10 @@ class BatchCanceller:
         run: _Run,
         emit: Callable[[ChunkResult], Awaitable[None]],
     ) -> None:
-        workers = self._max_in_flight or 2 * self._session.limiter.max_rate
+        workers = self._max_in_flight or min(2 * int(self._session.limiter.max_rate), 200)
+        if run.collection is not None:
+            # No more workers than requests (malformed ids may add one chunk).
+            workers = min(workers, len(run.collection) // MAX_IDS_PER_REQUEST + 1)
 
         async def worker() -> None:
             task = asyncio.current_task()
