@@ -38,17 +38,6 @@ def efficiency(ideal: float, wall: float, round_trip: float) -> float | None:
     return ideal / max(wall - round_trip, 1e-9)
 
 
-def max_in_window(arrivals: Iterable[float], window: float = 1.0) -> int:
-    """Most *arrivals* inside one half-open window ``[s, s + window)``."""
-    times = sorted(arrivals)
-    best = start = 0
-    for end, arrival in enumerate(times):
-        while arrival - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def bins(times: Iterable[float], width: float, count: int) -> list[int]:
     """How many *times* (seconds from 0) fall in each of *count* bins of *width* seconds."""
     counts = [0] * count
