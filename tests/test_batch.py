@@ -336,12 +336,12 @@ async def test_raise_for_unresolved() -> None:
         ({"uuids": "abc"}, "one string"),
     ],
 )
-async def test_bad_arguments_raise_value_error(
+async def test_bad_arguments_raise_type_error(
     fake: FakeUpbit, arguments: dict[str, Any], message: str
 ) -> None:
     """Not exactly one list of ids is a usage error, raised before anything is sent."""
     async with session_for(fake) as session:
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(TypeError, match=message):
             await BatchCanceller(session).cancel(**arguments)
 
 

@@ -1,180 +1,166 @@
-"""BatchCanceller's decision paths, driven by a scripted session: every outcome is chosen here."""
+"""BatchCanceller's decision paths: the fake answers what each test queues, in order."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Sequence
-from typing import cast
+from typing import Any
 
 import pytest
 
 from upbit_cancel import (
     AuthenticationError,
     BatchCanceller,
-    CancelResult,
-    ConnectError,
-    OrderEntry,
-    OrderList,
+    InvalidRequestError,
     OutcomeUnknownError,
-    ResponseTimeoutError,
+    ServerError,
     SlidingWindowLimiter,
-    UpbitError,
     UpbitSession,
 )
+from upbit_cancel.testing import FakeUpbit
 
-IDS = [f"{n:08x}-0000-4000-8000-00000000abcd" for n in range(40)]
-
-Answer = CancelResult | UpbitError
-
-
-class ScriptedSession:
-    """Stands in for UpbitSession: each request gets the next scripted answer."""
-
-    def __init__(self, answers: Sequence[Callable[[Sequence[str]], Answer]]) -> None:
-        self.limiter = SlidingWindowLimiter(1000, 1.0)
-        self.requests_sent = 0
-        self.rate_limited = 0
-        self._answers = iter(answers)
-
-    async def _cancel(
-        self, kind: str, ids: Sequence[str], before_send: Callable[[], None] | None = None
-    ) -> CancelResult:
-        await asyncio.sleep(0)
-        if before_send is not None:
-            before_send()
-        self.requests_sent += 1
-        answer = next(self._answers)(ids)
-        if isinstance(answer, UpbitError):
-            raise answer
-        return answer
+GATEWAY = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 
 
-def all_success(ids: Sequence[str]) -> CancelResult:
-    return CancelResult(success=OrderList(tuple(OrderEntry(i, "SGD-BTC") for i in ids)))
+def session_for(fake: FakeUpbit, **options: Any) -> UpbitSession:
+    return UpbitSession(fake.access_key, fake.secret_key, base_url=fake.base_url, **options)
 
 
-def all_failed(ids: Sequence[str]) -> CancelResult:
-    return CancelResult(failed=OrderList(tuple(OrderEntry(i, "SGD-BTC") for i in ids)))
+def one_at_a_time(session: UpbitSession, **options: Any) -> BatchCanceller:
+    return BatchCanceller(session, max_in_flight=1, **options)
 
 
-def canceller(session: ScriptedSession, **options: object) -> BatchCanceller:
-    return BatchCanceller(cast(UpbitSession, session), max_in_flight=1, **options)  # type: ignore[arg-type]
-
-
-async def test_an_unknown_outcome_is_kept_when_the_retry_cannot_connect() -> None:
-    """Timeout, then a connect error on the retry: still 'may be canceled', not 'not sent'."""
-    session = ScriptedSession(
-        [
-            lambda ids: ResponseTimeoutError("no answer", ids=ids),
-            lambda ids: ConnectError("refused; nothing was sent", ids=ids),
-        ]
-    )
-    result = await canceller(session, retry_ambiguous=True, ambiguous_retries=1).cancel(
-        uuids=IDS[:20]
-    )
-    assert [entry.id for entry in result.unresolved] == IDS[:20]
+async def test_an_unknown_outcome_is_kept_when_the_retry_fails_otherwise(fake: FakeUpbit) -> None:
+    """A 5xx, then a refusal on the retry: still 'may be canceled', with both reasons."""
+    uuids = fake.add_orders(20)
+    fake.queue_response(502, GATEWAY, content_type="text/html")
+    fake.queue_response(400, {"error": {"name": "validation_error", "message": "no"}})
+    async with session_for(fake) as session:
+        result = await one_at_a_time(session, retry_ambiguous=True, ambiguous_retries=1).cancel(
+            uuids=uuids
+        )
+    assert [entry.id for entry in result.unresolved] == uuids
     error = result.unresolved[0].error
     assert isinstance(error, OutcomeUnknownError)
     assert "no usable answer" in str(error)
-    assert "refused" in str(error)
+    assert "validation_error" in str(error)
 
 
-async def test_failures_after_an_unanswered_attempt_are_flagged() -> None:
-    """Lost answer, then 'failed' on the retry: listed as failed and as possibly canceled."""
-    session = ScriptedSession([lambda ids: ResponseTimeoutError("no answer", ids=ids), all_failed])
-    result = await canceller(session, retry_ambiguous=True).cancel(uuids=IDS[:20])
-    assert [order.uuid for order in result.failed.orders] == IDS[:20]
-    assert result.possibly_canceled == frozenset(IDS[:20])
+async def test_failures_after_an_unanswered_attempt_are_flagged(fake: FakeUpbit) -> None:
+    """A lost answer, then 'failed' on the retry: failed, and possibly canceled by the first."""
+    uuids = fake.add_orders(20, state="done")
+    fake.queue_response(502, GATEWAY, content_type="text/html")
+    async with session_for(fake) as session:
+        result = await one_at_a_time(session, retry_ambiguous=True).cancel(uuids=uuids)
+    assert [order.uuid for order in result.failed.orders] == uuids
+    assert result.possibly_canceled == frozenset(uuids)
+    assert result.requests == 2
 
 
-async def test_without_retry_an_unknown_outcome_is_unresolved() -> None:
+async def test_without_retry_an_unknown_outcome_is_unresolved(fake: FakeUpbit) -> None:
     """By default a lost answer is not retried: its ids are unresolved with that error."""
-    session = ScriptedSession([lambda ids: ResponseTimeoutError("no answer", ids=ids), all_success])
-    result = await canceller(session).cancel(uuids=IDS)
-    assert session.requests_sent == 2
-    assert [entry.id for entry in result.unresolved] == IDS[:20]
-    assert all(isinstance(entry.error, ResponseTimeoutError) for entry in result.unresolved)
-    assert [order.uuid for order in result.success.orders] == IDS[20:]
+    uuids = fake.add_orders(40)
+    fake.queue_response(502, GATEWAY, content_type="text/html")
+    async with session_for(fake) as session:
+        result = await one_at_a_time(session).cancel(uuids=uuids)
+    assert len(fake.records) == 2
+    assert [entry.id for entry in result.unresolved] == uuids[:20]
+    assert all(isinstance(entry.error, ServerError) for entry in result.unresolved)
+    assert [order.uuid for order in result.success.orders] == uuids[20:]
 
 
-async def test_a_hash_mismatch_concerns_one_request_not_the_batch() -> None:
+async def test_a_hash_mismatch_concerns_one_request_not_the_batch(fake: FakeUpbit) -> None:
     """invalid_query_payload fails its own chunk; the next chunk is still sent."""
-    session = ScriptedSession(
-        [
-            lambda ids: AuthenticationError(
-                "hash mismatch", status=401, name="invalid_query_payload", ids=ids
-            ),
-            all_success,
-        ]
-    )
-    result = await canceller(session).cancel(uuids=IDS)
-    assert [order.uuid for order in result.success.orders] == IDS[20:]
-    assert len(result.unresolved) == 20
+    uuids = fake.add_orders(40)
+    fake.queue_response(401, {"error": {"name": "invalid_query_payload", "message": "hash"}})
+    async with session_for(fake) as session:
+        result = await one_at_a_time(session).cancel(uuids=uuids)
+    assert [order.uuid for order in result.success.orders] == uuids[20:]
+    assert [entry.id for entry in result.unresolved] == uuids[:20]
 
 
-async def test_a_refused_key_stops_the_batch() -> None:
+async def test_a_refused_key_stops_the_batch(fake: FakeUpbit) -> None:
     """Any other authentication error is fatal: the next chunk is never sent."""
-    session = ScriptedSession(
-        [lambda ids: AuthenticationError("bad key", status=401, name="invalid_access_key", ids=ids)]
-    )
-    result = await canceller(session).cancel(uuids=IDS)
-    assert session.requests_sent == 1
+    uuids = fake.add_orders(40)
+    fake.queue_response(401, {"error": {"name": "invalid_access_key", "message": "who?"}})
+    async with session_for(fake) as session:
+        result = await one_at_a_time(session).cancel(uuids=uuids)
+    assert len(fake.records) == 1
     assert len(result.unresolved) == 40
     assert all(isinstance(entry.error, AuthenticationError) for entry in result.unresolved)
+    assert fake.state_counts()["wait"] == 40
 
 
-async def test_entries_matching_no_id_make_the_silence_suspect() -> None:
+async def test_other_refusals_concern_their_own_request(fake: FakeUpbit) -> None:
+    """A 400 for one request leaves the others to go on."""
+    uuids = fake.add_orders(40)
+    fake.queue_response(400, {"error": {"name": "validation_error", "message": "odd"}})
+    async with session_for(fake) as session:
+        result = await one_at_a_time(session).cancel(uuids=uuids)
+    assert all(isinstance(entry.error, InvalidRequestError) for entry in result.unresolved)
+    assert result.success.count == 20
+
+
+async def test_entries_matching_no_id_make_the_silence_suspect(fake: FakeUpbit) -> None:
     """An answer entry without the identifier: the unmatched ids get an error, not None."""
-    identifiers = ["a", "b"]
-
-    def without_identifiers(ids: Sequence[str]) -> CancelResult:
-        return CancelResult(success=OrderList((OrderEntry("u-1", "SGD-BTC"),)))
-
-    session = ScriptedSession([without_identifiers])
-    result = await canceller(session).cancel(identifiers=identifiers)
+    fake.queue_response(
+        200,
+        {
+            "success": {"count": 1, "orders": [{"uuid": "u-1", "market": "SGD-BTC"}]},
+            "failed": {"count": 0, "orders": []},
+        },
+    )
+    async with session_for(fake) as session:
+        result = await one_at_a_time(session).cancel(identifiers=["a", "b"])
     assert result.success.count == 0
-    assert [entry.id for entry in result.unresolved] == identifiers
+    assert [entry.id for entry in result.unresolved] == ["a", "b"]
     assert all("match no id" in str(entry.error) for entry in result.unresolved)
 
 
-async def test_something_that_is_not_iterable_is_a_value_error() -> None:
+async def test_something_that_is_not_iterable_is_a_type_error(fake: FakeUpbit) -> None:
     """uuids=123 is refused at the boundary with a message, nothing sent."""
-    session = ScriptedSession([])
-    with pytest.raises(ValueError, match="iterable of ids"):
-        await canceller(session).cancel(uuids=123)  # type: ignore[arg-type]
-    assert session.requests_sent == 0
-
-
-async def test_an_iterator_failing_midway_raises_its_own_error() -> None:
-    """The caller's iterator error comes out as itself; what was done is in last_result."""
-
-    def ids() -> Iterator[str]:
-        yield from IDS[:20]
-        yield from IDS[20:25]
-        raise OSError("the file went away")
-
-    session = ScriptedSession([all_success] * 5)
-    batch = canceller(session)
-    with pytest.raises(OSError, match="went away"):
-        await batch.cancel(uuids=ids())
-    assert batch.last_result is not None
-    # Everything read before the failure was sent and is accounted for.
-    assert [order.uuid for order in batch.last_result.success.orders] == IDS[:25]
+    async with session_for(fake) as session:
+        with pytest.raises(TypeError, match="iterable of them"):
+            await one_at_a_time(session).cancel(uuids=123)  # type: ignore[arg-type]
+    assert fake.records == []
 
 
 async def test_a_few_ids_start_a_few_tasks_whatever_the_rate() -> None:
-    """A generous limiter does not make a small batch start thousands of workers."""
-    tasks_seen = 0
+    """A generous limiter does not make a small batch start hundreds of workers."""
+    async with FakeUpbit(limit=100_000) as fake:
+        uuids = fake.add_orders(40)
+        most = 0
 
-    def count_tasks(ids: Sequence[str]) -> CancelResult:
-        nonlocal tasks_seen
-        tasks_seen = max(tasks_seen, len(asyncio.all_tasks()))
-        return all_success(ids)
+        def count(progress: object) -> None:
+            nonlocal most
+            most = max(most, len(asyncio.all_tasks()))
 
-    session = ScriptedSession([count_tasks] * 2)
-    session.limiter = SlidingWindowLimiter(100_000, 1.0)
-    batch = BatchCanceller(cast(UpbitSession, session))
-    result = await batch.cancel(uuids=IDS)
-    assert result.success.count == 40
-    # This test's task and one worker per request of 20.
-    assert tasks_seen <= 1 + 3
+        limiter = SlidingWindowLimiter(100_000, 1.0)
+        async with session_for(fake, limiter=limiter) as session:
+            result = await BatchCanceller(session, on_progress=count).cancel(uuids=uuids)
+        assert result.success.count == 40
+        # The test's task, one worker per request of 20 (plus one), and the fake's handlers.
+        assert most <= 1 + 3 + 2 * 3
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"max_in_flight": 0}, ValueError, "max_in_flight"),
+        ({"max_in_flight": 1.5}, TypeError, "max_in_flight"),
+        ({"ambiguous_retries": -1}, ValueError, "ambiguous_retries"),
+        ({"on_progress": "print"}, TypeError, "on_progress"),
+    ],
+)
+async def test_bad_options_are_refused_when_built(
+    fake: FakeUpbit, options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """Options that make no sense fail at construction, naming the option."""
+    async with session_for(fake) as session:
+        with pytest.raises(error, match=message):
+            BatchCanceller(session, **options)
+
+
+def test_a_session_is_required() -> None:
+    """Anything but an UpbitSession is refused at once."""
+    with pytest.raises(TypeError, match="UpbitSession"):
+        BatchCanceller("session")  # type: ignore[arg-type]

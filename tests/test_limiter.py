@@ -1,8 +1,10 @@
-"""The sliding-window limiter, on a virtual clock: no test here really sleeps."""
+"""The in-process limiter and the aiolimiter adapter, on a virtual clock: nothing really sleeps."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+from typing import Literal
 
 import pytest
 from aiolimiter import AsyncLimiter
@@ -10,9 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests._clock import VirtualClock, run_virtual
-from upbit_cancel import BlockedError, RemainingReq, SlidingWindowLimiter
+from upbit_cancel import BlockedError, Feedback, Lease, Limiter, RemainingReq, SlidingWindowLimiter
+from upbit_cancel._aiolimiter import TokenBucketLimiter
+from upbit_cancel._hold import hold_until
 
 EPSILON = 1e-9
+OK = Feedback(200)
 
 
 def most_in_any_window(times: list[float], window: float) -> int:
@@ -26,26 +31,35 @@ def most_in_any_window(times: list[float], window: float) -> int:
     return most
 
 
+async def take(limiter: Limiter, feedback: Feedback = OK) -> float:
+    """A request answered the moment it is granted; returns the grant time."""
+    lease = await limiter.acquire()
+    with lease:
+        lease.sending()
+        lease.answered(feedback)
+    return lease.granted_at
+
+
+def test_both_limiters_implement_the_contract() -> None:
+    """The in-process limiter and the aiolimiter adapter are Limiters."""
+    assert isinstance(SlidingWindowLimiter(), Limiter)
+    assert isinstance(TokenBucketLimiter(AsyncLimiter(30, 1)), Limiter)
+    assert SlidingWindowLimiter(7, 1.0).capacity == 7
+
+
 def test_idle_limiter_grants_the_whole_budget_at_once() -> None:
-    """An idle limiter lets `max_rate` requests out at the same instant."""
+    """An idle limiter lets `limit` requests out at the same instant."""
 
     async def main(clock: VirtualClock) -> list[float]:
         limiter = SlidingWindowLimiter(30, 1.0)
-        return list(await asyncio.gather(*(limiter.grant() for _ in range(30))))
+        leases = await asyncio.gather(*(limiter.acquire() for _ in range(30)))
+        return [lease.granted_at for lease in leases]
 
-    grants = run_virtual(main)
-    assert grants == [1000.0] * 30
-
-
-async def take(limiter: SlidingWindowLimiter) -> float:
-    """A grant whose request ends at once (what ``acquire()`` does), returning its time."""
-    granted = await limiter.grant()
-    limiter.release()
-    return granted
+    assert run_virtual(main) == [1000.0] * 30
 
 
 def test_next_request_waits_for_a_whole_window_plus_margin() -> None:
-    """The 31st request goes once the first ended time_period + margin ago."""
+    """The 31st request goes once the first was answered window + margin ago."""
 
     async def main(clock: VirtualClock) -> list[float]:
         limiter = SlidingWindowLimiter(30, 1.0, margin=0.04)
@@ -57,117 +71,174 @@ def test_next_request_waits_for_a_whole_window_plus_margin() -> None:
     assert grants[60] == pytest.approx(1002.08)
 
 
-def test_a_slow_request_holds_its_slot_until_a_window_after_it_ended() -> None:
-    """However long a request takes to reach the exchange, its slot frees a window after it."""
+def test_a_slow_request_holds_its_slot_until_a_window_after_its_answer() -> None:
+    """However long a request takes, its slot frees a window after its answer arrived."""
 
     async def main(clock: VirtualClock) -> list[float]:
         limiter = SlidingWindowLimiter(2, 1.0, margin=0.0)
-        slow = await limiter.grant()
+        slow = await limiter.acquire()
+        slow.sending()
         fast = await take(limiter)
 
-        async def slow_request() -> None:
+        async def answer_late() -> None:
             await asyncio.sleep(3.0)  # connecting, then a slow answer
-            limiter.release()
+            slow.answered(OK)
+            slow.release()
 
-        releasing = asyncio.create_task(slow_request())
+        answering = asyncio.create_task(answer_late())
         # The fast request's slot serves one request per second; the slow one's stays taken.
         third = await take(limiter)
         fourth = await take(limiter)
         fifth, sixth = await asyncio.gather(take(limiter), take(limiter))
-        await releasing
-        return [slow, fast, third, fourth, fifth, sixth]
+        await answering
+        return [slow.granted_at, fast, third, fourth, fifth, sixth]
 
-    # The slow request ends at 1003.0: from 1004.0 both slots serve again.
+    # The slow answer arrives at 1003.0: from 1004.0 both slots serve again.
     assert run_virtual(main) == pytest.approx([1000.0, 1000.0, 1001.0, 1002.0, 1003.0, 1004.0])
 
 
+def test_an_abandoned_request_holds_its_slot_until_it_can_no_longer_arrive() -> None:
+    """Sent, then given up on: the slot frees a window after max_transit past its departure."""
+
+    async def main(clock: VirtualClock) -> float:
+        limiter = SlidingWindowLimiter(1, 1.0, margin=0.0, max_transit=2.5)
+        lease = await limiter.acquire()
+        with lease:
+            lease.sending()
+            await asyncio.sleep(0.5)  # then a timeout, or the task is cancelled
+        assert lease.outcome == "abandoned"
+        return await take(limiter)
+
+    assert run_virtual(main) == pytest.approx(1000.0 + 2.5 + 1.0)
+
+
+def test_a_request_that_never_left_frees_its_slot_at_once() -> None:
+    """No connection could be made: nothing can arrive, the next request goes at once."""
+
+    async def main(clock: VirtualClock) -> float:
+        limiter = SlidingWindowLimiter(1, 1.0)
+        lease = await limiter.acquire()
+        with lease:
+            lease.sending()
+            await asyncio.sleep(0.2)
+            lease.unsent()
+        assert lease.outcome == "not_sent"
+        return await take(limiter)
+
+    assert run_virtual(main) == pytest.approx(1000.2)
+
+
 def test_a_bare_aiolimiter_lets_59_through_in_one_second_and_this_one_30() -> None:
-    """The reason this limiter exists: a leaky bucket of 30/s admits 59 in one second."""
+    """Why this limiter exists: a leaky bucket of 30/s admits 59 in one second."""
 
-    async def count_in_first_second(limiter: AsyncLimiter, clock: VirtualClock) -> int:
+    async def count_in_first_second(limiter: Limiter, clock: VirtualClock) -> int:
         start = clock.now
-        times: list[float] = []
-
-        async def one() -> None:
-            await limiter.acquire()
-            times.append(clock.now)
-
-        await asyncio.gather(*(one() for _ in range(120)))
-        return sum(1 for time in times if time < start + 1.0)
+        grants = await asyncio.gather(*(take(limiter) for _ in range(120)))
+        return sum(1 for time in grants if time < start + 1.0)
 
     async def main(clock: VirtualClock) -> tuple[int, int]:
-        bare = await count_in_first_second(AsyncLimiter(30, 1.0), clock)
+        bucket = await count_in_first_second(TokenBucketLimiter(AsyncLimiter(30, 1.0)), clock)
         ours = await count_in_first_second(SlidingWindowLimiter(30, 1.0), clock)
-        return bare, ours
+        return bucket, ours
 
-    bare, ours = run_virtual(main)
-    assert bare == 59
-    assert ours == 30
+    assert run_virtual(main) == (59, 30)
+
+
+Ending = Literal["answered", "abandoned", "not_sent"]
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    max_rate=st.integers(min_value=1, max_value=8),
-    time_period=st.sampled_from([0.5, 1.0, 2.0]),
+    limit=st.integers(min_value=1, max_value=8),
+    window=st.sampled_from([0.5, 1.0, 2.0]),
     margin=st.sampled_from([0.0, 0.01]),
+    max_transit=st.sampled_from([0.0, 0.3, 1.0]),
     requests=st.lists(
         st.tuples(
             st.floats(min_value=0.0, max_value=0.7),  # gap before the request asks
-            st.floats(min_value=0.0, max_value=1.5),  # how long until it ends
-            st.floats(min_value=0.0, max_value=1.0),  # where in between the exchange counts it
+            st.floats(min_value=0.0, max_value=0.3),  # from grant to departure
+            st.floats(min_value=0.0, max_value=1.0),  # share of max_transit until arrival
+            st.floats(min_value=0.0, max_value=1.5),  # from departure to the lease's end
+            st.sampled_from(["answered", "abandoned", "not_sent"]),
         ),
         min_size=1,
         max_size=60,
     ),
 )
-def test_never_more_than_max_rate_in_any_window_and_never_later_than_needed(
-    max_rate: int, time_period: float, margin: float, requests: list[tuple[float, float, float]]
+def test_never_more_than_limit_at_the_exchange_and_never_later_than_needed(
+    limit: int,
+    window: float,
+    margin: float,
+    max_transit: float,
+    requests: list[tuple[float, float, float, float, Ending]],
 ) -> None:
-    """For any pattern: at most max_rate counted per window, first come first served, no idling.
+    """For any pattern of outcomes: at most `limit` arrive per window; grants are FIFO, no idling.
 
-    Each request is counted by the exchange anywhere between its grant and its end. Each grant
-    happens exactly when the earliest of these allows it: its arrival, the previous grant (first
-    come, first served), and a slot freeing one window after the max_rate-th latest end among
-    the earlier requests.
+    An answered request arrives between its departure and its answer; an abandoned one up to
+    max_transit after its departure, even after the lease ended; one never sent never arrives.
+    Each grant happens exactly when the earliest constraint allows it: its asking, the previous
+    grant (first come, first served), and a slot freeing when the limit-th latest hold among
+    the earlier leases ends.
     """
 
-    async def main(clock: VirtualClock) -> tuple[list[float], list[float], list[int]]:
-        limiter = SlidingWindowLimiter(max_rate, time_period, margin=margin)
-        arrivals: list[float] = []
-        grants: list[float] = []
+    async def main(clock: VirtualClock) -> tuple[list[float], list[Lease], list[int]]:
+        limiter = SlidingWindowLimiter(limit, window, margin=margin, max_transit=max_transit)
+        asked: list[float] = []
+        leases: list[Lease] = []
         order: list[int] = []
 
-        async def one(index: int, hold: float) -> None:
-            arrivals.append(clock.now)
-            grants.append(await limiter.grant())
+        async def one(index: int, departure: float, duration: float, ending: Ending) -> None:
+            asked.append(clock.now)
+            lease = await limiter.acquire()
+            leases.append(lease)
             order.append(index)
-            await asyncio.sleep(hold)
-            limiter.release()
+            with lease:
+                await asyncio.sleep(departure)
+                if ending != "not_sent":
+                    lease.sending()
+                await asyncio.sleep(duration)
+                if ending == "answered":
+                    lease.answered(OK)
 
         tasks = []
-        for index, (gap, hold, _) in enumerate(requests):
+        for index, (gap, departure, _, duration, ending) in enumerate(requests):
             await asyncio.sleep(gap)
-            tasks.append(asyncio.create_task(one(index, hold)))
+            tasks.append(asyncio.create_task(one(index, departure, duration, ending)))
             await asyncio.sleep(0)
         await asyncio.gather(*tasks)
-        return arrivals, grants, order
+        return asked, leases, order
 
-    arrivals, grants, order = run_virtual(main)
+    asked, leases, order = run_virtual(main)
     assert order == sorted(order)
-    ends = [grant + hold for grant, (_, hold, _) in zip(grants, requests, strict=True)]
-    counted = [
-        grant + where * hold for grant, (_, hold, where) in zip(grants, requests, strict=True)
+    arrivals = []
+    for lease, (_, _, where, _, ending) in zip(leases, requests, strict=True):
+        assert lease.released_at is not None
+        if ending == "answered":
+            assert lease.sent_at is not None
+            assert lease.answered_at is not None
+            arrivals.append(lease.sent_at + where * (lease.answered_at - lease.sent_at))
+        elif ending == "abandoned":
+            assert lease.sent_at is not None
+            arrivals.append(lease.sent_at + where * max_transit)
+    assert most_in_any_window(arrivals, window - EPSILON) <= limit
+    holds = [
+        hold_until(
+            sent_at=lease.sent_at,
+            answered_at=lease.answered_at,
+            released_at=lease.released_at or 0.0,
+            window=window,
+            margin=margin,
+            max_transit=max_transit,
+        )
+        for lease in leases
     ]
-    for times in (grants, ends, counted):
-        assert most_in_any_window(times, time_period - EPSILON) <= max_rate
-    window = time_period + margin
-    for index, granted in enumerate(grants):
-        earliest = arrivals[index]
+    for index, lease in enumerate(leases):
+        earliest = asked[index]
         if index >= 1:
-            earliest = max(earliest, grants[index - 1])
-        if index >= max_rate:
-            earliest = max(earliest, sorted(ends[:index])[-max_rate] + window)
-        assert granted == pytest.approx(earliest, abs=1e-6)
+            earliest = max(earliest, leases[index - 1].granted_at)
+        if index >= limit:
+            earliest = max(earliest, sorted(holds[:index])[-limit])
+        assert lease.granted_at == pytest.approx(earliest, abs=1e-6)
 
 
 def test_a_cancelled_waiter_takes_no_grant_and_keeps_the_order() -> None:
@@ -194,21 +265,20 @@ def test_a_cancelled_waiter_takes_no_grant_and_keeps_the_order() -> None:
 
 
 def test_a_grant_cancelled_before_use_frees_its_slot() -> None:
-    """A task cancelled right after being granted releases the slot it never used."""
+    """A task cancelled right after being granted gives back the slot it never used."""
 
     async def main(clock: VirtualClock) -> None:
         limiter = SlidingWindowLimiter(1, 1.0, margin=0.0)
-        first = await limiter.grant()
-        waiter = asyncio.create_task(limiter.grant())
+        first = await take(limiter)
+        waiter = asyncio.create_task(limiter.acquire())
         await asyncio.sleep(0)
-        limiter.release()  # the waiter is granted one window later, at 1001.0 ...
-        # ... and cancelled in the same loop iteration, before it resumes: this timer is due at
-        # the same time and runs after the limiter's.
+        # The waiter is granted one window later, at 1001.0, and cancelled in the same loop
+        # iteration, before it resumes: this timer is due then and runs after the limiter's.
         asyncio.get_running_loop().call_at(first + 1.0, waiter.cancel)
         with pytest.raises(asyncio.CancelledError):
             await waiter
         assert limiter.in_flight == 0
-        assert await take(limiter) == pytest.approx(first + 2.0)
+        assert await take(limiter) == pytest.approx(first + 1.0)
 
     run_virtual(main)
 
@@ -220,8 +290,7 @@ def test_pause_holds_every_grant_and_is_never_shortened() -> None:
         limiter = SlidingWindowLimiter(30, 1.0)
         limiter.pause(clock.now + 2.0)
         limiter.pause(clock.now + 0.5)
-        assert not limiter.has_capacity()
-        return await limiter.grant()
+        return await take(limiter)
 
     assert run_virtual(main) == pytest.approx(1002.0)
 
@@ -231,136 +300,113 @@ def test_remaining_zero_pauses_for_a_window_from_the_request() -> None:
 
     async def main(clock: VirtualClock) -> tuple[float, float]:
         limiter = SlidingWindowLimiter(30, 1.0, margin=0.04)
-        granted = await limiter.grant()
-        limiter.observe_remaining(RemainingReq(group="default", sec=5), granted)
-        assert limiter.has_capacity()
-        await asyncio.sleep(0.1)
-        limiter.observe_remaining(RemainingReq(group="default", sec=0), granted)
-        return granted, await limiter.grant()
+        granted = await take(limiter, Feedback(200, RemainingReq(group="default", sec=5)))
+        assert await take(limiter) == granted
+        lease = await limiter.acquire()
+        with lease:
+            lease.sending()
+            await asyncio.sleep(0.1)
+            lease.answered(Feedback(200, RemainingReq(group="default", sec=0)))
+        return lease.granted_at, await take(limiter)
 
     granted, after = run_virtual(main)
     assert after == pytest.approx(granted + 1.04)
 
 
-def test_429_backoff_doubles_only_for_requests_sent_after_the_pause() -> None:
-    """Concurrent 429s from one full window count once; a 429 after resuming doubles the pause.
-
-    Only an answer to a request granted after the last 429 resets the backoff.
-    """
-
-    async def main(clock: VirtualClock) -> list[float]:
-        limiter = SlidingWindowLimiter(30, 1.0, margin=0.0)
-        first = await take(limiter)
-        second = await take(limiter)
-        pauses = [limiter.rate_limited(first), limiter.rate_limited(second)]
-        limiter.succeeded(second)  # an answer to a request sent before the 429: no reset
-        resumed = await take(limiter)
-        pauses.append(limiter.rate_limited(resumed))
-        fresh = await take(limiter)
-        limiter.succeeded(fresh)
-        again = await take(limiter)
-        pauses.append(limiter.rate_limited(again))
-        return pauses
-
-    pauses = run_virtual(main)
-    assert 1.0 <= pauses[0] <= 1.25
-    assert 1.0 <= pauses[1] <= 1.25
-    assert 2.0 <= pauses[2] <= 2.5
-    assert 1.0 <= pauses[3] <= 1.25
-
-
-def test_429_backoff_is_capped() -> None:
-    """However many 429s in a row, one pause lasts at most 8 windows plus jitter."""
-
-    async def main(clock: VirtualClock) -> list[float]:
-        limiter = SlidingWindowLimiter(30, 1.0, margin=0.0)
-        pauses = []
-        for _ in range(8):
-            pauses.append(limiter.rate_limited(await take(limiter)))
-        return pauses
-
-    pauses = run_virtual(main)
-    assert max(pauses) <= 8 * 1.25
-    assert pauses[-1] >= 8.0
-
-
-def test_a_429_halves_the_share_of_the_window_until_it_grows_back() -> None:
-    """Someone else spends the budget: after a 429 only half a window goes out, then more."""
+def test_a_429_pauses_the_account_and_halves_its_share() -> None:
+    """A 429 answer pauses every grant about a window and halves the window's share."""
 
     async def main(clock: VirtualClock) -> None:
-        limiter = SlidingWindowLimiter(30, 1.0, margin=0.0)
-        first = await take(limiter)
-        limiter.rate_limited(first)
-        limiter.rate_limited(first)  # the same full window refused several requests: one incident
+        limiter = SlidingWindowLimiter(30, 1.0, margin=0.0, rng=random.Random(1))
+        await take(limiter, Feedback(429))
         assert limiter.share() == 15
-        # The share grows back by 3 (a tenth of 30) per window since the 429.
-        await asyncio.sleep(1.5)
-        assert limiter.share() == 18
-        grants = await asyncio.gather(*(take(limiter) for _ in range(19)))
-        assert grants[:18] == [1001.5] * 18
-        assert grants[18] >= 1002.5
-        await asyncio.sleep(10.0)
-        assert limiter.share() == 30
+        assert 1001.0 <= limiter.paused_until <= 1001.25
+        resumed = await take(limiter)
+        assert resumed == pytest.approx(limiter.paused_until)
 
     run_virtual(main)
 
 
-def test_block_fails_waiters_and_new_requests_until_it_ends() -> None:
-    """During a block every acquisition raises BlockedError; afterwards grants resume."""
+def test_a_418_answer_blocks_waiters_new_requests_and_requests_about_to_leave() -> None:
+    """During a block every acquisition raises BlockedError, even a granted request's send."""
 
     async def main(clock: VirtualClock) -> None:
         limiter = SlidingWindowLimiter(1, 1.0, margin=0.0)
-        await limiter.grant()
-        waiter = asyncio.create_task(limiter.grant())
+        granted = await limiter.acquire()
+        waiter = asyncio.create_task(limiter.acquire())
+        other = SlidingWindowLimiter(2, 1.0)
         await asyncio.sleep(0)
-        limiter.block(30.0, "HTTP 418: blocked for 30 seconds")
-        limiter.release()
+        blocked = Feedback(418, block_seconds=30.0, block_reason="HTTP 418: blocked for 30 s")
+        with granted:
+            granted.sending()
+            granted.answered(blocked)
         with pytest.raises(BlockedError) as waiting:
             await waiter
         assert waiting.value.retry_after == pytest.approx(30.0)
         await asyncio.sleep(10.0)
         with pytest.raises(BlockedError) as fresh:
-            await limiter.grant()
+            await limiter.acquire()
         assert fresh.value.retry_after == pytest.approx(20.0)
         assert "418" in str(fresh.value)
+        # A lease granted before a block must not send once it is on.
+        lease = await other.acquire()
+        other.block(5.0, "HTTP 418")
+        with lease, pytest.raises(BlockedError, match="not sent"):
+            lease.sending()
+        assert lease.outcome == "not_sent"
         await asyncio.sleep(20.0)
-        assert await limiter.grant() == pytest.approx(1030.0)
+        assert await take(limiter) == pytest.approx(1030.0)
 
     run_virtual(main)
 
 
-def test_is_an_aiolimiter_drop_in() -> None:
-    """`async with limiter` and `acquire()` work as with aiolimiter, one grant each."""
+def test_the_aiolimiter_adapter_heeds_feedback() -> None:
+    """An AsyncLimiter given as limiter= still pauses after a 429 and stops during a 418."""
 
-    async def main(clock: VirtualClock) -> float:
-        limiter = SlidingWindowLimiter(2, 1.0, margin=0.0)
-        assert isinstance(limiter, AsyncLimiter)
-        async with limiter:
-            pass
-        await limiter.acquire()
-        with pytest.raises(ValueError, match="one request at a time"):
-            await limiter.acquire(2)
-        async with limiter:
-            return clock.now
+    async def main(clock: VirtualClock) -> None:
+        limiter = TokenBucketLimiter(AsyncLimiter(30, 1.0), rng=random.Random(1))
+        assert limiter.capacity == 30
+        assert limiter.idle
+        await take(limiter, Feedback(429))
+        resumed = await take(limiter)
+        assert resumed >= 1001.0
+        await take(limiter, Feedback(418, block_seconds=5.0))
+        with pytest.raises(BlockedError):
+            await limiter.acquire()
 
-    assert run_virtual(main) == pytest.approx(1001.0)
+    run_virtual(main)
+
+
+def test_a_lease_is_released_once_and_refuses_use_afterwards() -> None:
+    """Releasing twice does nothing; a released lease cannot be used for another request."""
+
+    async def main(clock: VirtualClock) -> None:
+        limiter = SlidingWindowLimiter(1, 1.0)
+        lease = await limiter.acquire()
+        lease.release()
+        lease.release()
+        assert limiter.in_flight == 0
+        with pytest.raises(RuntimeError, match="released"):
+            lease.sending()
+
+    run_virtual(main)
 
 
 @pytest.mark.parametrize(
-    ("arguments", "message"),
+    ("arguments", "error", "message"),
     [
-        ({"max_rate": 0}, "max_rate"),
-        ({"max_rate": 2.5}, "max_rate"),
-        ({"time_period": 0.0}, "time_period"),
-        ({"margin": -0.1}, "margin"),
+        ({"limit": 0}, ValueError, "limit"),
+        ({"limit": 2.5}, TypeError, "limit"),
+        ({"window": 0.0}, ValueError, "window"),
+        ({"window": float("nan")}, ValueError, "window"),
+        ({"window": "1"}, TypeError, "window"),
+        ({"margin": -0.1}, ValueError, "margin"),
+        ({"max_transit": float("inf")}, ValueError, "max_transit"),
     ],
 )
-def test_rejects_nonsense_settings(arguments: dict[str, float], message: str) -> None:
-    """Settings that cannot describe a rate are refused with a message naming them."""
-    settings_ = {"max_rate": 30, "time_period": 1.0, "margin": 0.04} | arguments
-    with pytest.raises(ValueError, match=message):
-        SlidingWindowLimiter(
-            settings_["max_rate"],  # type: ignore[arg-type]
-            settings_["time_period"],
-            margin=settings_["margin"],
-        )
+def test_rejects_nonsense_settings(
+    arguments: dict[str, object], error: type[Exception], message: str
+) -> None:
+    """Settings that cannot describe a budget are refused with a message naming them."""
+    with pytest.raises(error, match=message):
+        SlidingWindowLimiter(**arguments)  # type: ignore[arg-type]

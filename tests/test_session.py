@@ -20,6 +20,7 @@ from upbit_cancel import (
     ConnectError,
     ConnectionLostError,
     InvalidRequestError,
+    Lease,
     MalformedResponseError,
     MarketOfflineError,
     OrderNotFoundError,
@@ -32,7 +33,7 @@ from upbit_cancel import (
     SlidingWindowLimiter,
     UpbitSession,
 )
-from upbit_cancel._models import parse_remaining_req
+from upbit_cancel._responses import parse_remaining_req
 from upbit_cancel._signing import encode_query
 from upbit_cancel.testing import FakeUpbit, Faults
 
@@ -87,26 +88,32 @@ def test_wire_query_decodes_to_the_hashed_text(values: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("arguments", "message"),
+    ("arguments", "error", "message"),
     [
-        ({}, "exactly one of"),
-        ({"uuids": [UNKNOWN], "identifiers": ["a"]}, "exactly one of"),
-        ({"uuids": []}, "empty"),
-        ({"uuids": [f"00000000-0000-4000-8000-{n:012d}" for n in range(21)]}, "BatchCanceller"),
-        ({"uuids": [UNKNOWN, 7]}, "must be strings"),
-        ({"uuids": ["not-a-uuid"]}, "malformed uuid"),
-        ({"uuids": [UNKNOWN.upper()]}, "lowercase"),
-        ({"uuids": [UNKNOWN, UNKNOWN]}, "duplicate"),
-        ({"uuids": UNKNOWN}, "not one string"),
-        ({"identifiers": [""]}, "empty strings"),
+        ({}, TypeError, "exactly one of"),
+        ({"uuids": [UNKNOWN], "identifiers": ["a"]}, TypeError, "exactly one of"),
+        ({"uuids": []}, ValueError, "empty"),
+        (
+            {"uuids": [f"00000000-0000-4000-8000-{n:012d}" for n in range(21)]},
+            ValueError,
+            "BatchCanceller",
+        ),
+        ({"uuids": [UNKNOWN, 7]}, TypeError, "must be strings"),
+        ({"uuids": ["not-a-uuid"]}, ValueError, "malformed uuid"),
+        ({"uuids": [UNKNOWN.upper()]}, ValueError, "lowercase"),
+        ({"uuids": [UNKNOWN, UNKNOWN]}, ValueError, "duplicate"),
+        ({"uuids": UNKNOWN}, TypeError, "not one string"),
+        ({"uuids": 5}, TypeError, "list of ids"),
+        ({"identifiers": [""]}, ValueError, "empty identifier"),
+        ({"identifiers": ["\ud800"]}, ValueError, "lone surrogate"),
     ],
 )
 async def test_bad_ids_are_refused_before_sending(
-    fake: FakeUpbit, arguments: dict[str, Any], message: str
+    fake: FakeUpbit, arguments: dict[str, Any], error: type[Exception], message: str
 ) -> None:
-    """Ids that cannot be sent raise ValueError saying what to do, and nothing is sent."""
+    """Ids that cannot be sent raise TypeError or ValueError saying what to do; nothing sent."""
     async with session_for(fake) as session:
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(error, match=message):
             await session.cancel_orders(**arguments)
     assert fake.records == []
 
@@ -180,13 +187,21 @@ async def test_sessions_of_one_key_share_a_limiter_and_other_keys_do_not(fake: F
     async with (
         session_for(fake) as first,
         session_for(fake) as second,
-        UpbitSession(other_access, other_secret, base_url=fake.base_url) as third,
-        UpbitSession(other_access, other_secret, base_url=fake.base_url, limiter=shared) as fourth,
-        session_for(fake, limiter=shared) as fifth,
+        UpbitSession(other_access, other_secret, base_url=fake.base_url, limiter=shared) as third,
+        UpbitSession(other_access, other_secret, base_url=fake.base_url) as fourth,
     ):
         assert first.limiter is second.limiter
-        assert third.limiter is not first.limiter
-        assert fourth.limiter is fifth.limiter is shared
+        assert third.limiter is fourth.limiter is shared
+        assert first.limiter is not shared
+
+
+async def test_an_idle_limiter_of_closed_sessions_may_be_replaced(fake: FakeUpbit) -> None:
+    """Sessions opened one after another may each bring a limiter once the last one is idle."""
+    async with session_for(fake, limiter=SlidingWindowLimiter(30, 1.0)):
+        pass
+    replacement = SlidingWindowLimiter(30, 1.0)
+    async with session_for(fake, limiter=replacement) as second:
+        assert second.limiter is replacement
 
 
 async def test_close_is_idempotent_and_a_closed_session_refuses_work(fake: FakeUpbit) -> None:
@@ -327,7 +342,9 @@ async def test_a_418_blocks_the_account_without_sending_anything(fake: FakeUpbit
             await session.cancel_orders(uuids=[order])
         loop_time = asyncio.get_running_loop().time()
         assert first.value.retry_after == 30.0
-        assert session.limiter.blocked_until == pytest.approx(loop_time + 30.0, abs=1.0)
+        limiter = session.limiter
+        assert isinstance(limiter, SlidingWindowLimiter)
+        assert limiter.blocked_until == pytest.approx(loop_time + 30.0, abs=1.0)
         for caller in (session, sibling):
             with pytest.raises(BlockedError) as later:
                 await caller.cancel_orders(uuids=[order])
@@ -441,7 +458,9 @@ async def test_a_lowercase_remaining_req_header_is_read(fake: FakeUpbit) -> None
         await session.cancel_orders(uuids=[UNKNOWN])
         assert session.remaining_req is not None
         assert session.remaining_req.sec == 0
-        assert session.limiter.paused_until > asyncio.get_running_loop().time()
+        limiter = session.limiter
+        assert isinstance(limiter, SlidingWindowLimiter)
+        assert limiter.paused_until > asyncio.get_running_loop().time()
 
 
 async def test_a_callers_raise_for_status_does_not_change_error_handling(fake: FakeUpbit) -> None:
@@ -493,19 +512,42 @@ async def test_one_missing_list_is_read_as_empty(fake: FakeUpbit) -> None:
     assert result.failed.count == 0
 
 
+class _BlockedAfterGrant:
+    """A limiter whose account gets blocked right after each grant (another session's 418)."""
+
+    def __init__(self, inner: SlidingWindowLimiter) -> None:
+        self.inner = inner
+
+    @property
+    def capacity(self) -> int:
+        return self.inner.capacity
+
+    @property
+    def idle(self) -> bool:
+        return self.inner.idle
+
+    async def acquire(self) -> Lease:
+        lease = await self.inner.acquire()
+        self.inner.block(30.0, "HTTP 418: blocked for 30 seconds")
+        return lease
+
+    def departing(self, lease: Lease) -> None:
+        self.inner.departing(lease)
+
+    def release(self, lease: Lease) -> None:
+        self.inner.release(lease)
+
+
 async def test_a_block_that_starts_after_the_grant_still_stops_the_request(
     fake: FakeUpbit,
 ) -> None:
     """A 418 arriving between a request's grant and its sending keeps it from being sent."""
-    async with session_for(fake) as session:
-        limiter = session.limiter
-
-        def blocked_meanwhile() -> None:
-            limiter.block(30.0, "HTTP 418: blocked for 30 seconds")
-
+    inner = SlidingWindowLimiter()
+    async with session_for(fake, limiter=_BlockedAfterGrant(inner)) as session:
         with pytest.raises(BlockedError, match="was not sent"):
-            await session._cancel("uuids", [UNKNOWN], blocked_meanwhile)
-        assert limiter.in_flight == 0
+            await session.cancel_orders(uuids=[UNKNOWN])
+        assert inner.in_flight == 0
+        assert session.requests_sent == 0
     assert fake.records == []
 
 

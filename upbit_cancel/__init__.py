@@ -11,7 +11,7 @@ Example::
 
 import logging as _logging
 
-from ._batch import BatchCanceller, ChunkResult, Progress
+from ._batch import BatchCanceller
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -33,16 +33,20 @@ from ._errors import (
     UnresolvedError,
     UpbitError,
 )
-from ._limiter import SlidingWindowLimiter
+from ._limiter import Lease, Limiter
 from ._models import (
     BatchResult,
     CancelResult,
+    ChunkResult,
+    Feedback,
     OrderEntry,
     OrderList,
+    Progress,
     RemainingReq,
     UnresolvedOrder,
 )
 from ._session import REGIONS, UpbitSession
+from ._window import SlidingWindowLimiter
 
 # A library logs, the application decides where it goes.
 _logging.getLogger("upbit_cancel").addHandler(_logging.NullHandler())
@@ -58,8 +62,11 @@ __all__ = [
     "ChunkResult",
     "ConnectError",
     "ConnectionLostError",
+    "Feedback",
     "InvalidIdError",
     "InvalidRequestError",
+    "Lease",
+    "Limiter",
     "MalformedResponseError",
     "MarketOfflineError",
     "NotSentError",

@@ -6,7 +6,7 @@ Every error derives from :class:`UpbitError`::
     ├── SessionClosedError          the session was closed; open a new one
     ├── UnresolvedError             BatchResult.raise_for_unresolved(): some ids are unresolved
     ├── InvalidIdError              an id that cannot be an order's (also a ValueError); never sent
-    ├── NotSentError                the batch stopped before this request was sent
+    ├── NotSentError                stopped before this request was sent: nothing happened
     ├── ConnectError                could not reach the exchange: nothing was sent
     ├── OutcomeUnknownError         sent, no usable answer: the orders may or may not be canceled
     │   ├── ResponseTimeoutError    no answer within the timeout
@@ -29,13 +29,15 @@ the class by name first and falls back to the status only for names it does not 
 names are kept on a plain :class:`APIError`.
 
 Every error carries ``ids``: the order uuids or identifiers of the request it concerns (empty when
-it concerns no particular order). Credentials never appear in any error.
+it concerns no particular order). Credentials never appear in any error: text the exchange sent
+back is redacted (see ``_redact``), and errors are raised without the transport's exception in
+their chain (which holds the request's headers). Errors pickle with all their fields.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._models import UnresolvedOrder
@@ -79,6 +81,17 @@ class UpbitError(Exception):
         """The human-readable explanation."""
         return str(self.args[0]) if self.args else ""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only fields, which pickle's default (cls(*args)) would drop.
+        return (_rebuild, (type(self), self.args, dict(vars(self))))
+
+
+def _rebuild(cls: type[UpbitError], args: tuple[Any, ...], state: dict[str, Any]) -> UpbitError:
+    error = cls.__new__(cls)
+    error.args = args
+    vars(error).update(state)
+    return error
+
 
 class SessionClosedError(UpbitError, RuntimeError):
     """The session was closed with ``aclose()``; create a new ``UpbitSession``."""
@@ -89,7 +102,7 @@ class InvalidIdError(UpbitError, ValueError):
 
 
 class NotSentError(UpbitError):
-    """The batch stopped (it was cancelled) before this request was sent: nothing happened."""
+    """Stopped before this request was sent (cancelled, or the batch stopped): nothing happened."""
 
 
 class ConnectError(UpbitError):

@@ -1,344 +1,156 @@
-"""The account's request budget: at most ``max_rate`` requests in any window, bursting when idle."""
+"""The limiter contract: what the session and the batch ask of the account's request budget.
+
+A limiter hands out :class:`Lease` objects, one per request. The lease records when its request
+left, whether an answer came back and what that answer said; when the lease is released, the
+limiter decides how long the request's slot stays taken. The promise every limiter keeps, for
+requests that hold a lease: at most ``capacity`` of them reach the exchange in any window,
+counting requests that were abandoned but may still arrive.
+
+Callers never pair calls by hand: they get a lease from :meth:`Limiter.acquire` and end it with
+``with lease:`` (or :meth:`Lease.release`), whatever happens in between::
+
+    lease = await limiter.acquire()
+    with lease:
+        lease.sending()                 # raises BlockedError if the account was blocked meanwhile
+        status = await send_the_request()
+        lease.answered(Feedback(status))
+
+A lease released without :meth:`Lease.answered` after :meth:`Lease.sending` counts as abandoned:
+its request may still be on its way, and its slot is held until it can no longer arrive.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import random
-from collections import deque
+from collections.abc import Callable
 from types import TracebackType
+from typing import Literal, Protocol, runtime_checkable
 
-from aiolimiter import AsyncLimiter
+from ._models import Feedback
 
-from ._errors import BlockedError
-from ._models import RemainingReq
+__all__ = ["Lease", "Limiter", "Outcome"]
 
-__all__ = ["SlidingWindowLimiter", "limiter_for"]
+#: How a lease's request ended: an answer came back, it certainly never left, or it left and
+#: no answer came back (it may still reach the exchange).
+Outcome = Literal["answered", "not_sent", "abandoned"]
 
 
-class SlidingWindowLimiter(AsyncLimiter):
-    """At most ``max_rate`` requests reach the exchange in any window of ``time_period``.
+@runtime_checkable
+class Limiter(Protocol):
+    """An account's request budget, as the session and the batch use it.
 
-    A drop-in :class:`aiolimiter.AsyncLimiter` (``async with limiter:`` and ``await
-    limiter.acquire()``) with the guarantee a strict exchange needs. aiolimiter's leaky bucket
-    lets ``2 * max_rate - 1`` through in one window (a full bucket, then one drip per
-    ``time_period / max_rate``).
+    Implementations: :class:`SlidingWindowLimiter` (in this process), ``RedisLimiter`` (shared
+    through Redis), and an adapter for ``aiolimiter.AsyncLimiter``.
+    """
 
-    Each grant holds a slot from the moment it is given until ``time_period + margin`` after
-    the request *finished* (its answer arrived, or it failed): :meth:`release` marks the end,
-    and ``async with limiter:`` calls it on exit. A new grant needs a free slot. Since the
-    exchange counts a request somewhere between its grant and its end, whatever the network,
-    connection set-up or event-loop delays in between, no window of ``time_period`` can hold
-    more than ``max_rate`` of them, whether the exchange counts in fixed, sliding or
-    token-bucket windows. An idle limiter still lets ``max_rate`` requests out at once.
-    ``margin`` keeps a request that ended exactly one window ago out of the exchange's window.
+    @property
+    def capacity(self) -> int:
+        """Requests the limiter lets out per window when idle (sizes a batch's workers)."""
+        ...
 
-    A bare ``await limiter.acquire()`` cannot know when its request ends: it counts as ended at
-    once, so only ``margin`` then covers the time until the exchange counts it.
+    @property
+    def idle(self) -> bool:
+        """Whether no lease is active, none is awaited, and no slot is still held.
 
-    Waiters are served first come, first served. Server feedback only ever slows it down:
-    :meth:`pause`, :meth:`observe_remaining`, :meth:`rate_limited` and :meth:`block`.
+        Cheap and safe outside an event loop: ``isinstance`` checks may read it.
+        """
+        ...
 
-    Example::
+    async def acquire(self) -> Lease:
+        """Wait for a slot and return its lease; raise :class:`BlockedError` while blocked."""
+        ...
 
-        limiter = SlidingWindowLimiter(30, 1.0)
-        async with limiter:
-            ...  # at most 30 of these reach the exchange in any second
+    def departing(self, lease: Lease) -> None:
+        """The lease's request is about to leave; raise :class:`BlockedError` to stop it."""
+        ...
 
-    One limiter belongs to one event loop. ``UpbitSession`` shares one per account automatically
-    (see :func:`limiter_for`); pass the same limiter to sessions of different keys of one account.
+    def release(self, lease: Lease) -> None:
+        """The lease ended (called once, by :meth:`Lease.release`): learn and free its slot."""
+        ...
+
+
+class Lease:
+    """One request's right to reach the exchange, from its grant until its slot is free again.
+
+    Times are read from the limiter's clock. Use ``with lease:`` so that it is released on every
+    path; releasing twice does nothing.
     """
 
     __slots__ = (
-        "_backoff_level",
-        "_block_reason",
-        "_blocked_until",
-        "_ended",
-        "_in_flight",
-        "_incident_at",
-        "_paused_until",
-        "_queue",
-        "_random",
-        "_share",
-        "_share_since",
-        "_timer",
-        "margin",
+        "_clock",
+        "_limiter",
+        "answered_at",
+        "feedback",
+        "granted_at",
+        "released_at",
+        "sent_at",
     )
 
-    #: Seconds a slot stays taken after ``time_period`` has passed since its request ended.
-    margin: float
+    #: When the limiter granted it.
+    granted_at: float
+    #: When its request left (the last call of :meth:`sending`), or ``None`` if it never did.
+    sent_at: float | None
+    #: When the answer arrived, or ``None`` if none did.
+    answered_at: float | None
+    #: What the answer said, or ``None`` if none arrived.
+    feedback: Feedback | None
+    #: When it was released, or ``None`` while active.
+    released_at: float | None
 
-    def __init__(
-        self, max_rate: int = 30, time_period: float = 1.0, *, margin: float = 0.01
-    ) -> None:
-        if not isinstance(max_rate, int) or isinstance(max_rate, bool) or max_rate < 1:
-            raise ValueError(
-                f"max_rate must be a positive whole number of requests, not {max_rate!r}"
-            )
-        if not time_period > 0:
-            raise ValueError(
-                f"time_period must be a positive number of seconds, not {time_period!r}"
-            )
-        if not margin >= 0:
-            raise ValueError(f"margin must be zero or more seconds, not {margin!r}")
-        super().__init__(max_rate, time_period)
-        self.margin = margin
-        # Grants whose request has not ended yet.
-        self._in_flight = 0
-        # End times of requests that ended within the last window, oldest first.
-        self._ended: deque[float] = deque()
-        self._queue: deque[asyncio.Future[float]] = deque()
-        self._timer: asyncio.TimerHandle | None = None
-        self._paused_until = float("-inf")
-        self._blocked_until = float("-inf")
-        self._block_reason = ""
-        self._incident_at = float("-inf")
-        self._backoff_level = 0
-        self._share = max_rate
-        self._share_since = float("-inf")
-        self._random = random.Random()
+    def __init__(self, limiter: Limiter, granted_at: float, clock: Callable[[], float]) -> None:
+        self._limiter = limiter
+        self._clock = clock
+        self.granted_at = granted_at
+        self.sent_at = None
+        self.answered_at = None
+        self.feedback = None
+        self.released_at = None
 
     @property
-    def window(self) -> float:
-        """How long a slot stays taken after its request ended: ``time_period + margin``."""
-        return self.time_period + self.margin
+    def outcome(self) -> Outcome:
+        """How the request ended, as far as is known now."""
+        if self.answered_at is not None:
+            return "answered"
+        return "not_sent" if self.sent_at is None else "abandoned"
 
-    @property
-    def paused_until(self) -> float:
-        """Loop time before which nothing is granted (in the past when not paused)."""
-        return self._paused_until
+    def sending(self) -> None:
+        """Mark the request as leaving now; raises :class:`BlockedError` (then it must not go)."""
+        self._check_active()
+        self._limiter.departing(self)
+        self.sent_at = self._clock()
 
-    @property
-    def blocked_until(self) -> float:
-        """Loop time until which the account is blocked (in the past when not blocked)."""
-        return self._blocked_until
+    def unsent(self) -> None:
+        """The request certainly never left (no connection could be made)."""
+        self._check_active()
+        self.sent_at = None
 
-    @property
-    def in_flight(self) -> int:
-        """Grants whose request has not been released yet."""
-        return self._in_flight
+    def answered(self, feedback: Feedback) -> None:
+        """An answer arrived, saying ``feedback``."""
+        self._check_active()
+        self.answered_at = self._clock()
+        self.feedback = feedback
 
-    def share(self, now: float | None = None) -> int:
-        """How many slots there are now: ``max_rate``, fewer after recent 429s.
+    def release(self) -> None:
+        """End the lease: the limiter frees its slot when the outcome allows. Idempotent."""
+        if self.released_at is not None:
+            return
+        self.released_at = self._clock()
+        self._limiter.release(self)
 
-        A 429 means someone else spends the account's budget too (another process, another
-        key). Each 429 incident halves the share; it grows back by a tenth of ``max_rate`` per
-        window without one. Without 429s it is always ``max_rate``.
-        """
-        limit = int(self.max_rate)
-        if self._share == limit:
-            return limit
-        if now is None:
-            now = self._loop.time()
-        windows = int((now - self._share_since) / self.window)
-        return min(limit, self._share + windows * max(1, limit // 10))
+    def _check_active(self) -> None:
+        if self.released_at is not None:
+            raise RuntimeError("this lease was released; acquire a new one for another request")
 
-    def _ready_at(self, now: float) -> float:
-        """Earliest loop time the next grant may happen; ``inf`` until some request ends."""
-        ended = self._ended
-        while ended and ended[0] <= now - self.window:
-            ended.popleft()
-        # Slots to free before a grant: the taken ones beyond share - 1.
-        excess = self._in_flight + len(ended) - self.share(now) + 1
-        ready = self._paused_until
-        if excess > len(ended):
-            return float("inf")
-        if excess > 0:
-            ready = max(ready, ended[excess - 1] + self.window)
-        return ready
+    def __enter__(self) -> Lease:
+        return self
 
-    def has_capacity(self, amount: float = 1) -> bool:
-        """Whether a grant could happen right now without waiting."""
-        now = self._loop.time()
-        return (
-            amount <= 1
-            and not self._queue
-            and now >= self._blocked_until
-            and self._ready_at(now) <= now
-        )
-
-    async def acquire(self, amount: float = 1) -> None:
-        """Wait for a grant whose request counts as ended at once (see the class docstring).
-
-        Raises :class:`BlockedError` while the account is blocked. Only single grants exist
-        (``amount`` must be 1): every request takes exactly one.
-        """
-        if amount != 1:
-            raise ValueError("SlidingWindowLimiter grants one request at a time (amount=1)")
-        await self.grant()
-        self.release()
-
-    async def __aenter__(self) -> None:
-        await self.grant()
-
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
-        tb: TracebackType | None,
+        traceback: TracebackType | None,
     ) -> None:
         self.release()
 
-    async def grant(self) -> float:
-        """Wait for a slot and return the loop time it was granted; :meth:`release` it later.
-
-        Raises :class:`BlockedError` while the account is blocked, including for requests that
-        were already waiting when the block began.
-        """
-        loop = self._loop
-        now = loop.time()
-        self._raise_if_blocked(now)
-        if not self._queue and self._ready_at(now) <= now:
-            self._in_flight += 1
-            return now
-        future: asyncio.Future[float] = loop.create_future()
-        self._queue.append(future)
-        self._schedule()
-        try:
-            return await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                # Granted, but the task was cancelled before it could send: it ends now.
-                self.release()
-            else:
-                self._discard(future)
-            raise
-
-    def release(self) -> None:
-        """Mark the end of one granted request (its answer arrived, or it failed)."""
-        if self._in_flight <= 0:
-            raise RuntimeError("release() without a matching grant()")
-        self._in_flight -= 1
-        self._ended.append(self._loop.time())
-        self._schedule()
-
-    def _discard(self, future: asyncio.Future[float]) -> None:
-        with contextlib.suppress(ValueError):
-            self._queue.remove(future)
-        self._schedule()
-
-    def _raise_if_blocked(self, now: float) -> None:
-        if now < self._blocked_until:
-            raise self._blocked_error(now)
-
-    def _blocked_error(self, now: float) -> BlockedError:
-        remaining = self._blocked_until - now
-        return BlockedError(
-            f"the account is blocked by the exchange for another {remaining:.1f} s "
-            f"({self._block_reason}); nothing is sent until the block ends",
-            name="blocked",
-            retry_after=remaining,
-        )
-
-    def _schedule(self) -> None:
-        """Grant every waiter that may go now, then set a timer for the next one."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        queue = self._queue
-        while queue and queue[0].done():
-            queue.popleft()
-        if not queue:
-            return
-        loop = self._loop
-        now = loop.time()
-        if now < self._blocked_until:
-            error = self._blocked_error(now)
-            while queue:
-                waiter = queue.popleft()
-                if not waiter.done():
-                    waiter.set_exception(error)
-            return
-        while queue and self._ready_at(now) <= now:
-            waiter = queue.popleft()
-            if not waiter.done():
-                self._in_flight += 1
-                waiter.set_result(now)
-        if queue:
-            ready = self._ready_at(now)
-            if ready != float("inf"):
-                # Otherwise the next release() reschedules.
-                self._timer = loop.call_at(ready, self._schedule)
-
-    def pause(self, until: float) -> None:
-        """Grant nothing before loop time ``until``. A pause is never shortened."""
-        if until > self._paused_until:
-            self._paused_until = until
-            self._schedule()
-
-    def observe_remaining(self, remaining: RemainingReq, granted_at: float) -> None:
-        """Apply a ``Remaining-Req`` header from a request granted at loop time ``granted_at``.
-
-        ``sec=0`` means the exchange's window is full: pause until a whole window has passed
-        since that request. When another client of the account is spending the budget, this
-        keeps us from running into 429s; otherwise it costs little (a burst that filled the
-        window waits about as long anyway).
-        """
-        if remaining.sec == 0:
-            self.pause(granted_at + self.window)
-
-    def rate_limited(self, granted_at: float) -> float:
-        """Record a 429 for a request granted at ``granted_at``; pause and return the pause.
-
-        The pause is one window, doubled for each further 429 met by requests granted after the
-        previous 429 came back with no success in between (concurrent requests refused by the
-        same full window count once), capped at 8 windows, with up to 25 % random jitter so
-        that clients sharing an account do not resume in lockstep. Each such incident also
-        halves the :meth:`share`.
-        """
-        now = self._loop.time()
-        if granted_at > self._incident_at:
-            self._incident_at = now
-            self._backoff_level = min(self._backoff_level + 1, 4)
-            self._share = max(1, self.share(now) // 2)
-            self._share_since = now
-        seconds = self.window * 2.0 ** (self._backoff_level - 1)
-        seconds *= 1 + 0.25 * self._random.random()
-        self.pause(now + seconds)
-        return seconds
-
-    def succeeded(self, granted_at: float) -> None:
-        """Record an answer that was not a 429 for a request granted at ``granted_at``.
-
-        Only requests granted after the last 429 came back reset the backoff: answers to
-        requests that were already on their way say nothing about the pause.
-        """
-        if granted_at > self._incident_at:
-            self._backoff_level = 0
-
-    def block(self, seconds: float, reason: str) -> None:
-        """Block the account for ``seconds``: every waiter and every new acquire raises."""
-        now = self._loop.time()
-        until = now + seconds
-        if until > self._blocked_until:
-            self._blocked_until = until
-            self._block_reason = reason
-        self.pause(until)
-        self._schedule()
-
     def __repr__(self) -> str:
-        return (
-            f"SlidingWindowLimiter(max_rate={self.max_rate!r}, time_period={self.time_period!r}, "
-            f"margin={self.margin!r}, in_flight={self._in_flight}, waiters={len(self._queue)})"
-        )
-
-
-# Keyed by id(loop): a limiter holds its loop, so a weak mapping keyed by the loop would never
-# let go of it. Closed loops are dropped on the next call.
-_shared: dict[int, tuple[asyncio.AbstractEventLoop, dict[str, SlidingWindowLimiter]]] = {}
-
-
-def limiter_for(access_key: str) -> SlidingWindowLimiter:
-    """The running loop's limiter for the account of ``access_key`` (30 per 1 s, the default group).
-
-    Sessions of the same key share it. Keys of one account cannot be told apart from here: pass
-    one limiter explicitly to their sessions.
-    """
-    loop = asyncio.get_running_loop()
-    for key in [key for key, (other, _) in _shared.items() if other.is_closed()]:
-        del _shared[key]
-    per_loop = _shared.setdefault(id(loop), (loop, {}))[1]
-    limiter = per_loop.get(access_key)
-    if limiter is None:
-        limiter = per_loop[access_key] = SlidingWindowLimiter()
-    return limiter
+        state = "released" if self.released_at is not None else "active"
+        return f"<Lease granted_at={self.granted_at:.3f} {self.outcome} {state}>"

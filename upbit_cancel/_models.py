@@ -1,10 +1,6 @@
-"""Value objects: the exchange's answers and the batch canceller's report."""
+"""Value objects: the exchange's answers, what the limiter learns from them, and the reports."""
 
 from __future__ import annotations
-
-import logging
-from collections.abc import Mapping
-from typing import Any
 
 import attrs
 
@@ -13,14 +9,14 @@ from ._errors import UnresolvedError, UpbitError
 __all__ = [
     "BatchResult",
     "CancelResult",
+    "ChunkResult",
+    "Feedback",
     "OrderEntry",
     "OrderList",
+    "Progress",
     "RemainingReq",
     "UnresolvedOrder",
-    "parse_remaining_req",
 ]
-
-_log = logging.getLogger("upbit_cancel")
 
 
 @attrs.frozen
@@ -73,64 +69,22 @@ class RemainingReq:
     min: int | None = None
 
 
-def parse_remaining_req(value: str | None) -> RemainingReq | None:
-    """Parse ``group=default; min=1800; sec=29``; ``None`` (logged at debug) when unusable.
+@attrs.frozen
+class Feedback:
+    """What an answer tells the limiter about the account's budget.
 
-    Tolerant by design: the exchange's header is advisory, and a malformed one must never fail a
-    request that otherwise succeeded.
+    A limiter reads it when a lease ends: a 429 slows the account down, a 418 blocks it,
+    ``Remaining-Req`` may pause it; nothing here ever lets it go faster.
     """
-    if value is None:
-        return None
-    fields: dict[str, str] = {}
-    for part in value.split(";"):
-        key, sep, item = part.partition("=")
-        if sep:
-            fields[key.strip().lower()] = item.strip()
-    try:
-        group = fields["group"]
-        sec = int(fields["sec"])
-        minute = int(fields["min"]) if "min" in fields else None
-    except (KeyError, ValueError):
-        _log.debug("ignoring malformed Remaining-Req header %r", value)
-        return None
-    if not group or sec < 0:
-        _log.debug("ignoring malformed Remaining-Req header %r", value)
-        return None
-    return RemainingReq(group=group, sec=sec, min=minute)
 
-
-def _order_list(value: object) -> OrderList:
-    if not isinstance(value, Mapping):
-        raise ValueError("expected an object with 'count' and 'orders'")
-    orders = value.get("orders")
-    if not isinstance(orders, list):
-        raise ValueError("expected 'orders' to be a list")
-    entries = []
-    for order in orders:
-        if not isinstance(order, Mapping):
-            raise ValueError("expected each order to be an object")
-        # Lenient where a missing field costs nothing: the batch matches entries by uuid or
-        # identifier, and an entry matching nothing is reported, never dropped silently.
-        uuid, market = order.get("uuid", ""), order.get("market", "")
-        identifier = order.get("identifier")
-        if not isinstance(uuid, str) or not isinstance(market, str):
-            raise ValueError("expected 'uuid' and 'market' to be strings")
-        if identifier is not None and not isinstance(identifier, str):
-            raise ValueError("expected 'identifier' to be a string when present")
-        entries.append(OrderEntry(uuid=uuid, market=market, identifier=identifier))
-    return OrderList(tuple(entries))
-
-
-def parse_cancel_result(body: Any) -> CancelResult:
-    """Build a :class:`CancelResult` from the decoded JSON; ``ValueError`` if it is off-shape."""
-    if not isinstance(body, Mapping) or ("success" not in body and "failed" not in body):
-        raise ValueError("expected a JSON object with 'success' and 'failed'")
-    # One list missing is read as empty: the other one is still worth having.
-    empty = {"count": 0, "orders": []}
-    return CancelResult(
-        success=_order_list(body.get("success", empty)),
-        failed=_order_list(body.get("failed", empty)),
-    )
+    #: HTTP status of the answer.
+    status: int
+    #: The ``Remaining-Req`` header, when the answer carried a readable one.
+    remaining: RemainingReq | None = None
+    #: For a 418: how long the exchange blocks the account, in seconds.
+    block_seconds: float | None = None
+    #: For a 418: the exchange's explanation, redacted.
+    block_reason: str = ""
 
 
 @attrs.frozen
@@ -143,7 +97,8 @@ class UnresolvedOrder:
     know).
     """
 
-    #: The uuid or identifier exactly as given.
+    #: The uuid or identifier exactly as given (an input that is not a string is shown as
+    #: ``"<int 1001>"``, so that it never stands for the string it resembles).
     id: str
     #: Why it is unresolved, or ``None`` when the exchange answered without mentioning it.
     error: UpbitError | None = attrs.field(default=None, eq=False)
@@ -176,3 +131,37 @@ class BatchResult:
         """Raise :class:`UnresolvedError` if any id is unresolved; do nothing otherwise."""
         if self.unresolved:
             raise UnresolvedError(self.unresolved)
+
+
+@attrs.frozen
+class ChunkResult:
+    """What happened to one chunk of up to 20 ids (plus any malformed ids met beside them).
+
+    ``ids`` lists the chunk's distinct ids in input order; each appears in exactly one of
+    ``success``, ``failed`` and ``unresolved``.
+    """
+
+    #: Position of the chunk in the input, from 0.
+    index: int
+    ids: tuple[str, ...]
+    success: OrderList = OrderList()
+    failed: OrderList = OrderList()
+    unresolved: tuple[UnresolvedOrder, ...] = ()
+    #: Ids in ``failed`` that an earlier, unanswered attempt may have canceled.
+    possibly_canceled: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class Progress:
+    """How far a batch has come, passed to ``on_progress`` after every chunk."""
+
+    #: Distinct ids accounted for so far (in success, failed or unresolved).
+    done: int
+    #: Distinct ids in the input: known up front for collections (lists, tuples, sets), and
+    #: once the input is exhausted for other iterables (``None`` until then).
+    total: int | None
+    success: int
+    failed: int
+    unresolved: int
+    #: Requests sent so far, retries included.
+    requests: int

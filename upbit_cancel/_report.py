@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any, Self, TextIO
 
 import attrs
 
-from ._batch import Progress
 from ._errors import APIError, BlockedError, MalformedResponseError, UpbitError
-from ._models import BatchResult, OrderEntry, UnresolvedOrder
+from ._models import BatchResult, OrderEntry, Progress, UnresolvedOrder
 
 if TYPE_CHECKING:
     import rich.console

@@ -3,35 +3,45 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import ipaddress
 import json
 import logging
-import re
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
+import attrs
+from aiolimiter import AsyncLimiter
 from yarl import URL
 
 from ._errors import (
-    APIError,
     BlockedError,
     ConnectError,
     ConnectionLostError,
     MalformedResponseError,
+    NotSentError,
     OutcomeUnknownError,
     RateLimitError,
     ResponseTimeoutError,
     SessionClosedError,
+    UpbitError,
     error_from_response,
 )
-from ._ids import MAX_IDS_PER_REQUEST, UUID_EXAMPLE, is_uuid
-from ._limiter import SlidingWindowLimiter, limiter_for
-from ._models import CancelResult, RemainingReq, parse_cancel_result, parse_remaining_req
-from ._signing import encode_query, make_token
+from ._ids import Kind, checked_request_ids
+from ._limiter import Lease, Limiter
+from ._models import CancelResult, Feedback, RemainingReq
+from ._redact import redact, redact_url
+from ._responses import (
+    block_seconds,
+    error_details,
+    parse_cancel_result,
+    parse_remaining_req,
+)
+from ._sharing import as_limiter, claim, unclaim
+from ._signing import Query, encode_query, make_token
 
-__all__ = ["REGIONS", "UpbitSession"]
+__all__ = ["MAX_BODY_BYTES", "REGIONS", "UpbitSession"]
 
 _log = logging.getLogger("upbit_cancel")
 
@@ -43,44 +53,79 @@ REGIONS: Mapping[str, str] = {
     "kr": "https://api.upbit.com",
 }
 
+#: The largest answer read; Upbit's answers to these calls are a few kilobytes.
+MAX_BODY_BYTES = 1 << 20
+
+#: The exchange's window: a 418 never blocks for less.
+_EXCHANGE_WINDOW = 1.0
+
 ParamValue = str | int | float
 Params = Mapping[str, ParamValue | Sequence[ParamValue]] | Sequence[tuple[str, ParamValue]]
 
 _USER_AGENT = "upbit-cancel/0.1"
-_DEFAULT_BLOCK_SECONDS = 60.0
-# "blocked for 30 seconds", "30초", "2 minutes", "1.5 min", "1시간" ...
-_DURATION = re.compile(
-    r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|s\b|초|minutes?|mins?|m\b|분|hours?|h\b|시간)",
-    re.IGNORECASE,
-)
-_UNIT_SECONDS = {"s": 1.0, "초": 1.0, "m": 60.0, "분": 60.0, "h": 3600.0, "시": 3600.0}
 
 
 class _ResendRefusedError(Exception):
     """aiohttp tried to send the same request a second time."""
 
 
-def _block_seconds(message: str) -> float | None:
-    """The block duration stated in a 418 message, if any."""
-    # "1 minute 30 seconds" is 90 s: add up every duration stated (erring long is safe).
-    matches = _DURATION.findall(message)
-    if not matches:
-        return None
-    return sum(float(number) * _UNIT_SECONDS[unit[0].lower()] for number, unit in matches)
+class _BodyTooLargeError(Exception):
+    """The answer is larger than :data:`MAX_BODY_BYTES`."""
 
 
-def _check_base_url(base_url: str) -> str:
-    url = URL(base_url)
-    host = url.host
+@attrs.frozen
+class _Call:
+    """One signed call, the same for each of its attempts."""
+
+    method: str
+    url: URL
+    query: Query
+    #: The order ids it concerns, for its errors.
+    ids: Sequence[str]
+    stop: asyncio.Event | None
+    on_send: Callable[[], object] | None
+
+
+@attrs.frozen
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    #: For a 418: how long the account is blocked, and whether the exchange said so.
+    block: tuple[float, bool] | None = None
+
+
+def _seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive, finite number of seconds, not {value!r}")
+    return float(value)
+
+
+def _check_base_url(base_url: object) -> str:
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a string such as 'https://host', not {base_url!r}")
+    shown = redact_url(base_url)
+    try:
+        url = URL(base_url)
+        host = url.host
+    except (ValueError, TypeError):
+        raise ValueError(f"base_url must look like https://host, not {shown!r}") from None
+    if url.user or url.password:
+        raise ValueError(
+            f"base_url must not carry a user name or password ({shown!r}); Upbit signs each "
+            "request with the API key instead"
+        )
     if url.scheme not in ("https", "http") or not host:
-        raise ValueError(f"base_url must look like https://host, not {base_url!r}")
+        raise ValueError(f"base_url must look like https://host, not {shown!r}")
     if url.scheme == "http" and not _is_loopback(host):
         raise ValueError(
-            f"base_url {base_url!r} uses plain http to a non-loopback host; use https "
+            f"base_url {shown!r} uses plain http to a non-loopback host; use https "
             "(http is allowed only for 127.0.0.1, ::1 and localhost, such as a FakeUpbit)"
         )
     if url.path not in ("", "/") or url.query_string or url.fragment:
-        raise ValueError(f"base_url must be only scheme and host (and port), not {base_url!r}")
+        raise ValueError(f"base_url must be only scheme and host (and port), not {shown!r}")
     return str(url.origin())
 
 
@@ -96,69 +141,69 @@ def _is_loopback(host: str) -> bool:
 def _flatten(params: Params | None) -> list[tuple[str, str]]:
     if params is None:
         return []
-    items = params.items() if isinstance(params, Mapping) else params
+    if isinstance(params, Mapping):
+        items: Iterable[tuple[object, object]] = params.items()
+    elif isinstance(params, Sequence) and not isinstance(params, str | bytes):
+        items = params
+    else:
+        raise TypeError(
+            "params must be a mapping such as {'market': 'SGD-BTC'} or a list of (name, value) "
+            f"pairs, not {type(params).__name__}"
+        )
     pairs: list[tuple[str, str]] = []
-    for name, value in items:
-        values = value if isinstance(value, (list, tuple)) else (value,)
+    for pair in items:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise TypeError(f"params must hold (name, value) pairs, not {pair!r}")
+        name, value = pair
+        if not isinstance(name, str):
+            raise TypeError(f"parameter names must be strings, not {type(name).__name__} {name!r}")
+        values = value if isinstance(value, list | tuple) else (value,)
         for item in values:
-            if isinstance(item, bool) or not isinstance(item, (str, int, float)):
-                raise ValueError(f"parameter {name!r} must be a string or a number, not {item!r}")
-            pairs.append((name, str(item)))
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                raise TypeError(
+                    f"parameter {name!r} must be a string or a number (or a list of them), "
+                    f"not {type(item).__name__}"
+                )
+            text = str(item)
+            for part in (name, text):
+                try:
+                    part.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(
+                        f"parameter {name!r} is not valid text (it holds a lone surrogate)"
+                    ) from None
+            pairs.append((name, text))
     return pairs
 
 
-def _validate_ids(
-    uuids: Iterable[str] | None, identifiers: Iterable[str] | None
-) -> tuple[Literal["uuids", "identifiers"], list[str]]:
-    if (uuids is None) == (identifiers is None):
-        raise ValueError("pass exactly one of uuids=[...] or identifiers=[...]")
-    kind: Literal["uuids", "identifiers"] = "uuids" if uuids is not None else "identifiers"
-    given = uuids if uuids is not None else identifiers
-    assert given is not None
-    if isinstance(given, (str, bytes)):
-        raise ValueError(f"{kind} must be a list of strings, not one string: {kind}=[{given!r}]")
-    values = list(given)
-    if not values:
-        raise ValueError(f"{kind} is empty: pass 1 to {MAX_IDS_PER_REQUEST} ids")
-    if len(values) > MAX_IDS_PER_REQUEST:
-        raise ValueError(
-            f"{len(values)} {kind} given; one request cancels at most {MAX_IDS_PER_REQUEST}. "
-            "Use BatchCanceller(session).cancel(...) for any number of orders"
-        )
-    for value in values:
-        if not isinstance(value, str):
-            raise ValueError(f"{kind} must be strings, not {type(value).__name__} ({value!r})")
-        if kind == "uuids" and not is_uuid(value):
-            raise ValueError(
-                f"malformed uuid {value!r}: Upbit order uuids are lowercase hex like {UUID_EXAMPLE}"
-            )
-        if kind == "identifiers" and not value:
-            raise ValueError("identifiers must not be empty strings")
-    if len(set(values)) != len(values):
-        counts = collections.Counter(values)
-        duplicates = sorted(value for value, count in counts.items() if count > 1)
-        raise ValueError(
-            f"duplicate {kind}: {', '.join(duplicates)}; send each once "
-            "(BatchCanceller removes duplicates for you)"
-        )
-    return kind, values
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    length = response.content_length
+    if length is not None:
+        if length > MAX_BODY_BYTES:
+            raise _BodyTooLargeError
+        return await response.read()
+    body = bytearray()
+    async for part in response.content.iter_chunked(1 << 16):
+        body += part
+        if len(body) > MAX_BODY_BYTES:
+            raise _BodyTooLargeError
+    return bytes(body)
 
 
-def _error_details(status: int, body: bytes, content_type: str) -> tuple[str | None, str]:
-    """Upbit's error ``name`` and ``message`` from an error answer, JSON or not."""
-    try:
-        error = json.loads(body)["error"]
-        name, message = error.get("name"), error.get("message")
-        if name is None or isinstance(name, str):
-            return name, str(message) if message is not None else f"HTTP {status}"
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
-        pass
-    text = body.decode("utf-8", "replace").strip()
-    if "html" in content_type or text.lstrip().startswith("<"):
-        return None, f"the exchange answered HTTP {status} with an HTML page instead of JSON"
-    if not text:
-        return None, f"the exchange answered HTTP {status} with an empty body"
-    return None, text[:200]
+def _release_if_granted(grant: asyncio.Future[Lease]) -> None:
+    if grant.cancelled():
+        return
+    if grant.exception() is None:
+        grant.result().release()
+
+
+def _discard(grant: asyncio.Future[Lease]) -> None:
+    """Give up on a grant: release its lease unused, now or whenever it arrives."""
+    if grant.done():
+        _release_if_granted(grant)
+    else:
+        grant.cancel()
+        grant.add_done_callback(_release_if_granted)
 
 
 class UpbitSession:
@@ -170,33 +215,39 @@ class UpbitSession:
             result = await session.cancel_orders(uuids=["cdd92199-2897-4e14-9448-f923320408ad"])
             print(result.success.count, result.failed.count)
 
-    Every request, retries included, waits for a grant from the account's limiter (see
-    :class:`SlidingWindowLimiter`): sessions of the same access key in one event loop share one
-    automatically, and ``limiter=`` shares one between keys of the same account. A 429 pauses
-    the whole account and is retried with a fresh token, up to ``rate_limit_retries`` times; a
-    418 blocks the account for the time the exchange states and raises :class:`BlockedError`.
-    A request that was sent but got no usable answer raises an :class:`OutcomeUnknownError`
-    and is never re-sent: a cancel may have happened.
+    Every request, retries included, holds a lease of the account's limiter (see
+    :class:`Limiter`): sessions of one access key in one event loop always share one budget, and
+    ``limiter=`` shares one between keys of the same account. A 429 pauses the whole account and
+    is retried with a fresh token, up to ``rate_limit_retries`` times; a 418 blocks the account
+    for the time the exchange states and raises :class:`BlockedError`. A request that was sent
+    but got no usable answer raises an :class:`OutcomeUnknownError` and is never re-sent: a
+    cancel may have happened.
 
     Args:
         access_key: The API key's access key.
         secret_key: Its secret key; used only to sign, never shown.
         region: ``"sg"``, ``"id"``, ``"th"`` or ``"kr"``.
         base_url: Overrides ``region``: ``https://…``, or ``http://`` to a loopback host.
-        limiter: The account's limiter, to share one budget between keys of one account.
-        http_session: An ``aiohttp.ClientSession`` to send with; the caller keeps closing it.
+        limiter: The account's limiter: a :class:`SlidingWindowLimiter`, a ``RedisLimiter``,
+            or an ``aiolimiter.AsyncLimiter`` (a token bucket: see the docs for its risk).
+        http_session: An ``aiohttp.ClientSession`` whose connection pool to use; the caller
+            keeps closing it. Its middlewares do not apply to these requests (a middleware that
+            retried would send requests the limiter never granted).
         connect_timeout: Seconds to get a connection; past it nothing was sent.
         read_timeout: Seconds of silence from the exchange after sending before giving up.
+        total_timeout: Seconds a request may take in all, however the answer trickles in
+            (default: ``connect_timeout + read_timeout``).
         rate_limit_retries: How many times a request refused with 429 is retried.
     """
 
     __slots__ = (
+        "__weakref__",
         "_access_key",
         "_base_url",
+        "_claimed",
         "_closed",
-        "_connect_timeout",
+        "_given_limiter",
         "_http",
-        "_limiter",
         "_owns_http",
         "_rate_limit_retries",
         "_rate_limited",
@@ -204,6 +255,7 @@ class UpbitSession:
         "_remaining_req",
         "_requests_sent",
         "_secret_key",
+        "_timeout",
     )
 
     def __init__(
@@ -213,40 +265,53 @@ class UpbitSession:
         *,
         region: str = "sg",
         base_url: str | None = None,
-        limiter: SlidingWindowLimiter | None = None,
+        limiter: Limiter | AsyncLimiter | None = None,
         http_session: aiohttp.ClientSession | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
+        total_timeout: float | None = None,
         rate_limit_retries: int = 3,
     ) -> None:
         if not isinstance(access_key, str) or not access_key:
-            raise ValueError("access_key must be the API key's access key, a non-empty string")
+            raise TypeError("access_key must be the API key's access key, a non-empty string")
         if not isinstance(secret_key, str) or not secret_key:
-            raise ValueError("secret_key must be the API key's secret key, a non-empty string")
-        if len(secret_key.encode()) < 32:
+            raise TypeError("secret_key must be the API key's secret key, a non-empty string")
+        if len(secret_key.encode("utf-8", "replace")) < 32:
             # Also what PyJWT requires of an HS256 key; Upbit's secrets have 40 characters.
             raise ValueError(
                 f"secret_key has {len(secret_key)} characters; Upbit secret keys have 40. "
                 "Check that the whole key was copied"
             )
         if base_url is None:
-            if region not in REGIONS:
+            if not isinstance(region, str) or region not in REGIONS:
                 raise ValueError(
                     f"unknown region {region!r}: use one of {', '.join(REGIONS)} or pass base_url="
                 )
             base_url = REGIONS[region]
-        if connect_timeout <= 0 or read_timeout <= 0:
-            raise ValueError("connect_timeout and read_timeout must be positive seconds")
+        connect = _seconds("connect_timeout", connect_timeout)
+        read = _seconds("read_timeout", read_timeout)
+        total = (
+            connect + read if total_timeout is None else _seconds("total_timeout", total_timeout)
+        )
+        if isinstance(rate_limit_retries, bool) or not isinstance(rate_limit_retries, int):
+            raise TypeError(
+                f"rate_limit_retries must be a whole number, not {rate_limit_retries!r}"
+            )
         if rate_limit_retries < 0:
             raise ValueError("rate_limit_retries must be zero or more")
+        if http_session is not None and not isinstance(http_session, aiohttp.ClientSession):
+            raise TypeError(
+                f"http_session must be an aiohttp.ClientSession, not {type(http_session).__name__}"
+            )
         self._access_key = access_key
         self._secret_key = secret_key
         self._base_url = _check_base_url(base_url)
-        self._limiter = limiter
+        self._given_limiter = None if limiter is None else as_limiter(limiter)
+        self._claimed: Limiter | None = None
         self._http = http_session
         self._owns_http = http_session is None
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
+        self._read_timeout = read
+        self._timeout = aiohttp.ClientTimeout(total=total, connect=connect, sock_read=read)
         self._rate_limit_retries = rate_limit_retries
         self._closed = False
         self._remaining_req: RemainingReq | None = None
@@ -263,11 +328,11 @@ class UpbitSession:
         return self._base_url
 
     @property
-    def limiter(self) -> SlidingWindowLimiter:
-        """The account's limiter; ``async with session.limiter:`` spends the same budget."""
-        if self._limiter is None:
-            self._limiter = limiter_for(self._access_key)
-        return self._limiter
+    def limiter(self) -> Limiter:
+        """The account's limiter: the one every session of this key uses in this event loop."""
+        if self._claimed is None:
+            self._claimed = claim(self, self._access_key, self._given_limiter)
+        return self._claimed
 
     @property
     def remaining_req(self) -> RemainingReq | None:
@@ -276,7 +341,7 @@ class UpbitSession:
 
     @property
     def requests_sent(self) -> int:
-        """Requests sent so far, retries included."""
+        """Requests that left for the exchange so far, retries included."""
         return self._requests_sent
 
     @property
@@ -301,6 +366,8 @@ class UpbitSession:
         if self._closed:
             return
         self._closed = True
+        if self._claimed is not None:
+            unclaim(self, self._access_key)
         if self._owns_http and self._http is not None:
             await self._http.close()
 
@@ -311,12 +378,12 @@ class UpbitSession:
             raise SessionClosedError(
                 "the aiohttp.ClientSession given as http_session is closed; pass an open one"
             )
+        _ = self.limiter
         if self._http is None:
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
                 headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
             )
-        _ = self.limiter
         return self._http
 
     async def cancel_orders(
@@ -324,6 +391,8 @@ class UpbitSession:
         *,
         uuids: Iterable[str] | None = None,
         identifiers: Iterable[str] | None = None,
+        stop: asyncio.Event | None = None,
+        on_send: Callable[[], object] | None = None,
     ) -> CancelResult:
         """Cancel up to 20 orders in one ``DELETE /v1/orders/uuids`` request.
 
@@ -336,32 +405,38 @@ class UpbitSession:
             for order in result.failed.orders:
                 print("could not cancel", order.uuid, order.market)
 
+        For callers that orchestrate many requests (``BatchCanceller`` does): once ``stop`` is
+        set, nothing more is sent for this call (waiting for the limiter included) and it
+        raises :class:`NotSentError`; ``on_send`` is called each time the request is about to
+        leave, so the caller knows whether it may have reached the exchange.
+
         Raises:
-            ValueError: before sending, for ids that cannot be sent (the message says why).
+            TypeError, InvalidIdError: before sending, for ids that cannot be sent.
             UpbitError: the request failed; see the errors module for the tree.
         """
-        kind, ids = _validate_ids(uuids, identifiers)
-        return await self._cancel(kind, ids)
+        kind, ids = checked_request_ids(uuids, identifiers)
+        return await self._cancel(kind, ids, stop, on_send)
 
     async def _cancel(
         self,
-        kind: Literal["uuids", "identifiers"],
+        kind: Kind,
         ids: Sequence[str],
-        before_send: Callable[[], None] | None = None,
+        stop: asyncio.Event | None,
+        on_send: Callable[[], object] | None,
     ) -> CancelResult:
-        """Cancel already validated ids; ``before_send`` runs before each attempt goes out."""
         field = f"{kind}[]"
         params = [(field, value) for value in ids]
-        body = await self._call("DELETE", "/v1/orders/uuids", params, ids, before_send)
+        body = await self._call("DELETE", "/v1/orders/uuids", params, ids, stop, on_send)
         try:
             return parse_cancel_result(body)
         except ValueError as error:
-            raise MalformedResponseError(
-                f"the exchange answered HTTP 200 but not in the documented shape ({error}); "
-                "the orders may or may not be canceled",
-                status=200,
-                ids=ids,
-            ) from None
+            problem = str(error)
+        raise MalformedResponseError(
+            f"the exchange answered HTTP 200 but not in the documented shape ({problem}); "
+            "the orders may or may not be canceled",
+            status=200,
+            ids=ids,
+        )
 
     async def request(self, method: str, path: str, *, params: Params | None = None) -> Any:
         """Send any signed request within the same budget and return its decoded JSON.
@@ -373,9 +448,11 @@ class UpbitSession:
 
             orders = await session.request("GET", "/v1/orders/open", params={"market": "SGD-BTC"})
         """
-        if not path.startswith("/"):
+        if not isinstance(method, str) or not method.isalpha():
+            raise TypeError(f"method must be an HTTP method such as 'GET', not {method!r}")
+        if not isinstance(path, str) or not path.startswith("/"):
             raise ValueError(f"path must start with '/', like '/v1/orders/open', not {path!r}")
-        return await self._call(method.upper(), path, _flatten(params), ())
+        return await self._call(method.upper(), path, _flatten(params), (), None, None)
 
     async def _call(
         self,
@@ -383,7 +460,8 @@ class UpbitSession:
         path: str,
         params: list[tuple[str, str]],
         ids: Sequence[str],
-        before_send: Callable[[], None] | None = None,
+        stop: asyncio.Event | None,
+        on_send: Callable[[], object] | None,
     ) -> Any:
         http = self._open()
         limiter = self.limiter
@@ -391,77 +469,236 @@ class UpbitSession:
         url = URL(
             f"{self._base_url}{path}" + (f"?{query.wire}" if query.wire else ""), encoded=True
         )
+        call = _Call(method, url, query, ids, stop, on_send)
         attempt = 0
         while True:
             attempt += 1
+            lease = await self._lease(limiter, stop, ids)
             try:
-                granted_at = await limiter.grant()
-            except BlockedError as error:
-                raise BlockedError(
-                    error.message, name=error.name, retry_after=error.retry_after, ids=ids
-                ) from None
-            try:
-                if self._closed:
-                    raise SessionClosedError(
-                        "this UpbitSession was closed while the request waited"
-                    )
-                if before_send is not None:
-                    before_send()
-                token = make_token(self._access_key, self._secret_key, query.hashed)
-                self._requests_sent += 1
-                status, headers, body = await self._send(http, method, url, token, ids, limiter)
+                with lease:
+                    answer = await self._attempt(http, call, lease)
             finally:
-                # The exchange counted it (if at all) by now: its slot frees one window later.
-                limiter.release()
-
-            remaining = parse_remaining_req(headers.get("Remaining-Req"))
-            if remaining is not None:
-                self._remaining_req = remaining
-                if remaining.group == "default":
-                    limiter.observe_remaining(remaining, granted_at)
-
-            if status == 429:
+                if lease.sent_at is not None:
+                    self._requests_sent += 1
+            if answer.status == 429:
                 self._rate_limited += 1
-                pause = limiter.rate_limited(granted_at)
                 if attempt <= self._rate_limit_retries:
-                    _log.debug("429 on %s %s; account paused %.2f s, retrying", method, path, pause)
+                    _log.debug("429 on %s %s; the account pauses, then retries", method, path)
                     continue
-                name, message = _error_details(status, body, headers.get("Content-Type", ""))
-                raise RateLimitError(
-                    f"refused with 429 ({message}) {attempt} times; the request was not processed",
-                    status=status,
-                    name=name or "too_many_requests",
-                    ids=ids,
-                )
-            limiter.succeeded(granted_at)
-            if 200 <= status < 300:
+            if 200 <= answer.status < 300:
                 try:
-                    return json.loads(body)
+                    return json.loads(answer.body)
                 except (ValueError, RecursionError):
-                    raise MalformedResponseError(
-                        f"the exchange answered HTTP {status} with a body that is not JSON; "
-                        "the request may or may not have been processed",
-                        status=status,
-                        ids=ids,
-                    ) from None
-            raise self._error(status, headers, body, ids, limiter)
+                    pass
+            error = self._error(answer, ids, attempt)
+            # The body may quote the request's token back: keep it out of the traceback.
+            del answer
+            raise error
 
-    def _error(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-        ids: Sequence[str],
-        limiter: SlidingWindowLimiter,
-    ) -> APIError:
-        name, message = _error_details(status, body, headers.get("Content-Type", ""))
-        if status == 418:
-            stated = _block_seconds(message)
-            seconds = stated if stated is not None else _DEFAULT_BLOCK_SECONDS
-            limiter.block(seconds, f"HTTP 418: {message}")
+    async def _lease(
+        self, limiter: Limiter, stop: asyncio.Event | None, ids: Sequence[str]
+    ) -> Lease:
+        """A lease for one attempt: raises BlockedError, or NotSentError once ``stop`` is set."""
+        error: UpbitError
+        try:
+            if stop is None:
+                return await limiter.acquire()
+            if not stop.is_set():
+                return await self._lease_unless(limiter, stop)
+            error = NotSentError("not sent: stopped before its turn came", ids=ids)
+        except BlockedError as blocked:
+            error = BlockedError(
+                blocked.message, name=blocked.name, retry_after=blocked.retry_after, ids=ids
+            )
+        except _StoppedError:
+            error = NotSentError("not sent: stopped while it waited for its turn", ids=ids)
+        raise error
+
+    @staticmethod
+    async def _lease_unless(limiter: Limiter, stop: asyncio.Event) -> Lease:
+        """The limiter's grant, raced with ``stop``: whichever comes first."""
+        grant = asyncio.ensure_future(limiter.acquire())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((grant, stopped), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            stopped.cancel()
+            _discard(grant)
+            raise
+        stopped.cancel()
+        if grant.done():
+            return grant.result()
+        _discard(grant)
+        raise _StoppedError
+
+    async def _attempt(self, http: aiohttp.ClientSession, call: _Call, lease: Lease) -> _Answer:
+        """Send once under ``lease`` and tell the limiter what the answer said."""
+        if self._closed:
+            raise SessionClosedError(
+                "this UpbitSession was closed while the request waited; it was not sent",
+                ids=call.ids,
+            )
+        if call.stop is not None and call.stop.is_set():
+            raise NotSentError("not sent: stopped before its turn came", ids=call.ids)
+        answer = await self._exchange(http, call, lease)
+        remaining = parse_remaining_req(answer.headers.get("Remaining-Req"))
+        if remaining is not None:
+            self._remaining_req = remaining
+        feedback = Feedback(answer.status, remaining)
+        if answer.status == 418:
+            _, message = error_details(418, answer.body, answer.headers["Content-Type"])
+            block = block_seconds(
+                message, answer.headers.get("Retry-After"), window=_EXCHANGE_WINDOW
+            )
+            answer = attrs.evolve(answer, block=block)
+            feedback = Feedback(418, remaining, block[0], f"HTTP 418: {message}")
+        lease.answered(feedback)
+        return answer
+
+    async def _exchange(self, http: aiohttp.ClientSession, call: _Call, lease: Lease) -> _Answer:
+        """Send and read the answer; every transport failure becomes an :class:`UpbitError`.
+
+        The token lives only in :meth:`_transmit`'s frame, and errors are raised here, outside
+        the handler of the transport's exception, so that none of them chains to it (it holds
+        the request's headers).
+        """
+        error: UpbitError
+        ids = call.ids
+        try:
+            return await self._transmit(http, call, lease)
+        except BlockedError as blocked:
+            error = BlockedError(
+                blocked.message, name=blocked.name, retry_after=blocked.retry_after, ids=ids
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as failure:
+            lease.unsent()
+            error = ConnectError(
+                f"could not connect to {self._base_url} ({type(failure).__name__}); "
+                "nothing was sent, retrying is safe",
+                ids=ids,
+            )
+        except _BodyTooLargeError:
+            error = MalformedResponseError(
+                f"the exchange answered with more than {MAX_BODY_BYTES >> 20} MiB; the answer "
+                "was not read and the request may or may not have been processed",
+                status=0,
+                ids=ids,
+            )
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            error = ResponseTimeoutError(
+                f"no complete answer within {self._read_timeout:g} s of silence or "
+                f"{self._timeout.total:g} s in all; the request may or may not have been "
+                "processed",
+                ids=ids,
+            )
+        except (
+            _ResendRefusedError,
+            aiohttp.ClientOSError,
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientPayloadError,
+        ) as failure:
+            error = self._lost(http, lease, ids, type(failure).__name__)
+        except aiohttp.ClientError as failure:
+            error = OutcomeUnknownError(
+                f"the request failed ({type(failure).__name__}: {redact(str(failure))}); it may "
+                "or may not have been processed",
+                ids=ids,
+            )
+        except RuntimeError:
+            # aiohttp's "Session is closed": the caller closed its http_session meanwhile.
+            if not http.closed:
+                raise
+            error = self._lost(http, lease, ids, "closed")
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            # Not this task's cancellation: the caller closed its http_session, which cancels
+            # requests waiting for one of its connections.
+            error = self._lost(http, lease, ids, "cancelled")
+        raise error
+
+    def _lost(
+        self, http: aiohttp.ClientSession, lease: Lease, ids: Sequence[str], what: str
+    ) -> UpbitError:
+        """The error for a request whose connection went away under it."""
+        if http.closed and lease.sent_at is None:
+            return SessionClosedError(
+                "the aiohttp.ClientSession given as http_session was closed; the request was "
+                "not sent",
+                ids=ids,
+            )
+        reason = "the http_session was closed under it" if http.closed else what
+        return ConnectionLostError(
+            f"the connection dropped before the answer ({reason}); the request may or may not "
+            "have been processed",
+            ids=ids,
+        )
+
+    async def _transmit(self, http: aiohttp.ClientSession, call: _Call, lease: Lease) -> _Answer:
+        attempts = 0
+
+        async def one_attempt(
+            request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+        ) -> aiohttp.ClientResponse:
+            # aiohttp re-sends idempotent requests (DELETE among them) once when a kept-alive
+            # connection drops: a request the limiter never granted, carrying the same nonce.
+            # Refuse the copy and report the outcome as unknown instead.
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                raise _ResendRefusedError
+            lease.sending()
+            if call.on_send is not None:
+                call.on_send()
+            return await handler(request)
+
+        async with http.request(
+            call.method,
+            call.url,
+            headers={
+                "Authorization": "Bearer "
+                + make_token(self._access_key, self._secret_key, call.query.hashed)
+            },
+            timeout=self._timeout,
+            # Only this middleware: one of the caller's could retry, sending requests the
+            # limiter never granted.
+            middlewares=(one_attempt,),
+            allow_redirects=False,
+            raise_for_status=False,
+        ) as response:
+            body = await _read_capped(response)
+            headers = {
+                name: value
+                for name in ("Remaining-Req", "Retry-After")
+                if (value := response.headers.get(name)) is not None
+            }
+            headers["Content-Type"] = response.headers.get("Content-Type", "")
+            return _Answer(response.status, headers, body)
+
+    def _error(self, answer: _Answer, ids: Sequence[str], attempts: int) -> UpbitError:
+        """The error for an answer that is not a usable success."""
+        status = answer.status
+        if 200 <= status < 300:
+            return MalformedResponseError(
+                f"the exchange answered HTTP {status} with a body that is not JSON; "
+                "the request may or may not have been processed",
+                status=status,
+                ids=ids,
+            )
+        name, message = error_details(status, answer.body, answer.headers["Content-Type"])
+        if status == 429:
+            return RateLimitError(
+                f"refused with 429 ({message}) {attempts} times; the request was not processed",
+                status=429,
+                name=name or "too_many_requests",
+                ids=ids,
+            )
+        if answer.block is not None:
+            seconds, stated = answer.block
             return BlockedError(
                 f"the exchange blocked the account ({message}); nothing is sent for "
-                f"{seconds:g} s" + ("" if stated is not None else " (no duration stated)"),
+                f"{seconds:g} s" + ("" if stated else " (no duration stated)"),
                 name=name,
                 retry_after=seconds,
                 ids=ids,
@@ -470,80 +707,6 @@ class UpbitSession:
             message = f"{message}; the request may or may not have been processed"
         return error_from_response(status, name, message, ids=ids)
 
-    async def _send(
-        self,
-        http: aiohttp.ClientSession,
-        method: str,
-        url: URL,
-        token: str,
-        ids: Sequence[str],
-        limiter: SlidingWindowLimiter,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        attempts = 0
 
-        async def one_attempt(
-            request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-        ) -> aiohttp.ClientResponse:
-            # aiohttp re-sends idempotent requests (DELETE among them) once when a kept-alive
-            # connection drops; the copy would carry the same nonce, and a cancel that was
-            # processed would come back as failed. Refuse the copy and report the outcome as
-            # unknown instead.
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                raise _ResendRefusedError
-            # A 418 may have come back for another request since this one was granted.
-            now = asyncio.get_running_loop().time()
-            if now < limiter.blocked_until:
-                raise BlockedError(
-                    "the exchange blocked the account while this request waited; it was not sent",
-                    name="blocked",
-                    retry_after=limiter.blocked_until - now,
-                    ids=ids,
-                )
-            return await handler(request)
-
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=self._connect_timeout, sock_read=self._read_timeout
-        )
-        try:
-            async with http.request(
-                method,
-                url,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=timeout,
-                # Per-request middlewares replace the session's: keep a caller's own.
-                middlewares=(*getattr(http, "_middlewares", ()), one_attempt),
-                allow_redirects=False,
-                raise_for_status=False,
-            ) as response:
-                return response.status, response.headers, await response.read()
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
-            raise ConnectError(
-                f"could not connect to {self._base_url} ({type(error).__name__}); "
-                "nothing was sent, retrying is safe",
-                ids=ids,
-            ) from None
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise ResponseTimeoutError(
-                f"no answer within {self._read_timeout:g} s; the request may or may not have "
-                "been processed",
-                ids=ids,
-            ) from None
-        except (
-            _ResendRefusedError,
-            aiohttp.ClientOSError,
-            aiohttp.ServerDisconnectedError,
-            aiohttp.ClientPayloadError,
-        ) as error:
-            raise ConnectionLostError(
-                f"the connection dropped before the answer ({type(error).__name__}); "
-                "the request may or may not have been processed",
-                ids=ids,
-            ) from None
-        except aiohttp.ClientError as error:
-            raise OutcomeUnknownError(
-                f"the request failed ({type(error).__name__}: {error}); it may or may not have "
-                "been processed",
-                ids=ids,
-            ) from None
+class _StoppedError(Exception):
+    """The caller's stop event was set before the limiter granted the request."""

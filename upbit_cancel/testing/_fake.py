@@ -276,6 +276,9 @@ class FakeUpbit:
         self._next_identifier = 1
 
         self._records: list[RequestRecord] = []
+        self._received = 0
+        self._in_transit = 0
+        self._changed: asyncio.Event | None = None
         self._queued: deque[_Queued] = deque()
         self._recent_429s: deque[float] = deque()
         self._blocked_until: float | None = None
@@ -345,6 +348,21 @@ class FakeUpbit:
         if self._base_url is None:
             raise RuntimeError("FakeUpbit is not started; use 'async with' or 'await start()'")
         return self._base_url
+
+    @property
+    def faults(self) -> Faults:
+        """The delays and failures applied to requests received from now on.
+
+        Set it to change the network mid-run (a path that gets slower or faster): a request
+        already received keeps the delays it drew.
+        """
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        if not isinstance(faults, Faults):
+            raise TypeError(f"faults must be a Faults, not {type(faults).__name__}")
+        self._faults = faults
 
     @property
     def policy(self) -> RatePolicy:
@@ -491,6 +509,37 @@ class FakeUpbit:
         """A copy of the records of signed API requests, in arrival order."""
         return list(self._records)
 
+    @property
+    def received(self) -> int:
+        """Signed API requests whose bytes reached the server so far, arrived or not."""
+        return self._received
+
+    @property
+    def in_transit(self) -> int:
+        """Signed API requests received but still in their inbound delay (not yet arrived).
+
+        A request the client gave up on keeps travelling: wait for this to reach 0 before
+        reading the records of requests that may still arrive.
+        """
+        return self._in_transit
+
+    async def wait_for(self, condition: Callable[[FakeUpbit], bool]) -> None:
+        """Wait until ``condition(fake)`` holds, checked each time a request is received or
+        recorded (wrap it in ``asyncio.timeout`` to bound the wait).
+
+        Example: ``await fake.wait_for(lambda fake: fake.in_transit == 0)`` waits until every
+        request on its way has arrived, those its client gave up on included.
+        """
+        while not condition(self):
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
     def reset_records(self) -> None:
         """Forget the records (not the orders, nonces, rate budget or block)."""
         self._records.clear()
@@ -589,8 +638,14 @@ class FakeUpbit:
     async def _handle_signed(
         self, request: web.Request, endpoint: Callable[[_Call, float], _Answer]
     ) -> web.StreamResponse:
-        body = await request.read()
-        await self._sleep(self._faults.inbound_delay(self._rng))
+        self._received += 1
+        self._in_transit += 1
+        self._notify()
+        try:
+            body = await request.read()
+            await self._sleep(self._faults.inbound_delay(self._rng))
+        finally:
+            self._in_transit -= 1
         # From here to the record nothing awaits, so each request sees the account and the
         # limiter exactly as the previous arrival left them.
         arrival = self._now()
@@ -629,6 +684,7 @@ class FakeUpbit:
                 canceled=answer.canceled,
             )
         )
+        self._notify()
 
         delay = self._faults.outbound_delay(self._rng)
         if fault == "slow":

@@ -1,0 +1,27 @@
+"""Keeping credentials out of text: what the exchange echoes, URLs, anything shown or logged."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["redact", "redact_url"]
+
+# A JWT is three base64url parts; Upbit's start with the encoded header '{"', hence "eyJ".
+_JWT = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
+_BEARER = re.compile(r"(Bearer)\s+[^\s\"',;]+", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^/\s:@]*):[^/\s@]*@")
+
+#: What stands where a secret was.
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """``text`` with bearer tokens, JWTs and URL passwords replaced by ``[redacted]``."""
+    text = _BEARER.sub(rf"\1 {REDACTED}", text)
+    text = _JWT.sub(REDACTED, text)
+    return redact_url(text)
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` replaced."""
+    return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)

@@ -1,0 +1,90 @@
+"""One budget per access key in an event loop: which limiter each session of a key uses.
+
+Every session of a key claims the key's limiter when it opens. The first claim decides: a
+session given ``limiter=`` registers that limiter for its key, a session without one creates the
+in-process default. Later sessions of the key without ``limiter=`` share the registered one; a
+session that brings a different limiter is refused while the registered one is in use (another
+open session holds it, or it still holds slots), since two budgets for one key would let twice
+the limit through. Once the registered limiter is idle and unclaimed, another may replace it.
+
+Keys of one account cannot be told apart from here: their sessions share a budget only when
+given the same limiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from aiolimiter import AsyncLimiter
+
+from ._aiolimiter import TokenBucketLimiter
+from ._limiter import Limiter
+from ._window import SlidingWindowLimiter
+
+__all__ = ["as_limiter", "claim", "unclaim"]
+
+
+class _Claim:
+    __slots__ = ("identity", "limiter", "owners")
+
+    def __init__(self, limiter: Limiter, identity: object) -> None:
+        self.limiter = limiter
+        # What makes two limiters the same budget: the object, or the bucket an adapter wraps.
+        self.identity = identity
+        self.owners: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+# Keyed by id(loop): a limiter holds its loop, so a weak mapping keyed by the loop would never
+# let go of it. Closed loops are dropped on the next claim.
+_claims: dict[int, tuple[asyncio.AbstractEventLoop, dict[str, _Claim]]] = {}
+
+
+def as_limiter(value: object) -> Limiter:
+    """``value`` as a :class:`Limiter`, or a ``TypeError`` that says what to pass."""
+    if isinstance(value, AsyncLimiter):
+        return TokenBucketLimiter(value)
+    if isinstance(value, Limiter):
+        return value
+    raise TypeError(
+        f"limiter must be a limiter such as SlidingWindowLimiter(30, 1.0), a RedisLimiter or an "
+        f"aiolimiter.AsyncLimiter, not {type(value).__name__}"
+    )
+
+
+def _identity(limiter: Limiter) -> object:
+    return limiter.bucket if isinstance(limiter, TokenBucketLimiter) else limiter
+
+
+def claim(owner: object, access_key: str, given: Limiter | None) -> Limiter:
+    """The limiter ``owner`` (a session of ``access_key``) must use in the running loop."""
+    loop = asyncio.get_running_loop()
+    for key in [key for key, (other, _) in _claims.items() if other.is_closed()]:
+        del _claims[key]
+    table = _claims.setdefault(id(loop), (loop, {}))[1]
+    current = table.get(access_key)
+    if current is not None and (given is None or _identity(given) is current.identity):
+        current.owners.add(owner)
+        return current.limiter
+    if current is not None:
+        others = [other for other in current.owners if other is not owner]
+        if others or not current.limiter.idle:
+            raise ValueError(
+                f"access key {access_key[:4]}… already spends its budget through another limiter "
+                f"in this event loop ({current.limiter!r}); give every session of one key the "
+                "same limiter, such as limiter=other_session.limiter"
+            )
+    limiter = given if given is not None else SlidingWindowLimiter()
+    table[access_key] = _Claim(limiter, _identity(limiter))
+    table[access_key].owners.add(owner)
+    return limiter
+
+
+def unclaim(owner: object, access_key: str) -> None:
+    """``owner`` no longer uses its key's limiter (it was closed)."""
+    entry = _claims.get(id(asyncio.get_running_loop()))
+    if entry is None:
+        return
+    current = entry[1].get(access_key)
+    if current is not None:
+        current.owners.discard(owner)

@@ -1,0 +1,273 @@
+"""The in-process limiter: at most ``limit`` requests at the exchange in any window."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import math
+import random
+from collections import deque
+
+from ._feedback import FeedbackPolicy
+from ._hold import hold_until
+from ._limiter import Lease
+
+__all__ = ["SlidingWindowLimiter"]
+
+
+def _positive(name: str, value: object, *, zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        wanted = "zero or more" if zero else "a positive"
+        raise ValueError(f"{name} must be {wanted} finite number of seconds, not {value!r}")
+    return float(value)
+
+
+class SlidingWindowLimiter:
+    """At most ``limit`` requests reach the exchange in any window of ``window`` seconds.
+
+    Each :class:`Lease` takes a slot from its grant until its request can no longer be counted
+    in the exchange's current window: a window (plus ``margin``) after its answer arrived; at
+    once if it never left; a window after ``max_transit`` past its departure if it was
+    abandoned on the way (a timeout, a dropped connection, a cancelled task), since it may
+    still arrive. A grant needs a free slot, so whatever the network, connection set-up or
+    event-loop delays, no window of the exchange holds more than ``limit`` of these requests,
+    whether the exchange counts in fixed, sliding or token-bucket windows. An idle limiter
+    lets ``limit`` requests out at once; waiters are served first come, first served.
+
+    Server feedback only ever slows it down (see ``FeedbackPolicy``): ``Remaining-Req``, 429
+    (pause, backoff, a smaller share of the window) and 418 (a block: :meth:`acquire` raises
+    :class:`BlockedError`, waiters included).
+
+    Example::
+
+        limiter = SlidingWindowLimiter(30, 1.0)
+        async with UpbitSession(access_key, secret_key, limiter=limiter) as session:
+            ...
+
+    One limiter belongs to one event loop at a time. ``UpbitSession`` shares one per access key
+    automatically; pass the same limiter to the sessions of different keys of one account.
+
+    Args:
+        limit: Requests allowed per window (Upbit's ``default`` group: 30).
+        window: The window, in seconds (Upbit: 1).
+        margin: Seconds added to every hold, for clock granularity at the exchange.
+        max_transit: The longest a request may take to reach the exchange after it left:
+            an abandoned request keeps its slot until then, plus a window.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_active",
+        "_holds",
+        "_loop",
+        "_policy",
+        "_queue",
+        "_timer",
+        "limit",
+        "margin",
+        "max_transit",
+        "window",
+    )
+
+    #: Requests allowed per window.
+    limit: int
+    #: Length of the window, in seconds.
+    window: float
+    #: Seconds added to every hold.
+    margin: float
+    #: Longest time, in seconds, a request may take to reach the exchange after it left.
+    max_transit: float
+
+    def __init__(
+        self,
+        limit: int = 30,
+        window: float = 1.0,
+        *,
+        margin: float = 0.01,
+        max_transit: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"limit must be a whole number of requests, not {limit!r}")
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1 request, not {limit!r}")
+        self.limit = limit
+        self.window = _positive("window", window)
+        self.margin = _positive("margin", margin, zero=True)
+        self.max_transit = _positive("max_transit", max_transit, zero=True)
+        self._policy = FeedbackPolicy(limit, self.window + self.margin, rng=rng)
+        # Leases granted and not yet released.
+        self._active = 0
+        # Until when each released lease still holds its slot, ascending.
+        self._holds: list[float] = []
+        self._queue: deque[asyncio.Future[Lease]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- the contract ------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """Requests let out per window when idle: ``limit``."""
+        return self.limit
+
+    @property
+    def idle(self) -> bool:
+        """Whether no lease is active, none is awaited and no slot is held any more."""
+        if self._active or self._queue:
+            return False
+        return not self._holds or self._loop is None or self._holds[-1] <= self._loop.time()
+
+    async def acquire(self) -> Lease:
+        """Wait for a slot and return its lease.
+
+        Raises :class:`BlockedError` while the account is blocked, including for requests that
+        were already waiting when the block began.
+        """
+        loop = self._bind()
+        now = loop.time()
+        if self._policy.is_blocked(now):
+            raise self._policy.blocked_error(now)
+        if not self._queue and self._ready_at(now) <= now:
+            return self._grant(loop, now)
+        waiter: asyncio.Future[Lease] = loop.create_future()
+        self._queue.append(waiter)
+        self._schedule()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                if waiter.exception() is None:
+                    # Granted, but the task was cancelled before it could use it: never sent.
+                    waiter.result().release()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(waiter)
+                self._schedule()
+            raise
+
+    def departing(self, lease: Lease) -> None:
+        """Refuse a request about to leave while the account is blocked (a 418 since its grant)."""
+        self._policy.check_departure(self._bind().time())
+
+    def release(self, lease: Lease) -> None:
+        """Learn from the lease's answer and hold its slot as long as its outcome requires."""
+        loop = self._bind()
+        now = loop.time()
+        self._active -= 1
+        if lease.feedback is not None:
+            self._policy.learn(lease.feedback, granted_at=lease.granted_at, now=now)
+        until = hold_until(
+            sent_at=lease.sent_at,
+            answered_at=lease.answered_at,
+            released_at=now,
+            window=self.window,
+            margin=self.margin,
+            max_transit=self.max_transit,
+        )
+        if until > now:
+            bisect.insort(self._holds, until)
+        self._schedule()
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Leases granted and not yet released."""
+        return self._active
+
+    @property
+    def paused_until(self) -> float:
+        """Loop time before which nothing is granted (in the past when not paused)."""
+        return self._policy.paused_until
+
+    @property
+    def blocked_until(self) -> float:
+        """Loop time until which the account is blocked (in the past when not blocked)."""
+        return self._policy.blocked_until
+
+    def share(self, now: float | None = None) -> int:
+        """Slots in a window now: ``limit``, fewer for a while after 429s."""
+        return self._policy.share(self._bind().time() if now is None else now)
+
+    def pause(self, until: float) -> None:
+        """Grant nothing before loop time ``until``. A pause is never shortened."""
+        self._policy.pause(until)
+        self._schedule()
+
+    def block(self, seconds: float, reason: str) -> None:
+        """Block the account for ``seconds``: every waiter and every new acquire raises."""
+        now = self._bind().time()
+        self._policy.block(now + seconds, reason)
+        self._schedule()
+
+    # -- the machinery -----------------------------------------------------------------------
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None and not self.idle:
+                raise RuntimeError(
+                    "this SlidingWindowLimiter is in use in another event loop; create one "
+                    "limiter per event loop"
+                )
+            self._loop = loop
+        return loop
+
+    def _grant(self, loop: asyncio.AbstractEventLoop, now: float) -> Lease:
+        self._active += 1
+        return Lease(self, now, loop.time)
+
+    def _ready_at(self, now: float) -> float:
+        """Earliest time the next grant may happen; ``inf`` until some lease is released."""
+        holds = self._holds
+        expired = bisect.bisect_right(holds, now)
+        if expired:
+            del holds[:expired]
+        # Slots to free before a grant: those taken beyond share - 1.
+        excess = self._active + len(holds) - self._policy.share(now) + 1
+        ready = self._policy.paused_until
+        if excess > len(holds):
+            return math.inf
+        if excess > 0:
+            ready = max(ready, holds[excess - 1])
+        return ready
+
+    def _schedule(self) -> None:
+        """Grant every waiter that may go now, then set a timer for the next one."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        queue = self._queue
+        while queue and queue[0].done():
+            queue.popleft()
+        if not queue or self._loop is None:
+            return
+        loop = self._loop
+        now = loop.time()
+        if self._policy.is_blocked(now):
+            error = self._policy.blocked_error(now)
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_exception(error)
+            return
+        while queue and self._ready_at(now) <= now:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(self._grant(loop, now))
+        if queue:
+            ready = self._ready_at(now)
+            if ready != math.inf:
+                # Otherwise the next release reschedules.
+                self._timer = loop.call_at(ready, self._schedule)
+
+    def __repr__(self) -> str:
+        return (
+            f"SlidingWindowLimiter(limit={self.limit!r}, window={self.window!r}, "
+            f"margin={self.margin!r}, max_transit={self.max_transit!r}, "
+            f"in_flight={self._active}, waiters={len(self._queue)})"
+        )
