@@ -1,0 +1,261 @@
+"""The ledger, the matching of answers and the checks of ids: pure code, no event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from upbit_cancel import (
+    CancelResult,
+    InvalidIdError,
+    MalformedResponseError,
+    NotSentError,
+    OrderEntry,
+    OrderList,
+    OutcomeUnknownError,
+)
+from upbit_cancel._ids import MAX_IDENTIFIER_BYTES, id_problem, label
+from upbit_cancel._ledger import Chunk, Ledger
+from upbit_cancel._matching import match_answer
+
+UUIDS = [f"{n:08x}-0000-4000-8000-00000000abcd" for n in range(200)]
+
+
+def entries(ids: list[str]) -> OrderList:
+    return OrderList(tuple(OrderEntry(value, "SGD-BTC") for value in ids))
+
+
+def test_duplicates_are_read_once_and_chunks_hold_twenty_valid_ids() -> None:
+    """First occurrence wins; each chunk carries up to 20 ids to send, malformed ones beside."""
+    ledger = Ledger("uuids", [*UUIDS[:25], "bad", UUIDS[0], *UUIDS[25:40]])
+    first, second = ledger.next_chunk(), ledger.next_chunk()
+    assert first is not None
+    assert second is not None
+    assert ledger.next_chunk() is None
+    assert first.valid == UUIDS[:20]
+    assert second.valid == UUIDS[20:40]
+    assert second.ids == [*UUIDS[20:25], "bad", *UUIDS[25:40]]
+    assert list(second.invalid) == ["bad"]
+    assert ledger.read == 41
+    assert ledger.total() == 41
+
+
+def test_a_failing_iterable_ends_the_input_and_keeps_what_it_gave() -> None:
+    """The error is kept, not raised; the ids read before it form the last chunk."""
+
+    def ids() -> Iterator[str]:
+        yield from UUIDS[:3]
+        raise OSError("gone")
+
+    ledger = Ledger("uuids", ids())
+    chunk = ledger.next_chunk()
+    assert chunk is not None
+    assert chunk.valid == UUIDS[:3]
+    assert isinstance(ledger.input_error, OSError)
+    assert ledger.next_chunk() is None
+    assert ledger.total() is None
+
+
+def test_a_chunk_is_settled_once_only() -> None:
+    """Settling twice is a bug the ledger refuses loudly."""
+    ledger = Ledger("uuids", UUIDS[:5])
+    chunk = ledger.next_chunk()
+    assert chunk is not None
+    ledger.settle_answer(chunk, CancelResult(success=entries(UUIDS[:5])))
+    with pytest.raises(RuntimeError, match="settled already"):
+        ledger.settle_unresolved(chunk, None)
+
+
+def test_finish_settles_open_chunks_and_lists_a_collections_rest() -> None:
+    """Interrupted: sent chunks are unknown, unsent ones not sent, a list's unread ids too."""
+    ledger = Ledger("uuids", UUIDS[:60])
+    sent, waiting = ledger.next_chunk(), ledger.next_chunk()
+    assert sent is not None
+    assert waiting is not None
+    sent.mark_sent()
+
+    def reason(chunk: Chunk) -> OutcomeUnknownError | NotSentError:
+        if chunk.sent:
+            return OutcomeUnknownError("in flight", ids=chunk.valid)
+        return NotSentError("not sent", ids=chunk.valid)
+
+    ledger.finish(reason, drain=True)
+    result = ledger.result(requests=1, rate_limited=0, elapsed=0.0)
+    assert [entry.id for entry in result.unresolved] == UUIDS[:60]
+    kinds = [type(entry.error) for entry in result.unresolved]
+    assert kinds == [OutcomeUnknownError] * 20 + [NotSentError] * 40
+
+
+def test_an_iterators_unread_ids_are_not_read_on_interruption() -> None:
+    """Reading on would consume ids the caller may still want: an iterator is left alone."""
+    source = iter(UUIDS[:60])
+    ledger = Ledger("uuids", source)
+    assert ledger.next_chunk() is not None
+    ledger.finish(lambda chunk: NotSentError("not sent", ids=chunk.valid), drain=True)
+    assert len(ledger.result(requests=0, rate_limited=0, elapsed=0.0).unresolved) == 20
+    assert next(source) == UUIDS[20]
+
+
+def test_answers_are_matched_by_identifier_and_contradictions_stay_unresolved() -> None:
+    """By identifiers; an id in both lists is unresolved; silence is unresolved without error."""
+    answer = CancelResult(
+        success=OrderList((OrderEntry("u1", "SGD-BTC", "a"), OrderEntry("u2", "SGD-BTC", "b"))),
+        failed=OrderList((OrderEntry("u2", "SGD-BTC", "b"),)),
+    )
+    result = match_answer(
+        "identifiers",
+        index=0,
+        ids=["a", "b", "c"],
+        sent=["a", "b", "c"],
+        invalid={},
+        answer=answer,
+        after_unknown=False,
+    )
+    assert [order.identifier for order in result.success.orders] == ["a"]
+    assert [entry.id for entry in result.unresolved] == ["b", "c"]
+    assert isinstance(result.unresolved[0].error, MalformedResponseError)
+    assert result.unresolved[1].error is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "item", "problem"),
+    [
+        ("uuids", UUIDS[0], None),
+        ("uuids", UUIDS[0].upper(), "lowercase"),
+        ("uuids", 7, "must be strings"),
+        ("identifiers", "", "empty"),
+        ("identifiers", "\ud800", "lone surrogate"),
+        ("identifiers", "é" * (MAX_IDENTIFIER_BYTES // 2 + 1), "bytes"),
+        ("identifiers", "é" * (MAX_IDENTIFIER_BYTES // 2), None),
+        ("identifiers", "a:b&c=d e", None),
+    ],
+)
+def test_what_an_id_may_be(kind: str, item: object, problem: str | None) -> None:
+    """The checks shared by the session and the batch."""
+    found = id_problem(kind, item)  # type: ignore[arg-type]
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found
+
+
+def test_a_non_string_is_labelled_apart_from_the_string_it_resembles() -> None:
+    """1001 and "1001" are two ids; results name the int so that it is recognisable."""
+    ledger = Ledger("identifiers", [1001, "1001", 1001, ["a"]])
+    chunk = ledger.next_chunk()
+    assert chunk is not None
+    assert chunk.ids == ["<int 1001>", "1001", "<list ['a']>"]
+    assert chunk.valid == ["1001"]
+    assert all(isinstance(entry.error, InvalidIdError) for entry in chunk.invalid.values())
+    assert label("x" * 100) == "x" * 100
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """Random reads, settlements and hand-overs: every id read is in exactly one place."""
+
+    chunks = Bundle("chunks")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.produced: list[object] = []
+        self.stream = False
+        self.ledger: Ledger | None = None
+        self.handed: list[str] = []
+        self.settled: set[int] = set()
+        self.finished = False
+
+    def _source(self, items: list[object]) -> Iterator[object]:
+        for item in items:
+            self.produced.append(item)
+            yield item
+
+    @initialize(
+        items=st.lists(
+            st.one_of(st.sampled_from(UUIDS[:60]), st.sampled_from(["bad", "", 3])),
+            max_size=120,
+        ),
+        stream=st.booleans(),
+    )
+    def start(self, items: list[object], stream: bool) -> None:
+        self.stream = stream
+        self.ledger = Ledger("uuids", self._source(items), keep=not stream)
+
+    @precondition(lambda self: self.ledger is not None and not self.finished)
+    @rule(target=chunks)
+    def read(self) -> Chunk | None:
+        assert self.ledger is not None
+        return self.ledger.next_chunk()
+
+    @precondition(lambda self: self.ledger is not None and not self.finished)
+    @rule(chunk=chunks, how=st.sampled_from(["success", "failed", "error", "silence"]))
+    def settle(self, chunk: Chunk | None, how: str) -> None:
+        assert self.ledger is not None
+        if chunk is None or chunk.index in self.settled:
+            return
+        if how == "error":
+            result = self.ledger.settle_unresolved(chunk, NotSentError("x", ids=chunk.valid))
+        else:
+            lists = {how: entries(chunk.valid)} if how != "silence" else {}
+            result = self.ledger.settle_answer(chunk, CancelResult(**lists))
+        self.settled.add(chunk.index)
+        if self.stream:
+            self.ledger.hand_over(result)
+            self.handed.extend(result.ids)
+
+    @precondition(lambda self: self.ledger is not None and not self.finished)
+    @rule(chunk=chunks)
+    def mark_sent(self, chunk: Chunk | None) -> None:
+        if chunk is not None:
+            chunk.mark_sent()
+
+    @precondition(lambda self: self.ledger is not None and not self.finished)
+    @rule()
+    def finish(self) -> None:
+        assert self.ledger is not None
+        self.ledger.finish(lambda chunk: NotSentError("stopped", ids=chunk.valid), drain=False)
+        self.finished = True
+
+    @rule()
+    def look(self) -> None:
+        assert self.ledger is not None
+        total = self.ledger.total()
+        assert total is None or total == self.ledger.read
+
+    def teardown(self) -> None:
+        if self.ledger is not None and not self.finished:
+            self.finish()
+            self.every_id_read_is_in_exactly_one_place()
+
+    @invariant()
+    def every_id_read_is_in_exactly_one_place(self) -> None:
+        ledger = self.ledger
+        if ledger is None:
+            return
+        expected = list(dict.fromkeys(label(item) for item in self.produced))
+        assert ledger.read == len(expected)
+        result = ledger.result(requests=0, rate_limited=0, elapsed=0.0)
+        listed = [order.uuid for order in (*result.success.orders, *result.failed.orders)]
+        listed += [entry.id for entry in result.unresolved]
+        assert len(listed) == len(set(listed))
+        assert ledger.done == len(listed) + len(self.handed)
+        assert set(listed).isdisjoint(self.handed)
+        if self.finished:
+            assert ledger.open_chunks == 0
+            assert sorted(listed + self.handed) == sorted(expected)
+        assert ledger.done <= ledger.read
+
+
+TestLedgerMachine = LedgerMachine.TestCase
+TestLedgerMachine.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
