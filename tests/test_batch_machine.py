@@ -113,6 +113,7 @@ class BatchMachine(RuleBasedStateMachine):
         )
         self.batch = BatchCanceller(self.session, max_in_flight=workers, on_progress=self.report)
         source = self.source(given)
+        self.task: asyncio.Task[Any]
         if streaming:
             self.task = self.loop.create_task(self.consume(source))
         else:
