@@ -345,6 +345,19 @@ def test_short_secret_exit_2(
     assert "short-secret" not in err
 
 
+def test_a_base_url_password_is_never_printed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base URL carrying a password is refused on stderr without repeating the password."""
+    monkeypatch.setenv("UPBIT_ACCESS_KEY", "A" * 40)
+    monkeypatch.setenv("UPBIT_SECRET_KEY", "S" * 40)
+    argv = ["cancel", "--base-url", "https://bot:hunter2@example.com/api", "--uuids", UNKNOWN_UUID]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "password" in captured.err
+    assert "hunter2" not in captured.err + captured.out
+
+
 def test_error_json_carries_status_name_and_block_time() -> None:
     """Errors become JSON with their type and message, plus status, name and retry_after if any."""
     blocked = BlockedError("blocked", name="blocked", retry_after=30.0)
