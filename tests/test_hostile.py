@@ -603,3 +603,132 @@ async def test_a_slow_drip_ends_at_the_total_deadline() -> None:
         async with asyncio.timeout(5):
             with pytest.raises(ResponseTimeoutError):
                 await session.cancel_orders(uuids=[UUID])
+
+
+# -- more ways in -------------------------------------------------------------------------
+
+
+async def test_a_request_abandoned_after_waiting_for_a_connection_still_fits_the_window() -> None:
+    """Marked leaving, then it waits for a pooled connection: its hold counts from its end."""
+    limit, window = 2, 0.2
+    # The first answer takes 0.45 s: the second request waits that long for the connection.
+    faults = Faults(latency_in=0.15, latency_out=0.3)
+    async with FakeUpbit(limit=limit, window=window, faults=faults) as fake:
+        uuids = fake.add_orders(6)
+        limiter = SlidingWindowLimiter(limit, window, max_transit=0.2)
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+        async with http, session_for(fake, limiter=limiter, http_session=http) as session:
+            first = asyncio.ensure_future(session.cancel_orders(uuids=[uuids[0]]))
+            # Waits for the only connection, then leaves once the first is answered.
+            second = asyncio.ensure_future(session.cancel_orders(uuids=[uuids[1]]))
+            await fake.wait_for(lambda fake: fake.received >= 2)
+            second.cancel()
+            await asyncio.gather(first, second, return_exceptions=True)
+            fake.faults = Faults()
+            await asyncio.gather(*(session.cancel_orders(uuids=[u]) for u in uuids[2:]))
+        await fake.wait_for(lambda fake: fake.in_transit == 0)
+        assert fake.stats()["rejected_429"] == 0
+        assert fake.max_in_window() <= limit
+
+
+async def test_a_stream_cancelled_twice_still_leaves_its_result() -> None:
+    """A second cancellation while the stream winds down does not lose what it read."""
+    async with FakeUpbit(faults=Faults(latency_in=0.05)) as fake:
+        uuids = fake.add_orders(200)
+        async with session_for(fake) as session:
+            batch = BatchCanceller(session)
+
+            async def consume() -> None:
+                async with contextlib.aclosing(batch.stream(uuids=uuids)) as chunks:
+                    async for _ in chunks:
+                        pass
+
+            task = asyncio.ensure_future(consume())
+            await fake.wait_for(lambda fake: fake.received >= 1)
+            task.cancel()
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert batch.last_result is not None
+        assert len(placed(batch.last_result)) == 200
+
+
+def test_a_key_with_a_character_no_key_has_is_refused_without_echoing_it() -> None:
+    """A lone surrogate in the secret fails at once, naming the key, never showing it."""
+    secret = "MYSECRET" + "k" * 31 + "\ud800"
+    with pytest.raises(ValueError, match="secret_key") as caught:
+        UpbitSession("a" * 40, secret)
+    assert "MYSECRET" not in str(caught.value)
+
+
+async def test_no_token_is_reachable_from_the_callers_own_timeout() -> None:
+    """asyncio.timeout around a call: the TimeoutError's chain holds no JWT."""
+    async with FakeUpbit(faults=Faults(latency_in=5.0)) as fake, session_for(fake) as session:
+        with pytest.raises(TimeoutError) as caught:
+            async with asyncio.timeout(0.2):
+                await session.cancel_orders(uuids=[UUID])
+    assert not JWT.search(_reachable_text(caught.value))
+
+
+async def test_an_item_whose_repr_fails_spares_the_ids_after_it() -> None:
+    """A broken __repr__ makes one invalid id, not the end of the input."""
+
+    class BrokenRepr:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    async with FakeUpbit() as fake, session_for(fake) as session:
+        uuids = fake.add_orders(40)
+        items: list[object] = [*uuids[:20], BrokenRepr(), *uuids[20:]]
+        result = await BatchCanceller(session).cancel(uuids=items)  # type: ignore[arg-type]
+    assert result.success.count == 40
+    assert len(result.unresolved) == 1
+    assert isinstance(result.unresolved[0].error, InvalidIdError)
+
+
+async def test_a_string_that_looks_like_a_non_strings_label_is_still_sent() -> None:
+    """The identifier "<int 1001>" and the int 1001: the string is canceled, the int refused."""
+    async with FakeUpbit() as fake, session_for(fake) as session:
+        uuid = fake.add_order(identifier="<int 1001>")
+        result = await BatchCanceller(session).cancel(identifiers=["<int 1001>", 1001])  # type: ignore[list-item]
+    assert [order.uuid for order in result.success.orders] == [uuid]
+    assert [type(entry.error) for entry in result.unresolved] == [InvalidIdError]
+
+
+async def test_an_input_whose_items_cannot_be_hashed_still_reports_progress() -> None:
+    """Counting a list's distinct ids never aborts the batch, whatever its items do."""
+
+    class BadHash:
+        def __hash__(self) -> int:
+            raise ValueError("no hash")
+
+    reports: list[Progress] = []
+    async with FakeUpbit() as fake, session_for(fake) as session:
+        uuids = fake.add_orders(30)
+        batch = BatchCanceller(session, on_progress=reports.append)
+        result = await batch.cancel(uuids=[*uuids, BadHash()])  # type: ignore[list-item]
+    assert result.success.count == 30
+    assert reports[-1].total == 31
+
+
+async def test_the_seams_refuse_wrong_types_and_survive_a_failing_callback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """stop= must be an Event; an on_send that raises is logged and the request goes on."""
+
+    def broken() -> None:
+        raise RuntimeError("display failed")
+
+    async with FakeUpbit() as fake, session_for(fake) as session:
+        uuid = fake.add_order()
+        with pytest.raises(TypeError, match="stop"):
+            await session.cancel_orders(uuids=[uuid], stop="x")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="method"):
+            await session.request("ǆ", "/v1/orders/open")
+        with pytest.raises(ValueError, match="path"):
+            await session.request("GET", "/v1/orders open")
+        result = await session.cancel_orders(uuids=[uuid], on_send=broken)
+    assert result.success.count == 1
+    assert "on_send raised" in caplog.text
+    assert len(fake.records) == 1

@@ -46,7 +46,7 @@ def test_duplicates_are_read_once_and_chunks_hold_twenty_valid_ids() -> None:
     assert first.valid == UUIDS[:20]
     assert second.valid == UUIDS[20:40]
     assert second.ids == [*UUIDS[20:25], "bad", *UUIDS[25:40]]
-    assert list(second.invalid) == ["bad"]
+    assert [entry.id for entry in second.invalid.values()] == ["bad"]
     assert ledger.read == 41
     assert ledger.total() == 41
 

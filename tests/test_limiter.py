@@ -98,7 +98,7 @@ def test_a_slow_request_holds_its_slot_until_a_window_after_its_answer() -> None
 
 
 def test_an_abandoned_request_holds_its_slot_until_it_can_no_longer_arrive() -> None:
-    """Sent, then given up on: the slot frees a window after max_transit past its departure."""
+    """Sent, then given up on: the slot frees a window after max_transit past the lease's end."""
 
     async def main(clock: VirtualClock) -> float:
         limiter = SlidingWindowLimiter(1, 1.0, margin=0.0, max_transit=2.5)
@@ -109,7 +109,7 @@ def test_an_abandoned_request_holds_its_slot_until_it_can_no_longer_arrive() -> 
         assert lease.outcome == "abandoned"
         return await take(limiter)
 
-    assert run_virtual(main) == pytest.approx(1000.0 + 2.5 + 1.0)
+    assert run_virtual(main) == pytest.approx(1000.5 + 2.5 + 1.0)
 
 
 def test_a_request_that_never_left_frees_its_slot_at_once() -> None:
@@ -219,7 +219,9 @@ def test_never_more_than_limit_at_the_exchange_and_never_later_than_needed(
             arrivals.append(lease.sent_at + where * (lease.answered_at - lease.sent_at))
         elif ending == "abandoned":
             assert lease.sent_at is not None
-            arrivals.append(lease.sent_at + where * max_transit)
+            # It left no later than the lease's end, and travels up to max_transit.
+            assert lease.released_at is not None
+            arrivals.append(lease.released_at + where * max_transit)
     assert most_in_any_window(arrivals, window - EPSILON) <= limit
     holds = [
         hold_until(

@@ -24,7 +24,7 @@ from ._errors import (
     SessionClosedError,
     UpbitError,
 )
-from ._ids import MAX_IDS_PER_REQUEST, chosen_ids
+from ._ids import MAX_IDS_PER_REQUEST, CheckedIds, chosen_ids
 from ._ledger import Chunk, Ledger
 from ._models import BatchResult, CancelResult, ChunkResult, Progress
 from ._session import UpbitSession
@@ -67,6 +67,26 @@ def _interrupted(chunk: Chunk) -> UpbitError:
             ids=chunk.valid,
         )
     return NotSentError("not sent: the batch was interrupted", ids=chunk.valid)
+
+
+async def _stopped(runner: asyncio.Task[None]) -> bool:
+    """Cancel ``runner`` if it still runs and wait until it has ended, whatever happens.
+
+    The ledger can only be finished once no worker can settle a chunk any more, so a second
+    cancellation while waiting is held back: returns whether one came.
+    """
+    cancelled_again = False
+    if not runner.done():
+        runner.cancel()
+    while not runner.done():
+        try:
+            await asyncio.wait({runner})
+        except asyncio.CancelledError:
+            cancelled_again = True
+            runner.cancel()
+    if not runner.cancelled():
+        runner.exception()  # retrieved: it is raised by the caller, or the consumer left early
+    return cancelled_again
 
 
 class _Run:
@@ -294,13 +314,11 @@ class BatchCanceller:
         finally:
             if getter is not None:
                 getter.cancel()
-            if not runner.done():
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
-            elif not runner.cancelled():
-                runner.exception()  # retrieved: it is raised above, or the consumer left early
+            cancelled_again = await _stopped(runner)
             ledger.finish(_interrupted, drain=False)
             self._last_result = run.result()
+            if cancelled_again:
+                raise asyncio.CancelledError
         if ledger.input_error is not None:
             raise ledger.input_error
 
@@ -366,10 +384,8 @@ class BatchCanceller:
 
     async def _send(self, run: _Run, chunk: Chunk) -> CancelResult:
         session = run.session
+        # The ledger checked each id as it read it: the session need not check them again.
+        ids = CheckedIds(chunk.valid)
         if run.ledger.kind == "uuids":
-            return await session.cancel_orders(
-                uuids=chunk.valid, stop=run.stop, on_send=chunk.mark_sent
-            )
-        return await session.cancel_orders(
-            identifiers=chunk.valid, stop=run.stop, on_send=chunk.mark_sent
-        )
+            return await session.cancel_orders(uuids=ids, stop=run.stop, on_send=chunk.mark_sent)
+        return await session.cancel_orders(identifiers=ids, stop=run.stop, on_send=chunk.mark_sent)

@@ -7,8 +7,10 @@ window (plus a margin) in the past:
 - answered: it arrived before its answer, so the slot frees a window after the answer;
 - never sent (no connection could be made): nothing can arrive, the slot frees at once;
 - abandoned (it left, no answer came back: a timeout, a dropped connection, a cancelled task):
-  it may still be travelling, for up to ``max_transit`` after it left, so the slot frees a
-  window after that, or after the lease ended if that is later.
+  it may still be travelling, for up to ``max_transit`` after it left. When it really left is
+  not known exactly (a client marks it leaving before it may wait for a pooled connection or
+  connect), only that it was no later than the lease's end: the slot frees a window after
+  ``max_transit`` past that end.
 """
 
 from __future__ import annotations
@@ -30,4 +32,4 @@ def hold_until(
         return answered_at + window + margin
     if sent_at is None:
         return released_at
-    return max(released_at, sent_at + max_transit) + window + margin
+    return released_at + max_transit + window + margin

@@ -42,8 +42,9 @@ class Chunk:
     ids: list[str] = attrs.field(factory=list)
     #: The ids to send.
     valid: list[str] = attrs.field(factory=list)
-    #: The ids never sent, each with its error.
-    invalid: dict[str, UnresolvedOrder] = attrs.field(factory=dict)
+    #: The ids never sent, each with its error, by position in ``ids`` (a string may look like
+    #: the label of a non-string, so positions, not names, tell them apart).
+    invalid: dict[int, UnresolvedOrder] = attrs.field(factory=dict)
     #: Whether a request carrying it may have left for the exchange.
     sent: bool = False
 
@@ -69,6 +70,7 @@ class Ledger:
         self._next_index = 0
         self._open: dict[int, Chunk] = {}
         self._settled: dict[int, ChunkResult] = {}
+        self._total: int | None = None
         #: Whether the input has no more ids (it ended, or it raised).
         self.exhausted = False
         #: What the input raised while being read, if it did.
@@ -119,7 +121,7 @@ class Ledger:
             chunk.valid.append(name)
         else:
             error = InvalidIdError(f"{problem}; it was not sent", ids=(name,))
-            chunk.invalid[name] = UnresolvedOrder(name, error)
+            chunk.invalid[len(chunk.ids) - 1] = UnresolvedOrder(name, error)
 
     @property
     def size_hint(self) -> int | None:
@@ -127,12 +129,21 @@ class Ledger:
         return None if self._collection is None else len(self._collection)
 
     def total(self) -> int | None:
-        """Distinct ids in the input: known once it is exhausted, or up front for collections."""
+        """Distinct ids in the input: known once it is exhausted, or up front for collections.
+
+        A collection is counted once, on the first call: the batch asks only after its first
+        requests are on their way, so a pass over a long list never delays them.
+        """
         if self.exhausted and self.input_error is None:
             return self.read
         if self._collection is None:
             return None
-        return len({_key(item) for item in self._collection})
+        if self._total is None:
+            try:
+                self._total = len({_key(item) for item in self._collection})
+            except Exception:  # a collection that cannot be iterated twice: say nothing
+                return None
+        return self._total
 
     # -- settling ------------------------------------------------------------------------------
 

@@ -20,17 +20,17 @@ def match_answer(
     index: int,
     ids: Sequence[str],
     sent: Sequence[str],
-    invalid: Mapping[str, UnresolvedOrder],
+    invalid: Mapping[int, UnresolvedOrder],
     answer: CancelResult,
     after_unknown: bool,
 ) -> ChunkResult:
     """Place each of ``ids`` in exactly one list, from the answer to the request of ``sent``.
 
-    ``invalid`` ids were never sent and keep their own error. An id the answer lists as both
-    canceled and refused is unresolved: the answer contradicts itself. An id the answer does not
-    mention is unresolved with no error (Upbit's answer for ids it does not know is undocumented
-    and may be silence), unless the answer lists entries that match no id sent: then the silent
-    id may be one of them, and says so. With ``after_unknown``, an earlier attempt got no usable
+    ``invalid`` ids (by position in ``ids``) were never sent and keep their own error. An id the
+    answer lists as both canceled and refused is unresolved: the answer contradicts itself. An id
+    the answer does not mention is unresolved with no error (Upbit's answer for ids it does not
+    know is undocumented and may be silence), unless the answer lists entries that match no id
+    sent: then the silent id may be one of them, and says so. With ``after_unknown``, an earlier attempt got no usable
     answer, so refused ids may have been canceled by it.
     """
 
@@ -59,9 +59,9 @@ def match_answer(
     failed_list: list[OrderEntry] = []
     unresolved: list[UnresolvedOrder] = []
     possibly_canceled: set[str] = set()
-    for value in ids:
-        if value in invalid:
-            unresolved.append(invalid[value])
+    for position, value in enumerate(ids):
+        if position in invalid:
+            unresolved.append(invalid[position])
         elif value in success and value in failed:
             error = MalformedResponseError(
                 "the answer lists this id as both canceled and refused; the order may or may "
@@ -93,11 +93,14 @@ def unresolved_with(
     *,
     index: int,
     ids: Sequence[str],
-    invalid: Mapping[str, UnresolvedOrder],
+    invalid: Mapping[int, UnresolvedOrder],
 ) -> ChunkResult:
     """Every one of ``ids`` unresolved with ``error``; invalid ids keep their own error."""
     return ChunkResult(
         index=index,
         ids=tuple(ids),
-        unresolved=tuple(invalid.get(value, UnresolvedOrder(value, error)) for value in ids),
+        unresolved=tuple(
+            invalid.get(position, UnresolvedOrder(value, error))
+            for position, value in enumerate(ids)
+        ),
     )

@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -55,6 +56,9 @@ REGIONS: Mapping[str, str] = {
 
 #: The largest answer read; Upbit's answers to these calls are a few kilobytes.
 MAX_BODY_BYTES = 1 << 20
+
+#: What a path may be: ASCII from '/', without query, fragment or spaces.
+_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 
 #: The exchange's window: a 418 never blocks for less.
 _EXCHANGE_WINDOW = 1.0
@@ -276,7 +280,14 @@ class UpbitSession:
             raise TypeError("access_key must be the API key's access key, a non-empty string")
         if not isinstance(secret_key, str) or not secret_key:
             raise TypeError("secret_key must be the API key's secret key, a non-empty string")
-        if len(secret_key.encode("utf-8", "replace")) < 32:
+        for name, key in (("access_key", access_key), ("secret_key", secret_key)):
+            if not key.isascii() or not key.isprintable():
+                # Never echoed: a stray character is all the message needs to say.
+                raise ValueError(
+                    f"{name} holds characters an Upbit key never has (keys are printable ASCII); "
+                    "check what was copied"
+                )
+        if len(secret_key) < 32:
             # Also what PyJWT requires of an HS256 key; Upbit's secrets have 40 characters.
             raise ValueError(
                 f"secret_key has {len(secret_key)} characters; Upbit secret keys have 40. "
@@ -415,6 +426,10 @@ class UpbitSession:
             UpbitError: the request failed; see the errors module for the tree.
         """
         kind, ids = checked_request_ids(uuids, identifiers)
+        if stop is not None and not isinstance(stop, asyncio.Event):
+            raise TypeError(f"stop must be an asyncio.Event, not {type(stop).__name__}")
+        if on_send is not None and not callable(on_send):
+            raise TypeError(f"on_send must be a function taking no arguments, not {on_send!r}")
         return await self._cancel(kind, ids, stop, on_send)
 
     async def _cancel(
@@ -448,10 +463,15 @@ class UpbitSession:
 
             orders = await session.request("GET", "/v1/orders/open", params={"market": "SGD-BTC"})
         """
-        if not isinstance(method, str) or not method.isalpha():
-            raise TypeError(f"method must be an HTTP method such as 'GET', not {method!r}")
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ValueError(f"path must start with '/', like '/v1/orders/open', not {path!r}")
+        if not isinstance(method, str) or not isinstance(path, str):
+            raise TypeError("method and path must be strings, such as 'GET' and '/v1/orders/open'")
+        if not (method.isascii() and method.isalpha()):
+            raise ValueError(f"method must be an HTTP method such as 'GET', not {method!r}")
+        if not _PATH.fullmatch(path):
+            raise ValueError(
+                f"path must be like '/v1/orders/open' (ASCII, no spaces; parameters go in "
+                f"params=), not {path!r}"
+            )
         return await self._call(method.upper(), path, _flatten(params), (), None, None)
 
     async def _call(
@@ -562,7 +582,7 @@ class UpbitSession:
         the handler of the transport's exception, so that none of them chains to it (it holds
         the request's headers).
         """
-        error: UpbitError
+        error: UpbitError | asyncio.CancelledError
         ids = call.ids
         try:
             return await self._transmit(http, call, lease)
@@ -609,13 +629,16 @@ class UpbitSession:
             if not http.closed:
                 raise
             error = self._lost(http, lease, ids, "closed")
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
             task = asyncio.current_task()
             if task is None or task.cancelling():
-                raise
-            # Not this task's cancellation: the caller closed its http_session, which cancels
-            # requests waiting for one of its connections.
-            error = self._lost(http, lease, ids, "cancelled")
+                # This task's own cancellation, raised afresh: the original's traceback runs
+                # through the transport's frames, which hold the request's headers.
+                error = asyncio.CancelledError(*cancelled.args)
+            else:
+                # Not this task's cancellation: the caller closed its http_session, which
+                # cancels requests waiting for one of its connections.
+                error = self._lost(http, lease, ids, "cancelled")
         raise error
 
     def _lost(
@@ -648,9 +671,12 @@ class UpbitSession:
             attempts += 1
             if attempts > 1:
                 raise _ResendRefusedError
-            lease.sending()
             if call.on_send is not None:
-                call.on_send()
+                try:
+                    call.on_send()
+                except Exception:
+                    _log.exception("on_send raised; the request goes on")
+            lease.sending()
             return await handler(request)
 
         async with http.request(

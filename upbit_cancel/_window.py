@@ -30,7 +30,7 @@ class SlidingWindowLimiter:
 
     Each :class:`Lease` takes a slot from its grant until its request can no longer be counted
     in the exchange's current window: a window (plus ``margin``) after its answer arrived; at
-    once if it never left; a window after ``max_transit`` past its departure if it was
+    once if it never left; a window after ``max_transit`` past the lease's end if it was
     abandoned on the way (a timeout, a dropped connection, a cancelled task), since it may
     still arrive. A grant needs a free slot, so whatever the network, connection set-up or
     event-loop delays, no window of the exchange holds more than ``limit`` of these requests,
@@ -55,7 +55,7 @@ class SlidingWindowLimiter:
         window: The window, in seconds (Upbit: 1).
         margin: Seconds added to every hold, for clock granularity at the exchange.
         max_transit: The longest a request may take to reach the exchange after it left:
-            an abandoned request keeps its slot until then, plus a window.
+            an abandoned request keeps its slot that long past its lease's end, plus a window.
     """
 
     __slots__ = (
