@@ -30,8 +30,8 @@ def match_answer(
     answer lists as both canceled and refused is unresolved: the answer contradicts itself. An id
     the answer does not mention is unresolved with no error (Upbit's answer for ids it does not
     know is undocumented and may be silence), unless the answer lists entries that match no id
-    sent: then the silent id may be one of them, and says so. With ``after_unknown``, an earlier attempt got no usable
-    answer, so refused ids may have been canceled by it.
+    sent: then the silent id may be one of them, and says so. With ``after_unknown``, an earlier
+    attempt got no usable answer, so refused ids may have been canceled by it.
     """
 
     def key(entry: OrderEntry) -> str | None:
