@@ -531,6 +531,9 @@ class _BlockedAfterGrant:
         self.inner.block(30.0, "HTTP 418: blocked for 30 seconds")
         return lease
 
+    def try_acquire(self) -> Lease | None:
+        return None
+
     def departing(self, lease: Lease) -> None:
         self.inner.departing(lease)
 

@@ -67,6 +67,13 @@ class TokenBucketLimiter:
         self._active += 1
         return Lease(self, now, loop.time)
 
+    def try_acquire(self) -> Lease | None:
+        """Always ``None``: the bucket only hands out tokens by awaiting."""
+        now = asyncio.get_running_loop().time()
+        if self._policy.is_blocked(now):
+            raise self._policy.blocked_error(now)
+        return None
+
     def departing(self, lease: Lease) -> None:
         """Refuse a request about to leave while the account is blocked."""
         self._policy.check_departure(asyncio.get_running_loop().time())

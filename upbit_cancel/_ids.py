@@ -13,6 +13,7 @@ __all__ = [
     "MAX_IDENTIFIER_BYTES",
     "MAX_IDS_PER_REQUEST",
     "UUID_EXAMPLE",
+    "UUID_PATTERN",
     "CheckedIds",
     "Kind",
     "checked_request_ids",
@@ -36,13 +37,14 @@ MAX_IDENTIFIER_BYTES = 128
 #: Shown in error messages so that the fix is obvious.
 UUID_EXAMPLE = "cdd92199-2897-4e14-9448-f923320408ad"
 
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: An Upbit order uuid: lowercase hex 8-4-4-4-12.
+UUID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _REPR_LIMIT = 60
 
 
 def is_uuid(value: str) -> bool:
     """Whether ``value`` has the shape of an Upbit order uuid (lowercase hex 8-4-4-4-12)."""
-    return _UUID.fullmatch(value) is not None
+    return UUID_PATTERN.fullmatch(value) is not None
 
 
 def _short_repr(value: object) -> str:

@@ -15,7 +15,7 @@ from typing import Final
 import attrs
 
 from ._errors import InvalidIdError, UpbitError
-from ._ids import MAX_IDS_PER_REQUEST, Kind, id_problem, label
+from ._ids import MAX_IDS_PER_REQUEST, UUID_PATTERN, Kind, id_problem, label
 from ._matching import match_answer, unresolved_with
 from ._models import BatchResult, CancelResult, ChunkResult, OrderEntry, OrderList, UnresolvedOrder
 
@@ -67,6 +67,7 @@ class Ledger:
         self._collection = items if isinstance(items, Collection) else None
         self._keep = keep
         self._seen: set[object] = set()
+        self._is_uuid = UUID_PATTERN.fullmatch if kind == "uuids" else None
         self._next_index = 0
         self._open: dict[int, Chunk] = {}
         self._settled: dict[int, ChunkResult] = {}
@@ -109,14 +110,23 @@ class Ledger:
         return chunk
 
     def _register(self, chunk: Chunk, item: object) -> None:
-        key = _key(item)
+        # The common case, a well-formed uuid, takes no function call beyond the regex: this
+        # runs for every id of every batch.
+        key: object
+        if isinstance(item, str):
+            key = name = item
+        else:
+            name = label(item)
+            key = _key(item)
         if key in self._seen:
             return
         self._seen.add(key)
         self.read += 1
-        name = label(item)
         chunk.ids.append(name)
-        problem = id_problem(self.kind, item)
+        if self._is_uuid is not None and isinstance(item, str) and self._is_uuid(item):
+            problem = None
+        else:
+            problem = id_problem(self.kind, item)
         if problem is None:
             chunk.valid.append(name)
         else:

@@ -59,6 +59,14 @@ class Limiter(Protocol):
         """Wait for a slot and return its lease; raise :class:`BlockedError` while blocked."""
         ...
 
+    def try_acquire(self) -> Lease | None:
+        """A lease at once if one is free and nobody waits, else ``None`` (then :meth:`acquire`).
+
+        Raises :class:`BlockedError` while blocked. A backend that cannot tell without waiting
+        (a remote store) returns ``None``.
+        """
+        ...
+
     def departing(self, lease: Lease) -> None:
         """The lease's request is about to leave; raise :class:`BlockedError` to stop it."""
         ...

@@ -521,11 +521,16 @@ class UpbitSession:
         """A lease for one attempt: raises BlockedError, or NotSentError once ``stop`` is set."""
         error: UpbitError
         try:
-            if stop is None:
-                return await limiter.acquire()
-            if not stop.is_set():
+            if stop is not None and stop.is_set():
+                error = NotSentError("not sent: stopped before its turn came", ids=ids)
+            else:
+                # Most grants need no wait: only a wait is raced with ``stop``.
+                lease = limiter.try_acquire()
+                if lease is not None:
+                    return lease
+                if stop is None:
+                    return await limiter.acquire()
                 return await self._lease_unless(limiter, stop)
-            error = NotSentError("not sent: stopped before its turn came", ids=ids)
         except BlockedError as blocked:
             error = BlockedError(
                 blocked.message, name=blocked.name, retry_after=blocked.retry_after, ids=ids

@@ -127,12 +127,10 @@ class SlidingWindowLimiter:
         Raises :class:`BlockedError` while the account is blocked, including for requests that
         were already waiting when the block began.
         """
+        lease = self.try_acquire()
+        if lease is not None:
+            return lease
         loop = self._bind()
-        now = loop.time()
-        if self._policy.is_blocked(now):
-            raise self._policy.blocked_error(now)
-        if not self._queue and self._ready_at(now) <= now:
-            return self._grant(loop, now)
         waiter: asyncio.Future[Lease] = loop.create_future()
         self._queue.append(waiter)
         self._schedule()
@@ -148,6 +146,16 @@ class SlidingWindowLimiter:
                     self._queue.remove(waiter)
                 self._schedule()
             raise
+
+    def try_acquire(self) -> Lease | None:
+        """A lease at once if a slot is free and nobody waits, else ``None``."""
+        loop = self._bind()
+        now = loop.time()
+        if self._policy.is_blocked(now):
+            raise self._policy.blocked_error(now)
+        if not self._queue and self._ready_at(now) <= now:
+            return self._grant(loop, now)
+        return None
 
     def departing(self, lease: Lease) -> None:
         """Refuse a request about to leave while the account is blocked (a 418 since its grant)."""
