@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from typing import Literal
 
@@ -172,7 +173,8 @@ def test_never_more_than_limit_at_the_exchange_and_never_later_than_needed(
     max_transit: float,
     requests: list[tuple[float, float, float, float, Ending]],
 ) -> None:
-    """For any pattern of outcomes: at most `limit` arrive per window; grants are FIFO, no idling.
+    """Holding until the answer, for any pattern of outcomes: at most `limit` arrive per window;
+    grants are FIFO, no idling.
 
     An answered request arrives between its departure and its answer; an abandoned one up to
     max_transit after its departure, even after the lease ended; one never sent never arrives.
@@ -182,7 +184,9 @@ def test_never_more_than_limit_at_the_exchange_and_never_later_than_needed(
     """
 
     async def main(clock: VirtualClock) -> tuple[list[float], list[Lease], list[int]]:
-        limiter = SlidingWindowLimiter(limit, window, margin=margin, max_transit=max_transit)
+        limiter = SlidingWindowLimiter(
+            limit, window, margin=margin, max_transit=max_transit, hold="answer"
+        )
         asked: list[float] = []
         leases: list[Lease] = []
         order: list[int] = []
@@ -412,3 +416,131 @@ def test_rejects_nonsense_settings(
     """Settings that cannot describe a budget are refused with a message naming them."""
     with pytest.raises(error, match=message):
         SlidingWindowLimiter(**arguments)  # type: ignore[arg-type]
+
+
+#: Extra delays, often at their extremes, where arrivals bunch up.
+EXTRA = st.one_of(st.sampled_from([0.0, 0.3]), st.floats(min_value=0.0, max_value=0.3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    limit=st.integers(min_value=1, max_value=6),
+    window=st.sampled_from([0.5, 1.0]),
+    margin=st.sampled_from([0.0, 0.01]),
+    # The path: the least delay to the exchange, and the least from arrival to answer.
+    least_in=st.floats(min_value=0.0, max_value=0.3),
+    least_back=st.floats(min_value=0.0, max_value=0.3),
+    warm=st.booleans(),
+    requests=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=0.4),  # gap before the request asks
+            st.floats(min_value=0.0, max_value=0.1),  # from grant to departure
+            EXTRA,  # delay to the exchange above the least
+            EXTRA,  # delay back above the least
+            st.sampled_from(["answered", "answered", "abandoned", "not_sent"]),
+        ),
+        min_size=1,
+        max_size=50,
+    ),
+)
+def test_holding_until_the_latest_arrival_never_crowds_a_window(
+    limit: int,
+    window: float,
+    margin: float,
+    least_in: float,
+    least_back: float,
+    warm: bool,
+    requests: list[tuple[float, float, float, float, Ending]],
+) -> None:
+    """Whatever the delays, as long as none beats the path's least ones: at most `limit` per window.
+
+    With `warm`, eight requests first take exactly the least delays, so the limiter has seen the
+    path's floor; without, it starts from nothing and must fall back on the answers. Abandoned
+    requests arrive up to max_transit after their lease ended.
+    """
+    max_transit = least_in + 0.2
+
+    async def main(clock: VirtualClock) -> list[float]:
+        limiter = SlidingWindowLimiter(limit, window, margin=margin, max_transit=max_transit)
+        arrivals: list[float] = []
+
+        async def one(departure: float, extra_in: float, extra_back: float, end: Ending) -> None:
+            lease = await limiter.acquire()
+            with lease:
+                await asyncio.sleep(departure)
+                if end == "not_sent":
+                    return
+                lease.sending()
+                delay_in = least_in + extra_in
+                if end == "abandoned":
+                    # Given up on before it arrives; it arrives all the same, in time.
+                    giving_up = delay_in * extra_back / 0.3
+                    await asyncio.sleep(giving_up)
+                    arrival = clock.now + min(delay_in - giving_up, max_transit)
+                    arrivals.append(arrival)
+                    return
+                await asyncio.sleep(delay_in)
+                arrivals.append(clock.now)
+                await asyncio.sleep(least_back + extra_back)
+                lease.answered(OK)
+
+        if warm:
+            for _ in range(8):
+                await one(0.0, 0.0, 0.0, "answered")
+        tasks = []
+        for gap, departure, extra_in, extra_back, end in requests:
+            await asyncio.sleep(gap)
+            tasks.append(asyncio.create_task(one(departure, extra_in, extra_back, end)))
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        return arrivals
+
+    arrivals = run_virtual(main)
+    assert most_in_any_window(arrivals, window - EPSILON) <= limit
+
+
+def test_a_known_path_shortens_the_hold_by_its_floor() -> None:
+    """Until eight round trips are seen, a slot frees a window after the answer; then earlier."""
+
+    async def main(clock: VirtualClock) -> list[float]:
+        limiter = SlidingWindowLimiter(1, 1.0, margin=0.0)
+        grants = []
+        for _ in range(10):
+            lease = await limiter.acquire()
+            grants.append(lease.granted_at)
+            with lease:
+                lease.sending()
+                await asyncio.sleep(0.3)  # 0.15 each way: the same round trip every time
+                lease.answered(OK)
+        return [later - earlier for earlier, later in itertools.pairwise(grants)]
+
+    cycles = run_virtual(main)
+    # From the answers: a round trip plus a window, until the eighth answer is in.
+    assert cycles[:7] == pytest.approx([1.3] * 7)
+    # From then on the floor (0.3) comes off: one window per cycle.
+    assert cycles[7:] == pytest.approx([1.0] * 2)
+
+
+def test_a_429_makes_the_limiter_forget_the_path() -> None:
+    """After a 429 the estimate is dropped: slots are held from the answers again."""
+
+    async def main(clock: VirtualClock) -> float:
+        limiter = SlidingWindowLimiter(1, 1.0, margin=0.0, rng=random.Random(0))
+        for _ in range(8):
+            lease = await limiter.acquire()
+            with lease:
+                lease.sending()
+                await asyncio.sleep(0.3)
+                lease.answered(OK)
+        lease = await limiter.acquire()
+        with lease:
+            lease.sending()
+            await asyncio.sleep(0.3)
+            lease.answered(Feedback(429))
+        answered = clock.now
+        after = await limiter.acquire()
+        after.release()
+        return after.granted_at - answered
+
+    # A window after the answer (the 429's pause is about as long, with jitter).
+    assert run_virtual(main) >= 1.0

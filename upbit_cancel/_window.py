@@ -8,10 +8,12 @@ import contextlib
 import math
 import random
 from collections import deque
+from typing import Literal
 
 from ._feedback import FeedbackPolicy
 from ._hold import hold_until
 from ._limiter import Lease
+from ._network import PathObserver
 
 __all__ = ["SlidingWindowLimiter"]
 
@@ -28,14 +30,16 @@ def _positive(name: str, value: object, *, zero: bool = False) -> float:
 class SlidingWindowLimiter:
     """At most ``limit`` requests reach the exchange in any window of ``window`` seconds.
 
-    Each :class:`Lease` takes a slot from its grant until its request can no longer be counted
-    in the exchange's current window: a window (plus ``margin``) after its answer arrived; at
-    once if it never left; a window after ``max_transit`` past the lease's end if it was
-    abandoned on the way (a timeout, a dropped connection, a cancelled task), since it may
-    still arrive. A grant needs a free slot, so whatever the network, connection set-up or
-    event-loop delays, no window of the exchange holds more than ``limit`` of these requests,
-    whether the exchange counts in fixed, sliding or token-bucket windows. An idle limiter
-    lets ``limit`` requests out at once; waiters are served first come, first served.
+    Each :class:`Lease` takes a slot from its grant until a request sent then can no longer be
+    counted in the same window of the exchange as its own (see ``_hold``): a window (plus
+    ``margin``) after its latest possible arrival, which the limiter bounds from the round trips
+    it has seen (the answer minus the path's floor), or a window after the answer while it knows
+    too little (first requests, after idle, after a 429); at once if it never left; a window
+    after ``max_transit`` past the lease's end if it was abandoned on the way (a timeout, a
+    dropped connection, a cancelled task), since it may still arrive. A grant needs a free slot,
+    so no window of the exchange holds more than ``limit`` of these requests, whether the
+    exchange counts in fixed, sliding or token-bucket windows, at any distance from it. An idle
+    limiter lets ``limit`` requests out at once; waiters are served first come, first served.
 
     Server feedback only ever slows it down (see ``FeedbackPolicy``): ``Remaining-Req``, 429
     (pause, backoff, a smaller share of the window) and 418 (a block: :meth:`acquire` raises
@@ -56,13 +60,19 @@ class SlidingWindowLimiter:
         margin: Seconds added to every hold, for clock granularity at the exchange.
         max_transit: The longest a request may take to reach the exchange after it left:
             an abandoned request keeps its slot that long past its lease's end, plus a window.
+        hold: ``"arrival"`` (the default) holds an answered request's slot until a window after
+            its latest possible arrival; ``"answer"`` until a window after its answer, which
+            costs a round trip per window (for comparison, or distrust of the estimate).
     """
 
     __slots__ = (
         "__weakref__",
         "_active",
+        "_floor",
+        "_hold",
         "_holds",
         "_loop",
+        "_path",
         "_policy",
         "_queue",
         "_timer",
@@ -88,6 +98,7 @@ class SlidingWindowLimiter:
         *,
         margin: float = 0.01,
         max_transit: float = 2.0,
+        hold: Literal["arrival", "answer"] = "arrival",
         rng: random.Random | None = None,
     ) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int):
@@ -98,11 +109,18 @@ class SlidingWindowLimiter:
         self.window = _positive("window", window)
         self.margin = _positive("margin", margin, zero=True)
         self.max_transit = _positive("max_transit", max_transit, zero=True)
+        if hold not in ("arrival", "answer"):
+            raise ValueError(f"hold must be 'arrival' or 'answer', not {hold!r}")
+        self._hold = hold
+        self._path = PathObserver()
+        # The path floor the current holds were computed with (None: from the answers).
+        self._floor: float | None = None
         self._policy = FeedbackPolicy(limit, self.window + self.margin, rng=rng)
         # Leases granted and not yet released.
         self._active = 0
-        # Until when each released lease still holds its slot, ascending.
-        self._holds: list[float] = []
+        # Until when each released lease still holds its slot, ascending, with its answer's
+        # time (-inf if none), so that a lower floor can lengthen the holds already set.
+        self._holds: list[tuple[float, float]] = []
         self._queue: deque[asyncio.Future[Lease]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,7 +137,7 @@ class SlidingWindowLimiter:
         """Whether no lease is active, none is awaited and no slot is held any more."""
         if self._active or self._queue:
             return False
-        return not self._holds or self._loop is None or self._holds[-1] <= self._loop.time()
+        return not self._holds or self._loop is None or self._holds[-1][0] <= self._loop.time()
 
     async def acquire(self) -> Lease:
         """Wait for a slot and return its lease.
@@ -166,8 +184,13 @@ class SlidingWindowLimiter:
         loop = self._bind()
         now = loop.time()
         self._active -= 1
+        if lease.sent_at is not None and lease.answered_at is not None:
+            self._path.observe(lease.sent_at, lease.answered_at)
         if lease.feedback is not None:
             self._policy.learn(lease.feedback, granted_at=lease.granted_at, now=now)
+            if lease.feedback.status == 429:
+                # The budget was overrun: the estimate may be wrong (the path got faster).
+                self._path.forget()
         until = hold_until(
             sent_at=lease.sent_at,
             answered_at=lease.answered_at,
@@ -175,10 +198,34 @@ class SlidingWindowLimiter:
             window=self.window,
             margin=self.margin,
             max_transit=self.max_transit,
+            floor=self._current_floor(now),
         )
         if until > now:
-            bisect.insort(self._holds, until)
+            answered = -math.inf if lease.answered_at is None else lease.answered_at
+            bisect.insort(self._holds, (until, answered))
         self._schedule()
+
+    def _current_floor(self, now: float) -> float | None:
+        """The path floor for new holds; a floor lower than before lengthens the current ones.
+
+        Holds are never shortened: a floor that rises (a slower path) applies from now on.
+        """
+        estimate = self._path.estimate(now) if self._hold == "arrival" else None
+        floor = None if estimate is None else estimate.floor
+        previous = self._floor
+        if floor is None and previous is not None:
+            self._lengthen(0.0)  # back to holds from the answers
+        elif floor is not None and previous is not None and floor < previous:
+            self._lengthen(floor)
+        self._floor = floor
+        return floor
+
+    def _lengthen(self, floor: float) -> None:
+        """Hold every answered slot at least until a window after its answer minus ``floor``."""
+        extra = self.window + self.margin - floor
+        self._holds = sorted(
+            (max(until, answered + extra), answered) for until, answered in self._holds
+        )
 
     # -- state -------------------------------------------------------------------------------
 
@@ -232,7 +279,7 @@ class SlidingWindowLimiter:
     def _ready_at(self, now: float) -> float:
         """Earliest time the next grant may happen; ``inf`` until some lease is released."""
         holds = self._holds
-        expired = bisect.bisect_right(holds, now)
+        expired = bisect.bisect_right(holds, (now, math.inf))
         if expired:
             del holds[:expired]
         # Slots to free before a grant: those taken beyond share - 1.
@@ -241,7 +288,7 @@ class SlidingWindowLimiter:
         if excess > len(holds):
             return math.inf
         if excess > 0:
-            ready = max(ready, holds[excess - 1])
+            ready = max(ready, holds[excess - 1][0])
         return ready
 
     def _schedule(self) -> None:
@@ -276,6 +323,6 @@ class SlidingWindowLimiter:
     def __repr__(self) -> str:
         return (
             f"SlidingWindowLimiter(limit={self.limit!r}, window={self.window!r}, "
-            f"margin={self.margin!r}, max_transit={self.max_transit!r}, "
+            f"margin={self.margin!r}, max_transit={self.max_transit!r}, hold={self._hold!r}, "
             f"in_flight={self._active}, waiters={len(self._queue)})"
         )
