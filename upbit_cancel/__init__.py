@@ -45,6 +45,7 @@ from ._models import (
     RemainingReq,
     UnresolvedOrder,
 )
+from ._redis import RedisLimiter
 from ._session import REGIONS, UpbitSession
 from ._window import SlidingWindowLimiter
 
@@ -77,6 +78,7 @@ __all__ = [
     "OutcomeUnknownError",
     "Progress",
     "RateLimitError",
+    "RedisLimiter",
     "RemainingReq",
     "ResponseTimeoutError",
     "ServerError",

@@ -27,7 +27,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from ._models import Feedback
 
-__all__ = ["Lease", "Limiter", "Outcome"]
+__all__ = ["AccountBound", "Lease", "Limiter", "Outcome"]
 
 #: How a lease's request ended: an answer came back, it certainly never left, or it left and
 #: no answer came back (it may still reach the exchange).
@@ -76,6 +76,18 @@ class Limiter(Protocol):
         ...
 
 
+@runtime_checkable
+class AccountBound(Protocol):
+    """A limiter whose budget lives outside the process and is keyed by the account.
+
+    The session tells it whose budget it is when it first uses it.
+    """
+
+    def bind(self, access_key: str) -> None:
+        """Key the budget by this access key, unless the limiter was given an account name."""
+        ...
+
+
 class Lease:
     """One request's right to reach the exchange, from its grant until its slot is free again.
 
@@ -89,6 +101,7 @@ class Lease:
         "answered_at",
         "feedback",
         "granted_at",
+        "handle",
         "released_at",
         "sent_at",
     )
@@ -103,10 +116,20 @@ class Lease:
     feedback: Feedback | None
     #: When it was released, or ``None`` while active.
     released_at: float | None
+    #: What its limiter knows it by, if anything (a Redis-backed limiter's lease id).
+    handle: str | None
 
-    def __init__(self, limiter: Limiter, granted_at: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        limiter: Limiter,
+        granted_at: float,
+        clock: Callable[[], float],
+        *,
+        handle: str | None = None,
+    ) -> None:
         self._limiter = limiter
         self._clock = clock
+        self.handle = handle
         self.granted_at = granted_at
         self.sent_at = None
         self.answered_at = None

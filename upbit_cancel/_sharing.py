@@ -19,7 +19,7 @@ import weakref
 from aiolimiter import AsyncLimiter
 
 from ._aiolimiter import TokenBucketLimiter
-from ._limiter import Limiter
+from ._limiter import AccountBound, Limiter
 from ._window import SlidingWindowLimiter
 
 __all__ = ["as_limiter", "claim", "unclaim"]
@@ -65,6 +65,8 @@ def claim(owner: object, access_key: str, given: Limiter | None) -> Limiter:
     current = table.get(access_key)
     if current is not None and (given is None or _identity(given) is current.identity):
         current.owners.add(owner)
+        if isinstance(current.limiter, AccountBound):
+            current.limiter.bind(access_key)
         return current.limiter
     if current is not None:
         others = [other for other in current.owners if other is not owner]
@@ -75,6 +77,8 @@ def claim(owner: object, access_key: str, given: Limiter | None) -> Limiter:
                 "same limiter, such as limiter=other_session.limiter"
             )
     limiter = given if given is not None else SlidingWindowLimiter()
+    if isinstance(limiter, AccountBound):
+        limiter.bind(access_key)
     table[access_key] = _Claim(limiter, _identity(limiter))
     table[access_key].owners.add(owner)
     return limiter

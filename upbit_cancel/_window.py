@@ -244,6 +244,15 @@ class SlidingWindowLimiter:
         """Loop time until which the account is blocked (in the past when not blocked)."""
         return self._policy.blocked_until
 
+    def remaining_holds(self) -> list[float]:
+        """Seconds until each taken slot frees: held ones by their hold, active leases as if
+        abandoned now (for a limiter that hands its slots over to another, as RedisLimiter does
+        when Redis returns)."""
+        now = self._bind().time()
+        held = [until - now for until, _ in self._holds if until > now]
+        abandoned = self.max_transit + self.window + self.margin
+        return held + [abandoned] * self._active
+
     def share(self, now: float | None = None) -> int:
         """Slots in a window now: ``limit``, fewer for a while after 429s."""
         return self._policy.share(self._bind().time() if now is None else now)

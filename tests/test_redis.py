@@ -1,0 +1,300 @@
+"""RedisLimiter against a real redis-server on loopback: one budget for every process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from tests.conftest import RedisServer
+from upbit_cancel import (
+    BatchCanceller,
+    BlockedError,
+    Feedback,
+    RedisLimiter,
+    UpbitSession,
+)
+from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+UNKNOWN = "0000abcd-0000-4000-8000-000000000000"
+
+
+def session_for(
+    fake: FakeUpbit, limiter: RedisLimiter, keys: tuple[str, str] | None = None
+) -> UpbitSession:
+    access_key, secret_key = keys or (fake.access_key, fake.secret_key)
+    return UpbitSession(access_key, secret_key, base_url=fake.base_url, limiter=limiter)
+
+
+def incidents(records: list[RequestRecord], window: float = 1.0) -> int:
+    """Groups of 429s: one more than a window after the previous 429 starts a new group."""
+    count, last = 0, float("-inf")
+    for arrival in sorted(record.arrival for record in records if record.status == 429):
+        if arrival - last > window:
+            count += 1
+        last = arrival
+    return count
+
+
+async def test_two_processes_of_one_account_share_one_budget(redis_url: str) -> None:
+    """Two limiters (as two processes would have), two keys of one account: 30 a second in all."""
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(120)
+        other = fake.add_credentials()
+        async with (
+            RedisLimiter(redis_url, account="main") as first,
+            RedisLimiter(redis_url, account="main") as second,
+            session_for(fake, first) as one,
+            session_for(fake, second, other) as two,
+        ):
+            await asyncio.gather(
+                BatchCanceller(one).cancel(uuids=uuids[:60]),
+                *(two.cancel_orders(uuids=[uuid]) for uuid in uuids[60:]),
+            )
+        assert fake.state_counts()["wait"] == 0
+        assert fake.stats()["rejected_429"] == 0
+        assert fake.max_in_window() <= 30
+
+
+async def test_the_keys_carry_a_hash_tag_and_never_the_access_key(redis_url: str) -> None:
+    """One hash tag per account (usable on Redis Cluster), keyed by a hash of the access key."""
+    async with FakeUpbit() as fake, RedisLimiter(redis_url) as limiter:
+        async with session_for(fake, limiter) as session:
+            await session.cancel_orders(uuids=[UNKNOWN])
+        client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+        keys = [str(key) for key in await client.keys("*")]
+        await client.aclose()
+    assert keys
+    assert len({key.split("}")[0] for key in keys}) == 1
+    assert all(key.startswith("upbit_cancel:{") for key in keys)
+    assert not any(fake.access_key in key for key in keys)
+
+
+async def test_a_block_met_by_one_process_stops_every_process(redis_url: str) -> None:
+    """A 418 answered to one limiter's request: the other's requests are refused unsent."""
+    async with FakeUpbit() as fake:
+        other = fake.add_credentials()
+        fake.queue_response(418, {"error": {"name": "blocked", "message": "blocked for 30 s"}})
+        async with (
+            RedisLimiter(redis_url, account="main") as first,
+            RedisLimiter(redis_url, account="main") as second,
+            session_for(fake, first) as one,
+            session_for(fake, second, other) as two,
+        ):
+            with pytest.raises(BlockedError):
+                await one.cancel_orders(uuids=[UNKNOWN])
+            await asyncio.sleep(0.05)  # the release reaches Redis in the background
+            with pytest.raises(BlockedError) as caught:
+                await two.cancel_orders(uuids=[UNKNOWN])
+        assert caught.value.retry_after > 25
+        assert len(fake.records) == 1
+
+
+async def test_a_429_met_by_one_process_pauses_every_process(redis_url: str) -> None:
+    """Someone else spends the budget: every process of the account pauses together."""
+    async with (
+        RedisLimiter(redis_url, account="main") as first,
+        RedisLimiter(redis_url, account="main") as second,
+    ):
+        lease = await first.acquire()
+        with lease:
+            lease.sending()
+            lease.answered(Feedback(429))
+        await asyncio.sleep(0.05)  # the release reaches Redis in the background
+        with pytest.raises(TimeoutError):
+            # The pause lasts at least a window: nothing is granted meanwhile.
+            await asyncio.wait_for(second.acquire(), timeout=0.3)
+
+
+async def test_waiting_processes_are_served_in_the_order_they_asked(redis_url: str) -> None:
+    """When the budget is full, a slot goes to whoever reached Redis first, not to the nearest."""
+    async with (
+        RedisLimiter(redis_url, account="main", limit=2, window=0.3) as first,
+        RedisLimiter(redis_url, account="main", limit=2, window=0.3) as second,
+    ):
+        for _ in range(2):
+            lease = await first.acquire()
+            with lease:
+                lease.sending()
+                lease.answered(Feedback(200))
+        served: list[str] = []
+
+        async def take(limiter: RedisLimiter, name: str) -> None:
+            lease = await limiter.acquire()
+            served.append(name)
+            lease.release()
+
+        early = asyncio.ensure_future(take(second, "second, earlier"))
+        client = redis.asyncio.Redis.from_url(redis_url)
+        # Until the earlier ticket is in line: only Redis can tell.
+        while not await client.keys("*:queue"):  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        await client.aclose()
+        late = asyncio.ensure_future(take(first, "first, later"))
+        await asyncio.gather(early, late)
+    assert served == ["second, earlier", "first, later"]
+
+
+async def test_an_unreachable_redis_falls_back_to_a_local_share_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No Redis: a conservative local budget, never unlimited, and one warning."""
+    server = RedisServer()  # never started: its port refuses connections
+    async with RedisLimiter(server.url, fallback_limit=3, window=5.0, timeout=0.2) as limiter:
+        leases = [await limiter.acquire() for _ in range(3)]
+        assert limiter.degraded
+        for lease in leases:
+            with lease:
+                lease.sending()
+                lease.answered(Feedback(200))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(limiter.acquire(), timeout=0.3)
+    assert caplog.text.count("Redis unreachable") == 1
+
+
+async def test_when_redis_returns_it_takes_over_with_the_fallbacks_slots() -> None:
+    """Back from a fallback: Redis serves again, holding what the fallback granted meanwhile."""
+    server = RedisServer()
+    async with RedisLimiter(server.url, fallback_limit=3, timeout=0.2) as limiter:
+        lease = await limiter.acquire()
+        assert limiter.degraded
+        lease.release()
+        server.start()
+        try:
+            await asyncio.sleep(1.05)  # the fallback tries Redis again once a second
+            lease = await limiter.acquire()
+            assert not limiter.degraded
+            assert lease.handle is not None
+            lease.release()
+        finally:
+            server.stop()
+
+
+async def test_a_restart_of_redis_mid_run_loses_no_id() -> None:
+    """Redis stops and comes back while a batch runs: every id settled, the run completes."""
+    server = RedisServer()
+    server.start()
+    try:
+        async with FakeUpbit(faults=Faults(jitter_in=0.005)) as fake:
+            uuids = fake.add_orders(900)
+            async with (
+                RedisLimiter(server.url, account="main", timeout=0.2) as limiter,
+                session_for(fake, limiter) as session,
+            ):
+                batch = asyncio.ensure_future(BatchCanceller(session).cancel(uuids=uuids))
+                await fake.wait_for(lambda fake: fake.received >= 10)
+                server.stop()
+                await fake.wait_for(lambda fake: fake.received >= 25)
+                server.start()
+                result = await batch
+            assert result.success.count == 900
+            assert fake.state_counts()["wait"] == 0
+            assert incidents(fake.records) <= 1
+    finally:
+        server.stop()
+
+
+def test_without_redis_py_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`import upbit_cancel` needs no redis; RedisLimiter says which extra to install."""
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    with pytest.raises(ImportError, match=r"\[redis\]"):
+        RedisLimiter("redis://127.0.0.1:6379/0")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"redis": "http://host"}, ValueError, "redis://"),
+        ({"redis": 5}, TypeError, "redis"),
+        ({"account": ""}, TypeError, "account"),
+        ({"prefix": "a{b}"}, ValueError, "prefix"),
+        ({"fallback_limit": 0}, ValueError, "fallback_limit"),
+        ({"limit": 0}, ValueError, "limit"),
+        ({"timeout": -1}, ValueError, "timeout"),
+    ],
+)
+def test_bad_settings_are_refused(
+    arguments: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """Settings that cannot work fail at once, naming the setting."""
+    options: dict[str, Any] = {"redis": "redis://127.0.0.1:6379/0"} | arguments
+    with pytest.raises(error, match=message):
+        RedisLimiter(**options)
+
+
+async def start_workers(
+    fake: FakeUpbit, redis_url: str, tmp_path: Path, count: int, orders: int
+) -> list[asyncio.subprocess.Process]:
+    workers = []
+    for index in range(count):
+        access_key, secret_key = fake.add_credentials()
+        uuids_file = tmp_path / f"worker-{index}.txt"
+        uuids_file.write_text("\n".join(fake.add_orders(orders)), encoding="utf-8")
+        env = {**os.environ, "UPBIT_ACCESS_KEY": access_key, "UPBIT_SECRET_KEY": secret_key}
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests._redis_worker",
+            fake.base_url,
+            redis_url,
+            "main",
+            str(uuids_file),
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        workers.append(worker)
+    for worker in workers:
+        assert worker.stdout is not None
+        assert await worker.stdout.readline() == b"ready\n"
+    return workers
+
+
+async def outcome(worker: asyncio.subprocess.Process) -> dict[str, Any]:
+    stdout, _ = await worker.communicate()
+    assert worker.returncode == 0
+    result: dict[str, Any] = json.loads(stdout)
+    return result
+
+
+async def test_three_processes_cancel_together_within_one_budget(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Three worker processes, 900 orders each: all canceled, never over 30 in a second."""
+    async with FakeUpbit(faults=Faults(jitter_in=0.01)) as fake:
+        workers = await start_workers(fake, redis_url, tmp_path, count=3, orders=900)
+        results = await asyncio.gather(*(outcome(worker) for worker in workers))
+        assert [result["success"] for result in results] == [900] * 3
+        assert all(result["placed"] for result in results)
+        assert fake.state_counts()["wait"] == 0
+        assert fake.stats()["rejected_429"] == 0
+        assert fake.max_in_window() <= 30
+
+
+async def test_a_killed_process_leaves_no_stuck_budget(redis_url: str, tmp_path: Path) -> None:
+    """SIGKILL one worker mid-batch: the others finish without a 429; its slots come back."""
+    async with FakeUpbit(faults=Faults(jitter_in=0.01)) as fake:
+        workers = await start_workers(fake, redis_url, tmp_path, count=3, orders=600)
+        await fake.wait_for(lambda fake: fake.received >= 40)
+        workers[0].send_signal(signal.SIGKILL)
+        await workers[0].wait()
+        results = await asyncio.gather(*(outcome(worker) for worker in workers[1:]))
+        assert [result["success"] for result in results] == [600] * 2
+        assert fake.stats()["rejected_429"] == 0
+        assert fake.max_in_window() <= 30
+    # Once the dead process's leases expire, a fresh process gets the whole budget at once.
+    async with RedisLimiter(redis_url, account="main") as limiter:
+        leases = await asyncio.wait_for(
+            asyncio.gather(*(limiter.acquire() for _ in range(30))), timeout=15
+        )
+        for lease in leases:
+            lease.release()

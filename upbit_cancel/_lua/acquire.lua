@@ -1,0 +1,69 @@
+-- Grant slots to the tickets given, in the order tickets reached Redis; say when to ask again.
+local held, active, queue, seen, seq, state, floors = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local limit, unit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local active_hold, ticket_ttl, floor_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local blocked = tonumber(redis.call('HGET', state, 'blocked_until') or '0')
+if now < blocked then
+  return {'blocked', tostring(now), tostring(blocked - now), redis.call('HGET', state, 'block_reason') or ''}
+end
+redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', active, '-inf', now)
+for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', seen, '-inf', now - ticket_ttl)) do
+  redis.call('ZREM', queue, ticket)
+  redis.call('ZREM', seen, ticket)
+end
+local mine = {}
+for i = 6, #ARGV do
+  local ticket = ARGV[i]
+  mine[ticket] = true
+  if not redis.call('ZSCORE', queue, ticket) then
+    redis.call('ZADD', queue, redis.call('INCR', seq), ticket)
+  end
+  redis.call('ZADD', seen, now, ticket)
+end
+local share = limit
+local reduced = redis.call('HMGET', state, 'share', 'share_since')
+if reduced[1] then
+  local grown = tonumber(reduced[1]) + math.floor((now - tonumber(reduced[2])) / unit) * math.max(1, math.floor(limit / 10))
+  share = math.min(limit, grown)
+end
+local paused = tonumber(redis.call('HGET', state, 'paused_until') or '0')
+local taken = redis.call('ZCARD', held) + redis.call('ZCARD', active)
+local granted = {}
+if now >= paused and taken < share then
+  for _, ticket in ipairs(redis.call('ZRANGE', queue, 0, share - taken - 1)) do
+    if mine[ticket] then
+      redis.call('ZREM', queue, ticket)
+      redis.call('ZREM', seen, ticket)
+      redis.call('ZADD', active, now + active_hold, ticket)
+      table.insert(granted, ticket)
+    end
+  end
+  taken = taken + #granted
+end
+local retry = -1
+local first = nil
+for i = 6, #ARGV do
+  local rank = redis.call('ZRANK', queue, ARGV[i])
+  if rank and (first == nil or rank < first) then first = rank end
+end
+if first ~= nil then
+  if now < paused then
+    retry = paused - now
+  else
+    local need = taken - share + first + 1
+    local holds = redis.call('ZRANGE', held, need - 1, need - 1, 'WITHSCORES')
+    if need >= 1 and holds[2] then retry = tonumber(holds[2]) - now end
+  end
+end
+local least = ''
+for _, value in ipairs(redis.call('HVALS', floors)) do
+  local sep = string.find(value, ':', 1, true)
+  local floor, at = tonumber(string.sub(value, 1, sep - 1)), tonumber(string.sub(value, sep + 1))
+  if now - at <= floor_ttl and (least == '' or floor < least) then least = floor end
+end
+local reply = {'ok', tostring(now), tostring(retry), tostring(least)}
+for _, ticket in ipairs(granted) do table.insert(reply, ticket) end
+return reply

@@ -1,0 +1,532 @@
+"""RedisLimiter: one budget for every process and host of an account, kept in Redis.
+
+Layout, one hash tag per account and group (so every key lands on one Redis Cluster slot), never
+the raw access key (a hash of it, or of the account name given)::
+
+    {prefix}:{<hash>}:default:held     zset  lease -> when its slot frees (released leases)
+    {prefix}:{<hash>}:default:active   zset  lease -> when it expires unless renewed
+    {prefix}:{<hash>}:default:queue    zset  ticket -> place in line (arrival order)
+    {prefix}:{<hash>}:default:seen     zset  ticket -> when its process last asked for it
+    {prefix}:{<hash>}:default:seq      int   the next place in line
+    {prefix}:{<hash>}:default:state    hash  paused_until, blocked_until, block_reason, share, …
+    {prefix}:{<hash>}:default:floors   hash  process -> "floor:when" (each process's path floor)
+
+Every grant and every release is one Lua script (in ``_lua/``), timed by the Redis server's clock
+(``TIME``): hosts' clocks differ, so times cross the network only as durations. A slot is held by
+an active lease for ``max_transit`` plus a window past its last renewal, so a process that dies
+costs the others that much capacity, never a stuck budget; a live process renews its active leases
+twice a second. Requests waiting for a slot queue in Redis in the order they reached it, and a slot
+goes to the head of that queue: no process starves another. A waiting process asks again when Redis
+says the next slot frees (or shortly, while the slots are held by requests still in flight), not
+blindly.
+
+When Redis cannot be reached, or answers slower than its timeout, the limiter falls back on a
+local :class:`SlidingWindowLimiter` with a conservative share of the budget (``fallback_limit``
+per window), logs it once, and tries Redis again every second; when Redis is back, the slots
+the fallback still holds are handed to Redis first, then Redis serves again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import random
+import uuid
+from collections.abc import Sequence
+from importlib import resources
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._feedback import FeedbackPolicy
+from ._hold import hold_until
+from ._limiter import Lease
+from ._network import PathObserver
+from ._window import SlidingWindowLimiter, _positive
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+__all__ = ["RedisLimiter"]
+
+_log = logging.getLogger("upbit_cancel")
+
+#: How often a process renews its active leases, in seconds.
+_RENEW_EVERY = 0.5
+#: A waiting ticket whose process has not asked for it for this long is dropped, in seconds.
+_TICKET_TTL = 1.5
+#: How soon to ask again while every slot is held by a request still in flight, in seconds.
+_POLL = 0.02
+#: How often to try Redis again while falling back, in seconds.
+_RETRY_REDIS = 1.0
+#: A floor another process reported is used for this long, in seconds.
+_FLOOR_TTL = 10.0
+
+
+def _redis_module() -> Any:
+    try:
+        import redis.asyncio
+    except ImportError:
+        raise ImportError(
+            "RedisLimiter needs redis-py: install the 'redis' extra, "
+            "such as pip install -e '.[redis]' from a clone of upbit_cancel"
+        ) from None
+    return redis
+
+
+def _account_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+class RedisLimiter:
+    """One budget for every process and host of an account: at most ``limit`` requests reach the
+    exchange in any window, whatever process sends them.
+
+    Example::
+
+        limiter = RedisLimiter("redis://127.0.0.1:6379/0")
+        async with UpbitSession(access_key, secret_key, region="sg", limiter=limiter) as session:
+            await BatchCanceller(session).cancel(uuids=ids)
+        await limiter.aclose()
+
+    The budget is keyed by the account: by default a hash of the access key of the first session
+    that uses the limiter. Processes that use different API keys of one account share a budget
+    only when given the same ``account=`` name. Holds follow the same rule as
+    :class:`SlidingWindowLimiter` (network-aware, see ``_hold``); each process learns its own
+    path, and a process subtracts less when another's path is faster.
+
+    Args:
+        redis: A ``redis://`` URL, or a ``redis.asyncio.Redis`` client (the caller closes it).
+        account: A name for the account's budget, shared by every process that gives it.
+        limit, window, margin, max_transit, hold: As for :class:`SlidingWindowLimiter`.
+        prefix: The first part of every key.
+        timeout: Seconds a Redis call may take before Redis counts as unreachable.
+        fallback_limit: Requests per window this process allows itself while Redis is
+            unreachable: a conservative share, ``limit`` divided by the number of processes of
+            the account (default: a sixth of ``limit``, 5 of 30).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_account",
+        "_active",
+        "_client",
+        "_closed",
+        "_degraded",
+        "_driver",
+        "_fallback",
+        "_least_floor",
+        "_loop",
+        "_owns_client",
+        "_path",
+        "_policy",
+        "_prefix",
+        "_process",
+        "_renewer",
+        "_retry_at",
+        "_scripts",
+        "_tasks",
+        "_timeout",
+        "_waiters",
+        "hold",
+        "limit",
+        "margin",
+        "max_transit",
+        "window",
+    )
+
+    def __init__(
+        self,
+        redis: str | redis.asyncio.Redis,
+        *,
+        account: str | None = None,
+        limit: int = 30,
+        window: float = 1.0,
+        margin: float = 0.01,
+        max_transit: float = 2.0,
+        hold: Literal["arrival", "answer"] = "arrival",
+        prefix: str = "upbit_cancel",
+        timeout: float = 0.5,
+        fallback_limit: int | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        module = _redis_module()
+        if isinstance(redis, str):
+            if not redis.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError("redis must be a redis:// URL or a redis.asyncio.Redis client")
+            timeout = _positive("timeout", timeout)
+            self._client = module.asyncio.Redis.from_url(
+                redis, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+            self._owns_client = True
+        elif isinstance(redis, module.asyncio.Redis):
+            self._client = redis
+            self._owns_client = False
+        else:
+            raise TypeError(
+                "redis must be a redis:// URL or a redis.asyncio.Redis client, "
+                f"not {type(redis).__name__}"
+            )
+        if account is not None and (not isinstance(account, str) or not account):
+            raise TypeError("account must be a non-empty string naming the account's budget")
+        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+            raise ValueError("prefix must be a non-empty string without braces")
+        # The same settings as the in-process limiter, checked the same way.
+        SlidingWindowLimiter(limit, window, margin=margin, max_transit=max_transit, hold=hold)
+        if fallback_limit is None:
+            fallback_limit = max(1, limit // 6)
+        if isinstance(fallback_limit, bool) or not isinstance(fallback_limit, int):
+            raise TypeError(f"fallback_limit must be a whole number, not {fallback_limit!r}")
+        if not 1 <= fallback_limit <= limit:
+            raise ValueError(f"fallback_limit must be between 1 and limit, not {fallback_limit!r}")
+        self._fallback = SlidingWindowLimiter(
+            fallback_limit, window, margin=margin, max_transit=max_transit, hold=hold
+        )
+        self.limit = limit
+        self.window = float(window)
+        self.margin = float(margin)
+        self.max_transit = float(max_transit)
+        self.hold = hold
+        self._timeout = _positive("timeout", timeout)
+        self._prefix = prefix
+        self._account = None if account is None else _account_hash(f"account:{account}")
+        self._process = uuid.uuid4().hex[:16]
+        self._policy = FeedbackPolicy(limit, self.window + self.margin, rng=rng)
+        self._path = PathObserver()
+        self._least_floor: float | None = None
+        self._waiters: dict[str, asyncio.Future[Lease]] = {}
+        self._active: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._driver: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._degraded = False
+        self._retry_at = -math.inf
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        scripts = resources.files("upbit_cancel") / "_lua"
+        self._scripts = {
+            name: self._client.register_script((scripts / f"{name}.lua").read_text("utf-8"))
+            for name in ("acquire", "release", "renew", "adopt")
+        }
+
+    # -- the contract ------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """Requests let out per window when idle, for all processes together: ``limit``."""
+        return self.limit
+
+    @property
+    def idle(self) -> bool:
+        """Whether this process holds no lease and waits for none (the budget lives in Redis)."""
+        return not self._active and not self._waiters and self._fallback.idle
+
+    @property
+    def degraded(self) -> bool:
+        """Whether Redis is unreachable and the local fallback share is in use."""
+        return self._degraded
+
+    def bind(self, access_key: str) -> None:
+        """Key the budget by ``access_key`` (hashed) unless an account name was given."""
+        if self._account is None:
+            self._account = _account_hash(f"key:{access_key}")
+
+    def try_acquire(self) -> Lease | None:
+        """``None``: a grant always takes a round trip to Redis (or the fallback's turn)."""
+        loop = self._bind()
+        now = loop.time()
+        if self._policy.is_blocked(now):
+            raise self._policy.blocked_error(now)
+        return None
+
+    async def acquire(self) -> Lease:
+        """Wait for a slot of the shared budget; raises :class:`BlockedError` while blocked."""
+        loop = self._bind()
+        now = loop.time()
+        if self._policy.is_blocked(now):
+            raise self._policy.blocked_error(now)
+        if self._degraded and now < self._retry_at:
+            return await self._fallback.acquire()
+        ticket = uuid.uuid4().hex
+        waiter: asyncio.Future[Lease] = loop.create_future()
+        self._waiters[ticket] = waiter
+        if self._driver is None or self._driver.done():
+            self._driver = loop.create_task(self._drive())
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            self._waiters.pop(ticket, None)
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                waiter.result().release()  # granted, never used
+            raise
+        except _FallBack:
+            return await self._fallback.acquire()
+
+    def departing(self, lease: Lease) -> None:
+        """Refuse a request about to leave while the account is blocked (as this process knows)."""
+        self._policy.check_departure(self._bind().time())
+
+    def release(self, lease: Lease) -> None:
+        """Learn from the answer; tell Redis, in the background, how long the slot stays taken."""
+        if self._closed:
+            return  # its slot expires in Redis on its own
+        loop = self._bind()
+        now = loop.time()
+        ticket = lease.handle
+        feedback = lease.feedback
+        before = (self._policy.paused_until, self._policy.blocked_until)
+        share_before = self._policy.share(now)
+        if lease.sent_at is not None and lease.answered_at is not None:
+            self._path.observe(lease.sent_at, lease.answered_at)
+        forget = False
+        if feedback is not None:
+            self._policy.learn(feedback, granted_at=lease.granted_at, now=now)
+            if feedback.status == 429:
+                self._path.forget()
+                forget = True
+        estimate = self._path.estimate(now) if self.hold == "arrival" else None
+        own = None if estimate is None else estimate.floor
+        floor = own
+        if own is not None and self._least_floor is not None and self._least_floor < own:
+            # Another process's path is faster: its requests may arrive sooner after leaving.
+            floor = (own + self._least_floor) / 2
+        until = hold_until(
+            sent_at=lease.sent_at,
+            answered_at=lease.answered_at,
+            released_at=now,
+            window=self.window,
+            margin=self.margin,
+            max_transit=self.max_transit,
+            floor=floor,
+        )
+        pause = self._policy.paused_until - now if self._policy.paused_until > before[0] else 0.0
+        block = self._policy.blocked_until - now if self._policy.blocked_until > before[1] else 0.0
+        halve = self._policy.share(now) < share_before
+        if ticket is not None:
+            self._active.discard(ticket)
+        arguments = [
+            ticket or "",
+            repr(max(0.0, until - now)),
+            repr(max(0.0, pause)),
+            repr(max(0.0, block)),
+            self._policy.block_reason if block > 0 else "",
+            "1" if halve else "0",
+            str(self.limit),
+            repr(self.window + self.margin),
+            self._process,
+            "" if own is None else repr(own),
+            "1" if forget else "0",
+        ]
+        self._spawn(self._release_in_redis(arguments))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Stop renewing, finish pending releases, and close the client if this limiter made it."""
+        if self._closed:
+            return
+        self._closed = True
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.cancel()
+        for task in (self._driver, self._renewer):
+            if task is not None:
+                task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self._timeout * 2)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> RedisLimiter:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "falling back" if self._degraded else "redis"
+        return (
+            f"RedisLimiter(limit={self.limit!r}, window={self.window!r}, "
+            f"prefix={self._prefix!r}, {state}, in_flight={len(self._active)})"
+        )
+
+    # -- the machinery -----------------------------------------------------------------------
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None and not self.idle:
+                raise RuntimeError(
+                    "this RedisLimiter is in use in another event loop; create one per loop"
+                )
+            self._loop = loop
+        if self._closed:
+            raise RuntimeError("this RedisLimiter is closed; create a new one")
+        return loop
+
+    def _keys(self, *names: str) -> list[str]:
+        account = self._account or _account_hash("key:unbound")
+        return [f"{self._prefix}:{{{account}}}:default:{name}" for name in names]
+
+    def _spawn(self, work: Any) -> None:
+        loop = self._bind()
+        task = loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drive(self) -> None:
+        """Ask Redis for slots for every ticket waiting in this process, until none waits."""
+        loop = self._bind()
+        while self._waiters:
+            tickets = [ticket for ticket, waiter in self._waiters.items() if not waiter.done()]
+            if not tickets:
+                self._waiters.clear()
+                return
+            if self._degraded:
+                await self._adopt()
+            try:
+                reply = await self._scripts["acquire"](
+                    keys=self._keys("held", "active", "queue", "seen", "seq", "state", "floors"),
+                    args=[
+                        self.limit,
+                        repr(self.window + self.margin),
+                        repr(self.max_transit + self.window + self.margin + _RENEW_EVERY),
+                        repr(_TICKET_TTL),
+                        repr(_FLOOR_TTL),
+                        *tickets,
+                    ],
+                )
+            except Exception as error:
+                if not _unreachable(error):
+                    raise
+                self._fall_back(error)
+                for ticket in tickets:
+                    stranded = self._waiters.pop(ticket, None)
+                    if stranded is not None and not stranded.done():
+                        stranded.set_exception(_FallBack())
+                continue
+            self._recovered()
+            status = _text(reply[0])
+            now = loop.time()
+            if status == "blocked":
+                remaining, reason = float(_text(reply[2])), _text(reply[3])
+                self._policy.block(now + remaining, reason)
+                refusal = self._policy.blocked_error(now)
+                for ticket in tickets:
+                    blocked = self._waiters.pop(ticket, None)
+                    if blocked is not None and not blocked.done():
+                        blocked.set_exception(refusal)
+                return
+            retry = float(_text(reply[2]))
+            least = _text(reply[3])
+            self._least_floor = float(least) if least else None
+            for ticket in (_text(item) for item in reply[4:]):
+                lease = Lease(self, now, loop.time, handle=ticket)
+                self._active.add(ticket)
+                self._ensure_renewing()
+                served = self._waiters.pop(ticket, None)
+                if served is None or served.done():
+                    lease.release()  # its caller gave up meanwhile: never sent
+                else:
+                    served.set_result(lease)
+            if self._waiters:
+                delay = retry if retry > 0 else _POLL
+                await asyncio.sleep(min(max(delay, 0.001), 0.25))
+
+    def _ensure_renewing(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = self._bind().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        """Keep this process's active leases alive in Redis while any is active."""
+        while self._active and not self._closed:
+            await asyncio.sleep(_RENEW_EVERY)
+            active = list(self._active)
+            if not active or self._degraded:
+                continue
+            try:
+                await self._scripts["renew"](
+                    keys=self._keys("active"),
+                    args=[
+                        repr(self.max_transit + self.window + self.margin + _RENEW_EVERY),
+                        *active,
+                    ],
+                )
+            except Exception as error:
+                if not _unreachable(error):
+                    raise
+                self._fall_back(error)
+
+    async def _release_in_redis(self, arguments: Sequence[str]) -> None:
+        if not arguments[0]:
+            return  # a fallback lease: nothing to tell Redis
+        try:
+            await self._scripts["release"](
+                keys=self._keys("held", "active", "state", "floors"), args=list(arguments)
+            )
+        except Exception as error:
+            if not _unreachable(error):
+                raise
+            # The lease stays active in Redis until it expires: held longer, never shorter.
+            self._fall_back(error)
+
+    async def _adopt(self) -> None:
+        """Hand the fallback's held slots to Redis before Redis serves again."""
+        holds = self._fallback.remaining_holds()
+        if not holds:
+            return
+        arguments: list[str] = []
+        for seconds in holds:
+            arguments += [f"fallback-{self._process}-{uuid.uuid4().hex[:8]}", repr(seconds)]
+        try:
+            await self._scripts["adopt"](keys=self._keys("held"), args=arguments)
+        except Exception as error:
+            if not _unreachable(error):
+                raise
+
+    def _fall_back(self, error: BaseException) -> None:
+        loop = self._bind()
+        self._retry_at = loop.time() + _RETRY_REDIS
+        if not self._degraded:
+            self._degraded = True
+            _log.warning(
+                "Redis unreachable (%s); this process allows itself %d requests per window "
+                "until it returns",
+                type(error).__name__,
+                self._fallback.limit,
+            )
+
+    def _recovered(self) -> None:
+        if self._degraded:
+            self._degraded = False
+            _log.warning("Redis reachable again; the shared budget is back in use")
+
+
+class _FallBack(Exception):
+    """Redis is unreachable: take a slot of the local fallback instead."""
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether ``error`` means Redis could not be reached or did not answer in time."""
+    module = _redis_module()
+    exceptions = module.exceptions
+    return isinstance(
+        error,
+        exceptions.ConnectionError
+        | exceptions.TimeoutError
+        | exceptions.BusyLoadingError
+        | OSError
+        | TimeoutError,
+    )
