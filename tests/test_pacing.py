@@ -13,31 +13,48 @@ from upbit_cancel._network import PathObserver
 from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord
 
 
-def test_no_estimate_until_enough_round_trips_nor_after_idle() -> None:
-    """Eight round trips are needed; an estimate lapses five seconds after the latest."""
-    observer = PathObserver()
+def test_no_estimate_until_enough_round_trips_over_a_window_nor_after_idle() -> None:
+    """Eight round trips over a window are needed; an estimate lapses five seconds later."""
+    observer = PathObserver(span=1.0)
     for n in range(7):
-        observer.observe(float(n), n + 0.3)
-        assert observer.estimate(n + 0.3) is None
-    observer.observe(7.0, 7.3)
-    estimate = observer.estimate(7.3)
+        observer.observe(n / 2, n / 2 + 0.3)
+        assert observer.estimate(n / 2 + 0.3) is None
+    observer.observe(3.5, 3.8)
+    estimate = observer.estimate(3.8)
     assert estimate is not None
     assert estimate.floor == pytest.approx(0.3)
     assert estimate.samples == 8
-    assert observer.estimate(12.31) is None
+    assert observer.estimate(8.81) is None
     observer.forget()
-    assert observer.estimate(7.3) is None
+    assert observer.estimate(3.8) is None
 
 
-@given(st.lists(st.floats(min_value=0.0, max_value=2.0), min_size=8, max_size=200))
+def test_a_single_burst_is_no_witness_of_the_path() -> None:
+    """Round trips that all came back within a window give no estimate, however many."""
+    observer = PathObserver(span=1.0)
+    for n in range(30):
+        observer.observe(0.0, 0.05 + n / 1000)
+    assert observer.estimate(0.1) is None
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=0.5), min_size=8, max_size=40))
 def test_the_floor_is_never_above_the_least_recent_round_trip(trips: list[float]) -> None:
     """Whatever was seen, the floor is at most the least of the round trips kept."""
-    observer = PathObserver()
-    for n, trip in enumerate(trips):
-        observer.observe(float(n), n + trip)
-    estimate = observer.estimate(float(len(trips)))
-    assert estimate is not None
-    assert 0.0 <= estimate.floor <= min(trips[-observer.keep :]) + 1e-12
+    observer = PathObserver(span=1.0)
+    answers = [n * 0.15 + trip for n, trip in enumerate(trips)]
+    # Answers are seen as they arrive, in time order.
+    for at, n in sorted((at, n) for n, at in enumerate(answers)):
+        observer.observe(n * 0.15, at)
+    now = max(answers)
+    estimate = observer.estimate(now)
+    kept = [trip for trip, at in zip(trips, answers, strict=True) if at >= now - observer.horizon]
+    if estimate is not None:
+        assert 0.0 <= estimate.floor <= min(kept) + 1e-12
+    spread = max(at for at in answers if at >= now - observer.horizon) - min(
+        at for at in answers if at >= now - observer.horizon
+    )
+    if len(kept) >= observer.needed and spread >= observer.span:
+        assert estimate is not None
 
 
 def incidents(records: list[RequestRecord], window: float) -> list[list[float]]:

@@ -4,8 +4,9 @@ One object reads every answer's :class:`Feedback` and keeps the resulting state,
 arithmetic on the times it is given (no clock, no event loop), so any limiter can compose it.
 Feedback only ever slows the account down:
 
-- ``Remaining-Req: sec=0``: the exchange's window is full; grant nothing until a window after the
-  request that saw it.
+- ``Remaining-Req: sec=0`` while this client holds less than its share: someone else spends the
+  budget and the exchange's window is full; grant nothing until a window after the request
+  that saw it. (When the client's own requests fill the window, ``sec=0`` says nothing new.)
 - 429: someone else spends the account's budget too (another process, another key). Pause the
   whole account for a window, doubling for each further 429 incident, with jitter so that
   clients of one account do not resume in lockstep; and halve the share of a window used,
@@ -86,10 +87,20 @@ class FeedbackPolicy:
             self.block_reason = reason
         self.pause(until)
 
-    def learn(self, feedback: Feedback, *, granted_at: float, now: float) -> None:
-        """Apply one answer's feedback, for a request granted at ``granted_at``."""
+    def learn(
+        self, feedback: Feedback, *, granted_at: float, now: float, own_full: bool = False
+    ) -> None:
+        """Apply one answer's feedback, for a request granted at ``granted_at``.
+
+        ``own_full``: the client's own requests take its whole share of the window now.
+        """
         remaining = feedback.remaining
-        if remaining is not None and remaining.group == "default" and remaining.sec == 0:
+        if (
+            remaining is not None
+            and remaining.group == "default"
+            and remaining.sec == 0
+            and not own_full
+        ):
             self.pause(granted_at + self.unit)
         if feedback.status == 429:
             self._rate_limited(granted_at, now)

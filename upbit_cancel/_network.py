@@ -7,6 +7,11 @@ is answered faster than ``F = min(d_in) + min(x)``. The least round trip seen la
 estimate of ``F`` from above; the spread of the smallest ones says how far above it may be, and
 the estimate is lowered by that much.
 
+A burst of requests sent at once is a poor witness: each of them may wait behind the others in
+the client (and its answer behind theirs), so every round trip of the burst is longer than the
+path by about the same amount, and their least one overstates the floor. Only round trips seen
+over at least ``span`` (a window: requests sent in different waves) give an estimate.
+
 The floor is what the hold rule needs (see ``_hold``): a request answered at ``e`` arrived no
 later than ``e - min(x)``, and a request sent at ``t`` arrives no earlier than ``t + min(d_in)``,
 so a slot may serve again at ``e - F`` plus a window instead of ``e`` plus a window.
@@ -35,50 +40,56 @@ class PathEstimate:
 class PathObserver:
     """Round trips of recent answered requests, and the :class:`PathEstimate` they support.
 
-    No estimate (``None``) until ``needed`` round trips were seen, and none once the latest is
-    older than ``stale_after`` seconds (after idle the path may have changed): callers then fall
-    back to what needs no estimate. :meth:`forget` drops everything, for when the exchange says
-    the estimate was wrong (a 429).
+    Round trips older than ``horizon`` seconds are dropped. No estimate (``None``) until
+    ``needed`` round trips were seen over at least ``span`` seconds, and none once the latest is
+    older than ``horizon`` (after idle the path may have changed): callers then fall back to
+    what needs no estimate. :meth:`forget` drops everything, for when the exchange says the
+    estimate was wrong (a 429).
     """
 
-    __slots__ = ("_last_at", "_recent", "_sorted", "keep", "needed", "stale_after")
+    __slots__ = ("_recent", "_sorted", "horizon", "needed", "span")
 
-    def __init__(self, *, keep: int = 64, needed: int = 8, stale_after: float = 5.0) -> None:
-        if not 3 <= needed <= keep:
-            raise ValueError("need 3 <= needed <= keep round trips")
-        #: Round trips kept (the most recent ones).
-        self.keep = keep
+    def __init__(self, *, span: float, needed: int = 8, horizon: float = 5.0) -> None:
+        if needed < 3:
+            raise ValueError("an estimate needs at least 3 round trips")
+        if not 0 <= span < horizon:
+            raise ValueError("span must be at least 0 and shorter than horizon")
+        #: Seconds the round trips behind an estimate must span at least.
+        self.span = span
         #: Round trips needed before an estimate is given.
         self.needed = needed
-        #: Seconds after the latest round trip at which the estimate lapses.
-        self.stale_after = stale_after
-        self._recent: deque[float] = deque()
+        #: Seconds a round trip is kept, and after which an estimate lapses.
+        self.horizon = horizon
+        # (answered at, round trip), oldest first; and the round trips, ascending.
+        self._recent: deque[tuple[float, float]] = deque()
         self._sorted: list[float] = []
-        self._last_at = float("-inf")
 
     def observe(self, sent_at: float, answered_at: float) -> None:
         """Record a request that left at ``sent_at`` and was answered at ``answered_at``."""
         trip = max(0.0, answered_at - sent_at)
-        self._recent.append(trip)
+        self._recent.append((answered_at, trip))
         bisect.insort(self._sorted, trip)
-        if len(self._recent) > self.keep:
-            oldest = self._recent.popleft()
-            del self._sorted[bisect.bisect_left(self._sorted, oldest)]
-        self._last_at = max(self._last_at, answered_at)
+        self._expire(answered_at)
 
     def forget(self) -> None:
         """Drop every round trip seen: the next estimate rests on new ones only."""
         self._recent.clear()
         self._sorted.clear()
-        self._last_at = float("-inf")
 
     def estimate(self, now: float) -> PathEstimate | None:
         """The floor of the round trip, or ``None`` when too little or too old is known."""
-        trips = self._sorted
-        if len(trips) < self.needed or now - self._last_at > self.stale_after:
+        self._expire(now)
+        recent, trips = self._recent, self._sorted
+        if len(trips) < self.needed or recent[-1][0] - recent[0][0] < self.span:
             return None
         least = trips[0]
         # The least round trip seen is above the true floor by as much as the smallest ones
         # are apart: lower it by twice the gap from the least to the third least.
         floor = max(0.0, least - 2.0 * (trips[2] - least))
         return PathEstimate(floor=floor, samples=len(trips))
+
+    def _expire(self, now: float) -> None:
+        recent, trips = self._recent, self._sorted
+        while recent and recent[0][0] < now - self.horizon:
+            _, trip = recent.popleft()
+            del trips[bisect.bisect_left(trips, trip)]

@@ -116,6 +116,7 @@ class RedisLimiter:
         "_degraded",
         "_driver",
         "_fallback",
+        "_full",
         "_least_floor",
         "_loop",
         "_owns_client",
@@ -193,8 +194,9 @@ class RedisLimiter:
         self._account = None if account is None else _account_hash(f"account:{account}")
         self._process = uuid.uuid4().hex[:16]
         self._policy = FeedbackPolicy(limit, self.window + self.margin, rng=rng)
-        self._path = PathObserver()
+        self._path = PathObserver(span=self.window, horizon=max(5.0, 5 * self.window))
         self._least_floor: float | None = None
+        self._full = False
         self._waiters: dict[str, asyncio.Future[Lease]] = {}
         self._active: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -281,7 +283,7 @@ class RedisLimiter:
             self._path.observe(lease.sent_at, lease.answered_at)
         forget = False
         if feedback is not None:
-            self._policy.learn(feedback, granted_at=lease.granted_at, now=now)
+            self._policy.learn(feedback, granted_at=lease.granted_at, now=now, own_full=self._full)
             if feedback.status == 429:
                 self._path.forget()
                 forget = True
@@ -428,7 +430,9 @@ class RedisLimiter:
             retry = float(_text(reply[2]))
             least = _text(reply[3])
             self._least_floor = float(least) if least else None
-            for ticket in (_text(item) for item in reply[4:]):
+            # Whether the account's whole share is taken: then sec=0 says nothing new.
+            self._full = int(_text(reply[4])) >= int(_text(reply[5]))
+            for ticket in (_text(item) for item in reply[6:]):
                 lease = Lease(self, now, loop.time, handle=ticket)
                 self._active.add(ticket)
                 self._ensure_renewing()

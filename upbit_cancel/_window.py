@@ -112,7 +112,7 @@ class SlidingWindowLimiter:
         if hold not in ("arrival", "answer"):
             raise ValueError(f"hold must be 'arrival' or 'answer', not {hold!r}")
         self._hold = hold
-        self._path = PathObserver()
+        self._path = PathObserver(span=self.window, horizon=max(5.0, 5 * self.window))
         # The path floor the current holds were computed with (None: from the answers).
         self._floor: float | None = None
         self._policy = FeedbackPolicy(limit, self.window + self.margin, rng=rng)
@@ -187,7 +187,12 @@ class SlidingWindowLimiter:
         if lease.sent_at is not None and lease.answered_at is not None:
             self._path.observe(lease.sent_at, lease.answered_at)
         if lease.feedback is not None:
-            self._policy.learn(lease.feedback, granted_at=lease.granted_at, now=now)
+            # This lease's slot is still taken by it, so it counts.
+            taken = self._active + 1 + self._held(now)
+            own_full = taken >= self._policy.share(now)
+            self._policy.learn(
+                lease.feedback, granted_at=lease.granted_at, now=now, own_full=own_full
+            )
             if lease.feedback.status == 429:
                 # The budget was overrun: the estimate may be wrong (the path got faster).
                 self._path.forget()
@@ -206,26 +211,42 @@ class SlidingWindowLimiter:
         self._schedule()
 
     def _current_floor(self, now: float) -> float | None:
-        """The path floor for new holds; a floor lower than before lengthens the current ones.
+        """The path floor for new holds, applied to the holds already set where it must be.
 
-        Holds are never shortened: a floor that rises (a slower path) applies from now on.
+        A floor lower than before lengthens the current holds; the first floor known brings the
+        holds set from the answers down to it (their round trips are among those it rests on);
+        a floor that rises (a slower path) applies from now on, never shortening a hold; no
+        floor any more (after a 429) puts every hold back to a window after its answer.
         """
         estimate = self._path.estimate(now) if self._hold == "arrival" else None
         floor = None if estimate is None else estimate.floor
         previous = self._floor
-        if floor is None and previous is not None:
-            self._lengthen(0.0)  # back to holds from the answers
-        elif floor is not None and previous is not None and floor < previous:
-            self._lengthen(floor)
+        if floor is None:
+            if previous is not None:
+                self._refloor(0.0, shorten=False)
+        elif previous is None:
+            self._refloor(floor, shorten=True)
+        elif floor < previous:
+            self._refloor(floor, shorten=False)
         self._floor = floor
         return floor
 
-    def _lengthen(self, floor: float) -> None:
-        """Hold every answered slot at least until a window after its answer minus ``floor``."""
+    def _refloor(self, floor: float, *, shorten: bool) -> None:
+        """Hold every answered slot until a window after its answer minus ``floor``: exactly
+        (``shorten``), or at least."""
         extra = self.window + self.margin - floor
-        self._holds = sorted(
-            (max(until, answered + extra), answered) for until, answered in self._holds
-        )
+
+        def moved(until: float, answered: float) -> float:
+            if answered == -math.inf:
+                return until  # abandoned: its hold owes nothing to the path
+            fitted = answered + extra
+            return fitted if shorten else max(until, fitted)
+
+        self._holds = sorted((moved(until, answered), answered) for until, answered in self._holds)
+
+    def _held(self, now: float) -> int:
+        """Released leases whose slot is still taken at ``now``."""
+        return len(self._holds) - bisect.bisect_right(self._holds, (now, math.inf))
 
     # -- state -------------------------------------------------------------------------------
 

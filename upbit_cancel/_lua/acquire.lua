@@ -64,6 +64,6 @@ for _, value in ipairs(redis.call('HVALS', floors)) do
   local floor, at = tonumber(string.sub(value, 1, sep - 1)), tonumber(string.sub(value, sep + 1))
   if now - at <= floor_ttl and (least == '' or floor < least) then least = floor end
 end
-local reply = {'ok', tostring(now), tostring(retry), tostring(least)}
+local reply = {'ok', tostring(now), tostring(retry), tostring(least), tostring(taken), tostring(share)}
 for _, ticket in ipairs(granted) do table.insert(reply, ticket) end
 return reply
