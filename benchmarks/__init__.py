@@ -4,19 +4,31 @@ Run from the repository root, with the ``bench`` extra installed::
 
     pip install -e '.[dev,bench]'
     python -m benchmarks --quick   # under a minute
-    python -m benchmarks           # the full run, about a quarter of an hour
+    python -m benchmarks           # the full run, about twenty minutes
 
-Markdown tables go to stdout; ``docs/benchmarks/`` receives ``results.json``, ``results.md`` and
-``admitted.png`` (``results-quick.*`` and ``admitted-quick.png`` for the quick run; ``--out DIR``
-writes elsewhere). ``python -m benchmarks --from-json FILE`` renders a results file again.
+Markdown tables go to stdout; ``docs/benchmarks/`` receives ``results.json``, ``results.md``,
+``admitted.png`` and ``latency.png`` (``results-quick.*``, ``admitted-quick.png`` and
+``latency-quick.png`` for the quick run; ``--out DIR`` writes elsewhere).
+``python -m benchmarks --from-json FILE`` renders a results file again.
 
 Everything runs on loopback against ``upbit_cancel.testing.FakeUpbit`` (30 requests per window,
 under the sliding, fixed and token-bucket readings of "30 per second"). Each measured client runs
 in a process of its own, the fake exchange in another. The sections:
 
-1. Against the ceiling: upbit_cancel's wall time for 600, 6,000 and 60,000 orders against the
-   ideal schedule ``floor((requests - 1) / 30)`` seconds, with 0, 10 and 20 ms arrival jitter:
-   efficiency, 429s, the busiest one-second window, orders left open.
+1. Against the ceiling: upbit_cancel's wall time against the ideal schedule
+   ``floor((requests - 1) / 30)`` seconds for 600 orders with 0, 10 and 20 ms arrival jitter,
+   6,000 with 0 and 20 ms (quick: 20 ms) and 60,000 with 20 ms (full run only): efficiency
+   (ideal / (wall - one round trip, measured on a twin fake)), 429s, the busiest one-second
+   window at the exchange, orders left open. Then:
+
+   - the latency axis: 6,000 orders (quick: 3,000) over a path with 0, 50 or 150 ms one-way
+     latency (quick: 50 and 150 ms, sliding window, 20 ms jitter only), each run with the
+     limiter's default hold (a slot is free a window after the request's latest possible
+     arrival) and with ``hold="answer"`` (a window after the answer), side by side;
+     ``latency.png`` draws both send timelines at 150 ms;
+   - latency steps: the path's one-way latency drops from 150 to 10 ms, or rises from 10 to
+     150 ms, once half of a run's requests have reached the exchange: 429s, 429 incidents
+     (bursts), 429s in steady state, efficiency.
 2. Kill-switch latency: from the call until the first 600 cancels are confirmed.
 3. Peers on the same work, on the same fake configuration:
 
@@ -34,8 +46,8 @@ in a process of its own, the fake exchange in another. The sections:
 5. Batch acceptance: a mixed batch (open, filled, canceled, unknown, duplicate and malformed
    ids) by uuids and by identifiers, PASS or FAIL per criterion.
 
-Modules: ``_suite`` decides what runs where and when; ``_fake_proc`` serves the fakes and
-``_fakes`` drives them; ``_peers`` holds one runner per client and ``_worker`` runs one in its own
-process; ``_jobs`` holds upbit_cancel's own measurements; ``_metrics``, ``_report`` and ``_plot``
-turn the numbers into tables and a picture.
+Modules: ``_suite`` decides what runs where and when (and steps a running batch's latency);
+``_fake_proc`` serves the fakes and ``_fakes`` drives them; ``_peers`` holds one runner per
+client and ``_worker`` runs one in its own process; ``_jobs`` holds upbit_cancel's own
+measurements; ``_metrics``, ``_report`` and ``_plot`` turn the numbers into tables and pictures.
 """

@@ -5,11 +5,15 @@ and writes, under ``--out`` (default ``docs/benchmarks/``):
 
 - ``results.json``: every measurement, with the date, machine and package versions;
 - ``results.md``: the same tables as stdout;
-- ``admitted.png``: requests admitted per 100 ms against the limit, one panel per client.
+- ``admitted.png``: requests admitted per 100 ms against the limit, one panel per client;
+- ``latency.png``: upbit_cancel's requests admitted per 100 ms at 150 ms one-way latency, with
+  the old hold (a window after the answer) above the default one (a window after the latest
+  possible arrival).
 
-The quick run writes ``results-quick.json``, ``results-quick.md`` and ``admitted-quick.png``
-instead, so it never overwrites the full run's figures. ``--from-json`` renders the tables and
-the plot again from a results file, without running anything. Progress goes to stderr.
+The quick run writes ``results-quick.json``, ``results-quick.md``, ``admitted-quick.png`` and
+``latency-quick.png`` instead, so it never overwrites the full run's figures. ``--from-json``
+renders the tables and the plots again from a results file, without running anything. Progress
+goes to stderr.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._fakes import ROOT
-from benchmarks._plot import plot_admitted
+from benchmarks._plot import plot_admitted, plot_latency
 from benchmarks._report import goals, library_state, machine, render
 from benchmarks._suite import make_plan, run_suite
 
@@ -41,14 +45,14 @@ def _parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         default=ROOT / "docs" / "benchmarks",
         metavar="DIR",
-        help="where to write the JSON, markdown and PNG (default: docs/benchmarks/)",
+        help="where to write the JSON, markdown and PNGs (default: docs/benchmarks/)",
     )
     parser.add_argument(
         "--from-json",
         type=Path,
         default=None,
         metavar="PATH",
-        help="render the tables and plot from this results file instead of running",
+        help="render the tables and plots from this results file instead of running",
     )
     return parser.parse_args(argv)
 
@@ -59,6 +63,7 @@ def _write(results: dict[str, Any], out: Path) -> str:
     report = render(results)
     (out / f"results{suffix}.md").write_text(report, encoding="utf-8")
     plot_admitted(results["peers"], out / f"admitted{suffix}.png")
+    plot_latency(results["ceiling"], out / f"latency{suffix}.png")
     return report
 
 

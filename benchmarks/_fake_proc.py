@@ -8,8 +8,10 @@ Each ``--fake`` starts one `FakeUpbit` on its own loopback port, as one account 
 keys, orders and rate budget. Its fields, all optional: ``policy`` (``sliding``, ``fixed`` or
 ``bucket``), ``limit`` (requests per window, 30), ``window`` (seconds, 1.0), ``jitter`` (the
 arrival jitter: each request waits a uniform random 0 to ``jitter`` seconds before the exchange
-counts it; 0), ``unknown`` (``omit`` or ``failed``: what the exchange answers for ids it does
-not know; ``omit``) and ``seed`` (the position of the fake, by default, so no two share keys).
+counts it; 0), ``latency`` (the one-way latency, in seconds, applied both ways: each request
+waits that long before it arrives, on top of its jitter, and each answer that long before it is
+sent; 0), ``unknown`` (``omit`` or ``failed``: what the exchange answers for ids it does not
+know; ``omit``) and ``seed`` (the position of the fake, by default, so no two share keys).
 
 Once every fake listens, one JSON line goes to stdout::
 
@@ -55,6 +57,9 @@ class FakeSpec:
     window: float = 1.0
     #: Upper bound of the uniform random delay before a request arrives, in seconds.
     jitter: float = 0.0
+    #: One-way latency, in seconds: before a request arrives (plus its jitter) and before its
+    #: answer is sent.
+    latency: float = 0.0
     unknown: UnknownIds = "omit"
     seed: int | None = None
 
@@ -90,6 +95,7 @@ class FakeSpec:
             limit=int(fields.get("limit", 30)),
             window=float(fields.get("window", 1.0)),
             jitter=float(fields.get("jitter", 0.0)),
+            latency=float(fields.get("latency", 0.0)),
             unknown=cast(Literal["omit", "failed"], unknown),
             seed=int(fields["seed"]) if "seed" in fields else None,
         )
@@ -102,7 +108,7 @@ def build(spec: FakeSpec, position: int) -> FakeUpbit:
         limit=spec.limit,
         window=spec.window,
         unknown_ids=spec.unknown,
-        faults=Faults(jitter_in=spec.jitter),
+        faults=Faults(latency_in=spec.latency, latency_out=spec.latency, jitter_in=spec.jitter),
         seed=position if spec.seed is None else spec.seed,
     )
 
@@ -150,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="SPEC",
-        help="policy=...,limit=...,window=...,jitter=...,unknown=...,seed=... (repeatable)",
+        help="policy=...,limit=...,window=...,jitter=...,latency=...,unknown=...,seed=... "
+        "(repeatable)",
     )
     arguments = parser.parse_args(argv)
     try:

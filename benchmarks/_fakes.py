@@ -190,3 +190,19 @@ class Admin:
     async def reset_records(self) -> None:
         """Forget the records (orders and the rate budget stay)."""
         await self._post("reset-records", {})
+
+    async def set_faults(self, **fields: float) -> dict[str, float]:
+        """Replace the fake's faults with these `Faults` fields (the others take defaults).
+
+        Requests received from then on draw the new delays. Returns the faults now in force;
+        raises ValueError with the fake's message if it refuses them.
+
+        Example: ``await admin.set_faults(latency_in=0.01, latency_out=0.01, jitter_in=0.01)``.
+        """
+        url = f"{self._base_url}/_fake/faults"
+        async with self._http.post(url, json=fields) as response:
+            if response.status == 400:
+                error = (await response.json())["error"]
+                raise ValueError(f"{error['name']}: {error['message']}")
+            response.raise_for_status()
+            return {name: float(value) for name, value in (await response.json()).items()}

@@ -11,11 +11,13 @@ Jobs:
 
 ``cancel``
     For each run: seed ``n`` open orders on the run's fake, measure one round trip on its
-    probe fake (a twin with the same policy and jitter, so the probes spend none of the run's
-    budget), then ``BatchCanceller.cancel`` every uuid, timing when the first 600 ids are
+    probe fake (a twin with the same policy, jitter and latency, so the probes spend none of
+    the run's budget), then ``BatchCanceller.cancel`` every uuid through a limiter with the
+    run's ``hold`` (``arrival``, the default, or ``answer``), timing when the first 600 ids are
     resolved. With ``stop_after`` the batch is abandoned once that many are resolved (the
     kill-switch measurement). Reports wall time, requests, the fake's 429s, its busiest
-    one-second window and the orders left open.
+    one-second window and the orders left open; with ``"series": true`` also the arrival times
+    of the admitted requests and of the 429s (for a plot, or to find the 429 incidents).
 ``acceptance``
     The batch acceptance run: open orders plus filled, canceled, unknown, duplicate and
     malformed ids, by ``uuids`` or by ``identifiers``; checks each criterion.
@@ -38,12 +40,13 @@ import time
 import uuid as uuid_module
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import aiohttp
 
 from benchmarks._fakes import Admin, FakeHandle
 from benchmarks._metrics import (
+    arrival_series,
     current_rss_bytes,
     ideal_seconds,
     median,
@@ -51,6 +54,7 @@ from benchmarks._metrics import (
     requests_needed,
 )
 from upbit_cancel import BatchCanceller, BatchResult, Progress, SlidingWindowLimiter, UpbitSession
+from upbit_cancel._ids import label
 
 #: How many ids make the "first 600" of the kill-switch: one full window of 30 requests of 20.
 FIRST = 600
@@ -60,6 +64,11 @@ PROBES = 7
 STREAM_IN_FLIGHT = 60
 #: Ids streamed before the memory baseline is taken.
 WARM_UP = 2_000
+
+#: How the limiter holds a slot after an answer (see ``SlidingWindowLimiter``): until a window
+#: after the request's latest possible arrival, or until a window after the answer.
+Hold = Literal["arrival", "answer"]
+HOLDS: tuple[Hold, ...] = ("arrival", "answer")
 
 
 def emit(result: Mapping[str, Any]) -> None:
@@ -74,9 +83,9 @@ def random_uuids(count: int, seed: int) -> Iterator[str]:
         yield str(uuid_module.UUID(int=rng.getrandbits(128), version=4))
 
 
-def session_for(fake: FakeHandle) -> UpbitSession:
+def session_for(fake: FakeHandle, hold: Hold = "arrival") -> UpbitSession:
     """A session to *fake* with a limiter of its own, matched to the fake's limit."""
-    limiter = SlidingWindowLimiter(fake.spec.limit, fake.spec.window)
+    limiter = SlidingWindowLimiter(fake.spec.limit, fake.spec.window, hold=hold)
     return UpbitSession(fake.access_key, fake.secret_key, base_url=fake.base_url, limiter=limiter)
 
 
@@ -156,12 +165,21 @@ async def fake_outcome(admin: Admin, open_before: int) -> dict[str, Any]:
     }
 
 
+def hold_of(run: Mapping[str, Any]) -> Hold:
+    """The run's ``hold``, ``arrival`` if it names none."""
+    hold = run.get("hold", "arrival")
+    if hold not in HOLDS:
+        raise ValueError(f"hold must be one of {', '.join(HOLDS)}, not {hold!r}")
+    return cast(Hold, hold)
+
+
 async def job_cancel(parameters: Mapping[str, Any]) -> None:
-    """The ``cancel`` job: ceiling and kill-switch runs, one after another."""
+    """The ``cancel`` job: ceiling, latency-step and kill-switch runs, one after another."""
     async with aiohttp.ClientSession() as http:
         for run in parameters["runs"]:
             fake = FakeHandle.from_json(run["fake"])
             probe = FakeHandle.from_json(run["probe"])
+            hold = hold_of(run)
             admin = Admin(http, fake.base_url)
             open_before = (await admin.states())["wait"]
             uuids, _ = await admin.add_orders(run["n"])
@@ -169,17 +187,21 @@ async def job_cancel(parameters: Mapping[str, Any]) -> None:
             await admin.reset_records()
             # Start every run from a clean heap, so no run pays for its predecessors' garbage.
             gc.collect()
-            async with session_for(fake) as session:
+            async with session_for(fake, hold) as session:
                 result, wall, clock = await timed_cancel(
                     session, "uuids", uuids, run.get("stop_after")
                 )
             outcome = await fake_outcome(admin, open_before)
+            if run.get("series"):
+                outcome["series"] = arrival_series(await admin.records())
             emit(
                 {
                     **run.get("tags", {}),
                     "n": run["n"],
                     "policy": fake.spec.policy,
                     "jitter": fake.spec.jitter,
+                    "latency": fake.spec.latency,
+                    "hold": hold,
                     "wall_seconds": wall,
                     "round_trip_seconds": median(samples),
                     "round_trip_samples": samples,
@@ -232,8 +254,12 @@ def _inputs(
 
 
 def _invariant(kind: str, values: Sequence[object], result: BatchResult) -> dict[str, Any]:
-    """Whether every distinct input id is in exactly one of success, failed and unresolved."""
-    distinct = {value if isinstance(value, str) else str(value) for value in values}
+    """Whether every distinct input id is in exactly one of success, failed and unresolved.
+
+    Ids are compared as the library names them: a string as itself, anything else by its label
+    (``12345`` is ``"<int 12345>"``, never the identifier ``"12345"``).
+    """
+    distinct = {label(value) for value in values}
 
     def key(entry: Any) -> str:
         return str(entry.uuid if kind == "uuids" else entry.identifier)

@@ -1,4 +1,5 @@
-"""The arithmetic of the report: ideal schedule, efficiency, windows, bins, memory.
+"""The arithmetic of the report: ideal schedule, efficiency, arrivals, bins, 429 incidents,
+memory.
 
 A client that sends ``r`` requests, never more than ``limit`` in any ``window``, can at best send
 request ``k`` (from 0) at ``floor(k / limit) * window``: the last one goes out at
@@ -13,7 +14,8 @@ import math
 import resource
 import statistics
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 #: Upbit's limit on ids per ``DELETE /v1/orders/uuids`` call.
 IDS_PER_REQUEST = 20
@@ -46,6 +48,31 @@ def bins(times: Iterable[float], width: float, count: int) -> list[int]:
         if 0 <= index < count:
             counts[index] += 1
     return counts
+
+
+def arrival_series(records: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Arrival times at the fake, from its first request, of the admitted requests and the 429s.
+
+    *records* are the fake's records as served by ``GET /_fake/records``.
+    """
+    if not records:
+        return {"admitted": [], "rejected": []}
+    start = min(record["arrival"] for record in records)
+    admitted = [round(r["arrival"] - start, 4) for r in records if r["admitted"]]
+    rejected = [round(r["arrival"] - start, 4) for r in records if r["status"] == 429]
+    return {"admitted": admitted, "rejected": rejected}
+
+
+def incidents(times: Iterable[float], window: float = 1.0) -> int:
+    """How many bursts *times* (429 arrivals) make: one arriving more than *window* after the
+    previous one starts a new burst."""
+    count = 0
+    previous = -math.inf
+    for time in sorted(times):
+        if time - previous > window:
+            count += 1
+        previous = time
+    return count
 
 
 def median(values: Sequence[float]) -> float:

@@ -8,11 +8,16 @@ on a twin fake of the same configuration, so the probes spend none of the run's 
 
 The full run takes its sections one at a time. The quick run must finish within a minute, so
 after the kill-switch section (alone: it measures milliseconds) it overlaps the rate-limited
-sections, whose processes are idle between requests: ceiling and peers at once, and the batch
-acceptance once the peers' workers have started and finished (only ccxt, slow and light, is
-left). The CPU-bound sections (client cost, memory) run beside them at the lowest scheduling
-priority: CPU seconds and peak memory do not depend on the wall clock, and the low priority
-keeps them out of the way of the timed runs.
+sections, whose processes are idle between requests: the ceiling, its latency runs, the latency
+steps (each in a job process of its own) and the peers at once, and the batch acceptance once
+the peers' workers have started and finished (only ccxt, slow and light, is left). The
+CPU-bound sections (client cost, memory) run beside them at the lowest scheduling priority: CPU
+seconds and peak memory do not depend on the wall clock, and the low priority keeps them out of
+the way of the timed runs.
+
+A latency step changes the path of a running batch: once half of the run's requests have
+reached its fake, the suite sets the fake's faults to the new latency through the admin API
+(``POST /_fake/faults``), from this process, so the measured client does nothing extra.
 """
 
 from __future__ import annotations
@@ -31,7 +36,15 @@ import attrs
 
 from benchmarks._fake_proc import FakeSpec
 from benchmarks._fakes import Admin, FakeHandle, FakeProcess, run_json_lines
-from benchmarks._metrics import efficiency, ideal_seconds, median, requests_needed
+from benchmarks._jobs import HOLDS, Hold
+from benchmarks._metrics import (
+    arrival_series,
+    efficiency,
+    ideal_seconds,
+    incidents,
+    median,
+    requests_needed,
+)
 from benchmarks._peers import CLIENTS
 from upbit_cancel.testing import PolicyName
 
@@ -41,6 +54,17 @@ T = TypeVar("T")
 POLICIES: tuple[PolicyName, ...] = ("sliding", "fixed", "bucket")
 #: Arrival jitters, in seconds.
 JITTERS = (0.0, 0.010, 0.020)
+#: The ceiling's latency axis: one-way latencies and arrival jitters, in seconds.
+LATENCIES = (0.0, 0.050, 0.150)
+LATENCY_JITTERS = (0.0, 0.020)
+#: The send timeline drawn for both holds (``latency.png``): one-way latency and jitter.
+PLOT_LATENCY = 0.150
+PLOT_JITTER = 0.020
+#: The latency steps: one-way latency before and after, in seconds, and the arrival jitter.
+STEPS = ((0.150, 0.010), (0.010, 0.150))
+STEP_JITTER = 0.010
+#: How often the suite looks at a stepping run's fake for its request count, in seconds.
+STEP_POLL = 0.020
 #: The raised limit of the client-cost and memory runs, so that the client is the bottleneck.
 HIGH_LIMIT = 100_000
 #: The lowest scheduling priority, for CPU-bound runs that overlap timed ones.
@@ -54,15 +78,28 @@ COST_CLIENTS = ("upbit_cancel", "naive-aiolimiter", "upbit-sdk-sequential", "ccx
 
 @attrs.frozen
 class Case:
-    """One batch of ``n`` open orders under one policy and arrival jitter."""
+    """One batch of ``n`` open orders under one policy, arrival jitter and one-way latency."""
 
     n: int
     policy: PolicyName
     jitter: float
+    latency: float = 0.0
+    #: How upbit_cancel's limiter holds a slot after an answer.
+    hold: Hold = "arrival"
+    #: The one-way latency the path steps to once half the requests reached the fake (None:
+    #: no step).
+    step_to: float | None = None
+    #: Whether the run carries the fake's arrival times (for the latency plot).
+    series: bool = False
 
     def spec(self) -> FakeSpec:
-        """The fake for this case."""
-        return FakeSpec(policy=self.policy, jitter=self.jitter)
+        """The fake for this case (with the latency it starts with)."""
+        return FakeSpec(policy=self.policy, jitter=self.jitter, latency=self.latency)
+
+    def probe_spec(self) -> FakeSpec:
+        """The twin fake the round trip is measured on: the path as it ends."""
+        latency = self.latency if self.step_to is None else self.step_to
+        return FakeSpec(policy=self.policy, jitter=self.jitter, latency=latency)
 
 
 @attrs.frozen
@@ -70,8 +107,12 @@ class Plan:
     """Everything one run of the suite measures."""
 
     quick: bool
-    #: Section 1: the ceiling runs.
+    #: Section 1: the ceiling runs (no latency, the default hold).
     ceiling: tuple[Case, ...]
+    #: Section 1: the latency axis, every case with both holds, arrival first.
+    latency: tuple[Case, ...]
+    #: Section 1: the latency steps.
+    steps: tuple[Case, ...]
     #: Section 2: kill-switch cases, each repeated `kill_repeats` times.
     kill: tuple[Case, ...]
     kill_repeats: int
@@ -99,29 +140,59 @@ def _serialize(_instance: object, _field: object, value: Any) -> Any:
     return value.to_json() if isinstance(value, FakeSpec) else value
 
 
+def _latency_cases(
+    n: int,
+    latencies: Sequence[float],
+    jitters: Sequence[float],
+    policies: Sequence[PolicyName],
+) -> tuple[Case, ...]:
+    """Every combination with both holds, arrival first; the plotted ones carry their series."""
+    return tuple(
+        Case(
+            n,
+            policy,
+            jitter,
+            latency,
+            hold,
+            series=(latency, jitter, policy) == (PLOT_LATENCY, PLOT_JITTER, "sliding"),
+        )
+        for latency in latencies
+        for jitter in jitters
+        for policy in policies
+        for hold in HOLDS
+    )
+
+
 def make_plan(quick: bool) -> Plan:
-    """The quick plan (under a minute) or the full one (about a quarter of an hour)."""
+    """The quick plan (under a minute) or the full one (about twenty minutes)."""
     small = tuple(Case(600, policy, jitter) for policy in POLICIES for jitter in JITTERS)
     if quick:
         ceiling = (*small, *(Case(6_000, policy, 0.020) for policy in POLICIES))
+        latency = _latency_cases(3_000, (0.050, 0.150), (0.020,), ("sliding",))
+        step_orders = 3_000
         kill = (
             *(Case(6_000, "sliding", jitter) for jitter in JITTERS),
             Case(60_000, "sliding", 0.010),
         )
     else:
-        ceiling = (
-            *small,
-            *(Case(6_000, policy, jitter) for policy in POLICIES for jitter in JITTERS),
-            *(Case(60_000, policy, 0.020) for policy in POLICIES),
-        )
+        # The 6,000-order ceiling runs are the latency axis's (latency 0 among them).
+        ceiling = (*small, *(Case(60_000, policy, 0.020) for policy in POLICIES))
+        latency = _latency_cases(6_000, LATENCIES, LATENCY_JITTERS, POLICIES)
+        step_orders = 6_000
         kill = (
             *(Case(6_000, policy, jitter) for policy in POLICIES for jitter in JITTERS),
             Case(600, "sliding", 0.010),
             Case(60_000, "sliding", 0.010),
         )
+    steps = tuple(
+        Case(step_orders, "sliding", STEP_JITTER, before, step_to=after, series=True)
+        for before, after in STEPS
+    )
     return Plan(
         quick=quick,
         ceiling=ceiling,
+        latency=latency,
+        steps=steps,
         kill=kill,
         kill_repeats=3 if quick else 5,
         peer_orders=600 if quick else 6_000,
@@ -150,35 +221,110 @@ def log(started: float, message: str) -> None:
 # --- sections ----------------------------------------------------------------------------------
 
 
+async def _step(admin: Admin, case: Case) -> dict[str, Any]:
+    """Step the path of *case*'s fake to ``case.step_to`` once half its requests have arrived.
+
+    Only the run's own requests reach the fake (seeding goes through the admin API, the round
+    trip is probed on a twin, and the records are reset just before the batch starts), so its
+    request count is the run's. Returns when it stepped: after how many requests, and the
+    arrival of the last request before the step, in seconds from the run's first.
+    """
+    assert case.step_to is not None
+    half = requests_needed(case.n) // 2
+    while True:
+        seen = sum((await admin.stats())["status_counts"].values())
+        if seen >= half:
+            break
+        await asyncio.sleep(STEP_POLL)
+    faults = await admin.set_faults(
+        latency_in=case.step_to, latency_out=case.step_to, jitter_in=case.jitter
+    )
+    arrivals = [record["arrival"] for record in await admin.records()]
+    return {
+        "after_requests": seen,
+        "at_seconds": max(arrivals, default=0.0) - min(arrivals, default=0.0),
+        "faults": faults,
+    }
+
+
 async def _cancel_runs(
     cases: Sequence[Case], *, stop_after: int | None = None, repeats: int = 1
 ) -> list[dict[str, Any]]:
-    """Run *cases* one after another in one upbit_cancel process, each on a fresh account."""
+    """Run *cases* one after another in one upbit_cancel process, each on a fresh account.
+
+    Cases with a ``step_to`` have their path stepped mid-run (see `_step`); the result says
+    when, under ``step``.
+    """
     expanded = [(case, repeat) for case in cases for repeat in range(repeats)]
-    specs = [spec for case, _ in expanded for spec in (case.spec(), case.spec())]
-    async with FakeProcess(specs) as fakes:
+    specs = [spec for case, _ in expanded for spec in (case.spec(), case.probe_spec())]
+    async with FakeProcess(specs) as fakes, aiohttp.ClientSession() as http:
         runs = [
             {
                 "n": case.n,
                 "stop_after": stop_after,
+                "hold": case.hold,
+                "series": case.series,
                 "fake": fakes[2 * index].to_json(),
                 "probe": fakes[2 * index + 1].to_json(),
-                "tags": {"repeat": repeat},
+                "tags": {"repeat": repeat}
+                | ({} if case.step_to is None else {"step_to": case.step_to}),
             }
             for index, (case, repeat) in enumerate(expanded)
         ]
-        return await run_json_lines("benchmarks._jobs", ["cancel", json.dumps({"runs": runs})])
+        steppers = {
+            index: asyncio.ensure_future(_step(Admin(http, fakes[2 * index].base_url), case))
+            for index, (case, _) in enumerate(expanded)
+            if case.step_to is not None
+        }
+        try:
+            results = await run_json_lines(
+                "benchmarks._jobs", ["cancel", json.dumps({"runs": runs})]
+            )
+        finally:
+            for task in steppers.values():
+                task.cancel()
+            await asyncio.gather(*steppers.values(), return_exceptions=True)
+        for index, task in steppers.items():
+            # A stepper still waiting when the batch ended never stepped.
+            results[index]["step"] = None if task.cancelled() else task.result()
+    return results
 
 
-async def section_ceiling(plan: Plan) -> list[dict[str, Any]]:
-    """Section 1: upbit_cancel against the ceiling, one fresh account per case."""
-    results = await _cancel_runs(plan.ceiling)
+def _score(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add the ideal and the efficiency to each result."""
     for result in results:
         ideal = ideal_seconds(result["requests_needed"])
         result["ideal_seconds"] = ideal
         result["efficiency"] = efficiency(
             ideal, result["wall_seconds"], result["round_trip_seconds"]
         )
+    return results
+
+
+async def section_ceiling(cases: Sequence[Case]) -> list[dict[str, Any]]:
+    """Section 1: upbit_cancel against the ceiling, one fresh account per case."""
+    return _score(await _cancel_runs(cases))
+
+
+async def section_steps(plan: Plan) -> list[dict[str, Any]]:
+    """Section 1, latency steps: the path's latency changes mid-run.
+
+    Besides the ceiling's figures: the 429 incidents (429s more than a window apart start a new
+    one) and the 429s in steady state, the second half of the time from the step to the last
+    arrival, by when the limiter should have caught up with the new path.
+    """
+    results = _score(await _cancel_runs(plan.steps))
+    for result in results:
+        rejected = result["series"]["rejected"]
+        arrivals = [*result["series"]["admitted"], *rejected]
+        step = result["step"]
+        end = max(arrivals, default=0.0)
+        step_at = end if step is None else step["at_seconds"]
+        steady_from = step_at + (end - step_at) / 2
+        result["incidents_429"] = incidents(rejected)
+        result["before_step_429"] = sum(time <= step_at for time in rejected)
+        result["steady_from_seconds"] = steady_from
+        result["steady_429"] = sum(time >= steady_from for time in rejected)
     return results
 
 
@@ -225,16 +371,6 @@ async def _worker(
     return line
 
 
-def _series(records: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
-    """Arrival times, from the first request, of the admitted requests and of the 429s."""
-    if not records:
-        return {"admitted": [], "rejected": []}
-    start = min(record["arrival"] for record in records)
-    admitted = [round(r["arrival"] - start, 4) for r in records if r["admitted"]]
-    rejected = [round(r["arrival"] - start, 4) for r in records if r["status"] == 429]
-    return {"admitted": admitted, "rejected": rejected}
-
-
 async def section_peers(
     plan: Plan, workdir: Path, light: asyncio.Event | None = None
 ) -> dict[str, Any]:
@@ -272,7 +408,7 @@ async def section_peers(
                     "status_counts": stats["status_counts"],
                     "max_in_window": stats["max_in_window"],
                     "left_open": left_open,
-                    "series": _series(records),
+                    "series": arrival_series(records),
                 }
             )
         if light is not None:
@@ -381,7 +517,19 @@ async def run_suite(plan: Plan) -> dict[str, Any]:
 
         async def ceiling() -> list[dict[str, Any]]:
             result, timings["ceiling"] = await _timed(
-                started, "ceiling", lambda: section_ceiling(plan)
+                started, "ceiling", lambda: section_ceiling(plan.ceiling)
+            )
+            return result
+
+        async def latency() -> list[dict[str, Any]]:
+            result, timings["latency"] = await _timed(
+                started, "ceiling: latency", lambda: section_ceiling(plan.latency)
+            )
+            return result
+
+        async def steps() -> list[dict[str, Any]]:
+            result, timings["steps"] = await _timed(
+                started, "ceiling: latency steps", lambda: section_steps(plan)
             )
             return result
 
@@ -417,18 +565,25 @@ async def run_suite(plan: Plan) -> dict[str, Any]:
         if plan.overlap:
             (
                 ceiling_results,
+                latency_results,
+                step_results,
                 peer_results,
                 acceptance_results,
                 (cost, memory),
-            ) = await asyncio.gather(ceiling(), peers(), acceptance(), cost_and_memory())
+            ) = await asyncio.gather(
+                ceiling(), latency(), steps(), peers(), acceptance(), cost_and_memory()
+            )
         else:
             ceiling_results = await ceiling()
+            latency_results = await latency()
+            step_results = await steps()
             peer_results = await peers()
             acceptance_results = await acceptance()
             cost, memory = await cost_and_memory()
     return {
         "plan": plan.to_json(),
-        "ceiling": ceiling_results,
+        "ceiling": ceiling_results + latency_results,
+        "latency_steps": step_results,
         "kill_switch": kill,
         "peers": peer_results,
         "cost": cost,

@@ -175,3 +175,61 @@ async def test_admin_records_stats_and_reset(fake_http: aiohttp.ClientSession) -
         async with fake_http.post(f"{fake.base_url}/_fake/reset-records") as response:
             assert response.status == 200
         assert fake.records == []
+
+
+async def test_admin_sets_faults(fake: FakeUpbit, fake_http: aiohttp.ClientSession) -> None:
+    """POST /_fake/faults replaces the faults in force; missing fields take their defaults."""
+    fake.faults = Faults(error_rate=1.0)
+    async with fake_http.post(
+        f"{fake.base_url}/_fake/faults", json={"latency_in": 0.05, "jitter_in": 0.01}
+    ) as response:
+        assert response.status == 200
+        answer = await response.json()
+    expected = Faults(latency_in=0.05, jitter_in=0.01)
+    assert fake.faults == expected
+    assert answer == attrs.asdict(expected)
+    # The error rate is gone: the next signed request is processed (after its 50 ms delay).
+    order = fake.add_order()
+    reply = await signed(fake_http, fake, "DELETE", "/v1/orders/uuids", [("uuids[]", order)])
+    assert reply.status == 200
+    assert fake.state(order) == "cancel"
+    async with fake_http.post(f"{fake.base_url}/_fake/faults", json={}) as response:
+        assert response.status == 200
+    assert fake.faults == Faults()
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ([0.1], "JSON object"),
+        ({"latency": 0.1}, "Unknown Faults field(s): latency"),
+        ({"latency_in": "0.1"}, "latency_in must be a number"),
+        ({"jitter_in": True}, "jitter_in must be a number"),
+        ({"latency_out": -1}, "latency_out must be >= 0"),
+        ({"drop_rate": 1.5}, "drop_rate must be between 0 and 1"),
+        ({"error_rate": 0.6, "drop_rate": 0.6}, "must be <= 1"),
+    ],
+)
+async def test_admin_refuses_bad_faults(
+    fake_http: aiohttp.ClientSession, payload: object, message: str
+) -> None:
+    """POST /_fake/faults with a bad payload is a 400 validation_error and changes nothing."""
+    before = Faults(latency_out=0.001)
+    async with FakeUpbit(faults=before) as fake:
+        async with fake_http.post(f"{fake.base_url}/_fake/faults", json=payload) as response:
+            assert response.status == 400
+            error = (await response.json())["error"]
+        assert error["name"] == "validation_error"
+        assert message in error["message"]
+        assert fake.faults == before
+
+
+async def test_admin_refuses_faults_that_are_not_json(
+    fake: FakeUpbit, fake_http: aiohttp.ClientSession
+) -> None:
+    """A body that is not JSON, or a number that is not finite, is a 400 too."""
+    for body in (b"latency_in=1", b'{"latency_in": NaN}', b'{"slow_seconds": Infinity}'):
+        async with fake_http.post(f"{fake.base_url}/_fake/faults", data=body) as response:
+            assert response.status == 400
+            assert (await response.json())["error"]["name"] == "validation_error"
+    assert fake.faults == Faults()

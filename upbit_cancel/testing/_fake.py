@@ -612,6 +612,7 @@ class FakeUpbit:
         add("GET", "/_fake/records", self._admin_records)
         add("GET", "/_fake/stats", self._admin_stats)
         add("POST", "/_fake/reset-records", self._admin_reset_records)
+        add("POST", "/_fake/faults", self._admin_set_faults)
         return app
 
     def _now(self) -> float:
@@ -971,6 +972,33 @@ class FakeUpbit:
     async def _admin_reset_records(self, request: web.Request) -> web.StreamResponse:
         self.reset_records()
         return web.json_response({"ok": True})
+
+    async def _admin_set_faults(self, request: web.Request) -> web.StreamResponse:
+        """Set :attr:`faults` from a JSON object of `Faults` fields (missing ones default)."""
+        try:
+            payload = await request.json()
+        except ValueError:
+            return _admin_error("The body must be a JSON object of Faults fields.")
+        if not isinstance(payload, dict):
+            return _admin_error("The body must be a JSON object of Faults fields.")
+        names = attrs.fields_dict(Faults)
+        unknown = sorted(set(payload) - names.keys())
+        if unknown:
+            return _admin_error(
+                f"Unknown Faults field(s): {', '.join(unknown)}; "
+                f"expected some of {', '.join(names)}."
+            )
+        for name, value in payload.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return _admin_error(f"{name} must be a number, not {value!r}.")
+            if not math.isfinite(value):
+                return _admin_error(f"{name} must be a finite number, not {value!r}.")
+        try:
+            faults = Faults(**{name: float(value) for name, value in payload.items()})
+        except ValueError as error:
+            return _admin_error(f"{error}.")
+        self.faults = faults
+        return web.json_response(attrs.asdict(faults))
 
 
 def _admin_error(message: str) -> web.Response:
