@@ -196,6 +196,13 @@ async def test_admin_sets_faults(fake: FakeUpbit, fake_http: aiohttp.ClientSessi
     async with fake_http.post(f"{fake.base_url}/_fake/faults", json={}) as response:
         assert response.status == 200
     assert fake.faults == Faults()
+    # For one key only: the others keep the fake's faults.
+    other, _ = fake.add_credentials()
+    async with fake_http.post(
+        f"{fake.base_url}/_fake/faults", json={"access_key": other, "latency_in": 0.08}
+    ) as response:
+        assert response.status == 200
+    assert fake.faults == Faults()
 
 
 @pytest.mark.parametrize(
@@ -208,6 +215,7 @@ async def test_admin_sets_faults(fake: FakeUpbit, fake_http: aiohttp.ClientSessi
         ({"latency_out": -1}, "latency_out must be >= 0"),
         ({"drop_rate": 1.5}, "drop_rate must be between 0 and 1"),
         ({"error_rate": 0.6, "drop_rate": 0.6}, "must be <= 1"),
+        ({"access_key": "nobody", "latency_in": 0.1}, "access_key must be a key of this fake"),
     ],
 )
 async def test_admin_refuses_bad_faults(

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from tests._signer import signed
+from upbit_cancel import UpbitSession
 from upbit_cancel.testing import FakeUpbit, Faults
 
 LIST = "/v1/orders/uuids"
@@ -118,3 +119,25 @@ def test_faults_validate_their_values() -> None:
         Faults(drop_rate=1.5)
     with pytest.raises(ValueError, match="<= 1"):
         Faults(error_rate=0.6, drop_rate=0.6)
+
+
+async def test_a_key_of_its_own_takes_its_own_path() -> None:
+    """Faults set for one key apply to requests signed with it; the others keep the fake's."""
+    async with FakeUpbit() as fake:
+        slow_key, slow_secret = fake.add_credentials()
+        fake.set_faults(Faults(latency_in=0.2), access_key=slow_key)
+        with pytest.raises(KeyError):
+            fake.set_faults(Faults(), access_key="nobody")
+        uuids = fake.add_orders(2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with (
+            UpbitSession(fake.access_key, fake.secret_key, base_url=fake.base_url) as fast,
+            UpbitSession(slow_key, slow_secret, base_url=fake.base_url) as slow,
+        ):
+            await asyncio.gather(
+                fast.cancel_orders(uuids=[uuids[0]]), slow.cancel_orders(uuids=[uuids[1]])
+            )
+        arrivals = {record.access_key: record.arrival - started for record in fake.records}
+        assert arrivals[slow_key] >= 0.2
+        assert fake.faults == Faults()

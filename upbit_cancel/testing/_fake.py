@@ -262,6 +262,8 @@ class FakeUpbit:
         self._block_period = block_period
         self._block_seconds = block_seconds
         self._faults = faults
+        # Faults of requests signed with particular keys (clients elsewhere on the network).
+        self._key_faults: dict[str, Faults] = {}
         self._rng = random.Random(seed)
         self._clock = clock
 
@@ -360,9 +362,19 @@ class FakeUpbit:
 
     @faults.setter
     def faults(self, faults: Faults) -> None:
+        self.set_faults(faults)
+
+    def set_faults(self, faults: Faults, *, access_key: str | None = None) -> None:
+        """Change the faults of requests received from now on: all of them, or only those
+        signed with ``access_key`` (a client of the account on another network path)."""
         if not isinstance(faults, Faults):
             raise TypeError(f"faults must be a Faults, not {type(faults).__name__}")
-        self._faults = faults
+        if access_key is None:
+            self._faults = faults
+        elif access_key not in self._credentials:
+            raise KeyError(f"no such access key on this fake: {access_key[:4]}…")
+        else:
+            self._key_faults[access_key] = faults
 
     @property
     def policy(self) -> RatePolicy:
@@ -642,16 +654,20 @@ class FakeUpbit:
         self._received += 1
         self._in_transit += 1
         self._notify()
+        authorization = request.headers.get("Authorization")
+        claimed_access_key = _claimed_access_key(authorization)
+        faults = self._faults
+        if claimed_access_key is not None:
+            faults = self._key_faults.get(claimed_access_key, faults)
         try:
             body = await request.read()
-            await self._sleep(self._faults.inbound_delay(self._rng))
+            await self._sleep(faults.inbound_delay(self._rng))
         finally:
             self._in_transit -= 1
         # From here to the record nothing awaits, so each request sees the account and the
         # limiter exactly as the previous arrival left them.
         arrival = self._now()
         raw_query = request.rel_url.raw_query_string
-        authorization = request.headers.get("Authorization")
         call = _Call(
             method=request.method,
             path=request.path,
@@ -659,13 +675,13 @@ class FakeUpbit:
             raw_query=raw_query,
             params=tuple(parse_qsl(raw_query, keep_blank_values=True)),
             body=body,
-            claimed_access_key=_claimed_access_key(authorization),
+            claimed_access_key=claimed_access_key,
         )
         fault: FaultKind | None = None
         if self._queued:
             answer = self._queued_answer(self._queued.popleft(), arrival)
         else:
-            fault = self._faults.choose(self._rng)
+            fault = faults.choose(self._rng)
             if fault == "error":
                 status = self._rng.choice(tuple(_GATEWAY_ERRORS))
                 answer = _Answer(status, _html_page(status), content_type="text/html")
@@ -687,9 +703,9 @@ class FakeUpbit:
         )
         self._notify()
 
-        delay = self._faults.outbound_delay(self._rng)
+        delay = faults.outbound_delay(self._rng)
         if fault == "slow":
-            delay += self._faults.slow_seconds
+            delay += faults.slow_seconds
         await self._sleep(delay)
         if fault == "drop" and request.transport is not None:
             request.transport.abort()
@@ -981,6 +997,9 @@ class FakeUpbit:
             return _admin_error("The body must be a JSON object of Faults fields.")
         if not isinstance(payload, dict):
             return _admin_error("The body must be a JSON object of Faults fields.")
+        access_key = payload.pop("access_key", None)
+        if access_key is not None and access_key not in self._credentials:
+            return _admin_error("access_key must be a key of this fake, or left out.")
         names = attrs.fields_dict(Faults)
         unknown = sorted(set(payload) - names.keys())
         if unknown:
@@ -997,7 +1016,7 @@ class FakeUpbit:
             faults = Faults(**{name: float(value) for name, value in payload.items()})
         except ValueError as error:
             return _admin_error(f"{error}.")
-        self.faults = faults
+        self.set_faults(faults, access_key=access_key)
         return web.json_response(attrs.asdict(faults))
 
 
