@@ -10,6 +10,7 @@ the raw access key (a hash of it, or of the account name given)::
     {prefix}:{<hash>}:default:seq      int   the next place in line
     {prefix}:{<hash>}:default:state    hash  paused_until, blocked_until, block_reason, share, …
     {prefix}:{<hash>}:default:floors   hash  process -> "floor:when" (each process's path floor)
+    {prefix}:{<hash>}:default:processes zset process -> when it last asked for a slot
 
 Every grant and every release is one Lua script (in ``_lua/``), timed by the Redis server's clock
 (``TIME``): hosts' clocks differ, so times cross the network only as durations. A slot is held by
@@ -94,7 +95,8 @@ class RedisLimiter:
     that uses the limiter. Processes that use different API keys of one account share a budget
     only when given the same ``account=`` name. Holds follow the same rule as
     :class:`SlidingWindowLimiter` (network-aware, see ``_hold``); each process learns its own
-    path, and a process subtracts less when another's path is faster.
+    path, and a process subtracts less when another's path is faster (or not known yet: a process
+    that has not learned its path may be next to the exchange).
 
     Args:
         redis: A ``redis://`` URL, or a ``redis.asyncio.Redis`` client (the caller closes it).
@@ -396,13 +398,16 @@ class RedisLimiter:
                 await self._adopt()
             try:
                 reply = await self._scripts["acquire"](
-                    keys=self._keys("held", "active", "queue", "seen", "seq", "state", "floors"),
+                    keys=self._keys(
+                        "held", "active", "queue", "seen", "seq", "state", "floors", "processes"
+                    ),
                     args=[
                         self.limit,
                         repr(self.window + self.margin),
                         repr(self.max_transit + self.window + self.margin + _RENEW_EVERY),
                         repr(_TICKET_TTL),
                         repr(_FLOOR_TTL),
+                        self._process,
                         *tickets,
                     ],
                 )

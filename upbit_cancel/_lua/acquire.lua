@@ -1,5 +1,6 @@
 -- Grant slots to the tickets given, in the order tickets reached Redis; say when to ask again.
 local held, active, queue, seen, seq, state, floors = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local processes = KEYS[8]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local limit, unit = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -15,7 +16,7 @@ for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', seen, '-inf', now - ticket_t
   redis.call('ZREM', seen, ticket)
 end
 local mine = {}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local ticket = ARGV[i]
   mine[ticket] = true
   if not redis.call('ZSCORE', queue, ticket) then
@@ -45,7 +46,7 @@ if now >= paused and taken < share then
 end
 local retry = -1
 local first = nil
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local rank = redis.call('ZRANK', queue, ARGV[i])
   if rank and (first == nil or rank < first) then first = rank end
 end
@@ -58,11 +59,20 @@ if first ~= nil then
     if need >= 1 and holds[2] then retry = tonumber(holds[2]) - now end
   end
 end
+-- The least path floor among the processes asking lately: one that has not told its own may
+-- be next to the exchange, so then it is 0.
+redis.call('ZADD', processes, now, ARGV[6])
+redis.call('ZREMRANGEBYSCORE', processes, '-inf', now - floor_ttl)
 local least = ''
-for _, value in ipairs(redis.call('HVALS', floors)) do
-  local sep = string.find(value, ':', 1, true)
-  local floor, at = tonumber(string.sub(value, 1, sep - 1)), tonumber(string.sub(value, sep + 1))
-  if now - at <= floor_ttl and (least == '' or floor < least) then least = floor end
+for _, process in ipairs(redis.call('ZRANGE', processes, 0, -1)) do
+  local value = redis.call('HGET', floors, process)
+  local floor = 0
+  if value then
+    local sep = string.find(value, ':', 1, true)
+    local at = tonumber(string.sub(value, sep + 1))
+    if now - at <= floor_ttl then floor = tonumber(string.sub(value, 1, sep - 1)) end
+  end
+  if least == '' or floor < least then least = floor end
 end
 local reply = {'ok', tostring(now), tostring(retry), tostring(least), tostring(taken), tostring(share)}
 for _, ticket in ipairs(granted) do table.insert(reply, ticket) end
