@@ -41,13 +41,24 @@ in a process of its own, the fake exchange in another. The sections:
      front of aiohttp, signed with PyJWT, chunks of 20.
    - ``upbit_cancel``: this project.
 
-4. Client cost: CPU time per request with the exchange's limit out of the way, and peak memory
-   while streaming up to 1,000,000 ids.
-5. Batch acceptance: a mixed batch (open, filled, canceled, unknown, duplicate and malformed
+4. Client cost: CPU time per request with the exchange's limit out of the way (and upbit_cancel's
+   through ``SlidingWindowLimiter`` and through ``RedisLimiter``, both raised to 100,000/s, with
+   Redis's script calls and the server's CPU per request), and peak memory while streaming up to
+   1,000,000 ids.
+5. Several processes of one account: 1, 2, 3 and 6 processes (quick: 1 and 3), 900 orders
+   each, each with its own key of the account, started first and released together; every
+   process alone (its own ``SlidingWindowLimiter(30, 1.0)``) or all sharing one
+   ``RedisLimiter`` budget in a ``redis-server`` the section starts on loopback; then two
+   processes at 5 and 80 ms one-way latency (per-key faults) sharing RedisLimiter. Combined wall
+   time and efficiency, 429s, the busiest window, orders left open, each process's wall time.
+   Skipped, with a note, without ``redis-server`` or redis-py.
+6. Batch acceptance: a mixed batch (open, filled, canceled, unknown, duplicate and malformed
    ids) by uuids and by identifiers, PASS or FAIL per criterion.
 
 Modules: ``_suite`` decides what runs where and when (and steps a running batch's latency);
 ``_fake_proc`` serves the fakes and ``_fakes`` drives them; ``_peers`` holds one runner per
 client and ``_worker`` runs one in its own process; ``_jobs`` holds upbit_cancel's own
-measurements; ``_metrics``, ``_report`` and ``_plot`` turn the numbers into tables and pictures.
+measurements; ``_several`` the several-process runs and the limiters' cost (both sides: the
+worker jobs and the suite's redis-server and runs); ``_metrics``, ``_report`` and ``_plot``
+turn the numbers into tables and pictures.
 """

@@ -191,8 +191,17 @@ class Admin:
         """Forget the records (orders and the rate budget stay)."""
         await self._post("reset-records", {})
 
-    async def set_faults(self, **fields: float) -> dict[str, float]:
-        """Replace the fake's faults with these `Faults` fields (the others take defaults).
+    async def add_credentials(self) -> tuple[str, str]:
+        """Create another key pair of the account (sharing its budget); return
+        ``(access_key, secret_key)``."""
+        created = await self._post("credentials", {})
+        return str(created["access_key"]), str(created["secret_key"])
+
+    async def set_faults(
+        self, *, access_key: str | None = None, **fields: float
+    ) -> dict[str, float]:
+        """Replace the fake's faults with these `Faults` fields (the others take defaults); with
+        *access_key*, only those of requests signed with that key (a client on a path of its own).
 
         Requests received from then on draw the new delays. Returns the faults now in force;
         raises ValueError with the fake's message if it refuses them.
@@ -200,7 +209,10 @@ class Admin:
         Example: ``await admin.set_faults(latency_in=0.01, latency_out=0.01, jitter_in=0.01)``.
         """
         url = f"{self._base_url}/_fake/faults"
-        async with self._http.post(url, json=fields) as response:
+        payload: dict[str, Any] = dict(fields)
+        if access_key is not None:
+            payload["access_key"] = access_key
+        async with self._http.post(url, json=payload) as response:
             if response.status == 400:
                 error = (await response.json())["error"]
                 raise ValueError(f"{error['name']}: {error['message']}")

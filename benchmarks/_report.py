@@ -461,8 +461,12 @@ def peers_section(peers: Mapping[str, Any]) -> str:
     )
 
 
-def cost_section(cost: Sequence[Mapping[str, Any]], memory: Sequence[Mapping[str, Any]]) -> str:
-    """Section 4 as markdown."""
+def cost_section(
+    cost: Sequence[Mapping[str, Any]],
+    memory: Sequence[Mapping[str, Any]],
+    limiter_cost: Mapping[str, Any] | None = None,
+) -> str:
+    """Section 4 as markdown (with the limiters' CPU cost when the results have it)."""
     ours = next(entry for entry in cost if entry["client"] == "upbit_cancel")
     cost_rows = [
         (
@@ -515,6 +519,7 @@ def cost_section(cost: Sequence[Mapping[str, Any]], memory: Sequence[Mapping[str
                 ],
                 cost_rows,
             ),
+            *limiter_cost_parts(limiter_cost),
             "Memory: upbit_cancel's peak resident set while `BatchCanceller.stream` takes N "
             "generated uuids from a generator (unknown to the exchange, which leaves them out of "
             "its answers), one process per N. Growth is the peak over the resident set just "
@@ -536,6 +541,193 @@ def cost_section(cost: Sequence[Mapping[str, Any]], memory: Sequence[Mapping[str
             ),
         ]
     )
+
+
+def limiter_cost_parts(limiter_cost: Mapping[str, Any] | None) -> list[str]:
+    """Section 4's limiter table: CPU per request through the in-process limiter and Redis."""
+    if not limiter_cost:
+        return []
+    title = (
+        "Limiters: upbit_cancel's CPU per request through `SlidingWindowLimiter(100_000, 1.0)` "
+        "and through `RedisLimiter(url, limit=100_000)` on a `redis-server` of the benchmark's "
+        "own on loopback, same fake (limit raised to 100,000 per second), 60 requests in "
+        "flight, one process each, CPU over the session's life. Acquire calls are RedisLimiter's "
+        "grant round trips, counted in the client (one call asks for every waiting request); "
+        "`evalsha` per request is the server's count (`INFO commandstats`), releases included "
+        "(one per request, sent in the background, off the request's path); the first call of "
+        "each script counts twice (`NOSCRIPT`, then again once loaded). redis-server CPU is "
+        "`used_cpu_sys + used_cpu_user` over the run."
+    )
+    if limiter_cost.get("skipped"):
+        return [f"{title} Not measured: {limiter_cost['skipped']}."]
+    runs = limiter_cost["runs"]
+    base = next((run for run in runs if run["limiter"] == "in-process"), None)
+    rows = [
+        (
+            "RedisLimiter" if run["limiter"] == "redis" else "in-process",
+            count(run["requests"]),
+            seconds(run["cpu_seconds"], 3),
+            f"{run['cpu_per_request'] * 1000:.3f}",
+            "—" if base is None else f"{run['cpu_per_request'] / base['cpu_per_request']:.2f}x",
+            _ratio(run.get("acquire_per_request")),
+            _ratio(run.get("evalsha_per_request")),
+            "—"
+            if run.get("redis_cpu_per_request") is None
+            else f"{run['redis_cpu_per_request'] * 1e6:.1f}",
+            count(run["left_open"]),
+        )
+        for run in runs
+    ]
+    return [
+        title,
+        table(
+            [
+                "limiter",
+                "requests",
+                "CPU s",
+                "CPU ms / request",
+                "x in-process",
+                "acquire calls / request",
+                "evalsha / request",
+                "redis-server CPU µs / request",
+                "left open",
+            ],
+            rows,
+        ),
+    ]
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _several_label(run: Mapping[str, Any]) -> str:
+    return "alone" if run["limiter"] == "alone" else "RedisLimiter"
+
+
+def _acquire_per_request(run: Mapping[str, Any]) -> float | None:
+    if run["limiter"] != "redis" or not run["requests"]:
+        return None
+    return float(run["redis_calls"].get("acquire", 0)) / float(run["requests"])
+
+
+def _on_paths(run: Mapping[str, Any]) -> bool:
+    return any(latency > 0 for latency in run["latencies"])
+
+
+def several_section(several: Mapping[str, Any] | None, quick: bool) -> str | None:
+    """Section 5 as markdown: several processes of one account, then two on paths of their own."""
+    if several is None:
+        return None
+    intro = (
+        f"Processes of one account (one fake exchange: sliding window, 30 per second, "
+        f"{jitter(several['jitter'])} arrival jitter), {several['orders_each']:,} orders each, "
+        "every process with an API key of its own (extra credentials of the account), started "
+        "first, then released together at one start time. Each run twice on fresh accounts: "
+        "every process with a `SlidingWindowLimiter(30, 1.0)` of its own (*alone*, which trips "
+        "the limit with more than one process), and every process with "
+        '`RedisLimiter(url, account="bench-<run>")`, one budget in a `redis-server` of the '
+        "benchmark's own on loopback (no persistence). Wall = first start to last finish; "
+        "ideal = ⌊(requests needed by all - 1)/30⌋ s; efficiency = ideal ÷ (wall - one round "
+        "trip, measured as above on a twin of the path; the slowest path's for the pair). "
+        "Process wall: each process's own, from the start time to its last answer. Acquire "
+        "calls / request: RedisLimiter's grant round trips, counted in the processes (a process "
+        "whose requests wait asks again when Redis says the next slot frees)."
+    )
+    if several.get("skipped"):
+        skipped = f"{intro} Not measured: {several['skipped']}."
+        return "\n\n".join(["## 5. Several processes of one account", skipped])
+    runs = several["runs"]
+    processes = sorted({run["processes"] for run in runs if not _on_paths(run)})
+    matrix = ", ".join(str(count) for count in processes)
+    rows = [
+        (
+            run["processes"],
+            _several_label(run),
+            count(run["requests"]),
+            seconds(run["wall_seconds"], 3),
+            ms(run["round_trip_seconds"]),
+            seconds(run["ideal_seconds"], 0),
+            _efficiency(run["efficiency"]),
+            count(run["rejected_429"]),
+            count(run["max_in_window"]),
+            count(run["left_open"]),
+            f"{run['process_wall_min_seconds']:.2f} / {run['process_wall_max_seconds']:.2f}",
+            _ratio(_acquire_per_request(run)),
+        )
+        for run in runs
+        if not _on_paths(run)
+    ]
+    parts = [
+        "## 5. Several processes of one account",
+        f"{intro} Processes: {matrix}" + (" (quick run)." if quick else "."),
+        table(
+            [
+                "processes",
+                "limiter",
+                "requests",
+                "wall s",
+                "round trip ms",
+                "ideal s",
+                "efficiency",
+                "429s",
+                "max in 1 s",
+                "left open",
+                "process wall s min / max",
+                "acquire calls / request",
+            ],
+            rows,
+        ),
+    ]
+    paired = [run for run in runs if _on_paths(run)]
+    if paired:
+        pair_rows = [
+            (
+                " + ".join(f"{latency * 1000:.0f} ms" for latency in run["latencies"]),
+                _several_label(run),
+                count(run["requests"]),
+                seconds(run["wall_seconds"], 3),
+                " / ".join(
+                    ms(outcome["round_trip_seconds"])
+                    for outcome in run["per_process"]
+                    if outcome["round_trip_seconds"] is not None
+                ),
+                seconds(run["ideal_seconds"], 0),
+                _efficiency(run["efficiency"]),
+                count(run["rejected_429"]),
+                count(run["max_in_window"]),
+                count(run["left_open"]),
+                "; ".join(
+                    f"{outcome['latency'] * 1000:.0f} ms: {outcome['wall_seconds']:.2f}"
+                    for outcome in run["per_process"]
+                ),
+                _ratio(_acquire_per_request(run)),
+            )
+            for run in paired
+        ]
+        parts += [
+            "Two processes on paths of their own, sharing one RedisLimiter budget: the fake "
+            "delays each one's requests and answers by its one-way latency (per access key), "
+            f"plus up to {jitter(several['jitter'])} of arrival jitter.",
+            table(
+                [
+                    "one-way latencies",
+                    "limiter",
+                    "requests",
+                    "wall s",
+                    "round trip ms (per path)",
+                    "ideal s",
+                    "efficiency",
+                    "429s",
+                    "max in 1 s",
+                    "left open",
+                    "process wall s",
+                    "acquire calls / request",
+                ],
+                pair_rows,
+            ),
+        ]
+    return "\n\n".join(parts)
 
 
 def marginal_bytes(entry: Mapping[str, Any], memory: Sequence[Mapping[str, Any]]) -> float | None:
@@ -678,6 +870,7 @@ def goals(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "met": all(within),
             }
         )
+    verdicts += several_goals(results)
     cost = {entry["client"]: entry["cpu_per_request"] for entry in results["cost"]}
     sdk = cost["upbit-sdk-sequential"]
     verdicts.append(
@@ -703,6 +896,91 @@ def goals(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "met": largest["peak_rss_bytes"] <= 1.1 * smallest["peak_rss_bytes"],
             }
         )
+    return verdicts
+
+
+#: Section 5's efficiency target for 3 processes sharing RedisLimiter, and the floor under it.
+SEVERAL_TARGET = 0.93
+SEVERAL_FLOOR = 0.9
+
+
+def several_goals(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Section 5's goals: 3 processes sharing RedisLimiter, and Redis's round trips per grant.
+
+    Results from before the section have neither goal; a run that could not measure them (no
+    redis-server) misses them.
+    """
+    several = results.get("several")
+    limiter_cost = results.get("limiter_cost")
+    verdicts: list[dict[str, Any]] = []
+    if several is not None:
+        goal = (
+            "3 processes x 900 orders with RedisLimiter: every order canceled, 0 x 429, ≤ 30 "
+            f"arrivals in any 1 s window, combined efficiency ≥ {SEVERAL_TARGET} "
+            f"(floor {SEVERAL_FLOOR})"
+        )
+        runs = [
+            run
+            for run in several.get("runs", [])
+            if run["processes"] == 3 and run["limiter"] == "redis" and not _on_paths(run)
+        ]
+        if not runs:
+            reason = several.get("skipped") or "no such run"
+            verdicts.append({"goal": goal, "measured": f"not measured: {reason}", "met": False})
+        else:
+            run = runs[0]
+            canceled = sum(outcome["success"] for outcome in run["per_process"])
+            value = run["efficiency"]
+            place = (
+                "below the floor"
+                if value is None or value < SEVERAL_FLOOR
+                else "above the floor"
+                if value < SEVERAL_TARGET
+                else "on target"
+            )
+            verdicts.append(
+                {
+                    "goal": goal,
+                    "measured": f"{canceled:,} of {run['orders']:,} canceled, "
+                    f"{run['left_open']} left open; {run['rejected_429']} x 429; busiest "
+                    f"window {run['max_in_window']}; efficiency {_efficiency(value)} "
+                    f"({place}; wall {run['wall_seconds']:.3f} s, ideal "
+                    f"{run['ideal_seconds']:.0f} s)",
+                    "met": canceled == run["orders"]
+                    and run["left_open"] == 0
+                    and run["rejected_429"] == 0
+                    and run["max_in_window"] <= LIMIT
+                    and value is not None
+                    and value >= SEVERAL_TARGET,
+                }
+            )
+    if limiter_cost is not None:
+        goal = (
+            "Per grant, Redis adds at most one round trip (acquire evalsha per request ≤ 1; "
+            "releases go in the background)"
+        )
+        redis_runs = [run for run in limiter_cost.get("runs", []) if run["limiter"] == "redis"]
+        if not redis_runs:
+            reason = limiter_cost.get("skipped") or "no such run"
+            verdicts.append({"goal": goal, "measured": f"not measured: {reason}", "met": False})
+        else:
+            run = redis_runs[0]
+            shared = [
+                f"{run_['processes']} processes sharing 30/s: {_ratio(_acquire_per_request(run_))}"
+                for run_ in (several or {}).get("runs", [])
+                if run_["limiter"] == "redis" and run_["processes"] == 3 and not _on_paths(run_)
+            ]
+            verdicts.append(
+                {
+                    "goal": goal,
+                    "measured": f"acquire calls per request {_ratio(run['acquire_per_request'])} "
+                    f"at 100,000/s ({run['requests']:,} requests, 60 in flight); evalsha per "
+                    f"request with the releases {_ratio(run['evalsha_per_request'])}"
+                    + (f"; {shared[0]} acquire calls per request" if shared else ""),
+                    "met": run["acquire_per_request"] is not None
+                    and run["acquire_per_request"] <= 1,
+                }
+            )
     return verdicts
 
 
@@ -829,7 +1107,12 @@ def render(results: Mapping[str, Any]) -> str:
                 *(section for section in sections if section is not None),
                 kill_section(results["kill_switch"]),
                 peers_section(results["peers"]),
-                cost_section(results["cost"], results["memory"]),
+                cost_section(results["cost"], results["memory"], results.get("limiter_cost")),
+                *(
+                    section
+                    for section in [several_section(results.get("several"), quick)]
+                    if section is not None
+                ),
                 acceptance_section(results["acceptance"]),
                 goals_section(results["goals"]),
             ]

@@ -13,7 +13,9 @@ steps (each in a job process of its own) and the peers at once, and the batch ac
 the peers' workers have started and finished (only ccxt, slow and light, is left). The
 CPU-bound sections (client cost, memory) run beside them at the lowest scheduling priority: CPU
 seconds and peak memory do not depend on the wall clock, and the low priority keeps them out of
-the way of the timed runs.
+the way of the timed runs. The several-process section follows the CPU-bound ones, still beside
+the rate-limited sections: its processes are idle between requests too, and each run starts its
+processes (their imports are the costly part) before releasing them together.
 
 A latency step changes the path of a running batch: once half of the run's requests have
 reached its fake, the suite sets the fake's faults to the new latency through the admin API
@@ -46,6 +48,12 @@ from benchmarks._metrics import (
     requests_needed,
 )
 from benchmarks._peers import CLIENTS
+from benchmarks._several import (
+    LIMITER_KINDS,
+    SeveralCase,
+    section_limiter_cost,
+    section_several,
+)
 from upbit_cancel.testing import PolicyName
 
 T = TypeVar("T")
@@ -74,6 +82,13 @@ LOW_PRIORITY = 19
 #: in httpx's connection pool, whose bookkeeping grows with the queue, so its CPU per request
 #: grows with the batch; that would flatter the others.
 COST_CLIENTS = ("upbit_cancel", "naive-aiolimiter", "upbit-sdk-sequential", "ccxt")
+#: Several processes of one account: how many, and the one-way latencies of the two processes
+#: on paths of their own (seconds).
+SEVERAL_PROCESSES = (1, 2, 3, 6)
+SEVERAL_PROCESSES_QUICK = (1, 3)
+SEVERAL_PATHS = (0.005, 0.080)
+#: Orders each of several processes cancels.
+SEVERAL_ORDERS = 900
 
 
 @attrs.frozen
@@ -128,6 +143,9 @@ class Plan:
     #: Batch acceptance (issue 4): how many of each kind of id.
     acceptance: Mapping[str, int]
     acceptance_spec: FakeSpec
+    #: Section 5: several processes of one account, each cancelling `several_orders` orders.
+    several: tuple[SeveralCase, ...]
+    several_orders: int
     #: Whether sections overlap (the quick run).
     overlap: bool
 
@@ -160,6 +178,14 @@ def _latency_cases(
         for jitter in jitters
         for policy in policies
         for hold in HOLDS
+    )
+
+
+def several_cases(processes: Sequence[int]) -> tuple[SeveralCase, ...]:
+    """Each count of processes alone and sharing Redis, then the pair on paths of their own."""
+    return (
+        *(SeveralCase(kind, (0.0,) * count) for count in processes for kind in LIMITER_KINDS),
+        SeveralCase("redis", SEVERAL_PATHS),
     )
 
 
@@ -209,6 +235,8 @@ def make_plan(quick: bool) -> Plan:
             "seed": 5,
         },
         acceptance_spec=FakeSpec(policy="sliding", jitter=0.010, unknown="omit"),
+        several=several_cases(SEVERAL_PROCESSES_QUICK if quick else SEVERAL_PROCESSES),
+        several_orders=SEVERAL_ORDERS,
         overlap=quick,
     )
 
@@ -552,14 +580,39 @@ async def run_suite(plan: Plan) -> dict[str, Any]:
             )
             return result
 
-        async def cost_and_memory() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async def cost_and_memory() -> tuple[
+            list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]
+        ]:
             cost, timings["cost"] = await _timed(
                 started, "client cost", lambda: section_cost(plan, workdir, nice)
+            )
+            limiter_cost, timings["limiter_cost"] = await _timed(
+                started,
+                "client cost: limiters",
+                lambda: section_limiter_cost(plan.cost_requests, nice),
             )
             memory, timings["memory"] = await _timed(
                 started, "memory", lambda: section_memory(plan, nice)
             )
-            return cost, memory
+            return cost, limiter_cost, memory
+
+        async def several() -> dict[str, Any]:
+            result, timings["several"] = await _timed(
+                started,
+                "several processes",
+                lambda: section_several(
+                    plan.several, plan.several_orders, lambda message: log(started, message)
+                ),
+            )
+            return result
+
+        async def cpu_bound_then_several() -> tuple[
+            tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]], dict[str, Any]
+        ]:
+            # The processes of several start once the CPU-bound runs are done: on a small machine
+            # their imports and the runs' own CPU would otherwise crowd each other.
+            cpu_bound = await cost_and_memory()
+            return cpu_bound, await several()
 
         kill, timings["kill"] = await _timed(started, "kill switch", lambda: section_kill(plan))
         if plan.overlap:
@@ -569,9 +622,9 @@ async def run_suite(plan: Plan) -> dict[str, Any]:
                 step_results,
                 peer_results,
                 acceptance_results,
-                (cost, memory),
+                ((cost, limiter_cost, memory), several_results),
             ) = await asyncio.gather(
-                ceiling(), latency(), steps(), peers(), acceptance(), cost_and_memory()
+                ceiling(), latency(), steps(), peers(), acceptance(), cpu_bound_then_several()
             )
         else:
             ceiling_results = await ceiling()
@@ -579,7 +632,8 @@ async def run_suite(plan: Plan) -> dict[str, Any]:
             step_results = await steps()
             peer_results = await peers()
             acceptance_results = await acceptance()
-            cost, memory = await cost_and_memory()
+            cost, limiter_cost, memory = await cost_and_memory()
+            several_results = await several()
     return {
         "plan": plan.to_json(),
         "ceiling": ceiling_results + latency_results,
@@ -587,7 +641,9 @@ async def run_suite(plan: Plan) -> dict[str, Any]:
         "kill_switch": kill,
         "peers": peer_results,
         "cost": cost,
+        "limiter_cost": limiter_cost,
         "memory": memory,
+        "several": several_results,
         "acceptance": acceptance_results,
         "section_seconds": timings,
         "suite_seconds": time.perf_counter() - started,

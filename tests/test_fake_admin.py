@@ -241,3 +241,62 @@ async def test_admin_refuses_faults_that_are_not_json(
             assert response.status == 400
             assert (await response.json())["error"]["name"] == "validation_error"
     assert fake.faults == Faults()
+
+
+async def test_admin_adds_credentials(fake: FakeUpbit, fake_http: aiohttp.ClientSession) -> None:
+    """POST /_fake/credentials creates another key pair of the account, sharing its budget."""
+    async with fake_http.post(f"{fake.base_url}/_fake/credentials") as response:
+        assert response.status == 200
+        created = await response.json()
+    assert set(created) == {"access_key", "secret_key"}
+    assert created["access_key"] != fake.access_key
+    order = fake.add_order()
+    reply = await signed(
+        fake_http,
+        fake,
+        "DELETE",
+        "/v1/orders/uuids",
+        [("uuids[]", order)],
+        access_key=created["access_key"],
+        secret_key=created["secret_key"],
+    )
+    assert reply.status == 200
+    assert fake.state(order) == "cancel"
+    # Without "Make Orders": its cancels are refused.
+    async with fake_http.post(
+        f"{fake.base_url}/_fake/credentials", json={"can_order": False}
+    ) as response:
+        assert response.status == 200
+        limited = await response.json()
+    order = fake.add_order()
+    reply = await signed(
+        fake_http,
+        fake,
+        "DELETE",
+        "/v1/orders/uuids",
+        [("uuids[]", order)],
+        access_key=limited["access_key"],
+        secret_key=limited["secret_key"],
+    )
+    assert reply.status == 403
+    assert fake.state(order) == "wait"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[1]", "JSON object"),
+        (b"can_order", "JSON object"),
+        (b'{"scope": "all"}', "Unknown field(s): scope"),
+        (b'{"can_order": 1}', "can_order must be true or false"),
+    ],
+)
+async def test_admin_refuses_bad_credentials_requests(
+    fake: FakeUpbit, fake_http: aiohttp.ClientSession, body: bytes, message: str
+) -> None:
+    """POST /_fake/credentials with a bad body is a 400 validation_error."""
+    async with fake_http.post(f"{fake.base_url}/_fake/credentials", data=body) as response:
+        assert response.status == 400
+        error = (await response.json())["error"]
+    assert error["name"] == "validation_error"
+    assert message in error["message"]

@@ -625,6 +625,7 @@ class FakeUpbit:
         add("GET", "/_fake/stats", self._admin_stats)
         add("POST", "/_fake/reset-records", self._admin_reset_records)
         add("POST", "/_fake/faults", self._admin_set_faults)
+        add("POST", "/_fake/credentials", self._admin_add_credentials)
         return app
 
     def _now(self) -> float:
@@ -1018,6 +1019,24 @@ class FakeUpbit:
             return _admin_error(f"{error}.")
         self.set_faults(faults, access_key=access_key)
         return web.json_response(attrs.asdict(faults))
+
+    async def _admin_add_credentials(self, request: web.Request) -> web.StreamResponse:
+        """Create another key pair of the account, as :meth:`add_credentials` does."""
+        text = await request.text()
+        try:
+            payload = json.loads(text) if text.strip() else {}
+        except ValueError:
+            return _admin_error("The body must be a JSON object, or empty.")
+        if not isinstance(payload, dict):
+            return _admin_error("The body must be a JSON object, or empty.")
+        unknown = sorted(set(payload) - {"can_order"})
+        if unknown:
+            return _admin_error(f"Unknown field(s): {', '.join(unknown)}; expected can_order.")
+        can_order = payload.get("can_order", True)
+        if not isinstance(can_order, bool):
+            return _admin_error("can_order must be true or false.")
+        access_key, secret_key = self.add_credentials(can_order=can_order)
+        return web.json_response({"access_key": access_key, "secret_key": secret_key})
 
 
 def _admin_error(message: str) -> web.Response:
