@@ -58,7 +58,13 @@ def test_cancels_uuids_and_reports_json(
     assert document["requests"] == 3
     assert document["rate_limited"] == 0
     assert document["elapsed"] >= 0
-    assert credentials.state_counts() == {"wait": 0, "done": 0, "cancel": 45}
+    assert credentials.state_counts() == {
+        "wait": 0,
+        "watch": 0,
+        "done": 0,
+        "cancel": 45,
+        "prevented": 0,
+    }
     assert "Cancel summary" in err
 
 
@@ -263,6 +269,7 @@ def test_argument_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[s
         (["--base-url", "http://example.com", "--uuids", UNKNOWN_UUID], "plain http"),
         (["--base-url", "ftp://127.0.0.1", "--uuids", UNKNOWN_UUID], "base_url must look like"),
         (["--file", "no-such-file.txt"], "cannot read no-such-file.txt"),
+        (["--uuids", UNKNOWN_UUID, "--market", "SGD-BTC"], "--market applies to --all-open"),
     ],
     ids=[
         "dash-in-uuids",
@@ -271,6 +278,7 @@ def test_argument_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[s
         "http-remote",
         "scheme",
         "missing-file",
+        "market-without-all-open",
     ],
 )
 def test_usage_errors_exit_2(
@@ -386,3 +394,42 @@ def test_unresolved_breakdown_counts_each_reason() -> None:
         UnresolvedOrder("c", None),
     )
     assert report.unresolved_breakdown(unresolved) == "2 unknown to the exchange, 1 ServerError"
+
+
+def test_confirm_adds_final_states_and_exits_0_when_nothing_is_left(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--confirm: the JSON carries each id's state; a final-state table; exit 0."""
+    uuids = credentials.add_orders(25)
+    filled = credentials.add_order(state="done")
+    assert cancel(credentials, "--json", "--confirm", "--uuids", *uuids, filled) == 0
+    document, err = output_json(capsys)
+    assert document["states"] == {**dict.fromkeys(uuids, "cancel"), filled: "done"}
+    assert document["still_open"] == []
+    assert "Final states" in err
+    assert "filled before the cancel took effect" in err
+
+
+def test_confirm_exits_1_when_a_state_cannot_be_learned(
+    fake_in_thread: FakeUpbit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key without the order query permission: canceled, but unknown states: exit 1."""
+    access_key, secret_key = fake_in_thread.add_credentials(can_query=False)
+    monkeypatch.setenv("UPBIT_ACCESS_KEY", access_key)
+    monkeypatch.setenv("UPBIT_SECRET_KEY", secret_key)
+    uuids = fake_in_thread.add_orders(3)
+    assert cancel(fake_in_thread, "--confirm", "--uuids", *uuids) == 1
+    err = capsys.readouterr().out
+    assert "OutOfScopeError" in err
+    assert all(fake_in_thread.state(uuid) == "cancel" for uuid in uuids)
+
+
+def test_all_open_in_one_market(credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]) -> None:
+    """--all-open --market M cancels that market's open orders only."""
+    target = credentials.add_orders(45, market="SGD-BTC")
+    other = credentials.add_orders(5, market="SGD-ETH")
+    assert cancel(credentials, "--all-open", "--market", "SGD-BTC", "--confirm", "--json") == 0
+    document, err = output_json(capsys)
+    assert sorted(order["uuid"] for order in document["success"]) == sorted(target)
+    assert "every open order of SGD-BTC" in err
+    assert all(credentials.state(uuid) == "wait" for uuid in other)

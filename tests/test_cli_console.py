@@ -125,7 +125,13 @@ async def test_cancels_every_seeded_order(server: Server, tmp_path: Path) -> Non
     assert sorted(order["uuid"] for order in document["success"]) == sorted(server.uuids)
     assert document["unresolved"] == []
     assert document["requests"] == 3
-    assert await states(server.base_url) == {"wait": 0, "done": 0, "cancel": 50}
+    assert await states(server.base_url) == {
+        "wait": 0,
+        "watch": 0,
+        "done": 0,
+        "cancel": 50,
+        "prevented": 0,
+    }
     assert "Cancel summary" in finished.stderr
 
     # Again, with an id the exchange does not know and a malformed one, from stdin.
@@ -143,7 +149,9 @@ async def test_usage_errors_exit_2(server: Server) -> None:
     """No source, or plain http to a remote host, exit 2 with a message and no traceback."""
     finished = await run_cancel(server)
     assert finished.returncode == 2
-    assert "one of the arguments --uuids --identifiers --file - is required" in finished.stderr
+    assert "one of the arguments --uuids --identifiers --file - --all-open is required" in (
+        finished.stderr
+    )
     process = await start(
         "cancel", "--base-url", "http://example.com", "--uuids", UNKNOWN_UUID, "--json"
     )

@@ -76,7 +76,7 @@ async def test_plan_mixes_every_kind_of_id(fake: FakeUpbit) -> None:
     )
     assert len(plan.ids) == 215 + plan.duplicates
     assert len(set(plan.ids)) == plan.distinct == 215
-    assert fake.state_counts() == {"wait": 200, "done": 5, "cancel": 5}
+    assert fake.state_counts() == {"wait": 200, "watch": 0, "done": 5, "cancel": 5, "prevented": 0}
     again = plan_ids(FakeUpbit(seed=0), 200, random.Random(7))
     assert again.ids == plan.ids
 

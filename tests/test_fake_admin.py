@@ -51,7 +51,13 @@ def test_bulk_seeding() -> None:
     identifiers = {fake.order(uuid).identifier for uuid in uuids[:100]}
     assert len(identifiers) == 100
     assert None not in identifiers
-    assert fake.state_counts() == {"wait": 60_000, "done": 0, "cancel": 0}
+    assert fake.state_counts() == {
+        "wait": 60_000,
+        "watch": 0,
+        "done": 0,
+        "cancel": 0,
+        "prevented": 0,
+    }
     assert all(re.fullmatch(UUID_PATTERN, uuid) for uuid in uuids[:1000])
 
 
@@ -134,7 +140,13 @@ async def test_admin_seeds_and_inspects_orders(
     async with fake_http.get(f"{fake.base_url}/_fake/orders/nope") as response:
         assert response.status == 404
     async with fake_http.get(f"{fake.base_url}/_fake/states") as response:
-        assert await response.json() == {"wait": 4, "done": 0, "cancel": 1}
+        assert await response.json() == {
+            "wait": 4,
+            "watch": 0,
+            "done": 0,
+            "cancel": 1,
+            "prevented": 0,
+        }
 
 
 @pytest.mark.parametrize(
@@ -288,7 +300,7 @@ async def test_admin_adds_credentials(fake: FakeUpbit, fake_http: aiohttp.Client
         (b"[1]", "JSON object"),
         (b"can_order", "JSON object"),
         (b'{"scope": "all"}', "Unknown field(s): scope"),
-        (b'{"can_order": 1}', "can_order must be true or false"),
+        (b'{"can_order": 1}', "can_order and can_query must be true or false"),
     ],
 )
 async def test_admin_refuses_bad_credentials_requests(

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
+from ._confirm import confirm_result, list_open, merge_results, open_ids
 from ._errors import (
     AuthenticationError,
     BlockedError,
@@ -24,7 +26,7 @@ from ._errors import (
     SessionClosedError,
     UpbitError,
 )
-from ._ids import MAX_IDS_PER_REQUEST, CheckedIds, chosen_ids
+from ._ids import MAX_IDS_PER_REQUEST, CheckedIds, Kind, chosen_ids
 from ._ledger import Chunk, Ledger
 from ._models import BatchResult, CancelResult, ChunkResult, Progress
 from ._session import UpbitSession
@@ -174,10 +176,12 @@ class BatchCanceller:
         max_in_flight: Requests in progress at once (waiting for the limiter included); bounds
             the batch's memory and tasks whatever the number of ids. Default: twice the
             limiter's capacity, at most 200, and no more than the input has requests.
+        confirm_timeout: Seconds a confirmation may take (see :meth:`confirm`).
     """
 
     __slots__ = (
         "_ambiguous_retries",
+        "_confirm_timeout",
         "_last_result",
         "_max_in_flight",
         "_on_progress",
@@ -193,6 +197,7 @@ class BatchCanceller:
         retry_ambiguous: bool = False,
         ambiguous_retries: int = 2,
         max_in_flight: int | None = None,
+        confirm_timeout: float = 5.0,
     ) -> None:
         if not isinstance(session, UpbitSession):
             raise TypeError(f"session must be an UpbitSession, not {type(session).__name__}")
@@ -207,6 +212,13 @@ class BatchCanceller:
                 raise TypeError(f"max_in_flight must be a whole number, not {max_in_flight!r}")
             if max_in_flight < 1:
                 raise ValueError("max_in_flight must be at least 1")
+        if isinstance(confirm_timeout, bool) or not isinstance(confirm_timeout, int | float):
+            raise TypeError(f"confirm_timeout must be a number of seconds, not {confirm_timeout!r}")
+        if not 0 <= confirm_timeout < math.inf:
+            raise ValueError(
+                f"confirm_timeout must be zero or more seconds, not {confirm_timeout!r}"
+            )
+        self._confirm_timeout = float(confirm_timeout)
         self._session = session
         self._on_progress = on_progress
         self._retry_ambiguous = bool(retry_ambiguous)
@@ -231,14 +243,102 @@ class BatchCanceller:
         *,
         uuids: Iterable[str] | None = None,
         identifiers: Iterable[str] | None = None,
+        confirm: bool = False,
     ) -> BatchResult:
         """Cancel every order named by ``uuids`` or ``identifiers`` (any iterable, any length).
 
         Does not raise for failed requests: look at ``result.unresolved``, or call
         ``result.raise_for_unresolved()``. If the iterable itself raises, every id it gave
         before is still sent and settled, then its error is raised (the result is in
-        :attr:`last_result`).
+        :attr:`last_result`). With ``confirm=True`` the result also says what became of each
+        order (see :meth:`confirm`).
         """
+        result = await self._cancel(uuids=uuids, identifiers=identifiers)
+        if confirm:
+            result = await self.confirm(result)
+        return result
+
+    async def confirm(
+        self, result: BatchResult, *, confirm_timeout: float | None = None
+    ) -> BatchResult:
+        """``result`` with the final state of each of its well-formed ids.
+
+        Asks the exchange (``GET /v1/orders/uuids``, 100 ids a request, within the account's
+        budget) about every id in ``success``, ``failed`` and ``unresolved``. An order found
+        still open that no accepted cancel covers (its request failed before it was processed,
+        or its outcome was unknown) is canceled again, its state being known now: the lists
+        then say what that second cancel answered, and ``result.recanceled`` names those ids.
+        Orders still open after an accepted cancel are asked about again, at growing intervals,
+        until they close or ``confirm_timeout`` (default: the canceller's) has passed.
+
+        ``result.states`` maps each id to ``"cancel"``, ``"done"``, ``"wait"``, ``"watch"``,
+        ``"prevented"``, ``"not_found"``, or ``None`` when it could not be learned
+        (``result.state_errors`` says why: a key without the "order query" permission gets
+        :class:`OutOfScopeError`); ``result.still_open`` lists the ids to act on.
+
+        Example::
+
+            result = await canceller.cancel(uuids=order_ids, confirm=True)
+            for uuid in result.still_open:
+                print("still open:", uuid, result.states[uuid])
+        """
+        within = self._confirm_timeout if confirm_timeout is None else confirm_timeout
+        if not isinstance(result, BatchResult):
+            raise TypeError(f"result must be a BatchResult, not {type(result).__name__}")
+
+        async def recancel(kind: Kind, ids: list[str]) -> BatchResult:
+            return (
+                await self._cancel(uuids=ids)
+                if kind == "uuids"
+                else await self._cancel(identifiers=ids)
+            )
+
+        confirmed = await confirm_result(
+            result, session=self._session, recancel=recancel, within=within
+        )
+        self._last_result = confirmed
+        return confirmed
+
+    async def cancel_open(
+        self, *, market: str | None = None, confirm: bool = False, rounds: int = 3
+    ) -> BatchResult:
+        """Cancel every open order of the account, or of one ``market``.
+
+        Lists open orders (``GET /v1/orders/open``, ``wait`` and ``watch``, 100 a page) and
+        cancels them all; lists again, and cancels what is new, until a listing shows nothing
+        new or ``rounds`` listings were made. Every order it found is in the result. Orders
+        placed meanwhile by the bot itself are listed too when they show up in time: a kill
+        switch stops placing orders first. Needs the "order query" permission to list.
+
+        Example::
+
+            result = await canceller.cancel_open(market="SGD-BTC", confirm=True)
+        """
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(
+                f"rounds must be a whole number of listings, at least 1, not {rounds!r}"
+            )
+        results: list[BatchResult] = []
+        handled: set[str] = set()
+        for _ in range(rounds):
+            found = open_ids(await list_open(self._session, market))
+            new = [uuid for uuid in found if uuid not in handled]
+            if not new:
+                break
+            handled.update(new)
+            results.append(await self._cancel(uuids=new))
+        result = merge_results("uuids", results)
+        self._last_result = result
+        if confirm:
+            result = await self.confirm(result)
+        return result
+
+    async def _cancel(
+        self,
+        *,
+        uuids: Iterable[str] | None = None,
+        identifiers: Iterable[str] | None = None,
+    ) -> BatchResult:
         kind, values = chosen_ids(uuids, identifiers)
         ledger = Ledger(kind, values)
         run = _Run(self._session, ledger, self._on_progress)

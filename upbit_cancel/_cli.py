@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 from ._batch import BatchCanceller
 from ._demo import run_demo
 from ._models import BatchResult
-from ._report import ProgressBar, cancel_summary, count, render, result_json, unresolved_table
+from ._report import (
+    ProgressBar,
+    cancel_summary,
+    count,
+    render,
+    result_json,
+    states_table,
+    unresolved_table,
+)
 from ._session import REGIONS, UpbitSession
 from .testing import FakeUpbit, Faults
 
@@ -60,7 +68,9 @@ def _add_cancel_parser(subparsers: _SubParsers) -> None:
         ),
         epilog=(
             "exit status: 0 every id resolved (canceled, or refused as already filled or "
-            "canceled), 1 some ids unresolved, 2 usage error, 130 interrupted"
+            "canceled; with --confirm: no order still open and no state unknown), 1 some ids "
+            "unresolved (with --confirm: some still open or unknown), 2 usage error, "
+            "130 interrupted"
         ),
     )
     parser.add_argument(
@@ -81,6 +91,22 @@ def _add_cancel_parser(subparsers: _SubParsers) -> None:
     )
     source.add_argument(
         "stdin", nargs="?", choices=("-",), metavar="-", help="read ids from standard input"
+    )
+    source.add_argument(
+        "--all-open",
+        action="store_true",
+        help="cancel every open order of the account (or of --market), as listed by the exchange",
+    )
+    parser.add_argument(
+        "--market", metavar="M", help="with --all-open: only this market, such as SGD-BTC"
+    )
+    parser.add_argument(
+        "--confirm",
+        action="store_true",
+        help=(
+            "ask the exchange what became of each order, cancel again what is found open with "
+            "no accepted cancel, and show the final states (needs the 'order query' permission)"
+        ),
     )
     parser.add_argument(
         "--by",
@@ -159,6 +185,10 @@ def _read_ids(args: argparse.Namespace) -> tuple[_Kind, list[str]]:
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
+    if args.market is not None and not args.all_open:
+        return "--market applies to --all-open"
+    if args.by is not None and args.all_open:
+        return "--by applies to --file and -; --all-open cancels orders by uuid"
     if args.by is not None and (args.uuids is not None or args.identifiers is not None):
         return "--by applies to --file and -; --uuids and --identifiers say it themselves"
     given = args.uuids if args.uuids is not None else args.identifiers
@@ -182,7 +212,7 @@ def _run_cancel(args: argparse.Namespace) -> int:
     except ValueError as error:
         return _error("cancel", str(error))
     try:
-        kind, ids = _read_ids(args)
+        kind, ids = ("uuids", []) if args.all_open else _read_ids(args)
     except OSError as error:
         return _error("cancel", f"cannot read {args.file}: {error.strerror or error}")
     except UnicodeDecodeError as error:
@@ -202,9 +232,11 @@ def _run_cancel(args: argparse.Namespace) -> int:
         )
         partial = cancellers[0].last_result if cancellers else None
         if partial is not None:
-            _report(partial, args, given=len(ids))
+            _report(partial, args, given=len(ids) if ids else None)
         return _INTERRUPTED
-    _report(result, args, given=len(ids))
+    _report(result, args, given=len(ids) if ids else None)
+    if result.confirmed:
+        return 1 if result.still_open or result.unknown_states else 0
     return 1 if result.unresolved else 0
 
 
@@ -221,23 +253,26 @@ async def _cancel(
         show_progress = not args.quiet and distinct > _PROGRESS_THRESHOLD and sys.stderr.isatty()
     if not args.quiet:
         # Printed once the event loop runs, so that from here on Ctrl+C yields a partial result.
-        print(
-            f"Cancelling {count(distinct)} {kind} through {session.base_url}",
-            file=sys.stderr,
-            flush=True,
+        what = (
+            "every open order" + (f" of {args.market}" if args.market else "")
+            if args.all_open
+            else f"{count(distinct)} {kind}"
         )
+        print(f"Cancelling {what} through {session.base_url}", file=sys.stderr, flush=True)
     async with session:
-        with ProgressBar(distinct, enabled=show_progress) as bar:
+        with ProgressBar(distinct, enabled=show_progress and not args.all_open) as bar:
             canceller = BatchCanceller(
                 session, on_progress=bar.update, retry_ambiguous=args.retry_ambiguous
             )
             cancellers.append(canceller)
+            if args.all_open:
+                return await canceller.cancel_open(market=args.market, confirm=args.confirm)
             if kind == "uuids":
-                return await canceller.cancel(uuids=ids)
-            return await canceller.cancel(identifiers=ids)
+                return await canceller.cancel(uuids=ids, confirm=args.confirm)
+            return await canceller.cancel(identifiers=ids, confirm=args.confirm)
 
 
-def _report(result: BatchResult, args: argparse.Namespace, *, given: int) -> None:
+def _report(result: BatchResult, args: argparse.Namespace, *, given: int | None) -> None:
     summary_to = sys.stdout
     if args.json:
         json.dump(result_json(result), sys.stdout, indent=2)
@@ -246,10 +281,11 @@ def _report(result: BatchResult, args: argparse.Namespace, *, given: int) -> Non
         summary_to = sys.stderr
     if args.quiet:
         return
-    render(cancel_summary(result, given=given), summary_to)
-    unresolved = unresolved_table(result.unresolved)
-    if unresolved is not None:
-        render(unresolved, summary_to)
+    distinct = result.success.count + result.failed.count + len(result.unresolved)
+    render(cancel_summary(result, given=distinct if given is None else given), summary_to)
+    for table in (unresolved_table(result.unresolved), states_table(result)):
+        if table is not None:
+            render(table, summary_to)
 
 
 def _add_demo_parser(subparsers: _SubParsers) -> None:

@@ -11,6 +11,7 @@ from ._errors import InvalidIdError
 
 __all__ = [
     "MAX_IDENTIFIER_BYTES",
+    "MAX_IDS_PER_QUERY",
     "MAX_IDS_PER_REQUEST",
     "UUID_EXAMPLE",
     "UUID_PATTERN",
@@ -28,6 +29,9 @@ Kind = Literal["uuids", "identifiers"]
 
 #: Upbit's limit for ``uuids[]`` / ``identifiers[]`` in one ``DELETE /v1/orders/uuids``.
 MAX_IDS_PER_REQUEST = 20
+
+#: Upbit's limit for ``uuids[]`` / ``identifiers[]`` in one ``GET /v1/orders/uuids``.
+MAX_IDS_PER_QUERY = 100
 
 #: Longest identifier sent, in UTF-8 bytes. Not an Upbit rule: a guard that keeps a request of
 #: 20 identifiers, percent-encoded (up to 3 characters a byte), within the 8 KiB of URL that
@@ -125,7 +129,10 @@ class CheckedIds(tuple[str, ...]):
 
 
 def checked_request_ids(
-    uuids: Iterable[str] | None, identifiers: Iterable[str] | None
+    uuids: Iterable[str] | None,
+    identifiers: Iterable[str] | None,
+    *,
+    most: int = MAX_IDS_PER_REQUEST,
 ) -> tuple[Kind, list[str]]:
     """The kind and the ids of one request, or an error saying what to pass instead.
 
@@ -141,11 +148,15 @@ def checked_request_ids(
             raise TypeError(id_problem(kind, value))
         values.append(value)
     if not values:
-        raise InvalidIdError(f"{kind} is empty: pass 1 to {MAX_IDS_PER_REQUEST} ids")
-    if len(values) > MAX_IDS_PER_REQUEST:
-        raise InvalidIdError(
-            f"{len(values)} {kind} given; one request cancels at most {MAX_IDS_PER_REQUEST}. "
+        raise InvalidIdError(f"{kind} is empty: pass 1 to {most} ids")
+    if len(values) > most:
+        hint = (
             "Use BatchCanceller(session).cancel(...) for any number of orders"
+            if most == MAX_IDS_PER_REQUEST
+            else "BatchCanceller(session).confirm(...) asks about any number of orders"
+        )
+        raise InvalidIdError(
+            f"{len(values)} {kind} given; one request takes at most {most}. {hint}"
         )
     for value in values:
         problem = id_problem(kind, value)

@@ -231,4 +231,5 @@ class Ledger:
             requests=requests,
             rate_limited=rate_limited,
             elapsed=elapsed,
+            kind=self.kind,
         )

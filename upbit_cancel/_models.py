@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
 import attrs
 
 from ._errors import UnresolvedError, UpbitError
+from ._ids import Kind
 
 __all__ = [
+    "OPEN_STATES",
     "BatchResult",
     "CancelResult",
     "ChunkResult",
     "Feedback",
+    "Order",
     "OrderEntry",
     "OrderList",
     "Progress",
@@ -87,6 +94,45 @@ class Feedback:
     block_reason: str = ""
 
 
+#: The states of an order that is still open: waiting to fill, or a reserved order waiting to
+#: trigger.
+OPEN_STATES: Final = frozenset({"wait", "watch"})
+
+
+@attrs.frozen
+class Order:
+    """An order as the exchange describes it (``GET /v1/orders/uuids``, ``/v1/orders/open``).
+
+    ``state`` is ``"wait"`` (open), ``"watch"`` (a reserved order waiting to trigger),
+    ``"done"`` (fully filled), ``"cancel"`` (canceled) or ``"prevented"`` (canceled by
+    self-match prevention). Amounts are kept as the exchange's decimal strings.
+    """
+
+    uuid: str
+    market: str
+    state: str
+    #: ``"bid"`` or ``"ask"``.
+    side: str | None = None
+    #: The client-chosen identifier, if it has one.
+    identifier: str | None = None
+    #: Creation time as the exchange writes it (ISO 8601 with an offset).
+    created_at: str | None = None
+    ord_type: str | None = None
+    price: str | None = None
+    volume: str | None = None
+    remaining_volume: str | None = None
+    executed_volume: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the order can still fill: ``wait`` or ``watch``."""
+        return self.state in OPEN_STATES
+
+
+def _frozen_mapping(value: Mapping[str, object]) -> Mapping[str, object]:
+    return MappingProxyType(dict(value))
+
+
 @attrs.frozen
 class UnresolvedOrder:
     """An id whose fate the batch could not establish.
@@ -126,6 +172,48 @@ class BatchResult:
     rate_limited: int = 0
     #: Seconds from the start of the batch to its end.
     elapsed: float = 0.0
+    #: Whether the ids are ``uuids`` or ``identifiers`` (what the lists are matched by).
+    kind: Kind = "uuids"
+    #: Whether the final states were asked for (``confirm=True`` or :meth:`BatchCanceller.confirm`).
+    confirmed: bool = False
+    #: After confirmation: each distinct well-formed id's final state as the exchange reports
+    #: it (``"cancel"``, ``"done"``, ``"wait"``, ``"watch"``, ``"prevented"``), ``"not_found"``
+    #: when the exchange does not know it, or ``None`` when it could not be learned (the reason
+    #: is in :attr:`state_errors`). Empty without confirmation.
+    states: Mapping[str, str | None] = attrs.field(
+        factory=dict, converter=_frozen_mapping, eq=False
+    )
+    #: Why a state is ``None``, by id.
+    state_errors: Mapping[str, UpbitError] = attrs.field(
+        factory=dict, converter=_frozen_mapping, eq=False
+    )
+    #: Ids that confirmation found open with no accepted cancel (their request failed or its
+    #: outcome was unknown) and so canceled again; the lists say what that cancel answered.
+    recanceled: frozenset[str] = frozenset()
+
+    @property
+    def still_open(self) -> tuple[str, ...]:
+        """Ids whose state is still ``wait`` or ``watch`` after confirmation: the ones to act on."""
+        return tuple(value for value, state in self.states.items() if state in OPEN_STATES)
+
+    @property
+    def unknown_states(self) -> tuple[str, ...]:
+        """Ids whose final state could not be learned (see :attr:`state_errors`)."""
+        return tuple(value for value, state in self.states.items() if state is None)
+
+    def __repr__(self) -> str:
+        parts = [
+            f"{self.success.count:,} success",
+            f"{self.failed.count:,} failed",
+            f"{len(self.unresolved):,} unresolved",
+            f"{self.requests:,} requests in {self.elapsed:.1f} s",
+        ]
+        if self.confirmed:
+            parts.append(
+                f"confirmed: {len(self.still_open):,} still open, "
+                f"{len(self.unknown_states):,} unknown"
+            )
+        return f"<BatchResult {', '.join(parts)}>"
 
     def raise_for_unresolved(self) -> None:
         """Raise :class:`UnresolvedError` if any id is unresolved; do nothing otherwise."""

@@ -34,6 +34,7 @@ __all__ = [
     "render",
     "result_json",
     "say",
+    "states_table",
     "unresolved_breakdown",
     "unresolved_table",
 ]
@@ -80,7 +81,67 @@ def result_json(result: BatchResult) -> dict[str, Any]:
         "requests": result.requests,
         "rate_limited": result.rate_limited,
         "elapsed": round(result.elapsed, 3),
+    } | (_confirmation_json(result) if result.confirmed else {})
+
+
+def _confirmation_json(result: BatchResult) -> dict[str, Any]:
+    return {
+        "states": dict(result.states),
+        "still_open": list(result.still_open),
+        "recanceled": sorted(result.recanceled),
+        "state_errors": {value: error_json(error) for value, error in result.state_errors.items()},
     }
+
+
+#: What each final state means, in the order the states table lists them.
+_STATE_NOTES = {
+    "cancel": "canceled",
+    "done": "filled before the cancel took effect",
+    "prevented": "canceled by self-match prevention",
+    "not_found": "the exchange does not know it",
+    "wait": "still open",
+    "watch": "still open (a reserved order waiting to trigger)",
+}
+
+
+def states_table(result: BatchResult, *, shown: int = UNRESOLVED_SHOWN) -> Table | None:
+    """The final states after confirmation, and the ids still open or unknown."""
+    if not result.confirmed:
+        return None
+    counts = Counter(result.states.values())
+    rows: list[tuple[str, ...]] = []
+    styles: list[str] = []
+    for state, note in _STATE_NOTES.items():
+        if counts[state]:
+            rows.append((state, count(counts[state]), note))
+            styles.append("bold red" if state in ("wait", "watch") else "")
+    others = sorted(state for state in counts if state is not None and state not in _STATE_NOTES)
+    for state in others:
+        rows.append((state, count(counts[state]), "as the exchange reports it"))
+        styles.append("")
+    if counts[None]:
+        reasons = Counter(type(error).__name__ for error in result.state_errors.values())
+        detail = ", ".join(f"{count(number)} {name}" for name, number in reasons.items())
+        rows.append(("unknown", count(counts[None]), f"could not be learned: {detail}"))
+        styles.append("bold red")
+    if result.recanceled:
+        rows.append(
+            ("canceled again", count(len(result.recanceled)), "found open, no cancel accepted")
+        )
+        styles.append("yellow")
+    act_on = [*result.still_open, *result.unknown_states]
+    more = len(act_on) - shown
+    caption = None
+    if act_on:
+        listed = ", ".join(act_on[:shown])
+        caption = f"to check: {listed}" + (f" ... and {count(more)} more" if more > 0 else "")
+    return Table(
+        title="Final states",
+        headers=("", "", ""),
+        rows=tuple(rows),
+        styles=tuple(styles),
+        caption=caption,
+    )
 
 
 def unresolved_breakdown(unresolved: tuple[UnresolvedOrder, ...]) -> str:

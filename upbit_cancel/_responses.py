@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ._models import CancelResult, OrderEntry, OrderList, RemainingReq
+from ._models import CancelResult, Order, OrderEntry, OrderList, RemainingReq
 from ._redact import redact
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "block_seconds",
     "error_details",
     "parse_cancel_result",
+    "parse_orders",
     "parse_remaining_req",
     "retry_after_seconds",
 ]
@@ -105,6 +106,41 @@ def parse_cancel_result(body: Any) -> CancelResult:
         success=_order_list(body.get("success", empty)),
         failed=_order_list(body.get("failed", empty)),
     )
+
+
+_ORDER_TEXT_FIELDS = (
+    "side",
+    "identifier",
+    "created_at",
+    "ord_type",
+    "price",
+    "volume",
+    "remaining_volume",
+    "executed_volume",
+)
+
+
+def parse_orders(body: Any) -> list[Order]:
+    """Orders from a JSON list of order objects; ``ValueError`` if it is off-shape.
+
+    Strict where it matters (each order needs its ``uuid``, ``market`` and ``state``), lenient
+    about the rest: a field of another type or missing is read as ``None``.
+    """
+    if not isinstance(body, list):
+        raise ValueError("expected a JSON list of orders")
+    orders = []
+    for item in body:
+        if not isinstance(item, Mapping):
+            raise ValueError("expected each order to be an object")
+        uuid, market, state = item.get("uuid"), item.get("market"), item.get("state")
+        if not (isinstance(uuid, str) and isinstance(market, str) and isinstance(state, str)):
+            raise ValueError("expected each order to have 'uuid', 'market' and 'state' strings")
+        extra = {}
+        for name in _ORDER_TEXT_FIELDS:
+            value = item.get(name)
+            extra[name] = str(value) if isinstance(value, str | int | float) else None
+        orders.append(Order(uuid=uuid, market=market, state=state, **extra))
+    return orders
 
 
 def error_details(status: int, body: bytes, content_type: str) -> tuple[str | None, str]:

@@ -29,14 +29,15 @@ from ._errors import (
     UpbitError,
     error_from_response,
 )
-from ._ids import Kind, checked_request_ids
+from ._ids import MAX_IDS_PER_QUERY, Kind, checked_request_ids
 from ._limiter import Lease, Limiter
-from ._models import CancelResult, Feedback, RemainingReq
+from ._models import CancelResult, Feedback, Order, RemainingReq
 from ._redact import redact, redact_url
 from ._responses import (
     block_seconds,
     error_details,
     parse_cancel_result,
+    parse_orders,
     parse_remaining_req,
 )
 from ._sharing import as_limiter, claim, unclaim
@@ -449,6 +450,73 @@ class UpbitSession:
         raise MalformedResponseError(
             f"the exchange answered HTTP 200 but not in the documented shape ({problem}); "
             "the orders may or may not be canceled",
+            status=200,
+            ids=ids,
+        )
+
+    async def orders(
+        self,
+        *,
+        uuids: Iterable[str] | None = None,
+        identifiers: Iterable[str] | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> list[Order]:
+        """The orders named by up to 100 ids, as they stand (``GET /v1/orders/uuids``).
+
+        Ids the exchange does not know are simply absent from the list. Needs the API key's
+        "order query" permission (else :class:`OutOfScopeError`). ``stop`` works as for
+        :meth:`cancel_orders`.
+
+        Example::
+
+            for order in await session.orders(uuids=order_ids):
+                print(order.uuid, order.state)
+        """
+        kind, ids = checked_request_ids(uuids, identifiers, most=MAX_IDS_PER_QUERY)
+        if stop is not None and not isinstance(stop, asyncio.Event):
+            raise TypeError(f"stop must be an asyncio.Event, not {type(stop).__name__}")
+        params = [(f"{kind}[]", value) for value in ids]
+        body = await self._call("GET", "/v1/orders/uuids", params, ids, stop, None)
+        return self._orders_from(body, ids)
+
+    async def open_orders(
+        self,
+        *,
+        market: str | None = None,
+        page: int = 1,
+        limit: int = 100,
+    ) -> list[Order]:
+        """One page of the account's open orders, oldest first (``GET /v1/orders/open``).
+
+        Open means ``wait`` or ``watch``. Pages hold up to ``limit`` (at most 100) orders; ask
+        for the next page until one comes back short. Needs the "order query" permission.
+        """
+        if market is not None and (not isinstance(market, str) or not market):
+            raise TypeError(f"market must be a market code such as 'SGD-BTC', not {market!r}")
+        for name, value, most in (("page", page, 10**9), ("limit", limit, 100)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be a whole number, not {value!r}")
+            if not 1 <= value <= most:
+                raise ValueError(f"{name} must be between 1 and {most}, not {value!r}")
+        params = [("market", market)] if market is not None else []
+        params += [
+            ("states[]", "wait"),
+            ("states[]", "watch"),
+            ("page", str(page)),
+            ("limit", str(limit)),
+            ("order_by", "asc"),
+        ]
+        body = await self._call("GET", "/v1/orders/open", params, (), None, None)
+        return self._orders_from(body, ())
+
+    @staticmethod
+    def _orders_from(body: Any, ids: Sequence[str]) -> list[Order]:
+        try:
+            return parse_orders(body)
+        except ValueError as error:
+            problem = str(error)
+        raise MalformedResponseError(
+            f"the exchange answered HTTP 200 but not with a list of orders ({problem})",
             status=200,
             ids=ids,
         )

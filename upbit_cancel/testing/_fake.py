@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import hmac
 import json
 import math
@@ -57,7 +58,11 @@ UNKNOWN_MARKET: Final = "UNKNOWN"
 #: Most ids Upbit accepts in one Order List Cancel call.
 MAX_IDS: Final = 20
 
-_ORDER_STATES: Final = frozenset({"wait", "done", "cancel"})
+_ORDER_STATES: Final = frozenset({"wait", "watch", "done", "cancel", "prevented"})
+_OPEN_STATES: Final = frozenset({"wait", "watch"})
+_SIDES: Final = frozenset({"bid", "ask"})
+#: Most ids Upbit accepts in one ``GET /v1/orders/uuids``.
+MAX_QUERY_IDS: Final = 100
 _UUID_PATTERN: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ACCEPTED_ALGORITHMS: Final = ("HS256", "HS512")
 _VARIANT: Final = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
@@ -86,6 +91,7 @@ class _Credential:
     access_key: str
     secret_key: str = attrs.field(repr=False)
     can_order: bool
+    can_query: bool = True
 
 
 @attrs.frozen
@@ -200,8 +206,9 @@ class FakeUpbit:
     """A fake Upbit exchange on loopback, strict about signing and rate limits.
 
     It serves ``DELETE /v1/orders/uuids`` (Order List Cancel), ``DELETE /v1/order``,
-    ``GET /v1/orders/open`` and ``GET /v1/market/all`` for one account, plus an admin API under
-    ``/_fake/`` for other processes. See ``docs/fake-exchange.md`` for the full behaviour.
+    ``GET /v1/orders/uuids``, ``GET /v1/orders/open``, ``GET /v1/order`` and
+    ``GET /v1/market/all`` for one account, plus an admin API under ``/_fake/`` for other
+    processes. See ``docs/fake-exchange.md`` for the full behaviour.
 
     Example::
 
@@ -222,6 +229,10 @@ class FakeUpbit:
     - ``block_after``, ``block_period``, ``block_seconds``: after ``block_after`` 429s within
       ``block_period`` seconds, answer every signed request 418 for ``block_seconds``.
     - ``faults``: delays and failures to inject (:class:`Faults`).
+    - ``cancel_delay``: seconds an accepted cancel takes to take effect; meanwhile the order
+      stays ``wait`` (``watch``), and a second cancel of it is listed in ``failed``.
+    - ``fill_rate``: the fraction of accepted cancels that lose the race: the order fills
+      (``done``) at a random moment within ``cancel_delay`` instead.
     - ``seed``: seeds the one random generator behind keys, uuids, delays and faults.
     - ``clock``: time source for arrivals, rate limiting and blocks; defaults to the running
       loop's ``time()``. Delays are real ``asyncio`` sleeps whatever the clock.
@@ -243,9 +254,19 @@ class FakeUpbit:
         block_period: float = 10.0,
         block_seconds: float = 30.0,
         faults: Faults = Faults(),  # noqa: B008 - Faults is immutable
+        cancel_delay: float = 0.0,
+        fill_rate: float = 0.0,
         seed: int | None = 0,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        if not (isinstance(cancel_delay, int | float) and 0 <= cancel_delay < math.inf):
+            raise ValueError(f"cancel_delay must be zero or more seconds, got {cancel_delay!r}")
+        if not (isinstance(fill_rate, int | float) and 0 <= fill_rate <= 1):
+            raise ValueError(f"fill_rate must be between 0 and 1, got {fill_rate!r}")
+        if fill_rate and not cancel_delay:
+            raise ValueError("fill_rate needs a cancel_delay: orders fill while a cancel waits")
+        self._cancel_delay = float(cancel_delay)
+        self._fill_rate = float(fill_rate)
         if unknown_ids not in ("omit", "failed"):
             raise ValueError(f"unknown_ids must be 'omit' or 'failed', got {unknown_ids!r}")
         if block_after is not None and block_after < 1:
@@ -273,6 +294,11 @@ class FakeUpbit:
         self._by_identifier: dict[str, str] = {}
         # Open orders in creation order, so listing them never scans closed ones.
         self._open: dict[str, None] = {}
+        # Accepted cancels not in effect yet (cancel_delay): when, and to which state.
+        self._pending: dict[str, tuple[float, OrderState]] = {}
+        self._pending_due: list[tuple[float, str]] = []
+        # Creation order, for order_by.
+        self._sequence: dict[str, int] = {}
         self._state_counts: Counter[str] = Counter()
         self._markets: dict[str, None] = dict.fromkeys(_FIXED_MARKETS)
         self._next_identifier = 1
@@ -394,23 +420,29 @@ class FakeUpbit:
         return "".join(self._rng.choices(_KEY_ALPHABET, k=40))
 
     def _new_credential(
-        self, access_key: str | None, secret_key: str | None, *, can_order: bool
+        self,
+        access_key: str | None,
+        secret_key: str | None,
+        *,
+        can_order: bool,
+        can_query: bool = True,
     ) -> _Credential:
         access_key = access_key or self._random_key()
         if access_key in self._credentials:
             raise ValueError("this access key is already registered")
-        credential = _Credential(access_key, secret_key or self._random_key(), can_order)
+        credential = _Credential(access_key, secret_key or self._random_key(), can_order, can_query)
         self._credentials[access_key] = credential
         self._nonces[access_key] = set()
         return credential
 
-    def add_credentials(self, *, can_order: bool = True) -> tuple[str, str]:
+    def add_credentials(self, *, can_order: bool = True, can_query: bool = True) -> tuple[str, str]:
         """Create another key pair of the same account; return ``(access_key, secret_key)``.
 
         It shares the account's rate budget. With ``can_order=False`` it lacks the "Make Orders"
-        permission, so its cancels are answered 403 ``out_of_scope``.
+        permission, so its cancels are answered 403 ``out_of_scope``; with ``can_query=False`` it
+        lacks the "order query" permission, and its order queries are.
         """
-        credential = self._new_credential(None, None, can_order=can_order)
+        credential = self._new_credential(None, None, can_order=can_order, can_query=can_query)
         return credential.access_key, credential.secret_key
 
     # -- orders ----------------------------------------------------------------------------
@@ -432,25 +464,33 @@ class FakeUpbit:
                 return identifier
 
     @staticmethod
-    def _check_order_fields(market: str, state: str) -> None:
+    def _check_order_fields(market: str, state: str, side: str) -> None:
         if not market:
             raise ValueError("market must be a non-empty market code such as 'SGD-BTC'")
         if state not in _ORDER_STATES:
-            raise ValueError(f"state must be 'wait', 'done' or 'cancel', got {state!r}")
+            raise ValueError(
+                f"state must be one of {', '.join(sorted(_ORDER_STATES))}, got {state!r}"
+            )
+        if side not in _SIDES:
+            raise ValueError(f"side must be 'bid' or 'ask', got {side!r}")
 
     def add_order(
-        self, market: str = "SGD-BTC", state: OrderState = "wait", identifier: str | None = None
+        self,
+        market: str = "SGD-BTC",
+        state: OrderState = "wait",
+        identifier: str | None = None,
+        side: str = "bid",
     ) -> str:
         """Add one order to the account and return its uuid (a lowercase uuid4 string).
 
         Identifiers are unique across the account, as on Upbit.
         """
-        self._check_order_fields(market, state)
+        self._check_order_fields(market, state, side)
         if identifier is not None and identifier in self._by_identifier:
             raise ValueError(f"identifier {identifier!r} is already used by another order")
         created_at = datetime.now(_KST).isoformat(timespec="seconds")
         uuid = self._new_uuid()
-        self._store(FakeOrder(uuid, market, state, identifier, created_at))
+        self._store(FakeOrder(uuid, market, state, identifier, created_at, side))
         return uuid
 
     def add_orders(
@@ -459,6 +499,7 @@ class FakeUpbit:
         market: str = "SGD-BTC",
         state: OrderState = "wait",
         identifiers: bool = False,
+        side: str = "bid",
     ) -> list[str]:
         """Add *n* orders in one go and return their uuids, in creation order.
 
@@ -467,20 +508,22 @@ class FakeUpbit:
         """
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        self._check_order_fields(market, state)
+        self._check_order_fields(market, state, side)
         created_at = datetime.now(_KST).isoformat(timespec="seconds")
         # The bookkeeping of _store, done once for the whole batch: benchmarks seed 60,000.
         orders = self._orders
+        sequence = self._sequence
         new_uuid = self._new_uuid
         uuids: list[str] = []
         for _ in range(n):
             uuid = new_uuid()
             identifier = self._new_identifier() if identifiers else None
-            orders[uuid] = FakeOrder(uuid, market, state, identifier, created_at)
+            orders[uuid] = FakeOrder(uuid, market, state, identifier, created_at, side)
+            sequence[uuid] = len(sequence)
             if identifier is not None:
                 self._by_identifier[identifier] = uuid
             uuids.append(uuid)
-        if state == "wait":
+        if state in _OPEN_STATES:
             self._open.update(dict.fromkeys(uuids))
         self._state_counts[state] += n
         self._markets.setdefault(market, None)
@@ -488,31 +531,65 @@ class FakeUpbit:
 
     def _store(self, order: FakeOrder) -> None:
         self._orders[order.uuid] = order
+        self._sequence[order.uuid] = len(self._sequence)
         if order.identifier is not None:
             self._by_identifier[order.identifier] = order.uuid
-        if order.state == "wait":
+        if order.state in _OPEN_STATES:
             self._open[order.uuid] = None
         self._state_counts[order.state] += 1
         if order.market not in self._markets:
             self._markets[order.market] = None
 
-    def _cancel(self, order: FakeOrder) -> None:
-        self._orders[order.uuid] = attrs.evolve(order, state="cancel")
-        del self._open[order.uuid]
-        self._state_counts["wait"] -= 1
-        self._state_counts["cancel"] += 1
+    def _cancellable(self, order: FakeOrder) -> bool:
+        return order.state in _OPEN_STATES and order.uuid not in self._pending
+
+    def _accept_cancel(self, order: FakeOrder, now: float) -> None:
+        """Accept the cancel of an open order: at once, or after ``cancel_delay`` (it may fill
+        meanwhile, with probability ``fill_rate``)."""
+        if not self._cancel_delay:
+            self._move(order.uuid, "cancel")
+            return
+        final: OrderState = "cancel"
+        due = now + self._cancel_delay
+        if self._rng.random() < self._fill_rate:
+            final, due = "done", now + self._rng.uniform(0.0, self._cancel_delay)
+        self._pending[order.uuid] = (due, final)
+        heapq.heappush(self._pending_due, (due, order.uuid))
+
+    def _move(self, uuid: str, state: OrderState) -> None:
+        order = self._orders[uuid]
+        self._orders[uuid] = attrs.evolve(order, state=state)
+        self._open.pop(uuid, None)
+        self._state_counts[order.state] -= 1
+        self._state_counts[state] += 1
+
+    def _settle(self, now: float | None = None) -> None:
+        """Put into effect the accepted cancels (and fills) due by ``now``."""
+        due = self._pending_due
+        if not due:
+            return
+        if now is None:
+            if self._clock is None:
+                return
+            now = self._now()
+        while due and due[0][0] <= now:
+            _, uuid = heapq.heappop(due)
+            _, final = self._pending.pop(uuid)
+            self._move(uuid, final)
 
     def order(self, uuid: str) -> FakeOrder:
         """The order with this uuid as it stands now. Raises KeyError if unknown."""
+        self._settle()
         return self._orders[uuid]
 
     def state(self, uuid: str) -> OrderState:
-        """``"wait"``, ``"done"`` or ``"cancel"``. Raises KeyError if the uuid is unknown."""
-        return self._orders[uuid].state
+        """The order's state now (see :data:`OrderState`). Raises KeyError if unknown."""
+        return self.order(uuid).state
 
     def state_counts(self) -> dict[str, int]:
         """How many orders are in each state."""
-        return {state: self._state_counts[state] for state in ("wait", "done", "cancel")}
+        self._settle()
+        return {state: self._state_counts[state] for state in sorted(_ORDER_STATES)}
 
     # -- records ---------------------------------------------------------------------------
 
@@ -617,6 +694,8 @@ class FakeUpbit:
         add("DELETE", "/v1/orders/uuids", self._signed(self._cancel_list))
         add("DELETE", "/v1/order", self._signed(self._cancel_one))
         add("GET", "/v1/orders/open", self._signed(self._open_orders))
+        add("GET", "/v1/orders/uuids", self._signed(self._orders_by_ids))
+        add("GET", "/v1/order", self._signed(self._one_order))
         add("GET", "/v1/market/all", self._market_all)
         add("POST", "/_fake/orders", self._admin_add_orders)
         add("GET", "/_fake/orders/{uuid}", self._admin_order)
@@ -668,6 +747,7 @@ class FakeUpbit:
         # From here to the record nothing awaits, so each request sees the account and the
         # limiter exactly as the previous arrival left them.
         arrival = self._now()
+        self._settle(arrival)
         raw_query = request.rel_url.raw_query_string
         call = _Call(
             method=request.method,
@@ -750,6 +830,10 @@ class FakeUpbit:
             if call.method == "DELETE" and not credential.can_order:
                 raise _Refused(
                     403, "out_of_scope", "This API key lacks the 'Make Orders' permission."
+                )
+            if call.method == "GET" and not credential.can_query:
+                raise _Refused(
+                    403, "out_of_scope", "This API key lacks the 'order query' permission."
                 )
             if call.body:
                 raise _Refused(
@@ -868,8 +952,8 @@ class FakeUpbit:
                         entry["identifier"] = value
                     failed.append(entry)
                 continue
-            if order.state == "wait":
-                self._cancel(order)
+            if self._cancellable(order):
+                self._accept_cancel(order, now)
                 canceled.append(order.uuid)
                 success.append(self._summary(order))
             else:
@@ -904,9 +988,9 @@ class FakeUpbit:
         self._check_id(value, by_uuid=has_uuid)
         uuid = value if has_uuid else self._by_identifier.get(value)
         order = self._orders.get(uuid) if uuid is not None else None
-        if order is None or order.state != "wait":
+        if order is None or not self._cancellable(order):
             raise _Refused(404, "order_not_found", "Order not found.")
-        self._cancel(order)
+        self._accept_cancel(order, now)
         # Upbit answers a single cancel with the order as it was before the cancel.
         return _Answer(200, _dumps(_order_json(order)), canceled=(order.uuid,))
 
@@ -915,14 +999,19 @@ class FakeUpbit:
         market = markets[-1] if markets else None
         page = _int_param(call, "page", default=1, low=1, high=10**9)
         limit = _int_param(call, "limit", default=100, low=1, high=100)
-        order_by = (call.values("order_by") or ["desc"])[-1]
-        if order_by not in ("asc", "desc"):
-            raise _Refused(400, "validation_error", "order_by must be 'asc' or 'desc'.")
+        order_by = _order_by(call)
+        states = set(call.values("states[]")) or {"wait"}
+        if call.has("state"):
+            states = set(call.values("state"))
+        if not states <= _OPEN_STATES:
+            raise _Refused(400, "validation_error", "states[] must be 'wait' or 'watch'.")
         uuids: Iterable[str] = self._open if order_by == "asc" else reversed(self._open)
         selected: list[dict[str, Any]] = []
         skip = (page - 1) * limit
         for uuid in uuids:
             order = self._orders[uuid]
+            if order.state not in states:
+                continue
             if market is not None and order.market != market:
                 continue
             if skip:
@@ -932,6 +1021,44 @@ class FakeUpbit:
             if len(selected) == limit:
                 break
         return _Answer(200, _dumps(selected))
+
+    def _orders_by_ids(self, call: _Call, now: float) -> _Answer:
+        has_uuids, has_identifiers = call.has("uuids[]"), call.has("identifiers[]")
+        if has_uuids == has_identifiers:
+            raise _Refused(400, "validation_error", "Send either uuids[] or identifiers[].")
+        values = call.values("uuids[]" if has_uuids else "identifiers[]")
+        if len(values) > MAX_QUERY_IDS:
+            raise _Refused(
+                400,
+                "validation_error",
+                f"At most {MAX_QUERY_IDS} orders per request, got {len(values)}.",
+            )
+        for value in values:
+            self._check_id(value, by_uuid=has_uuids)
+        markets = call.values("market")
+        found: dict[str, FakeOrder] = {}
+        for value in values:
+            uuid = value if has_uuids else self._by_identifier.get(value)
+            order = self._orders.get(uuid) if uuid is not None else None
+            if order is not None and (not markets or order.market == markets[-1]):
+                found[order.uuid] = order
+        ordered = sorted(found.values(), key=lambda order: self._sequence[order.uuid])
+        if _order_by(call) == "desc":
+            ordered.reverse()
+        return _Answer(200, _dumps([_order_json(order) for order in ordered]))
+
+    def _one_order(self, call: _Call, now: float) -> _Answer:
+        has_uuid, has_identifier = call.has("uuid"), call.has("identifier")
+        if has_uuid == has_identifier:
+            raise _Refused(400, "validation_error", "Send exactly one of uuid and identifier.")
+        (value, *rest) = call.values("uuid" if has_uuid else "identifier")
+        if rest:
+            raise _Refused(400, "validation_error", "Send a single uuid or identifier.")
+        uuid = value if has_uuid else self._by_identifier.get(value)
+        order = self._orders.get(uuid) if uuid is not None else None
+        if order is None:
+            raise _Refused(404, "order_not_found", "Order not found.")
+        return _Answer(200, _dumps(_order_json(order)))
 
     async def _market_all(self, request: web.Request) -> web.StreamResponse:
         markets = []
@@ -958,18 +1085,25 @@ class FakeUpbit:
         count = payload.get("count", 1)
         market = payload.get("market", "SGD-BTC")
         state = payload.get("state", "wait")
+        side = payload.get("side", "bid")
         identifiers = payload.get("identifiers", False)
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             return _admin_error("count must be a non-negative integer.")
-        if not isinstance(market, str) or state not in _ORDER_STATES:
-            return _admin_error("market must be a string and state one of wait, done, cancel.")
+        if not isinstance(market, str) or state not in _ORDER_STATES or side not in _SIDES:
+            return _admin_error(
+                "market must be a string, state one of "
+                f"{', '.join(sorted(_ORDER_STATES))} and side bid or ask."
+            )
         if not isinstance(identifiers, bool):
             return _admin_error("identifiers must be true or false.")
-        uuids = self.add_orders(count, market=market, state=state, identifiers=identifiers)
+        uuids = self.add_orders(
+            count, market=market, state=state, identifiers=identifiers, side=side
+        )
         created = [self._orders[uuid].identifier for uuid in uuids] if identifiers else None
         return web.json_response({"uuids": uuids, "identifiers": created})
 
     async def _admin_order(self, request: web.Request) -> web.StreamResponse:
+        self._settle()
         order = self._orders.get(request.match_info["uuid"])
         if order is None:
             return web.json_response(
@@ -1029,13 +1163,16 @@ class FakeUpbit:
             return _admin_error("The body must be a JSON object, or empty.")
         if not isinstance(payload, dict):
             return _admin_error("The body must be a JSON object, or empty.")
-        unknown = sorted(set(payload) - {"can_order"})
+        unknown = sorted(set(payload) - {"can_order", "can_query"})
         if unknown:
-            return _admin_error(f"Unknown field(s): {', '.join(unknown)}; expected can_order.")
+            return _admin_error(
+                f"Unknown field(s): {', '.join(unknown)}; expected can_order, can_query."
+            )
         can_order = payload.get("can_order", True)
-        if not isinstance(can_order, bool):
-            return _admin_error("can_order must be true or false.")
-        access_key, secret_key = self.add_credentials(can_order=can_order)
+        can_query = payload.get("can_query", True)
+        if not isinstance(can_order, bool) or not isinstance(can_query, bool):
+            return _admin_error("can_order and can_query must be true or false.")
+        access_key, secret_key = self.add_credentials(can_order=can_order, can_query=can_query)
         return web.json_response({"access_key": access_key, "secret_key": secret_key})
 
 
@@ -1043,6 +1180,13 @@ def _admin_error(message: str) -> web.Response:
     return web.json_response(
         {"error": {"name": "validation_error", "message": message}}, status=400
     )
+
+
+def _order_by(call: _Call) -> str:
+    order_by = (call.values("order_by") or ["desc"])[-1]
+    if order_by not in ("asc", "desc"):
+        raise _Refused(400, "validation_error", "order_by must be 'asc' or 'desc'.")
+    return order_by
 
 
 def _int_param(call: _Call, name: str, *, default: int, low: int, high: int) -> int:
@@ -1061,7 +1205,7 @@ def _int_param(call: _Call, name: str, *, default: int, low: int, high: int) -> 
 def _order_json(order: FakeOrder) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "uuid": order.uuid,
-        "side": "bid",
+        "side": order.side,
         "ord_type": "limit",
         "price": "1000",
         "state": order.state,

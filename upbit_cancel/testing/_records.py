@@ -10,8 +10,10 @@ from ._faults import FaultKind
 
 __all__ = ["FakeOrder", "OrderState", "RequestRecord"]
 
-#: Order states the fake knows: open (``wait``), fully executed (``done``) or cancelled.
-OrderState = Literal["wait", "done", "cancel"]
+#: Order states the fake knows: open (``wait``), a reserved order waiting to trigger
+#: (``watch``, open too), fully executed (``done``), cancelled, or cancelled by self-match
+#: prevention (``prevented``).
+OrderState = Literal["wait", "watch", "done", "cancel", "prevented"]
 
 
 @attrs.frozen
@@ -22,12 +24,15 @@ class FakeOrder:
     uuid: str
     #: Market code such as ``"SGD-BTC"``.
     market: str
-    #: ``"wait"`` (open and cancellable), ``"done"`` or ``"cancel"``.
+    #: ``"wait"`` or ``"watch"`` (open and cancellable), ``"done"``, ``"cancel"`` or
+    #: ``"prevented"``.
     state: OrderState
     #: The client-chosen identifier, if the order was given one.
     identifier: str | None = None
     #: Creation time in Upbit's format (ISO 8601 with the +09:00 offset).
     created_at: str = ""
+    #: ``"bid"`` (buy) or ``"ask"`` (sell).
+    side: str = "bid"
 
 
 @attrs.frozen
@@ -55,7 +60,8 @@ class RequestRecord:
     admitted: bool
     #: The fault injected into this request, if any.
     fault: FaultKind | None
-    #: Uuids of the orders this request moved to the ``cancel`` state.
+    #: Uuids of the orders whose cancel this request accepted. With ``cancel_delay`` they reach
+    #: the ``cancel`` state (or fill, ``done``) later.
     canceled: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
