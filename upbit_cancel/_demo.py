@@ -2,8 +2,10 @@
 
 It seeds a :class:`FakeUpbit` with open orders and with the ids a real cancel list contains by
 mistake (filled and already canceled orders, uuids the exchange does not know, malformed and
-repeated ids), cancels them through the real :class:`UpbitSession` and :class:`BatchCanceller`,
-and reports what happened, measured on both sides: the client's result and the fake's records.
+repeated ids), cancels them through the real :class:`UpbitSession` and :class:`BatchCanceller`
+with confirmation, and reports what happened, measured on both sides: the client's result and
+the fake's records. Like Upbit, the fake takes a moment to put an accepted cancel into effect,
+and a few orders fill in that moment: confirmation finds them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import attrs
 
 from ._batch import BatchCanceller
 from ._models import BatchResult
-from ._report import ProgressBar, Table, count, render, say, unresolved_breakdown
+from ._report import ProgressBar, Table, count, render, say, states_table, unresolved_breakdown
 from ._session import UpbitSession
 from .testing import FakeUpbit, Faults
 
@@ -27,6 +29,10 @@ __all__ = ["Measured", "Plan", "plan_ids", "problems", "run_demo", "summary_tabl
 #: The fake's budget: Upbit's ``default`` group, 30 requests per second.
 LIMIT = 30
 WINDOW = 1.0
+#: How long an accepted cancel takes to take effect on the fake, and the share of orders that
+#: fill in that time instead.
+CANCEL_DELAY = 0.3
+FILL_RATE = 0.01
 
 #: Ids no exchange could hold: a numeric id from another exchange, an upper-case uuid (Upbit's
 #: are lower-case) and a uuid cut short by a copy and paste.
@@ -39,6 +45,8 @@ class Plan:
 
     #: The ids to cancel, shuffled, duplicates included.
     ids: tuple[str, ...]
+    #: The orders seeded on the fake.
+    seeded: frozenset[str]
     open: int
     filled: int
     canceled: int
@@ -67,6 +75,10 @@ class Measured:
     max_in_window: int
     #: Orders still open on the fake after the run.
     left_open: int
+    #: Open orders that filled while their cancel was under way.
+    filled_in_race: int
+    #: Ids whose confirmed state differs from the fake's own.
+    contradicted: int
 
 
 def _unknown_uuid(rng: random.Random) -> str:
@@ -94,6 +106,7 @@ def plan_ids(fake: FakeUpbit, orders: int, rng: random.Random) -> Plan:
     rng.shuffle(ids)
     return Plan(
         ids=tuple(ids),
+        seeded=frozenset(known),
         open=orders,
         filled=extra,
         canceled=extra,
@@ -109,7 +122,13 @@ async def _run(
     faults = Faults(jitter_in=jitter, jitter_out=jitter)
     rng = random.Random(seed)
     async with FakeUpbit(
-        policy="sliding", limit=LIMIT, window=WINDOW, faults=faults, seed=seed
+        policy="sliding",
+        limit=LIMIT,
+        window=WINDOW,
+        faults=faults,
+        cancel_delay=CANCEL_DELAY,
+        fill_rate=FILL_RATE,
+        seed=seed,
     ) as fake:
         plan = plan_ids(fake, orders, rng)
         say(
@@ -124,7 +143,9 @@ async def _run(
             f"in random order through UpbitSession and BatchCanceller: those "
             f"{count(plan.open + plan.filled + plan.canceled)} orders, {count(plan.unknown)} "
             f"uuids the exchange does not know, {plan.malformed} malformed ids and "
-            f"{count(plan.duplicates)} duplicates.",
+            f"{count(plan.duplicates)} duplicates. Then it confirms what became of each: "
+            f"the fake takes {CANCEL_DELAY:g} s to put a cancel into effect, and about "
+            f"{FILL_RATE:.0%} of the orders fill in that time.",
             out,
         )
         out.flush()
@@ -133,8 +154,10 @@ async def _run(
         ) as session:
             with ProgressBar(plan.distinct, enabled=err.isatty(), file=err) as bar:
                 canceller = BatchCanceller(session, on_progress=bar.update)
-                result = await canceller.cancel(uuids=plan.ids)
+                result = await canceller.cancel(uuids=plan.ids, confirm=True)
         records = fake.records
+        states = fake.state_counts()
+        known = [uuid for uuid in result.states if uuid in plan.seeded]
         measured = Measured(
             result=result,
             session_requests=session.requests_sent,
@@ -142,7 +165,9 @@ async def _run(
             exchange_requests=len(records),
             exchange_rate_limited=sum(record.status == 429 for record in records),
             max_in_window=fake.max_in_window(WINDOW),
-            left_open=fake.state_counts()["wait"],
+            left_open=states["wait"] + states["watch"],
+            filled_in_race=states["done"] - plan.filled,
+            contradicted=sum(result.states[uuid] != fake.state(uuid) for uuid in known),
         )
     return plan, measured
 
@@ -237,7 +262,11 @@ def summary_tables(plan: Plan, measured: Measured) -> list[Table]:
             "bold red" if measured.left_open else "green",
         ),
     )
-    return [outcome, pace]
+    tables = [outcome, pace]
+    states = states_table(result)
+    if states is not None:
+        tables.append(states)
+    return tables
 
 
 def problems(plan: Plan, measured: Measured) -> list[str]:
@@ -254,6 +283,13 @@ def problems(plan: Plan, measured: Measured) -> list[str]:
         )
     if measured.left_open:
         found.append(f"{count(measured.left_open)} orders left open")
+    if measured.contradicted:
+        found.append(f"{count(measured.contradicted)} states differ from the exchange's")
+    if result.still_open or result.unknown_states:
+        found.append(
+            f"{count(len(result.still_open))} still open and "
+            f"{count(len(result.unknown_states))} unknown after confirmation"
+        )
     return found
 
 
@@ -282,11 +318,14 @@ def run_demo(
         return 1
     rate_limited = measured.session_rate_limited
     say("", out)
+    race = measured.filled_in_race
     say(
-        f"All {count(plan.open)} open orders canceled in {result.elapsed:.2f} s with "
-        f"{count(result.requests)} requests and "
+        f"All {count(plan.open)} open orders closed in {result.elapsed:.2f} s with "
+        f"{count(result.requests)} requests (confirmation included) and "
         f"{count(rate_limited) if rate_limited else 'no'} 429 answers; never more than "
-        f"{measured.max_in_window} requests in any {WINDOW:g} s.",
+        f"{measured.max_in_window} requests in any {WINDOW:g} s. "
+        f"{count(race)} of them filled before their cancel took effect, and confirmation "
+        f"says so: every state matches the exchange's.",
         out,
     )
     say("", out)

@@ -96,7 +96,7 @@ def _confirmation_json(result: BatchResult) -> dict[str, Any]:
 #: What each final state means, in the order the states table lists them.
 _STATE_NOTES = {
     "cancel": "canceled",
-    "done": "filled before the cancel took effect",
+    "done": "filled (before the cancel, or before it took effect)",
     "prevented": "canceled by self-match prevention",
     "not_found": "the exchange does not know it",
     "wait": "still open",
