@@ -60,6 +60,10 @@ class FakeSpec:
     #: One-way latency, in seconds: before a request arrives (plus its jitter) and before its
     #: answer is sent.
     latency: float = 0.0
+    #: Seconds an accepted cancel takes to take effect, and the share of orders that fill
+    #: meanwhile (see ``FakeUpbit``).
+    cancel_delay: float = 0.0
+    fill_rate: float = 0.0
     unknown: UnknownIds = "omit"
     seed: int | None = None
 
@@ -96,6 +100,8 @@ class FakeSpec:
             window=float(fields.get("window", 1.0)),
             jitter=float(fields.get("jitter", 0.0)),
             latency=float(fields.get("latency", 0.0)),
+            cancel_delay=float(fields.get("cancel_delay", 0.0)),
+            fill_rate=float(fields.get("fill_rate", 0.0)),
             unknown=cast(Literal["omit", "failed"], unknown),
             seed=int(fields["seed"]) if "seed" in fields else None,
         )
@@ -109,6 +115,8 @@ def build(spec: FakeSpec, position: int) -> FakeUpbit:
         window=spec.window,
         unknown_ids=spec.unknown,
         faults=Faults(latency_in=spec.latency, latency_out=spec.latency, jitter_in=spec.jitter),
+        cancel_delay=spec.cancel_delay,
+        fill_rate=spec.fill_rate,
         seed=position if spec.seed is None else spec.seed,
     )
 

@@ -129,6 +129,8 @@ async def timed_cancel(
     kind: str,
     ids: Sequence[object],
     stop_after: int | None = None,
+    *,
+    confirm: bool = False,
 ) -> tuple[BatchResult | None, float, _Clock]:
     """Cancel *ids* by *kind*; return the result (None if stopped early), wall time and clock."""
     clock = _Clock(stop_after)
@@ -136,9 +138,9 @@ async def timed_cancel(
     values = cast(Sequence[str], ids)
     clock.started = time.perf_counter()
     if kind == "uuids":
-        batch = canceller.cancel(uuids=values)
+        batch = canceller.cancel(uuids=values, confirm=confirm)
     else:
-        batch = canceller.cancel(identifiers=values)
+        batch = canceller.cancel(identifiers=values, confirm=confirm)
     if stop_after is None:
         result = await batch
         return result, time.perf_counter() - clock.started, clock
@@ -187,11 +189,19 @@ async def job_cancel(parameters: Mapping[str, Any]) -> None:
             await admin.reset_records()
             # Start every run from a clean heap, so no run pays for its predecessors' garbage.
             gc.collect()
+            confirm = bool(run.get("confirm", False))
             async with session_for(fake, hold) as session:
                 result, wall, clock = await timed_cancel(
-                    session, "uuids", uuids, run.get("stop_after")
+                    session, "uuids", uuids, run.get("stop_after"), confirm=confirm
                 )
             outcome = await fake_outcome(admin, open_before)
+            if confirm and result is not None:
+                outcome["confirmation"] = {
+                    "states": dict(Counter(str(state) for state in result.states.values())),
+                    "still_open": len(result.still_open),
+                    "unknown_states": len(result.unknown_states),
+                    "recanceled": len(result.recanceled),
+                }
             if run.get("series"):
                 outcome["series"] = arrival_series(await admin.records())
             emit(
@@ -202,6 +212,8 @@ async def job_cancel(parameters: Mapping[str, Any]) -> None:
                     "jitter": fake.spec.jitter,
                     "latency": fake.spec.latency,
                     "hold": hold,
+                    "confirm": confirm,
+                    "cancel_delay": fake.spec.cancel_delay,
                     "wall_seconds": wall,
                     "round_trip_seconds": median(samples),
                     "round_trip_samples": samples,

@@ -807,6 +807,83 @@ def acceptance_section(runs: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def confirmation_section(runs: Sequence[Mapping[str, Any]] | None) -> str | None:
+    """What confirmation costs: the same batch plain and confirmed, as markdown."""
+    if not runs:
+        return None
+    plain = next((run for run in runs if not run["confirm"]), None)
+    rows = []
+    for run in runs:
+        confirmation = run.get("confirmation") or {}
+        ratio = (
+            run["wall_seconds"] / plain["wall_seconds"]
+            if plain is not None and plain["wall_seconds"]
+            else None
+        )
+        states = confirmation.get("states") or {}
+        rows.append(
+            (
+                "confirmed" if run["confirm"] else "plain",
+                count(run["n"]),
+                count(run["requests"]),
+                seconds(run["wall_seconds"], 3),
+                "—" if ratio is None else f"{ratio:.2f}x",
+                count(run["rejected_429"]),
+                count(run["max_in_window"]),
+                count(run["left_open"]),
+                ", ".join(f"{name} {number:,}" for name, number in sorted(states.items())) or "—",
+                count(confirmation.get("still_open")) if run["confirm"] else "—",
+                count(confirmation.get("recanceled")) if run["confirm"] else "—",
+            )
+        )
+    first = runs[0]
+    return "\n\n".join(
+        [
+            "## Confirmation",
+            f"{first['n']:,} open orders, sliding window, 30 per second, "
+            f"{jitter(first['jitter'])} arrival jitter; the fake takes "
+            f"{first['cancel_delay'] * 1000:.0f} ms to put an accepted cancel into effect (the "
+            "order stays open meanwhile) and about 1 % of the orders fill in that time. The same "
+            "batch plain (`cancel`) and confirmed (`cancel(confirm=True)`: every order's final "
+            "state asked, 100 ids a request, within the same budget), each on a fresh account. "
+            "*Left open* is counted on the exchange at the end of the call.",
+            table(
+                [
+                    "batch",
+                    "orders",
+                    "requests",
+                    "wall s",
+                    "x plain",
+                    "429s",
+                    "max in 1 s",
+                    "left open",
+                    "final states",
+                    "still open",
+                    "canceled again",
+                ],
+                rows,
+            ),
+        ]
+    )
+
+
+def confirmation_goal(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Confirmation costs at most 1.25 times the plain batch's wall time."""
+    plain = next(run for run in runs if not run["confirm"])
+    confirmed = next(run for run in runs if run["confirm"])
+    ratio = confirmed["wall_seconds"] / plain["wall_seconds"]
+    still_open = (confirmed.get("confirmation") or {}).get("still_open")
+    return {
+        "goal": "confirmation ≤ 1.25 x plain wall time, 0.3 s cancel delay",
+        "measured": (
+            f"{confirmed['wall_seconds']:.2f} s vs {plain['wall_seconds']:.2f} s: {ratio:.2f}x "
+            f"({confirmed['n']:,} orders; {confirmed['requests'] - plain['requests']:,} more "
+            f"requests; {still_open} still open; {confirmed['rejected_429']} x 429)"
+        ),
+        "met": ratio <= 1.25 and not still_open and not confirmed["rejected_429"],
+    }
+
+
 # --- goals -------------------------------------------------------------------------------------
 
 
@@ -824,6 +901,8 @@ def goals(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         }
     )
     verdicts += latency_goals(results["ceiling"])
+    if results.get("confirmation"):
+        verdicts.append(confirmation_goal(results["confirmation"]))
     steps = results.get("latency_steps") or []
     if steps:
         verdicts.append(steps_goal(steps))
@@ -1114,6 +1193,11 @@ def render(results: Mapping[str, Any]) -> str:
                     if section is not None
                 ),
                 acceptance_section(results["acceptance"]),
+                *(
+                    section
+                    for section in [confirmation_section(results.get("confirmation"))]
+                    if section is not None
+                ),
                 goals_section(results["goals"]),
             ]
         )

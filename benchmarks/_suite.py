@@ -89,6 +89,10 @@ SEVERAL_PROCESSES_QUICK = (1, 3)
 SEVERAL_PATHS = (0.005, 0.080)
 #: Orders each of several processes cancels.
 SEVERAL_ORDERS = 900
+#: The confirmation runs' fake: seconds an accepted cancel takes to take effect, and the share
+#: of orders that fill meanwhile.
+CONFIRM_CANCEL_DELAY = 0.3
+CONFIRM_FILL_RATE = 0.01
 
 
 @attrs.frozen
@@ -106,10 +110,20 @@ class Case:
     step_to: float | None = None
     #: Whether the run carries the fake's arrival times (for the latency plot).
     series: bool = False
+    #: The fake's cancel delay and fill rate, and whether the batch confirms.
+    cancel_delay: float = 0.0
+    fill_rate: float = 0.0
+    confirm: bool = False
 
     def spec(self) -> FakeSpec:
         """The fake for this case (with the latency it starts with)."""
-        return FakeSpec(policy=self.policy, jitter=self.jitter, latency=self.latency)
+        return FakeSpec(
+            policy=self.policy,
+            jitter=self.jitter,
+            latency=self.latency,
+            cancel_delay=self.cancel_delay,
+            fill_rate=self.fill_rate,
+        )
 
     def probe_spec(self) -> FakeSpec:
         """The twin fake the round trip is measured on: the path as it ends."""
@@ -143,6 +157,9 @@ class Plan:
     #: Batch acceptance (issue 4): how many of each kind of id.
     acceptance: Mapping[str, int]
     acceptance_spec: FakeSpec
+    #: Confirmation: the same batch plain and confirmed, against a fake whose cancels take a
+    #: while to take effect.
+    confirmation: tuple[Case, ...]
     #: Section 5: several processes of one account, each cancelling `several_orders` orders.
     several: tuple[SeveralCase, ...]
     several_orders: int
@@ -235,6 +252,17 @@ def make_plan(quick: bool) -> Plan:
             "seed": 5,
         },
         acceptance_spec=FakeSpec(policy="sliding", jitter=0.010, unknown="omit"),
+        confirmation=tuple(
+            Case(
+                3_000 if quick else 6_000,
+                "sliding",
+                0.010,
+                cancel_delay=CONFIRM_CANCEL_DELAY,
+                fill_rate=CONFIRM_FILL_RATE,
+                confirm=confirm,
+            )
+            for confirm in (False, True)
+        ),
         several=several_cases(SEVERAL_PROCESSES_QUICK if quick else SEVERAL_PROCESSES),
         several_orders=SEVERAL_ORDERS,
         overlap=quick,
@@ -292,6 +320,7 @@ async def _cancel_runs(
                 "stop_after": stop_after,
                 "hold": case.hold,
                 "series": case.series,
+                "confirm": case.confirm,
                 "fake": fakes[2 * index].to_json(),
                 "probe": fakes[2 * index + 1].to_json(),
                 "tags": {"repeat": repeat}
@@ -316,6 +345,11 @@ async def _cancel_runs(
             # A stepper still waiting when the batch ended never stepped.
             results[index]["step"] = None if task.cancelled() else task.result()
     return results
+
+
+async def section_confirmation(plan: Plan) -> list[dict[str, Any]]:
+    """The cost of confirmation: the same batch plain and confirmed, on fresh accounts."""
+    return _score(await _cancel_runs(plan.confirmation))
 
 
 def _score(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -573,6 +607,17 @@ async def run_suite(plan: Plan) -> dict[str, Any]:
             )
             return result
 
+        async def confirmation() -> list[dict[str, Any]]:
+            result, timings["confirmation"] = await _timed(
+                started, "confirmation", lambda: section_confirmation(plan)
+            )
+            return result
+
+        async def acceptance_then_confirmation() -> tuple[
+            list[dict[str, Any]], list[dict[str, Any]]
+        ]:
+            return await acceptance(), await confirmation()
+
         async def acceptance() -> list[dict[str, Any]]:
             await light.wait()
             result, timings["acceptance"] = await _timed(
@@ -621,10 +666,15 @@ async def run_suite(plan: Plan) -> dict[str, Any]:
                 latency_results,
                 step_results,
                 peer_results,
-                acceptance_results,
+                (acceptance_results, confirmation_results),
                 ((cost, limiter_cost, memory), several_results),
             ) = await asyncio.gather(
-                ceiling(), latency(), steps(), peers(), acceptance(), cpu_bound_then_several()
+                ceiling(),
+                latency(),
+                steps(),
+                peers(),
+                acceptance_then_confirmation(),
+                cpu_bound_then_several(),
             )
         else:
             ceiling_results = await ceiling()
@@ -632,6 +682,7 @@ async def run_suite(plan: Plan) -> dict[str, Any]:
             step_results = await steps()
             peer_results = await peers()
             acceptance_results = await acceptance()
+            confirmation_results = await confirmation()
             cost, limiter_cost, memory = await cost_and_memory()
             several_results = await several()
     return {
@@ -645,6 +696,7 @@ async def run_suite(plan: Plan) -> dict[str, Any]:
         "memory": memory,
         "several": several_results,
         "acceptance": acceptance_results,
+        "confirmation": confirmation_results,
         "section_seconds": timings,
         "suite_seconds": time.perf_counter() - started,
     }
