@@ -15,7 +15,7 @@ Every error derives from :class:`UpbitError`::
     │   └── ServerError             5xx (also an APIError)
     └── APIError                    the exchange answered with an error: status, name, message
         ├── AuthenticationError     401 family: jwt_verification, nonce_used, invalid_access_key, …
-        ├── OutOfScopeError         out_of_scope: the key lacks the "Make Orders" permission
+        ├── OutOfScopeError         out_of_scope: the key lacks a permission ("Make Orders", …)
         ├── MarketOfflineError      market_offline
         ├── InvalidRequestError     validation_error, invalid_parameter, bad_request, …
         ├── OrderNotFoundError      order_not_found
@@ -168,7 +168,8 @@ class AuthenticationError(APIError):
 
 
 class OutOfScopeError(APIError):
-    """The API key lacks the permission this call needs ("Make Orders" for cancels)."""
+    """The API key lacks the permission this call needs: "Make Orders" for cancels, "order
+    query" for the order queries of confirmation and ``cancel_open``."""
 
 
 class MarketOfflineError(APIError):
