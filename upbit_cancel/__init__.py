@@ -9,48 +9,115 @@ Example::
         print(result.success.count, result.failed.count, len(result.unresolved))
 """
 
+import importlib
 import logging as _logging
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from ._batch import BatchCanceller
-from ._errors import (
-    APIError,
-    AuthenticationError,
-    BlockedError,
-    ConnectError,
-    ConnectionLostError,
-    InvalidIdError,
-    InvalidRequestError,
-    MalformedResponseError,
-    MarketOfflineError,
-    NotSentError,
-    OrderNotFoundError,
-    OutcomeUnknownError,
-    OutOfScopeError,
-    RateLimitError,
-    ResponseTimeoutError,
-    ServerError,
-    SessionClosedError,
-    UnresolvedError,
-    UpbitError,
-)
-from ._limiter import Lease, Limiter
-from ._models import (
-    BatchResult,
-    CancelResult,
-    ChunkResult,
-    Feedback,
-    OrderEntry,
-    OrderList,
-    Progress,
-    RemainingReq,
-    UnresolvedOrder,
-)
-from ._redis import RedisLimiter
-from ._session import REGIONS, UpbitSession
-from ._window import SlidingWindowLimiter
+if TYPE_CHECKING:
+    from ._batch import BatchCanceller
+    from ._errors import (
+        APIError,
+        AuthenticationError,
+        BlockedError,
+        ConnectError,
+        ConnectionLostError,
+        InvalidIdError,
+        InvalidRequestError,
+        MalformedResponseError,
+        MarketOfflineError,
+        NotSentError,
+        OrderNotFoundError,
+        OutcomeUnknownError,
+        OutOfScopeError,
+        RateLimitError,
+        ResponseTimeoutError,
+        ServerError,
+        SessionClosedError,
+        UnresolvedError,
+        UpbitError,
+    )
+    from ._limiter import Lease, Limiter
+    from ._models import (
+        BatchResult,
+        CancelResult,
+        ChunkResult,
+        Feedback,
+        Order,
+        OrderEntry,
+        OrderList,
+        Progress,
+        RemainingReq,
+        UnresolvedOrder,
+    )
+    from ._redis import RedisLimiter
+    from ._session import REGIONS, UpbitSession
+    from ._window import SlidingWindowLimiter
+
+try:
+    #: The installed version of upbit_cancel.
+    __version__ = version("upbit-cancel")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 # A library logs, the application decides where it goes.
 _logging.getLogger("upbit_cancel").addHandler(_logging.NullHandler())
+
+# Public names are imported when first used, so that importing the package (the command line
+# does, before it can handle Ctrl+C) stays quick.
+_EXPORTS = {
+    "REGIONS": "._session",
+    "APIError": "._errors",
+    "AuthenticationError": "._errors",
+    "BatchCanceller": "._batch",
+    "BatchResult": "._models",
+    "BlockedError": "._errors",
+    "CancelResult": "._models",
+    "ChunkResult": "._models",
+    "ConnectError": "._errors",
+    "ConnectionLostError": "._errors",
+    "Feedback": "._models",
+    "InvalidIdError": "._errors",
+    "InvalidRequestError": "._errors",
+    "Lease": "._limiter",
+    "Limiter": "._limiter",
+    "MalformedResponseError": "._errors",
+    "MarketOfflineError": "._errors",
+    "NotSentError": "._errors",
+    "Order": "._models",
+    "OrderEntry": "._models",
+    "OrderList": "._models",
+    "OrderNotFoundError": "._errors",
+    "OutOfScopeError": "._errors",
+    "OutcomeUnknownError": "._errors",
+    "Progress": "._models",
+    "RateLimitError": "._errors",
+    "RedisLimiter": "._redis",
+    "RemainingReq": "._models",
+    "ResponseTimeoutError": "._errors",
+    "ServerError": "._errors",
+    "SessionClosedError": "._errors",
+    "SlidingWindowLimiter": "._window",
+    "UnresolvedError": "._errors",
+    "UnresolvedOrder": "._models",
+    "UpbitError": "._errors",
+    "UpbitSession": "._session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'upbit_cancel' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    # The public names, and the module's own dunders; not what it imports for itself.
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
+
 
 __all__ = [
     "REGIONS",
@@ -71,6 +138,7 @@ __all__ = [
     "MalformedResponseError",
     "MarketOfflineError",
     "NotSentError",
+    "Order",
     "OrderEntry",
     "OrderList",
     "OrderNotFoundError",
