@@ -21,9 +21,14 @@ WRONG_SECRET = "W" * 40
 @pytest.fixture
 def credentials(monkeypatch: pytest.MonkeyPatch, fake_in_thread: FakeUpbit) -> FakeUpbit:
     """The fake's key pair in the environment, as ``cancel`` reads it."""
-    monkeypatch.setenv("UPBIT_ACCESS_KEY", fake_in_thread.access_key)
-    monkeypatch.setenv("UPBIT_SECRET_KEY", fake_in_thread.secret_key)
+    use_key(monkeypatch, fake_in_thread.access_key, fake_in_thread.secret_key)
     return fake_in_thread
+
+
+def use_key(monkeypatch: pytest.MonkeyPatch, access_key: str, secret_key: str) -> None:
+    """The key pair in the environment, as ``cancel`` reads it."""
+    monkeypatch.setenv("UPBIT_ACCESS_KEY", access_key)
+    monkeypatch.setenv("UPBIT_SECRET_KEY", secret_key)
 
 
 def cancel(fake: FakeUpbit, *args: str) -> int:
@@ -227,17 +232,61 @@ def test_retry_ambiguous(credentials: FakeUpbit, capsys: pytest.CaptureFixture[s
 def test_refused_credentials_never_print_the_secret(
     fake_in_thread: FakeUpbit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A refused key leaves every id unresolved with the API error, and the secret is not shown."""
-    monkeypatch.setenv("UPBIT_ACCESS_KEY", fake_in_thread.access_key)
-    monkeypatch.setenv("UPBIT_SECRET_KEY", WRONG_SECRET)
-    uuids = fake_in_thread.add_orders(2)
-    assert cancel(fake_in_thread, "--json", "--uuids", *uuids) == 1
+    """A refused key: one line saying what to check, exit 2; the JSON still says it all."""
+    use_key(monkeypatch, fake_in_thread.access_key, WRONG_SECRET)
+    uuids = fake_in_thread.add_orders(45)
+    assert cancel(fake_in_thread, "--json", "--uuids", *uuids) == 2
     captured = capsys.readouterr()
     error = json.loads(captured.out)["unresolved"][0]["error"]
     assert error["type"] == "AuthenticationError"
     assert (error["status"], error["name"]) == (401, "jwt_verification")
+    assert captured.err.count("\n") == 2  # "Cancelling ..." and the one line
+    assert "refused the API key (jwt_verification" in captured.err
+    assert "check UPBIT_ACCESS_KEY and UPBIT_SECRET_KEY" in captured.err
     assert WRONG_SECRET not in captured.out + captured.err
     assert fake_in_thread.secret_key not in captured.out + captured.err
+
+
+def test_a_key_without_permission_is_one_line_too(
+    fake_in_thread: FakeUpbit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """out_of_scope: one line naming the permission to grant, exit 2, no table."""
+    access_key, secret_key = fake_in_thread.add_credentials(can_order=False)
+    use_key(monkeypatch, access_key, secret_key)
+    uuids = fake_in_thread.add_orders(45)
+    assert cancel(fake_in_thread, "--uuids", *uuids) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert '"Make Orders" permission' in captured.err
+    assert "Unresolved" not in captured.err
+
+
+def test_one_id_is_one_uuid_and_an_empty_input_says_so(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Plurals are right; an empty file cancels nothing and says so."""
+    uuid = credentials.add_order()
+    assert cancel(credentials, "--uuids", uuid) == 0
+    assert "Cancelling 1 uuid through" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing here\n\n")
+    assert cancel(credentials, "--file", str(empty)) == 0
+    assert f"nothing to cancel: {empty} holds no ids" in capsys.readouterr().err
+    assert credentials.records[-1].ids == (uuid,)
+
+
+def test_the_version_is_the_packages(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints the installed version, also upbit_cancel.__version__."""
+    import importlib.metadata
+
+    import upbit_cancel
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    version = importlib.metadata.version("upbit-cancel")
+    assert capsys.readouterr().out == f"upbit-cancel {version}\n"
+    assert upbit_cancel.__version__ == version
 
 
 @pytest.mark.parametrize(
@@ -290,8 +339,7 @@ def test_usage_errors_exit_2(
 ) -> None:
     """Bad combinations, base URLs or files exit 2 with a one-line message, no traceback."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("UPBIT_ACCESS_KEY", "A" * 40)
-    monkeypatch.setenv("UPBIT_SECRET_KEY", "S" * 40)
+    use_key(monkeypatch, "A" * 40, "S" * 40)
     assert main(["cancel", *argv]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -345,8 +393,7 @@ def test_short_secret_exit_2(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A secret too short to be Upbit's is refused before anything is sent, without echoing it."""
-    monkeypatch.setenv("UPBIT_ACCESS_KEY", "A" * 40)
-    monkeypatch.setenv("UPBIT_SECRET_KEY", "short-secret")
+    use_key(monkeypatch, "A" * 40, "short-secret")
     assert main(["cancel", "--uuids", UNKNOWN_UUID]) == 2
     err = capsys.readouterr().err
     assert "secret_key has 12 characters" in err
@@ -357,8 +404,7 @@ def test_a_base_url_password_is_never_printed(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A base URL carrying a password is refused on stderr without repeating the password."""
-    monkeypatch.setenv("UPBIT_ACCESS_KEY", "A" * 40)
-    monkeypatch.setenv("UPBIT_SECRET_KEY", "S" * 40)
+    use_key(monkeypatch, "A" * 40, "S" * 40)
     argv = ["cancel", "--base-url", "https://bot:hunter2@example.com/api", "--uuids", UNKNOWN_UUID]
     assert main(argv) == 2
     captured = capsys.readouterr()
@@ -415,8 +461,7 @@ def test_confirm_exits_1_when_a_state_cannot_be_learned(
 ) -> None:
     """A key without the order query permission: canceled, but unknown states: exit 1."""
     access_key, secret_key = fake_in_thread.add_credentials(can_query=False)
-    monkeypatch.setenv("UPBIT_ACCESS_KEY", access_key)
-    monkeypatch.setenv("UPBIT_SECRET_KEY", secret_key)
+    use_key(monkeypatch, access_key, secret_key)
     uuids = fake_in_thread.add_orders(3)
     assert cancel(fake_in_thread, "--confirm", "--uuids", *uuids) == 1
     err = capsys.readouterr().out

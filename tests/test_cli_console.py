@@ -109,6 +109,17 @@ async def run_cancel(server: Server, *args: str, stdin: bytes | None = None) -> 
     return finished
 
 
+async def interrupt(process: asyncio.subprocess.Process, times: int = 1) -> bytes:
+    """Ctrl+C *times* in a row: exit 130 with no traceback. Returns what went to stderr."""
+    for _ in range(times):
+        process.send_signal(signal.SIGINT)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 130
+    assert b"Traceback" not in stderr
+    assert b"interrupted" in stderr
+    return stderr
+
+
 async def states(base_url: str) -> dict[str, int]:
     async with aiohttp.ClientSession() as http, http.get(f"{base_url}/_fake/states") as reply:
         counts: dict[str, int] = await reply.json()
@@ -163,20 +174,21 @@ async def test_usage_errors_exit_2(server: Server) -> None:
 
 async def test_ctrl_c_reports_the_partial_result(tmp_path: Path) -> None:
     """Ctrl+C mid-run exits 130 and still accounts for every id, as not sent or in flight."""
-    async for server in serve(tmp_path, "--orders", "100", "--latency", "30"):
+    # 300 requests: at 30 a second the run cannot be over before Ctrl+C.
+    async for server in serve(tmp_path, "--orders", "6000", "--latency", "30"):
         process = await start(
             "cancel",
             "--base-url",
             server.base_url,
             "--json",
-            "--uuids",
-            *server.uuids,
+            "--file",
+            str(tmp_path / "seeded.txt"),
             keys_of=server,
         )
         try:
             assert process.stderr is not None
             line = await asyncio.wait_for(process.stderr.readline(), timeout=20)
-            assert line.startswith(b"Cancelling 100 uuids")
+            assert line.startswith(b"Cancelling 6,000 uuids")
             process.send_signal(signal.SIGINT)
             stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
         finally:
@@ -185,7 +197,108 @@ async def test_ctrl_c_reports_the_partial_result(tmp_path: Path) -> None:
         assert b"interrupted" in stderr
         assert b"Traceback" not in stderr
         document = json.loads(stdout)
-        assert document["success"] == document["failed"] == []
-        assert sorted(entry["id"] for entry in document["unresolved"]) == sorted(server.uuids)
+        # However far the run got, each id is in exactly one bucket.
+        reported = [
+            entry["uuid"] for bucket in ("success", "failed") for entry in document[bucket]
+        ] + [entry["id"] for entry in document["unresolved"]]
+        assert sorted(reported) == sorted(server.uuids)
+        assert document["unresolved"]
         kinds = {entry["error"]["type"] for entry in document["unresolved"]}
         assert kinds <= {"OutcomeUnknownError", "NotSentError"}
+
+
+async def test_python_m_upbit_cancel_runs_the_command_line() -> None:
+    """`python -m upbit_cancel --version` is the console script."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "upbit_cancel",
+        "--version",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, stderr
+    assert stdout.startswith(b"upbit-cancel ")
+
+
+async def test_json_into_a_reader_that_stops_early_exits_quietly(tmp_path: Path) -> None:
+    """`upbit-cancel ... --json | head -1`: no BrokenPipeError, no traceback, exit 0."""
+    async for server in serve(tmp_path, "--orders", "2000"):
+        ids_file = tmp_path / "ids.txt"
+        ids_file.write_text("\n".join(server.uuids))
+        stderr_file = tmp_path / "stderr.txt"
+        # The reader goes away after the first line, with most of the JSON still to come.
+        pipeline = (
+            '"$0" cancel --base-url "$1" --json --quiet - <"$2" 2>"$3" | head -1; '
+            'echo "${PIPESTATUS[0]}"'
+        )
+        env = {**os.environ, "PYTHONWARNINGS": "error"}
+        env["UPBIT_ACCESS_KEY"] = server.access_key
+        env["UPBIT_SECRET_KEY"] = server.secret_key
+        process = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            pipeline,
+            str(SCRIPT),
+            server.base_url,
+            str(ids_file),
+            str(stderr_file),
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        try:
+            stdout, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+        finally:
+            await stop(process)
+        first, status = stdout.decode().splitlines()
+        assert first == "{"
+        stderr = stderr_file.read_text()
+        assert "Traceback" not in stderr
+        assert "BrokenPipe" not in stderr
+        assert status == "0"
+
+
+async def test_a_second_ctrl_c_never_prints_a_traceback(tmp_path: Path) -> None:
+    """Ctrl+C twice in a row: exit 130, the partial summary, no traceback."""
+    async for server in serve(tmp_path, "--orders", "6000", "--latency", "30"):
+        process = await start(
+            "cancel",
+            "--base-url",
+            server.base_url,
+            "--file",
+            str(tmp_path / "seeded.txt"),
+            keys_of=server,
+        )
+        try:
+            assert process.stderr is not None
+            line = await asyncio.wait_for(process.stderr.readline(), timeout=20)
+            assert line.startswith(b"Cancelling 6,000 uuids")
+            await interrupt(process, times=2)
+        finally:
+            await stop(process)
+
+
+async def test_ctrl_c_before_anything_is_sent_is_quiet(tmp_path: Path) -> None:
+    """Ctrl+C while ids are still being read: exit 130, nothing sent, no traceback."""
+    async for server in serve(tmp_path):
+        process = await start(
+            "cancel",
+            "--base-url",
+            server.base_url,
+            "-",
+            keys_of=server,
+            stdin=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert process.stdin is not None
+            assert process.stderr is not None
+            process.stdin.write(f"{UNKNOWN_UUID}\n".encode())
+            await process.stdin.drain()
+            line = await asyncio.wait_for(process.stderr.readline(), timeout=20)
+            assert line == b"Reading uuids from standard input\n"
+            # Still reading standard input: the command has started and sent nothing.
+            stderr = await interrupt(process)
+        finally:
+            await stop(process)
+        assert b"nothing was sent" in stderr

@@ -51,7 +51,8 @@ if TYPE_CHECKING:
         UnresolvedOrder,
     )
     from ._redis import RedisLimiter
-    from ._session import REGIONS, UpbitSession
+    from ._regions import REGIONS
+    from ._session import UpbitSession
     from ._window import SlidingWindowLimiter
 
 try:
@@ -66,7 +67,7 @@ _logging.getLogger("upbit_cancel").addHandler(_logging.NullHandler())
 # Public names are imported when first used, so that importing the package (the command line
 # does, before it can handle Ctrl+C) stays quick.
 _EXPORTS = {
-    "REGIONS": "._session",
+    "REGIONS": "._regions",
     "APIError": "._errors",
     "AuthenticationError": "._errors",
     "BatchCanceller": "._batch",

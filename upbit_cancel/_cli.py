@@ -18,24 +18,26 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from ._batch import BatchCanceller
-from ._demo import run_demo
+from ._errors import AuthenticationError, OutOfScopeError
 from ._models import BatchResult
+from ._regions import REGIONS
 from ._report import (
     ProgressBar,
     cancel_summary,
-    count,
+    plural,
     render,
     result_json,
     states_table,
     unresolved_table,
 )
-from ._session import REGIONS, UpbitSession
-from .testing import FakeUpbit, Faults
 
 __all__ = ["main"]
 
 if TYPE_CHECKING:
+    from ._batch import BatchCanceller
+    from ._session import UpbitSession
+    from .testing import FakeUpbit
+
     _SubParsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 #: How many seeded uuids ``fake-server`` prints when it writes no ``--uuids-file``.
@@ -179,6 +181,9 @@ def _read_ids(args: argparse.Namespace) -> tuple[_Kind, list[str]]:
         return "identifiers", list(args.identifiers)
     kind: _Kind = args.by or "uuids"
     if args.stdin == "-" or args.file == "-":
+        if not args.quiet:
+            end = " (end with Ctrl+D)" if sys.stdin.isatty() else ""
+            print(f"Reading {kind} from standard input{end}", file=sys.stderr, flush=True)
         return kind, _parse_lines(sys.stdin.read())
     # utf-8-sig: files saved by Windows editors start with a byte order mark.
     return kind, _parse_lines(Path(args.file).read_text(encoding="utf-8-sig"))
@@ -199,6 +204,9 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
 
 
 def _run_cancel(args: argparse.Namespace) -> int:
+    from ._batch import BatchCanceller
+    from ._session import UpbitSession
+
     problem = _usage_problem(args)
     if problem is not None:
         return _error("cancel", problem)
@@ -220,28 +228,65 @@ def _run_cancel(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("upbit-cancel cancel: interrupted; nothing was sent", file=sys.stderr)
         return _INTERRUPTED
+    if not args.all_open and not ids:
+        source = "standard input" if args.file in (None, "-") else args.file
+        print(f"upbit-cancel cancel: nothing to cancel: {source} holds no ids", file=sys.stderr)
+        return 0
     # Filled in by _cancel, so that after Ctrl+C the canceller's partial result can be shown.
     cancellers: list[BatchCanceller] = []
     try:
-        result = asyncio.run(_cancel(session, kind, ids, args, cancellers))
+        result = asyncio.run(_cancel(session, BatchCanceller, kind, ids, args, cancellers))
     except KeyboardInterrupt:
-        print(
-            "upbit-cancel cancel: interrupted; orders whose request was in flight may or may "
-            "not be canceled",
-            file=sys.stderr,
-        )
+        _ignore_interrupts()
         partial = cancellers[0].last_result if cancellers else None
-        if partial is not None:
-            _report(partial, args, given=len(ids) if ids else None)
+        if partial is None:
+            print("upbit-cancel cancel: interrupted; nothing was sent", file=sys.stderr)
+            return _INTERRUPTED
+        if partial.requests:
+            what = "orders whose request was in flight may or may not be canceled"
+        else:
+            what = "nothing was sent"
+        print(f"upbit-cancel cancel: interrupted; {what}", file=sys.stderr)
+        _report(partial, args, given=len(ids) if ids else None)
         return _INTERRUPTED
+    refusal = _refusal(result)
+    if refusal is not None:
+        _report(result, args, given=None, tables=False)
+        return _error("cancel", refusal)
     _report(result, args, given=len(ids) if ids else None)
     if result.confirmed:
         return 1 if result.still_open or result.unknown_states else 0
     return 1 if result.unresolved else 0
 
 
+def _refusal(result: BatchResult) -> str | None:
+    """One line on why the exchange refused the key, if that is what stopped the batch."""
+    for entry in result.unresolved:
+        error = entry.error
+        if isinstance(error, OutOfScopeError):
+            return (
+                f"the exchange refused the API key ({error.name}: {error.message}); give the "
+                'key the "Make Orders" permission (and "order query" for --confirm and '
+                "--all-open) on Upbit's API key page"
+            )
+        if isinstance(error, AuthenticationError) and error.name != "invalid_query_payload":
+            return (
+                f"the exchange refused the API key ({error.name}: {error.message}); check "
+                f"UPBIT_ACCESS_KEY and UPBIT_SECRET_KEY, the key's expiry and the IP addresses "
+                "it allows"
+            )
+    return None
+
+
+def _ignore_interrupts() -> None:
+    """From now on Ctrl+C does nothing: the partial result is being written."""
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 async def _cancel(
     session: UpbitSession,
+    canceller_class: type[BatchCanceller],
     kind: _Kind,
     ids: list[str],
     args: argparse.Namespace,
@@ -256,12 +301,12 @@ async def _cancel(
         what = (
             "every open order" + (f" of {args.market}" if args.market else "")
             if args.all_open
-            else f"{count(distinct)} {kind}"
+            else plural(distinct, kind.rstrip("s"))
         )
         print(f"Cancelling {what} through {session.base_url}", file=sys.stderr, flush=True)
     async with session:
         with ProgressBar(distinct, enabled=show_progress and not args.all_open) as bar:
-            canceller = BatchCanceller(
+            canceller = canceller_class(
                 session, on_progress=bar.update, retry_ambiguous=args.retry_ambiguous
             )
             cancellers.append(canceller)
@@ -272,20 +317,33 @@ async def _cancel(
             return await canceller.cancel(identifiers=ids, confirm=args.confirm)
 
 
-def _report(result: BatchResult, args: argparse.Namespace, *, given: int | None) -> None:
+def _report(
+    result: BatchResult, args: argparse.Namespace, *, given: int | None, tables: bool = True
+) -> None:
     summary_to = sys.stdout
-    if args.json:
-        json.dump(result_json(result), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-        summary_to = sys.stderr
-    if args.quiet:
-        return
-    distinct = result.success.count + result.failed.count + len(result.unresolved)
-    render(cancel_summary(result, given=distinct if given is None else given), summary_to)
-    for table in (unresolved_table(result.unresolved), states_table(result)):
-        if table is not None:
-            render(table, summary_to)
+    try:
+        if args.json:
+            json.dump(result_json(result), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            summary_to = sys.stderr
+        if args.quiet or not tables:
+            return
+        distinct = result.success.count + result.failed.count + len(result.unresolved)
+        render(cancel_summary(result, given=distinct if given is None else given), summary_to)
+        for table in (unresolved_table(result.unresolved), states_table(result)):
+            if table is not None:
+                render(table, summary_to)
+    except BrokenPipeError:
+        # The reader went away (`... --json | head`): stop writing, quietly.
+        _close_stdout()
+
+
+def _close_stdout() -> None:
+    """Point standard output at /dev/null, so that Python's final flush cannot fail either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _add_demo_parser(subparsers: _SubParsers) -> None:
@@ -313,13 +371,12 @@ def _add_demo_parser(subparsers: _SubParsers) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
     try:
         return run_demo(args.orders, args.jitter, args.seed)
     except ValueError as error:
         return _error("demo", str(error))
-    except KeyboardInterrupt:
-        print("upbit-cancel demo: interrupted", file=sys.stderr)
-        return _INTERRUPTED
 
 
 def _add_fake_server_parser(subparsers: _SubParsers) -> None:
@@ -367,6 +424,8 @@ def _add_fake_server_parser(subparsers: _SubParsers) -> None:
 
 
 def _run_fake_server(args: argparse.Namespace) -> int:
+    from .testing import FakeUpbit, Faults
+
     try:
         faults = Faults(
             latency_in=args.latency,
@@ -415,9 +474,11 @@ async def _serve(fake: FakeUpbit, args: argparse.Namespace) -> None:
         print("# The secret key is a throwaway credential of this fake exchange.")
         print(f"# policy={args.policy} limit={args.limit} window={args.window}")
         if args.uuids_file is not None:
-            print(f"# seeded {len(uuids)} open orders; uuids written to {args.uuids_file}")
+            print(
+                f"# seeded {plural(len(uuids), 'open order')}; uuids written to {args.uuids_file}"
+            )
         else:
-            print(f"# seeded {len(uuids)} open orders")
+            print(f"# seeded {plural(len(uuids), 'open order')}")
             for uuid in uuids[:_UUIDS_SHOWN]:
                 print(f"# {uuid}")
             if len(uuids) > _UUIDS_SHOWN:
@@ -441,9 +502,12 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="upbit-cancel", description="Cancel Upbit orders fast, within the rate limit."
     )
+    parser.add_argument("--version", action="version", version=f"upbit-cancel {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_parser in _PARSER_BUILDERS:
         add_parser(subparsers)
@@ -451,9 +515,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``upbit-cancel`` command line with *argv* (default: ``sys.argv[1:]``)."""
-    args = _build_parser().parse_args(argv)
-    return _HANDLERS[args.command](args)
+    """Run the ``upbit-cancel`` command line with *argv* (default: ``sys.argv[1:]``).
+
+    Ctrl+C anywhere ends it with status 130 and a line on standard error, never a traceback.
+    """
+    try:
+        args = _build_parser().parse_args(argv)
+        return _HANDLERS[args.command](args)
+    except KeyboardInterrupt:
+        _ignore_interrupts()
+        print("upbit-cancel: interrupted", file=sys.stderr)
+        return _INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -20,7 +20,16 @@ import attrs
 
 from ._batch import BatchCanceller
 from ._models import BatchResult
-from ._report import ProgressBar, Table, count, render, say, states_table, unresolved_breakdown
+from ._report import (
+    ProgressBar,
+    Table,
+    count,
+    plural,
+    render,
+    say,
+    states_table,
+    unresolved_breakdown,
+)
 from ._session import UpbitSession
 from .testing import FakeUpbit, Faults
 
@@ -138,12 +147,13 @@ async def _run(
             out,
         )
         say(
-            f"Seeded {count(plan.open)} open orders, {count(plan.filled)} filled and "
-            f"{count(plan.canceled)} already canceled. Cancelling {count(len(plan.ids))} ids "
+            f"Seeded {plural(plan.open, 'open order')}, {count(plan.filled)} filled and "
+            f"{count(plan.canceled)} already canceled. Cancelling {plural(len(plan.ids), 'id')} "
             f"in random order through UpbitSession and BatchCanceller: those "
-            f"{count(plan.open + plan.filled + plan.canceled)} orders, {count(plan.unknown)} "
-            f"uuids the exchange does not know, {plan.malformed} malformed ids and "
-            f"{count(plan.duplicates)} duplicates. Then it confirms what became of each: "
+            f"{plural(plan.open + plan.filled + plan.canceled, 'order')}, "
+            f"{plural(plan.unknown, 'uuid')} the exchange does not know, "
+            f"{plural(plan.malformed, 'malformed id')} and "
+            f"{plural(plan.duplicates, 'duplicate')}. Then it confirms what became of each: "
             f"the fake takes {CANCEL_DELAY:g} s to put a cancel into effect, and about "
             f"{FILL_RATE:.0%} of the orders fill in that time.",
             out,
@@ -231,7 +241,7 @@ def summary_tables(plan: Plan, measured: Measured) -> list[Table]:
             ),
             (
                 "average rate",
-                f"{rate:.1f}/s",
+                f"{rate:.1f}/s" if requests > LIMIT else "—",
                 f"the first {LIMIT} go at once, then {LIMIT} per {WINDOW:g} s"
                 if requests > LIMIT
                 else f"all in the first burst (up to {LIMIT} at once)",
@@ -320,8 +330,8 @@ def run_demo(
     say("", out)
     race = measured.filled_in_race
     say(
-        f"All {count(plan.open)} open orders closed in {result.elapsed:.2f} s with "
-        f"{count(result.requests)} requests (confirmation included) and "
+        f"All {plural(plan.open, 'open order')} closed in {result.elapsed:.2f} s with "
+        f"{plural(result.requests, 'request')} (confirmation included) and "
         f"{count(rate_limited) if rate_limited else 'no'} 429 answers; never more than "
         f"{measured.max_in_window} requests in any {WINDOW:g} s. "
         f"{count(race)} of them filled before their cancel took effect, and confirmation "

@@ -30,6 +30,7 @@ __all__ = [
     "console",
     "count",
     "error_json",
+    "plural",
     "reason",
     "render",
     "result_json",
@@ -49,6 +50,11 @@ UNRESOLVED_SHOWN = 10
 def count(number: int) -> str:
     """``2123`` as ``2,123``."""
     return f"{number:,}"
+
+
+def plural(number: int, word: str) -> str:
+    """``1 uuid``, ``2 uuids``, ``1,000 requests``."""
+    return f"{count(number)} {word}{'' if number == 1 else 's'}"
 
 
 def error_json(error: UpbitError | None) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from ._ids import MAX_IDS_PER_QUERY, Kind, checked_request_ids
 from ._limiter import Lease, Limiter
 from ._models import CancelResult, Feedback, Order, RemainingReq
 from ._redact import redact, redact_url
+from ._regions import REGIONS
 from ._responses import (
     block_seconds,
     error_details,
@@ -47,13 +48,6 @@ __all__ = ["MAX_BODY_BYTES", "REGIONS", "UpbitSession"]
 
 _log = logging.getLogger("upbit_cancel")
 
-#: Base URL of each region's API.
-REGIONS: Mapping[str, str] = {
-    "sg": "https://sg-api.upbit.com",
-    "id": "https://id-api.upbit.com",
-    "th": "https://th-api.upbit.com",
-    "kr": "https://api.upbit.com",
-}
 
 #: The largest answer read; Upbit's answers to these calls are a few kilobytes.
 MAX_BODY_BYTES = 1 << 20
@@ -690,7 +684,12 @@ class UpbitSession:
             aiohttp.ServerDisconnectedError,
             aiohttp.ClientPayloadError,
         ) as failure:
-            error = self._lost(http, lease, ids, type(failure).__name__)
+            what = (
+                "the client would have sent it a second time"
+                if isinstance(failure, _ResendRefusedError)
+                else type(failure).__name__
+            )
+            error = self._lost(http, lease, ids, what)
         except aiohttp.ClientError as failure:
             error = OutcomeUnknownError(
                 f"the request failed ({type(failure).__name__}: {redact(str(failure))}); it may "
