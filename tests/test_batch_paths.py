@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
@@ -164,3 +165,32 @@ def test_a_session_is_required() -> None:
     """Anything but an UpbitSession is refused at once."""
     with pytest.raises(TypeError, match="UpbitSession"):
         BatchCanceller("session")  # type: ignore[arg-type]
+
+
+async def test_a_connection_that_never_opened_is_not_a_request_sent(fake: FakeUpbit) -> None:
+    """Nothing listens at the port: every id unresolved, and no request counted as sent."""
+    with socket.socket() as bound:
+        # Bound but not listening: connecting is refused, and no other server can take the port.
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        session = UpbitSession(
+            fake.access_key, fake.secret_key, base_url=f"http://127.0.0.1:{port}"
+        )
+        async with session:
+            result = await BatchCanceller(session).cancel(uuids=fake.add_orders(45))
+    assert result.requests == 0
+    assert session.requests_sent == 0
+    assert len(result.unresolved) == 45
+    assert all("nothing was sent" in str(entry.error) for entry in result.unresolved)
+    assert result.possibly_canceled == frozenset()
+
+
+async def test_repr_of_a_result_is_a_short_summary(fake: FakeUpbit) -> None:
+    """One line of counts, not thousands of orders."""
+    uuids = fake.add_orders(1000)
+    async with session_for(fake) as session:
+        result = await BatchCanceller(session).cancel(uuids=[*uuids, "not-a-uuid"])
+    assert repr(result) == (
+        f"<BatchResult 1,000 success, 0 failed, 1 unresolved, 50 requests in "
+        f"{result.elapsed:.1f} s>"
+    )
