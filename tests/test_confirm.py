@@ -14,11 +14,13 @@ from upbit_cancel import (
     BatchResult,
     InvalidIdError,
     OutOfScopeError,
+    ServerError,
     SlidingWindowLimiter,
     UpbitSession,
 )
 from upbit_cancel.testing import FakeUpbit, Faults
 
+GATEWAY = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 UNKNOWN = [f"{n:08x}-0000-4000-8000-00000000abcd" for n in range(5)]
 
 
@@ -149,6 +151,21 @@ async def test_without_the_order_query_permission_states_are_unknown_and_cancels
     assert all(fake.state(uuid) == "cancel" for uuid in uuids)
 
 
+async def test_a_key_that_may_not_cancel_gets_one_look_and_no_second_cancel() -> None:
+    """Cancels refused for the key: asked about once, never cancelled again, all still open."""
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(30)
+        keys = fake.add_credentials(can_order=False)
+        async with session_for(fake, keys) as session:
+            result = await BatchCanceller(session).cancel(uuids=uuids, confirm=True)
+    assert sorted(result.still_open) == sorted(uuids)
+    assert result.recanceled == frozenset()
+    methods = [record.method for record in fake.records]
+    assert methods.count("GET") == 1
+    assert methods[-1] == "GET"
+    assert all(fake.state(uuid) == "wait" for uuid in uuids)
+
+
 async def test_confirm_works_on_an_earlier_result() -> None:
     """confirm(result) asks later about a result kept from before."""
     async with FakeUpbit(cancel_delay=0.1) as fake:
@@ -195,6 +212,27 @@ async def test_cancel_open_lists_again_for_orders_it_did_not_see() -> None:
             result = await BatchCanceller(session, on_progress=place_more).cancel_open()
         assert sorted(placed(result)) == sorted(early + placed_later)
         assert fake.state_counts()["wait"] == 0
+
+
+async def test_cancel_open_asks_again_after_a_gateway_error(fake: FakeUpbit) -> None:
+    """A 502 on the listing is no reason to give up: a listing changes nothing."""
+    uuids = fake.add_orders(40)
+    fake.queue_response(502, GATEWAY, content_type="text/html", count=2)
+    async with session_for(fake) as session:
+        result = await BatchCanceller(session).cancel_open(confirm=True)
+    assert sorted(placed(result)) == sorted(uuids)
+    assert all(fake.state(uuid) == "cancel" for uuid in uuids)
+
+
+async def test_cancel_open_raises_when_the_listing_keeps_failing(fake: FakeUpbit) -> None:
+    """Three failed attempts at a page: the error is raised, and nothing was canceled."""
+    uuids = fake.add_orders(40)
+    fake.queue_response(503, GATEWAY, content_type="text/html", count=3)
+    async with session_for(fake) as session:
+        with pytest.raises(ServerError):
+            await BatchCanceller(session).cancel_open()
+    assert all(fake.state(uuid) == "wait" for uuid in uuids)
+    assert len(fake.records) == 3
 
 
 # -- a property ----------------------------------------------------------------------------------

@@ -308,7 +308,10 @@ class BatchCanceller:
         cancels them all; lists again, and cancels what is new, until a listing shows nothing
         new or ``rounds`` listings were made. Every order it found is in the result. Orders
         placed meanwhile by the bot itself are listed too when they show up in time: a kill
-        switch stops placing orders first. Needs the "order query" permission to list.
+        switch stops placing orders first. Needs the "order query" permission to list. A page
+        of the listing that fails with a 5xx, a lost answer or no connection is asked again (three
+        attempts); if it still fails, that error is raised and :attr:`last_result` holds what
+        was canceled before.
 
         Example::
 
@@ -320,6 +323,7 @@ class BatchCanceller:
             )
         results: list[BatchResult] = []
         handled: set[str] = set()
+        self._last_result = None
         for _ in range(rounds):
             found = open_ids(await list_open(self._session, market))
             new = [uuid for uuid in found if uuid not in handled]

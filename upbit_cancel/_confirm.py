@@ -19,7 +19,9 @@ import attrs
 from ._errors import (
     AuthenticationError,
     BlockedError,
+    ConnectError,
     InvalidIdError,
+    OutcomeUnknownError,
     OutOfScopeError,
     ResponseTimeoutError,
     SessionClosedError,
@@ -38,6 +40,8 @@ NOT_FOUND = "not_found"
 _QUERIES_IN_FLIGHT = 10
 #: First pause between two rounds of questions, and the longest.
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.1, 1.0
+#: Attempts at one page of open orders: a listing changes nothing, so a failed one is repeated.
+_LISTING_ATTEMPTS = 3
 
 Outcome: TypeAlias = tuple[str, OrderEntry | UnresolvedOrder]
 Recancel: TypeAlias = Callable[[Kind, list[str]], Awaitable[BatchResult]]
@@ -138,6 +142,21 @@ async def _ask(
     return states, failures, (fatal[0] if fatal else None)
 
 
+def _hopeless(outcome: Outcome) -> bool:
+    """Whether the id's cancel failed for a reason that fails every cancel of the account."""
+    _, entry = outcome
+    return (
+        isinstance(entry, UnresolvedOrder)
+        and entry.error is not None
+        and _stops_everything(entry.error)
+    )
+
+
+def _retry(outcome: Outcome) -> bool:
+    """Whether an order found open deserves a second cancel: none was accepted, and one may be."""
+    return outcome[0] == "unresolved" and not _hopeless(outcome)
+
+
 def _key(kind: Kind, order: Order) -> str | None:
     return order.uuid if kind == "uuids" else order.identifier
 
@@ -179,11 +198,7 @@ async def confirm_result(
                 if value not in learned:
                     errors[value] = fatal
             break
-        again = [
-            value
-            for value in ids
-            if states[value] in OPEN_STATES and outcomes[value][0] == "unresolved"
-        ]
+        again = [value for value in ids if states[value] in OPEN_STATES and _retry(outcomes[value])]
         if again and loop.time() < deadline:
             # Known to be open and covered by no accepted cancel: cancel it again.
             second = await recancel(kind, again)
@@ -191,7 +206,14 @@ async def confirm_result(
             recanceled.update(again)
             extra_requests += second.requests
             extra_429s += second.rate_limited
-        asking = [value for value in ids if states[value] is None or states[value] in OPEN_STATES]
+        # Still open with a cancel accepted, refused as under way, or to be tried again: it may
+        # close. One whose cancel the exchange will not take (the key, a block) will not.
+        asking = [
+            value
+            for value in ids
+            if states[value] is None
+            or (states[value] in OPEN_STATES and not _hopeless(outcomes[value]))
+        ]
         left = deadline - loop.time()
         if not asking or left <= 0:
             break
@@ -220,11 +242,23 @@ async def list_open(session: UpbitSession, market: str | None) -> list[Order]:
     found: list[Order] = []
     page = 1
     while True:
-        orders = await session.open_orders(market=market, page=page, limit=100)
+        orders = await _open_page(session, market, page)
         found += orders
         if len(orders) < 100:
             return found
         page += 1
+
+
+async def _open_page(session: UpbitSession, market: str | None, page: int) -> list[Order]:
+    """One page of open orders, asked again after a 5xx, a lost answer or no connection."""
+    pause = _FIRST_PAUSE
+    for _ in range(_LISTING_ATTEMPTS - 1):
+        try:
+            return await session.open_orders(market=market, page=page, limit=100)
+        except (OutcomeUnknownError, ConnectError):
+            await asyncio.sleep(pause)
+            pause *= 2
+    return await session.open_orders(market=market, page=page, limit=100)
 
 
 def open_ids(orders: Iterable[Order]) -> list[str]:
