@@ -16,6 +16,7 @@ Feedback only ever slows the account down:
 
 from __future__ import annotations
 
+import logging
 import random
 
 from ._errors import BlockedError
@@ -25,6 +26,7 @@ from ._responses import DEFAULT_BLOCK_SECONDS
 __all__ = ["FeedbackPolicy"]
 
 _MAX_BACKOFF_LEVEL = 4
+_log = logging.getLogger("upbit_cancel")
 
 
 class FeedbackPolicy:
@@ -106,10 +108,16 @@ class FeedbackPolicy:
             self._rate_limited(granted_at, now)
         elif feedback.status == 418:
             seconds = feedback.block_seconds
-            self.block(
-                now + (seconds if seconds is not None else DEFAULT_BLOCK_SECONDS),
-                feedback.block_reason or "HTTP 418",
-            )
+            if seconds is None:
+                seconds = DEFAULT_BLOCK_SECONDS
+            reason = feedback.block_reason or "HTTP 418"
+            if not self.is_blocked(now):
+                _log.warning(
+                    "the exchange blocked the account (%s); nothing is sent for %.1f s",
+                    reason,
+                    seconds,
+                )
+            self.block(now + seconds, reason)
         elif granted_at > self._incident_at:
             # Only requests granted after the last 429 came back say the pause worked.
             self._backoff_level = 0
@@ -117,13 +125,21 @@ class FeedbackPolicy:
     def _rate_limited(self, granted_at: float, now: float) -> None:
         # Concurrent requests refused by the same full window are one incident: only a request
         # granted after the previous 429 came back starts a new one.
-        if granted_at > self._incident_at:
+        incident = granted_at > self._incident_at
+        if incident:
             self._incident_at = now
             self._backoff_level = min(self._backoff_level + 1, _MAX_BACKOFF_LEVEL)
             self._share = max(1, self.share(now) // 2)
             self._share_since = now
         seconds = self.unit * 2.0 ** (self._backoff_level - 1)
         seconds *= 1 + 0.25 * self._random.random()
+        if incident:
+            _log.warning(
+                "429: another client is spending the account's budget; pausing %.2f s, then "
+                "%d requests a window for a while",
+                seconds,
+                self._share,
+            )
         self.pause(now + seconds)
 
     def is_blocked(self, now: float) -> bool:

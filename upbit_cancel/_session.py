@@ -562,6 +562,7 @@ class UpbitSession:
             finally:
                 if lease.sent_at is not None:
                     self._requests_sent += 1
+            _log.debug("%s %s (%d ids): %d", method, path, len(ids), answer.status)
             if answer.status == 429:
                 self._rate_limited += 1
                 if attempt <= self._rate_limit_retries:
