@@ -235,6 +235,59 @@ async def test_cancel_open_raises_when_the_listing_keeps_failing(fake: FakeUpbit
     assert len(fake.records) == 3
 
 
+# -- interrupted -----------------------------------------------------------------------------------
+
+
+async def test_cancelled_during_a_second_cancel_every_id_is_in_last_result() -> None:
+    """Cancelled while confirmation cancels again: last_result still places every id."""
+    async with FakeUpbit(faults=Faults(error_rate=0.4), seed=5) as fake:
+        uuids = fake.add_orders(400)
+        async with session_for(fake) as session:
+            task: asyncio.Task[BatchResult] | None = None
+
+            def cancel_in_the_second_round(progress: object) -> None:
+                # A chunk completed after the first query: a second cancel.
+                if task is not None and any(record.method == "GET" for record in fake.records):
+                    task.cancel()
+
+            canceller = BatchCanceller(session, on_progress=cancel_in_the_second_round)
+            task = asyncio.create_task(canceller.cancel(uuids=uuids, confirm=True))
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        result = canceller.last_result
+        assert result is not None
+        assert sorted(placed(result)) == sorted(uuids)
+        canceled = {record_id for record in fake.records for record_id in record.canceled}
+        assert {order.uuid for order in result.success.orders} <= canceled
+
+
+async def test_cancel_open_cancelled_in_its_second_round_keeps_the_first() -> None:
+    """Cancelled during the second listing's cancels: both rounds' ids are in last_result."""
+    async with FakeUpbit() as fake:
+        first = fake.add_orders(100)
+        later: list[str] = []
+        task: asyncio.Task[BatchResult] | None = None
+        calls = 0
+
+        def step(progress: object) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                later.extend(fake.add_orders(100))
+            elif calls == 6 and task is not None:  # the first chunk of the second round
+                task.cancel()
+
+        async with session_for(fake) as session:
+            canceller = BatchCanceller(session, on_progress=step, max_in_flight=1)
+            task = asyncio.create_task(canceller.cancel_open())
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        result = canceller.last_result
+        assert result is not None
+        assert sorted(placed(result)) == sorted(first + later)
+        assert result.success.count >= 120
+
+
 # -- a property ----------------------------------------------------------------------------------
 
 STATES = st.sampled_from(["wait", "wait", "wait", "watch", "done", "cancel", "prevented"])

@@ -21,6 +21,7 @@ from ._errors import (
     BlockedError,
     ConnectError,
     InvalidIdError,
+    NotSentError,
     OutcomeUnknownError,
     OutOfScopeError,
     ResponseTimeoutError,
@@ -31,7 +32,14 @@ from ._ids import MAX_IDS_PER_QUERY, CheckedIds, Kind
 from ._models import OPEN_STATES, BatchResult, Order, OrderEntry, OrderList, UnresolvedOrder
 from ._session import UpbitSession
 
-__all__ = ["NOT_FOUND", "confirm_result", "list_open", "merge_results", "open_ids"]
+__all__ = [
+    "NOT_FOUND",
+    "confirm_result",
+    "list_open",
+    "merge_results",
+    "open_ids",
+    "with_second_cancels",
+]
 
 #: The state of an id the exchange does not know.
 NOT_FOUND = "not_found"
@@ -96,6 +104,28 @@ def merge_results(kind: Kind, results: Sequence[BatchResult]) -> BatchResult:
         elapsed=sum(result.elapsed for result in results),
     )
     return _rebuild(base, outcomes)
+
+
+def with_second_cancels(result: BatchResult, seconds: Sequence[BatchResult]) -> BatchResult:
+    """``result`` updated with second cancels of some of its ids, for an interrupted confirmation.
+
+    What a second cancel says replaces the first word on an id, unless the second request never
+    left: then the first word (an unknown outcome, say) is still all there is to know.
+    """
+    outcomes = _outcomes(result)
+    for second in seconds:
+        for value, (name, entry) in _outcomes(second).items():
+            if isinstance(entry, UnresolvedOrder) and isinstance(entry.error, NotSentError):
+                continue
+            outcomes[value] = (name, entry)
+    return attrs.evolve(
+        _rebuild(result, outcomes),
+        possibly_canceled=result.possibly_canceled.union(
+            *(second.possibly_canceled for second in seconds)
+        ),
+        requests=result.requests + sum(second.requests for second in seconds),
+        rate_limited=result.rate_limited + sum(second.rate_limited for second in seconds),
+    )
 
 
 def _stops_everything(error: UpbitError) -> bool:
