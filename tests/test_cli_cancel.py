@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +320,7 @@ def test_argument_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[s
         (["--base-url", "ftp://127.0.0.1", "--uuids", UNKNOWN_UUID], "base_url must look like"),
         (["--file", "no-such-file.txt"], "cannot read no-such-file.txt"),
         (["--uuids", UNKNOWN_UUID, "--market", "SGD-BTC"], "--market applies to --all-open"),
+        (["--all-open", "--market", " "], "--market needs a market code"),
     ],
     ids=[
         "dash-in-uuids",
@@ -328,6 +330,7 @@ def test_argument_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[s
         "scheme",
         "missing-file",
         "market-without-all-open",
+        "empty-market",
     ],
 )
 def test_usage_errors_exit_2(
@@ -478,3 +481,35 @@ def test_all_open_in_one_market(credentials: FakeUpbit, capsys: pytest.CaptureFi
     assert sorted(order["uuid"] for order in document["success"]) == sorted(target)
     assert "every open order of SGD-BTC" in err
     assert all(credentials.state(uuid) == "wait" for uuid in other)
+
+
+def test_all_open_without_the_order_query_permission_is_one_line(
+    fake_in_thread: FakeUpbit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing refused for the key: one line naming the permission, exit 2, nothing canceled."""
+    access_key, secret_key = fake_in_thread.add_credentials(can_query=False)
+    use_key(monkeypatch, access_key, secret_key)
+    uuids = fake_in_thread.add_orders(5)
+    assert cancel(fake_in_thread, "--all-open") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()[1:]
+    assert '"order query" for --confirm and --all-open' in line
+    assert all(fake_in_thread.state(uuid) == "wait" for uuid in uuids)
+
+
+def test_all_open_when_the_exchange_cannot_be_reached_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listens at the base URL: one line, exit 1, no traceback."""
+    use_key(monkeypatch, "A" * 40, "S" * 40)
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        port = bound.getsockname()[1]
+        status = main(["cancel", "--base-url", f"http://127.0.0.1:{port}", "--all-open"])
+    assert status == 1
+    captured = capsys.readouterr()
+    [announce, line] = captured.err.splitlines()
+    assert announce.startswith("Cancelling every open order")
+    assert line.startswith("upbit-cancel cancel: could not list the open orders: could not connect")
+    assert "S" * 40 not in captured.err

@@ -42,9 +42,15 @@ class Finished:
 
 
 async def start(
-    *args: str, keys_of: Server | None = None, stdin: int | None = None
+    *args: str,
+    keys_of: Server | None = None,
+    stdin: int | None = None,
+    launcher: tuple[str, ...] = (),
 ) -> asyncio.subprocess.Process:
-    """Start the console script, with the API key of ``keys_of`` in its environment if given."""
+    """Start the console script, with the API key of ``keys_of`` in its environment if given.
+
+    ``launcher``: a command that runs the script, given as its following arguments.
+    """
     assert SCRIPT.exists(), f"the console script is not installed at {SCRIPT}"
     env = {name: value for name, value in os.environ.items() if not name.startswith("UPBIT_")}
     env["PYTHONWARNINGS"] = "error"
@@ -52,6 +58,7 @@ async def start(
         env["UPBIT_ACCESS_KEY"] = keys_of.access_key
         env["UPBIT_SECRET_KEY"] = keys_of.secret_key
     return await asyncio.create_subprocess_exec(
+        *launcher,
         str(SCRIPT),
         *args,
         stdin=stdin,
@@ -205,6 +212,56 @@ async def test_ctrl_c_reports_the_partial_result(tmp_path: Path) -> None:
         assert document["unresolved"]
         kinds = {entry["error"]["type"] for entry in document["unresolved"]}
         assert kinds <= {"OutcomeUnknownError", "NotSentError"}
+
+
+async def partial_result_after(
+    tmp_path: Path, signum: signal.Signals, launcher: tuple[str, ...] = ()
+) -> tuple[int, dict[str, Any], bytes]:
+    """Start cancelling 6,000 orders, send ``signum``: the exit status, JSON and stderr."""
+    async for server in serve(tmp_path, "--orders", "6000", "--latency", "30"):
+        process = await start(
+            "cancel",
+            "--base-url",
+            server.base_url,
+            "--json",
+            "--file",
+            str(tmp_path / "seeded.txt"),
+            keys_of=server,
+            launcher=launcher,
+        )
+        try:
+            assert process.stderr is not None
+            line = await asyncio.wait_for(process.stderr.readline(), timeout=20)
+            assert line.startswith(b"Cancelling 6,000 uuids")
+            process.send_signal(signum)
+            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
+        finally:
+            await stop(process)
+        assert process.returncode is not None
+        assert b"Traceback" not in stderr
+        document: dict[str, Any] = json.loads(stdout)
+        reported = [
+            entry["uuid"] for bucket in ("success", "failed") for entry in document[bucket]
+        ] + [entry["id"] for entry in document["unresolved"]]
+        assert sorted(reported) == sorted(server.uuids)
+        return process.returncode, document, stderr
+    raise AssertionError("the fake exchange did not start")
+
+
+async def test_sigterm_stops_like_ctrl_c_with_status_143(tmp_path: Path) -> None:
+    """A supervisor's SIGTERM: the partial result is still written, exit 143."""
+    status, document, stderr = await partial_result_after(tmp_path, signal.SIGTERM)
+    assert status == 143
+    assert document["unresolved"]
+    assert b"interrupted" in stderr
+
+
+async def test_ctrl_c_works_when_the_command_starts_with_it_ignored(tmp_path: Path) -> None:
+    """Started as a background job of a script (SIGINT ignored), SIGINT still interrupts it."""
+    launcher = ("sh", "-c", 'trap "" INT; exec "$0" "$@"')
+    status, document, _ = await partial_result_after(tmp_path, signal.SIGINT, launcher)
+    assert status == 130
+    assert document["unresolved"]
 
 
 async def test_python_m_upbit_cancel_runs_the_command_line() -> None:

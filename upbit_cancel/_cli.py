@@ -16,9 +16,10 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from ._errors import AuthenticationError, OutOfScopeError
+from ._errors import AuthenticationError, OutOfScopeError, UpbitError
 from ._models import BatchResult
 from ._regions import REGIONS
 from ._report import (
@@ -51,8 +52,9 @@ _SECRET_KEY_ENV = "UPBIT_SECRET_KEY"
 #: Distinct ids above which ``cancel`` shows a progress bar by itself (on a terminal).
 _PROGRESS_THRESHOLD = 100
 
-#: Exit status after Ctrl+C, as shells report a process ended by SIGINT.
-_INTERRUPTED = 130
+#: The signal that interrupted the run: the exit status is 128 plus its number, as shells
+#: report a process a signal ended (130 for Ctrl+C, 143 for SIGTERM).
+_stopped_by: list[int] = [signal.SIGINT]
 
 _Kind = Literal["uuids", "identifiers"]
 
@@ -192,6 +194,8 @@ def _read_ids(args: argparse.Namespace) -> tuple[_Kind, list[str]]:
 def _usage_problem(args: argparse.Namespace) -> str | None:
     if args.market is not None and not args.all_open:
         return "--market applies to --all-open"
+    if args.market is not None and not args.market.strip():
+        return "--market needs a market code, such as SGD-BTC"
     if args.by is not None and args.all_open:
         return "--by applies to --file and -; --all-open cancels orders by uuid"
     if args.by is not None and (args.uuids is not None or args.identifiers is not None):
@@ -227,7 +231,7 @@ def _run_cancel(args: argparse.Namespace) -> int:
         return _error("cancel", f"cannot read {args.file}: not UTF-8 text ({error.reason})")
     except KeyboardInterrupt:
         print("upbit-cancel cancel: interrupted; nothing was sent", file=sys.stderr)
-        return _INTERRUPTED
+        return _interrupted()
     if not args.all_open and not ids:
         source = "standard input" if args.file in (None, "-") else args.file
         print(f"upbit-cancel cancel: nothing to cancel: {source} holds no ids", file=sys.stderr)
@@ -236,19 +240,31 @@ def _run_cancel(args: argparse.Namespace) -> int:
     cancellers: list[BatchCanceller] = []
     try:
         result = asyncio.run(_cancel(session, BatchCanceller, kind, ids, args, cancellers))
+    except UpbitError as error:
+        # Only listing the open orders raises: the cancels themselves report every failure.
+        partial = cancellers[0].last_result if cancellers else None
+        if partial is not None and partial.requests:
+            _report(partial, args, given=None)
+        refused = _refusal_of(error)
+        if refused is not None:
+            return _error("cancel", refused)
+        print(
+            f"upbit-cancel cancel: could not list the open orders: {error}", file=sys.stderr
+        )
+        return 1
     except KeyboardInterrupt:
         _ignore_interrupts()
         partial = cancellers[0].last_result if cancellers else None
         if partial is None:
             print("upbit-cancel cancel: interrupted; nothing was sent", file=sys.stderr)
-            return _INTERRUPTED
+            return _interrupted()
         if partial.requests:
             what = "orders whose request was in flight may or may not be canceled"
         else:
             what = "nothing was sent"
         print(f"upbit-cancel cancel: interrupted; {what}", file=sys.stderr)
         _report(partial, args, given=len(ids) if ids else None)
-        return _INTERRUPTED
+        return _interrupted()
     refusal = _refusal(result)
     if refusal is not None:
         _report(result, args, given=None, tables=False)
@@ -262,26 +278,60 @@ def _run_cancel(args: argparse.Namespace) -> int:
 def _refusal(result: BatchResult) -> str | None:
     """One line on why the exchange refused the key, if that is what stopped the batch."""
     for entry in result.unresolved:
-        error = entry.error
-        if isinstance(error, OutOfScopeError):
-            return (
-                f"the exchange refused the API key ({error.name}: {error.message}); give the "
-                'key the "Make Orders" permission (and "order query" for --confirm and '
-                "--all-open) on Upbit's API key page"
-            )
-        if isinstance(error, AuthenticationError) and error.name != "invalid_query_payload":
-            return (
-                f"the exchange refused the API key ({error.name}: {error.message}); check "
-                f"UPBIT_ACCESS_KEY and UPBIT_SECRET_KEY, the key's expiry and the IP addresses "
-                "it allows"
-            )
+        if entry.error is not None:
+            refused = _refusal_of(entry.error)
+            if refused is not None:
+                return refused
     return None
 
 
+def _refusal_of(error: UpbitError) -> str | None:
+    """One line on what to check, if ``error`` says the exchange refused the key."""
+    if isinstance(error, OutOfScopeError):
+        return (
+            f"the exchange refused the API key ({error.name}: {error.message}); give the "
+            'key the "Make Orders" permission (and "order query" for --confirm and '
+            "--all-open) on Upbit's API key page"
+        )
+    if isinstance(error, AuthenticationError) and error.name != "invalid_query_payload":
+        return (
+            f"the exchange refused the API key ({error.name}: {error.message}); check "
+            f"UPBIT_ACCESS_KEY and UPBIT_SECRET_KEY, the key's expiry and the IP addresses "
+            "it allows"
+        )
+    return None
+
+
+def _catch_interrupts() -> None:
+    """Ctrl+C and SIGTERM interrupt the run, even if it was started with them ignored.
+
+    SIGINT gets Python's own handler, which ``asyncio.run`` turns into a clean cancellation of
+    the running command; SIGTERM does whatever SIGINT does at that moment.
+    """
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    _stopped_by[0] = signum
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    elif handler == signal.SIG_DFL:
+        raise KeyboardInterrupt
+
+
+def _interrupted() -> int:
+    """The exit status of a run that a signal interrupted."""
+    return 128 + _stopped_by[0]
+
+
 def _ignore_interrupts() -> None:
-    """From now on Ctrl+C does nothing: the partial result is being written."""
+    """From now on Ctrl+C and SIGTERM do nothing: the partial result is being written."""
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 async def _cancel(
@@ -517,15 +567,23 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``upbit-cancel`` command line with *argv* (default: ``sys.argv[1:]``).
 
-    Ctrl+C anywhere ends it with status 130 and a line on standard error, never a traceback.
+    Ctrl+C (or SIGTERM) anywhere ends it with status 130 (143) and a line on standard error,
+    never a traceback.
     """
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
+        _catch_interrupts()
         args = _build_parser().parse_args(argv)
         return _HANDLERS[args.command](args)
     except KeyboardInterrupt:
         _ignore_interrupts()
         print("upbit-cancel: interrupted", file=sys.stderr)
-        return _INTERRUPTED
+        return _interrupted()
+    finally:
+        # Called from Python (a test, a script), leave the caller's handlers as they were.
+        with contextlib.suppress(ValueError, TypeError):
+            for signum, handler in before.items():
+                signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

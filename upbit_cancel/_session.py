@@ -485,8 +485,10 @@ class UpbitSession:
         Open means ``wait`` or ``watch``. Pages hold up to ``limit`` (at most 100) orders; ask
         for the next page until one comes back short. Needs the "order query" permission.
         """
-        if market is not None and (not isinstance(market, str) or not market):
+        if market is not None and not isinstance(market, str):
             raise TypeError(f"market must be a market code such as 'SGD-BTC', not {market!r}")
+        if market is not None and not market.strip():
+            raise ValueError(f"market must be a market code such as 'SGD-BTC', not {market!r}")
         for name, value, most in (("page", page, 10**9), ("limit", limit, 100)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be a whole number, not {value!r}")
