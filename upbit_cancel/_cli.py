@@ -248,9 +248,7 @@ def _run_cancel(args: argparse.Namespace) -> int:
         refused = _refusal_of(error)
         if refused is not None:
             return _error("cancel", refused)
-        print(
-            f"upbit-cancel cancel: could not list the open orders: {error}", file=sys.stderr
-        )
+        print(f"upbit-cancel cancel: could not list the open orders: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         _ignore_interrupts()
