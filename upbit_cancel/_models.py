@@ -88,9 +88,9 @@ class Feedback:
     status: int
     #: The ``Remaining-Req`` header, when the answer carried a readable one.
     remaining: RemainingReq | None = None
-    #: For a 418: how long the exchange blocks the account, in seconds.
+    #: How long the exchange blocks the account, in seconds (for a 418).
     block_seconds: float | None = None
-    #: For a 418: the exchange's explanation, redacted.
+    #: The exchange's explanation of a block (for a 418), redacted.
     block_reason: str = ""
 
 
@@ -125,7 +125,7 @@ class Order:
 
     @property
     def is_open(self) -> bool:
-        """Whether the order can still fill: ``wait`` or ``watch``."""
+        """Whether the order can still fill (its state is ``wait`` or ``watch``)."""
         return self.state in OPEN_STATES
 
 
@@ -176,7 +176,7 @@ class BatchResult:
     kind: Kind = "uuids"
     #: Whether the final states were asked for (``confirm=True`` or :meth:`BatchCanceller.confirm`).
     confirmed: bool = False
-    #: After confirmation: each distinct well-formed id's final state as the exchange reports
+    #: After confirmation, each distinct well-formed id's final state as the exchange reports
     #: it (``"cancel"``, ``"done"``, ``"wait"``, ``"watch"``, ``"prevented"``), ``"not_found"``
     #: when the exchange does not know it, or ``None`` when it could not be learned (the reason
     #: is in :attr:`state_errors`). Empty without confirmation.
@@ -193,7 +193,7 @@ class BatchResult:
 
     @property
     def still_open(self) -> tuple[str, ...]:
-        """Ids whose state is still ``wait`` or ``watch`` after confirmation: the ones to act on."""
+        """Ids whose state is still ``wait`` or ``watch`` after confirmation, the ones to act on."""
         return tuple(value for value, state in self.states.items() if state in OPEN_STATES)
 
     @property
@@ -245,7 +245,7 @@ class Progress:
 
     #: Distinct ids accounted for so far (in success, failed or unresolved).
     done: int
-    #: Distinct ids in the input: known up front for collections (lists, tuples, sets), and
+    #: Distinct ids in the input, known up front for collections (lists, tuples, sets), and
     #: once the input is exhausted for other iterables (``None`` until then).
     total: int | None
     success: int

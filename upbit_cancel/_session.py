@@ -335,7 +335,7 @@ class UpbitSession:
 
     @property
     def limiter(self) -> Limiter:
-        """The account's limiter: the one every session of this key uses in this event loop."""
+        """The account's limiter, which every session of this key uses in this event loop."""
         if self._claimed is None:
             self._claimed = claim(self, self._access_key, self._given_limiter)
         return self._claimed

@@ -129,7 +129,7 @@ class SlidingWindowLimiter:
 
     @property
     def capacity(self) -> int:
-        """Requests let out per window when idle: ``limit``."""
+        """Requests let out per window when idle (``limit``)."""
         return self.limit
 
     @property

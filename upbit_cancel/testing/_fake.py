@@ -319,7 +319,7 @@ class FakeUpbit:
         first = self._new_credential(access_key, secret_key, can_order=True)
         #: Access key of the first key pair (it has the "Make Orders" permission).
         self.access_key: str = first.access_key
-        #: Secret key of the first key pair: a throwaway test credential.
+        #: Secret key of the first key pair (a throwaway test credential).
         self.secret_key: str = first.secret_key
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -29,7 +29,7 @@ class FakeOrder:
     state: OrderState
     #: The client-chosen identifier, if the order was given one.
     identifier: str | None = None
-    #: Creation time in Upbit's format (ISO 8601 with the +09:00 offset).
+    #: Creation time in Upbit's format, ISO 8601 with the offset of Korea (``+09:00``).
     created_at: str = ""
     #: ``"bid"`` (buy) or ``"ask"`` (sell).
     side: str = "bid"
