@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from upbit_cancel import BlockedError, ServerError, UnresolvedOrder
+from upbit_cancel import BlockedError, InvalidIdError, ServerError, UnresolvedOrder
 from upbit_cancel import _report as report
 from upbit_cancel._cli import main
 from upbit_cancel.testing import FakeUpbit
@@ -513,3 +516,113 @@ def test_all_open_when_the_exchange_cannot_be_reached_says_so(
     assert announce.startswith("Cancelling every open order")
     assert line.startswith("upbit-cancel cancel: could not list the open orders: could not connect")
     assert "S" * 40 not in captured.err
+
+
+def test_confirm_still_exits_1_for_a_malformed_id(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in a kill list is never a success, confirmed or not."""
+    uuids = credentials.add_orders(2)
+    assert cancel(credentials, "--confirm", "--uuids", *uuids, "not-a-uuid") == 1
+    out = capsys.readouterr().out
+    assert "InvalidIdError" in out
+    assert all(credentials.state(uuid) == "cancel" for uuid in uuids)
+
+
+def test_json_is_written_for_an_empty_input(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Nothing to cancel: exit 0, and a JSON document with empty lists for the reader."""
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing today\n\n")
+    assert cancel(credentials, "--json", "--file", str(empty)) == 0
+    document, err = output_json(capsys)
+    assert document["success"] == document["failed"] == document["unresolved"] == []
+    assert "nothing to cancel" in err
+
+
+def test_json_says_why_the_open_orders_could_not_be_listed(
+    fake_in_thread: FakeUpbit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    access_key, secret_key = fake_in_thread.add_credentials(can_query=False)
+    use_key(monkeypatch, access_key, secret_key)
+    assert cancel(fake_in_thread, "--all-open", "--json") == 2
+    document, err = output_json(capsys)
+    assert document["error"]["type"] == "OutOfScopeError"
+    assert document["success"] == []
+    assert '"order query"' in err
+
+
+def test_the_base_url_comes_from_the_environment_too(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UPBIT_BASE_URL, which the quick start exports, points the command at the fake."""
+    monkeypatch.setenv("UPBIT_BASE_URL", credentials.base_url)
+    uuids = credentials.add_orders(3)
+    assert main(["cancel", "--json", "--uuids", *uuids]) == 0
+    document, err = output_json(capsys)
+    assert len(document["success"]) == 3
+    assert f"through {credentials.base_url}" in err
+
+
+def test_all_open_counts_the_listing_requests_and_says_when_nothing_is_open(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    credentials.add_orders(3, market="SGD-ETH")
+    assert cancel(credentials, "--all-open", "--market", "SGD-BTC", "--json") == 0
+    document, err = output_json(capsys)
+    assert document["requests"] == 1
+    assert "the exchange listed no open orders in SGD-BTC" in err
+
+
+def test_account_without_redis_is_a_usage_error(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cancel(credentials, "--account", "main", "--uuids", UNKNOWN_UUID) == 2
+    assert "--account applies to --redis" in capsys.readouterr().err
+
+
+def test_two_commands_share_one_budget_through_redis(
+    fake_in_thread: FakeUpbit, redis_url: str, tmp_path: Path
+) -> None:
+    """Two `upbit-cancel cancel --redis` at once on one account: 30 a second in all, no 429."""
+    uuids = fake_in_thread.add_orders(1_200)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("UPBIT_")}
+    env |= {
+        "UPBIT_ACCESS_KEY": fake_in_thread.access_key,
+        "UPBIT_SECRET_KEY": fake_in_thread.secret_key,
+        "PYTHONWARNINGS": "error",
+    }
+    script = Path(sys.executable).with_name("upbit-cancel")
+    processes = []
+    for index in range(2):
+        ids = tmp_path / f"ids-{index}.txt"
+        ids.write_text("\n".join(uuids[index::2]))
+        command = [str(script), "cancel", "--base-url", fake_in_thread.base_url]
+        command += ["--redis", redis_url, "--account", "main", "--quiet", "--file", str(ids)]
+        processes.append(subprocess.Popen(command, env=env, stderr=subprocess.PIPE))
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    assert all(fake_in_thread.state(uuid) == "cancel" for uuid in uuids)
+    assert fake_in_thread.max_in_window() <= 30
+    assert fake_in_thread.stats()["rejected_429"] == 0
+
+
+def test_a_long_id_folds_instead_of_squeezing_the_reasons() -> None:
+    """A line holding two uuids is one malformed id: it folds, the reason stays readable."""
+    long_id = f"{UNKNOWN_UUID}, {UNKNOWN_UUID}"
+    table = report.unresolved_table(
+        (UnresolvedOrder(long_id, InvalidIdError(f"malformed uuid {long_id!r}")),)
+    )
+    assert table is not None
+    out = io.StringIO()
+    report.render(table, out)
+    lines = out.getvalue().splitlines()
+    assert len(lines) < 12, lines
+    assert any("InvalidIdError: malformed uuid" in line for line in lines)
+
+
+def test_unprintable_characters_of_an_id_are_shown_escaped() -> None:
+    assert report.printable("abc\x00def\x1b") == "abc\\x00def\\x1b"
+    assert report.printable("fake-000001") == "fake-000001"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -77,10 +78,36 @@ async def test_fake_server_serves_until_signalled(
     assert b"Traceback" not in stderr
 
 
-def test_fake_server_refuses_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
-    """Invalid settings exit with status 2 and a message, before anything is started."""
-    assert main(["fake-server", "--limit", "0"]) == 2
-    assert "limit" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--limit", "0"], "limit"),
+        (["--orders", "-5"], "--orders must be 0 or more"),
+        (["--port", "99999"], "--port must be between 0 and 65535"),
+        (["--uuids-file", "/nonexistent/dir/ids.txt"], "cannot write /nonexistent/dir/ids.txt"),
+        (["--host", "nosuchhost.invalid"], "cannot listen on nosuchhost.invalid:0"),
+    ],
+    ids=["limit", "orders", "port", "uuids-file", "host"],
+)
+def test_fake_server_refuses_bad_settings(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad settings exit with status 2 and one line, never a traceback."""
+    assert main(["fake-server", *argv]) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert line.startswith("upbit-cancel fake-server: ")
+    assert message in line
+
+
+def test_fake_server_on_a_port_in_use_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["fake-server", "--port", str(port)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"upbit-cancel fake-server: cannot listen on 127.0.0.1:{port}")
 
 
 def test_help_lists_fake_server(capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,12 +19,19 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from ._errors import AuthenticationError, OutOfScopeError, UpbitError
+from ._errors import (
+    AuthenticationError,
+    InvalidIdError,
+    OutcomeUnknownError,
+    OutOfScopeError,
+    UpbitError,
+)
 from ._models import BatchResult
 from ._regions import REGIONS
 from ._report import (
     ProgressBar,
     cancel_summary,
+    error_json,
     plural,
     render,
     result_json,
@@ -48,6 +55,7 @@ _UUIDS_SHOWN = 5
 #: machine can read in the process list and which end up in shell history.
 _ACCESS_KEY_ENV = "UPBIT_ACCESS_KEY"
 _SECRET_KEY_ENV = "UPBIT_SECRET_KEY"
+_BASE_URL_ENV = "UPBIT_BASE_URL"
 
 #: Distinct ids above which ``cancel`` shows a progress bar by itself (on a terminal).
 _PROGRESS_THRESHOLD = 100
@@ -73,8 +81,9 @@ def _add_cancel_parser(subparsers: _SubParsers) -> None:
         epilog=(
             "exit status: 0 every id resolved (canceled, or refused as already filled or "
             "canceled; with --confirm: no order still open and no state unknown), 1 some ids "
-            "unresolved (with --confirm: some still open or unknown), 2 usage error, "
-            "130 interrupted"
+            "unresolved (with --confirm: some still open or unknown; with --all-open: the open "
+            "orders could not be listed), 2 usage error or the key refused, 130 interrupted "
+            "(Ctrl+C), 143 stopped (SIGTERM)"
         ),
     )
     parser.add_argument(
@@ -83,7 +92,23 @@ def _add_cancel_parser(subparsers: _SubParsers) -> None:
     parser.add_argument(
         "--base-url",
         metavar="URL",
-        help="API base URL instead of the region's (http only to loopback, such as a fake-server)",
+        help=(
+            f"API base URL instead of the region's (default: ${_BASE_URL_ENV} if set; http only "
+            "to loopback, such as a fake-server)"
+        ),
+    )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help=(
+            "share the account's budget with the other processes that use this Redis through "
+            "RedisLimiter (needs the redis extra)"
+        ),
+    )
+    parser.add_argument(
+        "--account",
+        metavar="NAME",
+        help="with --redis: the account name those processes give RedisLimiter",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--uuids", nargs="+", metavar="ID", help="order uuids to cancel")
@@ -192,6 +217,8 @@ def _read_ids(args: argparse.Namespace) -> tuple[_Kind, list[str]]:
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
+    if args.account is not None and args.redis is None:
+        return "--account applies to --redis"
     if args.market is not None and not args.all_open:
         return "--market applies to --all-open"
     if args.market is not None and not args.market.strip():
@@ -209,6 +236,7 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
 
 def _run_cancel(args: argparse.Namespace) -> int:
     from ._batch import BatchCanceller
+    from ._redis import RedisLimiter
     from ._session import UpbitSession
 
     problem = _usage_problem(args)
@@ -218,10 +246,14 @@ def _run_cancel(args: argparse.Namespace) -> int:
     if isinstance(credentials, str):
         return _error("cancel", credentials)
     access_key, secret_key = credentials
+    base_url = args.base_url or os.environ.get(_BASE_URL_ENV, "").strip() or None
     try:
+        limiter = None if args.redis is None else RedisLimiter(args.redis, account=args.account)
         # Checks the settings (region, base URL, key shape) without opening anything.
-        session = UpbitSession(access_key, secret_key, region=args.region, base_url=args.base_url)
-    except ValueError as error:
+        session = UpbitSession(
+            access_key, secret_key, region=args.region, base_url=base_url, limiter=limiter
+        )
+    except (ValueError, ImportError) as error:
         return _error("cancel", str(error))
     try:
         kind, ids = ("uuids", []) if args.all_open else _read_ids(args)
@@ -234,6 +266,8 @@ def _run_cancel(args: argparse.Namespace) -> int:
         return _interrupted()
     if not args.all_open and not ids:
         source = "standard input" if args.file in (None, "-") else args.file
+        if args.json:
+            _report(BatchResult(kind=kind), args, given=0, tables=False)
         print(f"upbit-cancel cancel: nothing to cancel: {source} holds no ids", file=sys.stderr)
         return 0
     # Filled in by _cancel, so that after Ctrl+C the canceller's partial result can be shown.
@@ -243,8 +277,9 @@ def _run_cancel(args: argparse.Namespace) -> int:
     except UpbitError as error:
         # Only listing the open orders raises: the cancels themselves report every failure.
         partial = cancellers[0].last_result if cancellers else None
-        if partial is not None and partial.requests:
-            _report(partial, args, given=None)
+        _report(partial or BatchResult(), args, given=None, tables=False, error=error)
+        if partial is not None and _distinct(partial):
+            _report(partial, args, given=None, json_too=False)
         refused = _refusal_of(error)
         if refused is not None:
             return _error("cancel", refused)
@@ -256,10 +291,12 @@ def _run_cancel(args: argparse.Namespace) -> int:
         if partial is None:
             print("upbit-cancel cancel: interrupted; nothing was sent", file=sys.stderr)
             return _interrupted()
-        if partial.requests:
+        if not _distinct(partial):
+            what = "no cancel was sent"
+        elif any(isinstance(entry.error, OutcomeUnknownError) for entry in partial.unresolved):
             what = "orders whose request was in flight may or may not be canceled"
         else:
-            what = "nothing was sent"
+            what = "no request was in flight"
         print(f"upbit-cancel cancel: interrupted; {what}", file=sys.stderr)
         _report(partial, args, given=len(ids) if ids else None)
         return _interrupted()
@@ -268,9 +305,17 @@ def _run_cancel(args: argparse.Namespace) -> int:
         _report(result, args, given=None, tables=False)
         return _error("cancel", refusal)
     _report(result, args, given=len(ids) if ids else None)
+    if args.all_open and not args.quiet and not _distinct(result):
+        where = f" in {args.market}" if args.market else ""
+        print(f"upbit-cancel cancel: the exchange listed no open orders{where}", file=sys.stderr)
     if result.confirmed:
-        return 1 if result.still_open or result.unknown_states else 0
+        malformed = any(isinstance(entry.error, InvalidIdError) for entry in result.unresolved)
+        return 1 if result.still_open or result.unknown_states or malformed else 0
     return 1 if result.unresolved else 0
+
+
+def _distinct(result: BatchResult) -> int:
+    return result.success.count + result.failed.count + len(result.unresolved)
 
 
 def _refusal(result: BatchResult) -> str | None:
@@ -340,6 +385,8 @@ async def _cancel(
     args: argparse.Namespace,
     cancellers: list[BatchCanceller],
 ) -> BatchResult:
+    from ._redis import RedisLimiter
+
     distinct = len(dict.fromkeys(ids))
     show_progress = args.progress
     if show_progress is None:
@@ -352,7 +399,10 @@ async def _cancel(
             else plural(distinct, kind.rstrip("s"))
         )
         print(f"Cancelling {what} through {session.base_url}", file=sys.stderr, flush=True)
-    async with session:
+    async with contextlib.AsyncExitStack() as stack:
+        if isinstance(session.limiter, RedisLimiter):
+            await stack.enter_async_context(session.limiter)
+        await stack.enter_async_context(session)
         with ProgressBar(distinct, enabled=show_progress and not args.all_open) as bar:
             canceller = canceller_class(
                 session, on_progress=bar.update, retry_ambiguous=args.retry_ambiguous
@@ -366,15 +416,24 @@ async def _cancel(
 
 
 def _report(
-    result: BatchResult, args: argparse.Namespace, *, given: int | None, tables: bool = True
+    result: BatchResult,
+    args: argparse.Namespace,
+    *,
+    given: int | None,
+    tables: bool = True,
+    json_too: bool = True,
+    error: UpbitError | None = None,
 ) -> None:
-    summary_to = sys.stdout
+    """The JSON document (with --json; ``error``: what stopped the command) and the tables."""
+    summary_to = sys.stderr if args.json else sys.stdout
     try:
-        if args.json:
-            json.dump(result_json(result), sys.stdout, indent=2)
+        if args.json and json_too:
+            document = result_json(result)
+            if error is not None:
+                document["error"] = error_json(error)
+            json.dump(document, sys.stdout, indent=2)
             sys.stdout.write("\n")
             sys.stdout.flush()
-            summary_to = sys.stderr
         if args.quiet or not tables:
             return
         distinct = result.success.count + result.failed.count + len(result.unresolved)
@@ -383,8 +442,11 @@ def _report(
             if table is not None:
                 render(table, summary_to)
     except BrokenPipeError:
-        # The reader went away (`... --json | head`): stop writing, quietly.
+        # The reader went away (`... --json | head`): stop writing to it, quietly.
         _close_stdout()
+        if json_too and summary_to is sys.stderr and tables and not args.quiet:
+            # The summary still has its own reader.
+            _report(result, args, given=given, json_too=False)
 
 
 def _close_stdout() -> None:
@@ -497,11 +559,18 @@ def _run_fake_server(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     except ValueError as error:
-        print(f"upbit-cancel fake-server: {error}", file=sys.stderr)
-        return 2
+        return _error("fake-server", str(error))
+    if args.orders < 0:
+        return _error("fake-server", f"--orders must be 0 or more, not {args.orders}")
+    if not 0 <= args.port <= 65535:
+        return _error("fake-server", f"--port must be between 0 and 65535, not {args.port}")
     # KeyboardInterrupt only arrives where signal handlers cannot be installed (Windows).
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(fake, args))
+        try:
+            asyncio.run(_serve(fake, args))
+        except OSError as error:
+            # The uuids file cannot be written, or the address cannot be listened on.
+            return _error("fake-server", str(error))
     return 0
 
 
@@ -514,7 +583,15 @@ async def _serve(fake: FakeUpbit, args: argparse.Namespace) -> None:
             loop.add_signal_handler(signum, stop.set)
     if args.uuids_file is not None:
         # Written before anything is printed, so a reader of the output finds it complete.
-        args.uuids_file.write_text("".join(f"{uuid}\n" for uuid in uuids))
+        try:
+            args.uuids_file.write_text("".join(f"{uuid}\n" for uuid in uuids))
+        except OSError as error:
+            raise OSError(f"cannot write {args.uuids_file}: {error.strerror or error}") from None
+    try:
+        await fake.start()
+    except OSError as error:
+        where = f"{args.host}:{args.port}"
+        raise OSError(f"cannot listen on {where}: {error.strerror or error}") from None
     async with fake:
         print(f"base_url={fake.base_url}")
         print(f"access_key={fake.access_key}")

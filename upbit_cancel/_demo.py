@@ -35,6 +35,9 @@ from .testing import FakeUpbit, Faults
 
 __all__ = ["Measured", "Plan", "plan_ids", "problems", "run_demo", "summary_tables"]
 
+#: Between a number and its unit, so that wrapping never parts them ("any 1 s").
+_NBSP = "\N{NO-BREAK SPACE}"
+
 #: The fake's budget: Upbit's ``default`` group, 30 requests per second.
 LIMIT = 30
 WINDOW = 1.0
@@ -142,8 +145,8 @@ async def _run(
         plan = plan_ids(fake, orders, rng)
         say(
             f"Fake Upbit exchange at {fake.base_url}: like Upbit, {LIMIT} requests in any "
-            f"{WINDOW:g} s (strict sliding window, 429 beyond); up to {jitter * 1000:g} ms of "
-            "random delay each way.",
+            f"{WINDOW:g}{_NBSP}s (strict sliding window, 429 beyond); up to "
+            f"{jitter * 1000:g}{_NBSP}ms of random delay each way.",
             out,
         )
         say(
@@ -332,8 +335,8 @@ def run_demo(
     say(
         f"All {plural(plan.open, 'open order')} closed in {result.elapsed:.2f} s with "
         f"{plural(result.requests, 'request')} (confirmation included) and "
-        f"{count(rate_limited) if rate_limited else 'no'} 429 answers; never more than "
-        f"{measured.max_in_window} requests in any {WINDOW:g} s. "
+        f"{count(rate_limited) if rate_limited else 'no'} 429{_NBSP}answers; never more than "
+        f"{measured.max_in_window} requests in any {WINDOW:g}{_NBSP}s. "
         f"{count(race)} of them filled before their cancel took effect, and confirmation "
         f"says so: every state matches the exchange's.",
         out,

@@ -112,7 +112,7 @@ _STATE_NOTES = {
 
 def states_table(result: BatchResult, *, shown: int = UNRESOLVED_SHOWN) -> Table | None:
     """The final states after confirmation, and the ids still open or unknown."""
-    if not result.confirmed:
+    if not result.confirmed or not result.states:
         return None
     counts = Counter(result.states.values())
     rows: list[tuple[str, ...]] = []
@@ -240,7 +240,7 @@ def unresolved_table(
     return Table(
         title=f"Unresolved ids ({count(len(unresolved))})",
         headers=("id", "reason"),
-        rows=tuple((entry.id, reason(entry)) for entry in unresolved[:shown]),
+        rows=tuple((printable(entry.id), reason(entry)) for entry in unresolved[:shown]),
         numeric=frozenset(),
         show_header=True,
         caption=f"... and {count(more)} more (--json lists them all)" if more > 0 else None,
@@ -284,6 +284,17 @@ def render(table: Table, file: TextIO) -> None:
         print("  " + table.caption, file=file)
 
 
+#: The widest a table's first column gets before it folds: a uuid and a little.
+_FIRST_COLUMN_WIDTH = 38
+
+
+def printable(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped, as Python writes them."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 def _rich_table(table: Table) -> rich.table.Table:
     from rich import box
     from rich.table import Table as RichTable
@@ -304,7 +315,10 @@ def _rich_table(table: Table) -> rich.table.Table:
             header,
             justify="right" if column in table.numeric else "left",
             style="bold" if column in table.numeric else None,
-            no_wrap=column == 0,
+            # A label or an id: whole up to a uuid's length, folded beyond, so that a long id
+            # cannot squeeze the other columns to a letter a line.
+            max_width=_FIRST_COLUMN_WIDTH if column == 0 else None,
+            min_width=min(_FIRST_COLUMN_WIDTH, len(header)) if column == 0 else None,
             overflow="fold",
         )
     for index, row in enumerate(table.rows):
