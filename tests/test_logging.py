@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from upbit_cancel import BatchCanceller, BlockedError, UpbitSession
-from upbit_cancel.testing import FakeUpbit
+from upbit_cancel import BatchCanceller, BlockedError, ConnectionLostError, UpbitSession
+from upbit_cancel.testing import FakeUpbit, Faults
 
 TOO_MANY = {"error": {"name": "too_many_requests", "message": "Too many API requests."}}
 BLOCKED = {"error": {"name": "blocked", "message": "Your access is blocked for 30 seconds."}}
@@ -70,3 +70,18 @@ async def test_a_block_is_one_warning_with_its_length(
         "nothing is sent for 30.0 s"
     )
     assert stopping.startswith("stopping the batch: the exchange blocked the account")
+
+
+async def test_a_request_without_an_answer_is_a_debug_line_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A dropped connection: the debug line names what happened instead of a status."""
+    caplog.set_level(logging.DEBUG, logger="upbit_cancel")
+    async with FakeUpbit(faults=Faults(drop_rate=1.0)) as fake:
+        uuids = fake.add_orders(5)
+        async with session_for(fake) as session:
+            with pytest.raises(ConnectionLostError):
+                await session.cancel_orders(uuids=uuids)
+    assert messages(caplog, logging.DEBUG) == [
+        "DELETE /v1/orders/uuids (5 ids): ConnectionLostError"
+    ]

@@ -15,6 +15,8 @@ import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
+import attrs
+
 from ._confirm import confirm_result, list_open, merge_results, open_ids, with_second_cancels
 from ._errors import (
     AuthenticationError,
@@ -336,6 +338,9 @@ class BatchCanceller:
         results: list[BatchResult] = []
         handled: set[str] = set()
         self._last_result = None
+        session = self._session
+        requests_before, rate_limited_before = session.requests_sent, session.rate_limited
+        started = time.monotonic()
         try:
             for _ in range(rounds):
                 found = open_ids(await list_open(self._session, market))
@@ -345,8 +350,13 @@ class BatchCanceller:
                 handled.update(new)
                 await self._cancel(uuids=new, into=results)
         finally:
-            # Every round so far, the one interrupted included.
-            self._last_result = merge_results("uuids", results)
+            # Every round so far, the one interrupted included, and the listings' requests.
+            self._last_result = attrs.evolve(
+                merge_results("uuids", results),
+                requests=session.requests_sent - requests_before,
+                rate_limited=session.rate_limited - rate_limited_before,
+                elapsed=time.monotonic() - started,
+            )
         result = self._last_result
         if confirm:
             result = await self.confirm(result)

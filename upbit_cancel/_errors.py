@@ -274,3 +274,28 @@ def error_from_response(
     if status == 401:
         return AuthenticationError(message, status=status, name=name, ids=ids)
     return APIError(message, status=status, name=name, ids=ids)
+
+
+# Tracebacks, reprs and pickles name the errors where users import them from.
+for _public in (
+    APIError,
+    AuthenticationError,
+    BlockedError,
+    ConnectError,
+    ConnectionLostError,
+    InvalidIdError,
+    InvalidRequestError,
+    MalformedResponseError,
+    MarketOfflineError,
+    NotSentError,
+    OrderNotFoundError,
+    OutOfScopeError,
+    OutcomeUnknownError,
+    RateLimitError,
+    ResponseTimeoutError,
+    ServerError,
+    SessionClosedError,
+    UnresolvedError,
+    UpbitError,
+):
+    _public.__module__ = "upbit_cancel"

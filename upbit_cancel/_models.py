@@ -60,7 +60,10 @@ class CancelResult:
     exchange does not know may be in ``failed`` or in neither list.
     """
 
+    #: The orders whose cancel the exchange accepted.
     success: OrderList = OrderList()
+    #: The orders whose cancel the exchange refused (already filled or canceled, the market
+    #: suspended; Upbit gives no reason).
     failed: OrderList = OrderList()
 
 
@@ -158,7 +161,10 @@ class BatchResult:
     ``unresolved``, in input order.
     """
 
+    #: The orders whose cancel the exchange accepted.
     success: OrderList = OrderList()
+    #: The orders whose cancel the exchange refused (already filled or canceled, the market
+    #: suspended; Upbit gives no reason).
     failed: OrderList = OrderList()
     #: Ids whose fate is unknown, each with the reason.
     unresolved: tuple[UnresolvedOrder, ...] = ()
@@ -206,7 +212,7 @@ class BatchResult:
             f"{self.success.count:,} success",
             f"{self.failed.count:,} failed",
             f"{len(self.unresolved):,} unresolved",
-            f"{self.requests:,} requests in {self.elapsed:.1f} s",
+            f"{self.requests:,} request{'' if self.requests == 1 else 's'} in {self.elapsed:.1f} s",
         ]
         if self.confirmed:
             parts.append(
@@ -231,8 +237,12 @@ class ChunkResult:
 
     #: Position of the chunk in the input, from 0.
     index: int
+    #: The chunk's distinct ids, in input order.
     ids: tuple[str, ...]
+    #: The orders whose cancel the exchange accepted.
     success: OrderList = OrderList()
+    #: The orders whose cancel the exchange refused (already filled or canceled, the market
+    #: suspended; Upbit gives no reason).
     failed: OrderList = OrderList()
     unresolved: tuple[UnresolvedOrder, ...] = ()
     #: Ids in ``failed`` that an earlier, unanswered attempt may have canceled.

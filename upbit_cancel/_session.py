@@ -189,6 +189,11 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     return bytes(body)
 
 
+def _ids_label(ids: Sequence[str]) -> str:
+    """``1 id``, ``20 ids``: for log lines."""
+    return f"{len(ids)} id" if len(ids) == 1 else f"{len(ids)} ids"
+
+
 def _release_if_granted(grant: asyncio.Future[Lease]) -> None:
     if grant.cancelled():
         return
@@ -418,7 +423,8 @@ class UpbitSession:
 
         Raises:
             TypeError, InvalidIdError: before sending, for ids that cannot be sent.
-            UpbitError: the request failed; see the errors module for the tree.
+            UpbitError: the request failed; the class says whether it was sent and processed
+                (see the error reference).
         """
         kind, ids = checked_request_ids(uuids, identifiers)
         if stop is not None and not isinstance(stop, asyncio.Event):
@@ -561,10 +567,13 @@ class UpbitSession:
             try:
                 with lease:
                     answer = await self._attempt(http, call, lease)
+            except UpbitError as failure:
+                _log.debug("%s %s (%s): %s", method, path, _ids_label(ids), type(failure).__name__)
+                raise
             finally:
                 if lease.sent_at is not None:
                     self._requests_sent += 1
-            _log.debug("%s %s (%d ids): %d", method, path, len(ids), answer.status)
+            _log.debug("%s %s (%s): %d", method, path, _ids_label(ids), answer.status)
             if answer.status == 429:
                 self._rate_limited += 1
                 if attempt <= self._rate_limit_retries:
@@ -790,7 +799,8 @@ class UpbitSession:
         name, message = error_details(status, answer.body, answer.headers["Content-Type"])
         if status == 429:
             return RateLimitError(
-                f"refused with 429 ({message}) {attempts} times; the request was not processed",
+                f"refused with 429 ({message}) {'once' if attempts == 1 else f'{attempts} times'}"
+                "; the request was not processed",
                 status=429,
                 name=name or "too_many_requests",
                 ids=ids,

@@ -31,7 +31,7 @@ class SlidingWindowLimiter:
     """At most ``limit`` requests reach the exchange in any window of ``window`` seconds.
 
     Each :class:`Lease` takes a slot from its grant until a request sent then can no longer be
-    counted in the same window of the exchange as its own (see ``_hold``): a window (plus
+    counted in the same window of the exchange as its own: a window (plus
     ``margin``) after its latest possible arrival, which the limiter bounds from the round trips
     it has seen (the answer minus the path's floor), or a window after the answer while it knows
     too little (first requests, after idle, after a 429); at once if it never left; a window
@@ -41,7 +41,7 @@ class SlidingWindowLimiter:
     exchange counts in fixed, sliding or token-bucket windows, at any distance from it. An idle
     limiter lets ``limit`` requests out at once; waiters are served first come, first served.
 
-    Server feedback only ever slows it down (see ``FeedbackPolicy``): ``Remaining-Req``, 429
+    Server feedback only ever slows it down: ``Remaining-Req: sec=0``, 429
     (pause, backoff, a smaller share of the window) and 418 (a block: :meth:`acquire` raises
     :class:`BlockedError`, waiters included).
 

@@ -20,7 +20,7 @@ configurable, strict ``default``-group rate limiter. Point any client at it::
 
     asyncio.run(main())
 
-The same server runs standalone with ``upbit-cancel fake-server`` (see ``docs/fake-exchange.md``).
+The same server runs standalone with ``upbit-cancel fake-server``.
 """
 
 from ._fake import FakeUpbit, UnknownIds

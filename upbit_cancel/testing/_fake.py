@@ -208,7 +208,7 @@ class FakeUpbit:
     It serves ``DELETE /v1/orders/uuids`` (Order List Cancel), ``DELETE /v1/order``,
     ``GET /v1/orders/uuids``, ``GET /v1/orders/open``, ``GET /v1/order`` and
     ``GET /v1/market/all`` for one account, plus an admin API under ``/_fake/`` for other
-    processes. See ``docs/fake-exchange.md`` for the full behaviour.
+    processes. The documentation's "fake exchange" page describes its full behaviour.
 
     Example::
 
@@ -219,8 +219,9 @@ class FakeUpbit:
 
     All keyword arguments are optional:
 
-    - ``policy``, ``limit``, ``window``: how the ``default`` group's budget is measured (see
-      ``_policies``), shared by every key of the account.
+    - ``policy``, ``limit``, ``window``: how the ``default`` group's budget is measured
+      (:class:`SlidingWindowPolicy`, :class:`FixedWindowPolicy`, :class:`TokenBucketPolicy`),
+      shared by every key of the account.
     - ``host``, ``port``: where to listen; port 0 picks a free port.
     - ``access_key``, ``secret_key``: the first key pair (random 40-character strings if not given).
     - ``unknown_ids``: ``"omit"`` leaves unknown ids out of both lists, ``"failed"`` lists them in
@@ -440,7 +441,7 @@ class FakeUpbit:
 
         It shares the account's rate budget. With ``can_order=False`` it lacks the "Make Orders"
         permission, so its cancels are answered 403 ``out_of_scope``; with ``can_query=False`` it
-        lacks the "order query" permission, and its order queries are.
+        lacks the "order query" permission, and its order queries are answered the same way.
         """
         credential = self._new_credential(None, None, can_order=can_order, can_query=can_query)
         return credential.access_key, credential.secret_key
