@@ -1,6 +1,7 @@
 """Sphinx configuration: Markdown pages (MyST), the API reference from docstrings, furo."""
 
 from importlib.metadata import version as _version
+from typing import Any
 
 project = "upbit_cancel"
 author = "upbit_cancel developers"
@@ -21,6 +22,8 @@ myst_heading_anchors = 3
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+# Types for the documented parameters only; no "Return type: None" under every class.
+autodoc_typehints_description_target = "documented_params"
 autodoc_typehints_format = "short"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 napoleon_google_docstring = True
@@ -32,3 +35,22 @@ html_static_path: list[str] = []
 
 # Fences without a language are plain text (trees, terminal output).
 highlight_language = "text"
+
+
+def _no_attrs_sentinel(
+    app: object,
+    what: str,
+    name: str,
+    obj: object,
+    options: object,
+    signature: str | None,
+    return_annotation: str | None,
+) -> tuple[str | None, str | None]:
+    """attrs fields made by a factory show their default as ``...``, not ``NOTHING``."""
+    if signature is not None:
+        signature = signature.replace("=NOTHING", "=...")
+    return signature, return_annotation
+
+
+def setup(app: Any) -> None:
+    app.connect("autodoc-process-signature", _no_attrs_sentinel)

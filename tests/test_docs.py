@@ -123,6 +123,19 @@ async def test_the_kill_switch_cancels_everything_on_sigterm() -> None:
         assert fake.max_in_window() <= 30
 
 
+async def test_the_kill_switch_fires_when_the_strategy_dies() -> None:
+    """The strategy's first call meets a 502 and dies: the bot cancels everything, exits 1."""
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(60, market="SGD-BTC")
+        fake.queue_response(502, "<html>502 Bad Gateway</html>", content_type="text/html")
+        env = environment(fake.access_key, fake.secret_key, fake.base_url)
+        status, output = await run(sys.executable, str(EXAMPLES / "kill_switch.py"), env=env)
+        assert status == 1, output
+        assert "the strategy failed: ServerError(" in output
+        assert "60 canceled, 0 already closed" in output
+        assert all(fake.state(uuid) == "cancel" for uuid in uuids)
+
+
 async def test_the_testing_recipe_passes_in_a_fresh_project(tmp_path: Path) -> None:
     """The recipe's three files alone in an empty directory: `pytest` passes, strict mode."""
     project = tmp_path / "my-bot"

@@ -5,13 +5,12 @@ the "Make Orders" and "order query" permissions) and, optionally, UPBIT_BASE_URL
 """
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import sys
 
-from upbit_cancel import BatchCanceller, UpbitSession
+from upbit_cancel import BatchCanceller, UpbitError, UpbitSession
 
 MARKET = "SGD-BTC"
 log = logging.getLogger("bot")
@@ -34,22 +33,28 @@ async def main() -> int:
     base_url = os.environ.get("UPBIT_BASE_URL")
     async with UpbitSession(access_key, secret_key, base_url=base_url) as session:
         trading = asyncio.create_task(trade(session))
+        trading.add_done_callback(lambda _: stop.set())  # a strategy that dies stops the bot too
         log.info("trading %s; SIGTERM cancels every open order", MARKET)
         await stop.wait()
 
         # Stop placing orders first, so that none appears behind the cancels.
         trading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await trading
-        canceller = BatchCanceller(session)
-        result = await canceller.cancel_open(market=MARKET, confirm=True)
+        [ended] = await asyncio.gather(trading, return_exceptions=True)
+        failed = not isinstance(ended, asyncio.CancelledError)
+        if failed:
+            log.error("the strategy failed: %r", ended)
+        try:
+            result = await BatchCanceller(session).cancel_open(market=MARKET, confirm=True)
+        except UpbitError as error:  # the open orders could not be listed
+            log.error("kill switch: %s", error)
+            return 1
 
     log.info("%s canceled, %s already closed", result.success.count, result.failed.count)
     for uuid in result.still_open:
         log.error("still open: %s", uuid)
     for uuid in result.unknown_states:
         log.error("state unknown: %s (%s)", uuid, result.state_errors[uuid])
-    return 1 if result.still_open or result.unknown_states else 0
+    return 1 if failed or result.still_open or result.unknown_states else 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ UPBIT_ACCESS_KEY and UPBIT_SECRET_KEY and, optionally, UPBIT_BASE_URL.
 """
 
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -25,4 +26,6 @@ async def main(order_ids: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # The library's warnings (a 429 incident, Redis unreachable) on standard error.
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     asyncio.run(main(Path(sys.argv[1]).read_text().split()))
