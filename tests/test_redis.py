@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,13 @@ def session_for(
 ) -> UpbitSession:
     access_key, secret_key = keys or (fake.access_key, fake.secret_key)
     return UpbitSession(access_key, secret_key, base_url=fake.base_url, limiter=limiter)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition()`` holds, looking every 10 ms; fail after 20 s."""
+    async with asyncio.timeout(20):
+        while not condition():  # noqa: ASYNC110 - the state changes in another task
+            await asyncio.sleep(0.01)
 
 
 def incidents(records: list[RequestRecord], window: float = 1.0) -> int:
@@ -201,6 +209,194 @@ async def test_a_restart_of_redis_mid_run_loses_no_id() -> None:
             assert incidents(fake.records) <= 1
     finally:
         server.stop()
+
+
+async def test_a_redis_turned_read_only_falls_back_and_settles_every_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis answers with errors (a read-only replica after a failover): the batch goes on with
+    the local share, back on Redis once it is writable, every id settled, one warning."""
+    server = RedisServer()
+    server.start()
+    nowhere = RedisServer()  # never started: the replica never reaches its master
+    admin = redis.asyncio.Redis.from_url(server.url)
+    try:
+        async with FakeUpbit(faults=Faults(jitter_in=0.005)) as fake:
+            uuids = fake.add_orders(20 * 60)
+            async with (
+                RedisLimiter(server.url, account="main") as limiter,
+                session_for(fake, limiter) as session,
+            ):
+                batch = asyncio.ensure_future(BatchCanceller(session).cancel(uuids=uuids))
+                await fake.wait_for(lambda fake: fake.received >= 10)
+                await admin.replicaof("127.0.0.1", str(nowhere.port))
+                await until(lambda: limiter.degraded)
+                read_only = fake.received
+                await fake.wait_for(lambda fake: fake.received >= read_only + 3)
+                await admin.replicaof("NO", "ONE")
+                result = await asyncio.wait_for(batch, timeout=60)
+            assert result.success.count == len(uuids)
+            assert fake.state_counts()["wait"] == 0
+    finally:
+        await admin.aclose()
+        server.stop()
+    assert caplog.text.count("Redis unreachable (ReadOnlyError)") == 1
+    assert "Redis reachable again" in caplog.text
+
+
+async def test_requests_waiting_on_the_fallback_go_back_to_redis_when_it_answers() -> None:
+    """Redis stops answering under a batch, then answers again: the local share counts what
+    was taken through Redis, and the requests queued on it are granted by Redis again once it
+    answers, so neither switch overruns the budget."""
+    server = RedisServer()
+    server.start()
+    assert server.process is not None
+    try:
+        async with FakeUpbit(faults=Faults(jitter_in=0.005)) as fake:
+            uuids = fake.add_orders(20 * 240)
+            async with (
+                RedisLimiter(server.url, account="main") as limiter,
+                session_for(fake, limiter) as session,
+            ):
+                batch = asyncio.ensure_future(BatchCanceller(session).cancel(uuids=uuids))
+                await fake.wait_for(lambda fake: fake.received >= 45)
+                server.process.send_signal(signal.SIGSTOP)
+                try:
+                    await until(lambda: limiter.degraded)
+                    stopped = fake.received
+                    # Two windows' worth of the fallback's share: its queue is long by now.
+                    await fake.wait_for(lambda fake: fake.received >= stopped + 10)
+                finally:
+                    server.process.send_signal(signal.SIGCONT)
+                resumed = asyncio.get_running_loop().time()
+                result = await asyncio.wait_for(batch, timeout=60)
+                assert not limiter.degraded
+            assert result.success.count == len(uuids)
+            await fake.wait_for(lambda fake: fake.in_transit == 0)
+        # Neither when the local share took over (it counts the slots taken through Redis)
+        # nor when Redis took over again.
+        assert [record.status for record in fake.records if record.status == 429] == []
+        after = [record for record in fake.records if record.arrival >= resumed]
+        assert most_in_window([record.arrival for record in after if record.admitted]) <= 30
+    finally:
+        server.stop()
+
+
+def most_in_window(arrivals: list[float], window: float = 1.0) -> int:
+    """The most arrivals in one half-open window, as the fake counts them."""
+    arrivals = sorted(arrivals)
+    best = start = 0
+    for end, arrival in enumerate(arrivals):
+        while arrival - arrivals[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def test_the_timeout_bounds_every_call_on_a_client_given_too() -> None:
+    """A client made elsewhere (without socket timeouts), Redis stops answering: the fallback
+    grants after about `timeout`, as with a client the limiter makes."""
+    server = RedisServer()
+    server.start()
+    assert server.process is not None
+    client = redis.asyncio.Redis.from_url(server.url)
+    try:
+        async with RedisLimiter(client, account="main", timeout=0.2) as limiter:
+            (await limiter.acquire()).release()
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                async with asyncio.timeout(2.0):  # redis-py alone waits 5 s or more
+                    lease = await limiter.acquire()
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            assert limiter.degraded
+            lease.release()
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+async def test_a_faster_process_joining_later_lengthens_the_holds_already_set(
+    redis_url: str,
+) -> None:
+    """One process on a slow path (80 ms each way) spends the budget, then one next to the
+    exchange starts: the slower one's holds grow to what the faster path needs, no 429."""
+    async with FakeUpbit() as fake:
+        fast_keys = fake.add_credentials()
+        fake.set_faults(Faults(latency_in=0.08, latency_out=0.08), access_key=fake.access_key)
+        slow_uuids, fast_uuids = fake.add_orders(20 * 90), fake.add_orders(20 * 60)
+        async with (
+            RedisLimiter(redis_url, account="main") as slow_limiter,
+            RedisLimiter(redis_url, account="main") as fast_limiter,
+            session_for(fake, slow_limiter) as slow,
+            session_for(fake, fast_limiter, fast_keys) as fast,
+        ):
+            await BatchCanceller(slow).cancel(uuids=slow_uuids)
+            await BatchCanceller(fast).cancel(uuids=fast_uuids)
+        await fake.wait_for(lambda fake: fake.in_transit == 0)
+        assert fake.state_counts()["wait"] == 0
+        assert fake.stats()["rejected_429"] == 0
+        assert fake.max_in_window() <= 30
+
+
+async def test_a_waiter_given_up_on_leaves_the_line_in_redis_at_once(redis_url: str) -> None:
+    """A cancelled acquire takes its ticket out of the shared line, rather than leaving it at
+    the head, where it would hold the next free slot back from every process."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        async with (
+            RedisLimiter(redis_url, account="main", limit=1) as first,
+            RedisLimiter(redis_url, account="main", limit=1) as second,
+        ):
+            lease = await first.acquire()
+            waiting = asyncio.ensure_future(second.acquire())
+            async with asyncio.timeout(10):
+                while not (queues := await client.keys("*:queue")):  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            async with asyncio.timeout(5):  # nobody else asks: without it, it stays forever
+                while await client.zcard(queues[0]):  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            lease.release()
+    finally:
+        await client.aclose()
+
+
+async def test_a_process_gone_quiet_leaves_no_floor_behind(redis_url: str) -> None:
+    """The path floor of a process that stopped asking is deleted along with it."""
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with RedisLimiter(redis_url, account="main") as limiter:
+            (await limiter.acquire()).release()
+            [processes] = [str(key) for key in await client.keys("*:processes")]
+            floors = processes.removesuffix("processes") + "floors"
+            await client.zadd(processes, {"gone": 0})  # asked last in 1970
+            await client.hset(floors, "gone", "0.05:0")
+            (await limiter.acquire()).release()
+            assert await client.zscore(processes, "gone") is None
+            assert not await client.hexists(floors, "gone")
+    finally:
+        await client.aclose()
+
+
+async def test_an_unexpected_failure_reaches_every_waiter_and_is_logged(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault nobody foresaw stops the limiter's driver: every waiter raises it, none hangs."""
+
+    async def broken(**_: Any) -> Any:
+        raise ZeroDivisionError("a fault nobody foresaw")
+
+    async with RedisLimiter(redis_url, account="main") as limiter:
+        monkeypatch.setitem(limiter._scripts, "acquire", broken)
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(limiter.acquire() for _ in range(3)), return_exceptions=True),
+            timeout=10,
+        )
+    assert [type(outcome) for outcome in outcomes] == [ZeroDivisionError] * 3
+    assert [record.levelno for record in caplog.records] == [logging.ERROR]
 
 
 def test_without_redis_py_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

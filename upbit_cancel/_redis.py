@@ -4,11 +4,13 @@ Layout, one hash tag per account and group (so every key lands on one Redis Clus
 the raw access key (a hash of it, or of the account name given)::
 
     {prefix}:{<hash>}:default:held     zset  lease -> when its slot frees (released leases)
+    {prefix}:{<hash>}:default:hold_floors hash lease -> "own:subtracted" (holds set from a floor)
     {prefix}:{<hash>}:default:active   zset  lease -> when it expires unless renewed
     {prefix}:{<hash>}:default:queue    zset  ticket -> place in line (arrival order)
     {prefix}:{<hash>}:default:seen     zset  ticket -> when its process last asked for it
     {prefix}:{<hash>}:default:seq      int   the next place in line
-    {prefix}:{<hash>}:default:state    hash  paused_until, blocked_until, block_reason, share, …
+    {prefix}:{<hash>}:default:state    hash  paused_until, blocked_until, block_reason, share,
+                                             least (the least floor the holds allow for), …
     {prefix}:{<hash>}:default:floors   hash  process -> "floor:when" (each process's path floor)
     {prefix}:{<hash>}:default:processes zset process -> when it last asked for a slot
 
@@ -19,12 +21,16 @@ costs the others that much capacity, never a stuck budget; a live process renews
 twice a second. Requests waiting for a slot queue in Redis in the order they reached it, and a slot
 goes to the head of that queue: no process starves another. A waiting process asks again when Redis
 says the next slot frees (or shortly, while the slots are held by requests still in flight), not
-blindly.
+blindly. A hold set from a process's path floor subtracts less when another process's path is
+faster, and is lengthened when such a process joins later (``acquire.lua``).
 
-When Redis cannot be reached, or answers slower than its timeout, the limiter falls back on a
-local :class:`SlidingWindowLimiter` with a conservative share of the budget (``fallback_limit``
-per window), logs it once, and tries Redis again every second; when Redis is back, the slots
-the fallback still holds are handed to Redis first, then Redis serves again.
+When Redis cannot be reached, answers slower than its timeout or answers with an error (a
+read-only replica after a failover, out of memory, a missing permission), the limiter falls back
+on a local :class:`SlidingWindowLimiter` with a conservative share of the budget
+(``fallback_limit`` per window), logs it once, and tries Redis again every second. One task, the
+driver, grants every slot of the process, from Redis or from the fallback, so no waiter is left
+behind: when Redis is back, the driver hands it the slots the fallback still holds, and from then
+on every waiter, those that waited on the fallback included, is served by Redis.
 """
 
 from __future__ import annotations
@@ -35,11 +41,13 @@ import logging
 import math
 import random
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from importlib import resources
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._errors import BlockedError
 from ._feedback import FeedbackPolicy
 from ._hold import hold_until
 from ._limiter import Lease
@@ -103,7 +111,8 @@ class RedisLimiter:
         account: A name for the account's budget, shared by every process that gives it.
         limit, window, margin, max_transit, hold: As for :class:`SlidingWindowLimiter`.
         prefix: The first part of every key.
-        timeout: Seconds a Redis call may take before Redis counts as unreachable.
+        timeout: Seconds a Redis call may take before Redis counts as unreachable, whether the
+            limiter made the client or was given it.
         fallback_limit: Requests per window this process allows itself while Redis is
             unreachable: a conservative share, ``limit`` divided by the number of processes of
             the account (default: a sixth of ``limit``, 5 of 30).
@@ -117,10 +126,12 @@ class RedisLimiter:
         "_closed",
         "_degraded",
         "_driver",
+        "_dropped",
+        "_failures",
         "_fallback",
         "_full",
-        "_least_floor",
         "_loop",
+        "_own_holds",
         "_owns_client",
         "_path",
         "_policy",
@@ -197,9 +208,21 @@ class RedisLimiter:
         self._process = uuid.uuid4().hex[:16]
         self._policy = FeedbackPolicy(limit, self.window + self.margin, rng=rng)
         self._path = PathObserver(span=self.window, horizon=max(5.0, 5 * self.window))
-        self._least_floor: float | None = None
         self._full = False
+        # Any of these from a Redis call: fall back (errors in the answer included, such as a
+        # read-only replica's after a failover, or OOM).
+        self._failures: tuple[type[BaseException], ...] = (
+            module.exceptions.RedisError,
+            OSError,
+            TimeoutError,
+        )
+        # Tickets waiting for a slot, oldest first (the driver serves them in this order).
         self._waiters: dict[str, asyncio.Future[Lease]] = {}
+        # Tickets no longer waiting that may still be in line in Redis, with when they left.
+        self._dropped: deque[tuple[float, str]] = deque()
+        # Until when each slot this process released to Redis lately stays taken (loop time, at
+        # the longest the hold could be), for the fallback to count if Redis fails.
+        self._own_holds: deque[float] = deque()
         self._active: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._driver: asyncio.Task[None] | None = None
@@ -250,22 +273,19 @@ class RedisLimiter:
         now = loop.time()
         if self._policy.is_blocked(now):
             raise self._policy.blocked_error(now)
-        if self._degraded and now < self._retry_at:
-            return await self._fallback.acquire()
         ticket = uuid.uuid4().hex
         waiter: asyncio.Future[Lease] = loop.create_future()
         self._waiters[ticket] = waiter
-        if self._driver is None or self._driver.done():
-            self._driver = loop.create_task(self._drive())
+        self._ensure_driving()
         try:
             return await waiter
         except asyncio.CancelledError:
             self._waiters.pop(ticket, None)
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 waiter.result().release()  # granted, never used
+            elif not self._closed:
+                self._leave(ticket)
             raise
-        except _FallBack:
-            return await self._fallback.acquire()
 
     def departing(self, lease: Lease) -> None:
         """Refuse a request about to leave while the account is blocked (as this process knows)."""
@@ -291,10 +311,6 @@ class RedisLimiter:
                 forget = True
         estimate = self._path.estimate(now) if self.hold == "arrival" else None
         own = None if estimate is None else estimate.floor
-        floor = own
-        if own is not None and self._least_floor is not None and self._least_floor < own:
-            # Another process's path is faster: its requests may arrive sooner after leaving.
-            floor = (own + self._least_floor) / 2
         until = hold_until(
             sent_at=lease.sent_at,
             answered_at=lease.answered_at,
@@ -302,13 +318,17 @@ class RedisLimiter:
             window=self.window,
             margin=self.margin,
             max_transit=self.max_transit,
-            floor=floor,
+            floor=own,
         )
+        # Whether the hold subtracted the floor: then release.lua subtracts less when another
+        # process's path is faster, since its requests may arrive sooner after leaving.
+        on_floor = own is not None and lease.sent_at is not None and lease.answered_at is not None
         pause = self._policy.paused_until - now if self._policy.paused_until > before[0] else 0.0
         block = self._policy.blocked_until - now if self._policy.blocked_until > before[1] else 0.0
         halve = self._policy.share(now) < share_before
         if ticket is not None:
             self._active.discard(ticket)
+            self._note_hold(now, lease)
         arguments = [
             ticket or "",
             repr(max(0.0, until - now)),
@@ -321,6 +341,7 @@ class RedisLimiter:
             self._process,
             "" if own is None else repr(own),
             "1" if forget else "0",
+            repr(own) if on_floor else "",
         ]
         self._spawn(self._release_in_redis(arguments))
 
@@ -385,74 +406,135 @@ class RedisLimiter:
         task = loop.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_report_failure)
+
+    def _ensure_driving(self) -> None:
+        if self._driver is None or self._driver.done():
+            self._driver = self._bind().create_task(self._drive())
+            self._driver.add_done_callback(_report_failure)
+
+    def _leave(self, ticket: str) -> None:
+        """Take ``ticket`` out of Redis's line at the driver's next call rather than when it
+        lapses: left at the head of the line, it would hold a free slot back from everyone."""
+        now = self._bind().time()
+        dropped = self._dropped
+        while dropped and dropped[0][0] < now - _TICKET_TTL:
+            dropped.popleft()  # lapsed in Redis by now
+        dropped.append((now, ticket))
+        self._ensure_driving()
 
     async def _drive(self) -> None:
-        """Ask Redis for slots for every ticket waiting in this process, until none waits."""
+        """Grant this process's waiting tickets, from Redis or, while Redis fails, from the
+        fallback, until none waits. Every waiter is answered: with a lease, or with whatever
+        stopped the driver."""
         loop = self._bind()
-        while self._waiters:
-            tickets = [ticket for ticket, waiter in self._waiters.items() if not waiter.done()]
-            if not tickets:
-                self._waiters.clear()
-                return
+        try:
+            while self._waiters or self._dropped:
+                if not self._degraded or loop.time() >= self._retry_at:
+                    await self._ask_redis(loop)
+                elif self._waiters:
+                    await self._serve_from_fallback()
+                else:
+                    return  # the tickets that left lapse in Redis on their own
+        except asyncio.CancelledError:
+            for waiter in self._waiters.values():
+                waiter.cancel()
+            self._waiters.clear()
+            raise
+        except Exception as error:
+            self._refuse(list(self._waiters), error)
+            raise
+
+    async def _ask_redis(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One grant for every waiting ticket (after handing Redis the fallback's slots, if it
+        served), then wait until it is worth asking again."""
+        tickets = [ticket for ticket, waiter in self._waiters.items() if not waiter.done()]
+        dropped, self._dropped = self._dropped, deque()
+        try:
             if self._degraded:
                 await self._adopt()
-            try:
-                reply = await self._scripts["acquire"](
-                    keys=self._keys(
-                        "held", "active", "queue", "seen", "seq", "state", "floors", "processes"
-                    ),
-                    args=[
-                        self.limit,
-                        repr(self.window + self.margin),
-                        repr(self.max_transit + self.window + self.margin + _RENEW_EVERY),
-                        repr(_TICKET_TTL),
-                        repr(_FLOOR_TTL),
-                        self._process,
-                        *tickets,
-                    ],
-                )
-            except Exception as error:
-                if not _unreachable(error):
-                    raise
-                self._fall_back(error)
-                for ticket in tickets:
-                    stranded = self._waiters.pop(ticket, None)
-                    if stranded is not None and not stranded.done():
-                        stranded.set_exception(_FallBack())
-                continue
-            self._recovered()
-            status = _text(reply[0])
-            now = loop.time()
-            if status == "blocked":
-                remaining, reason = float(_text(reply[2])), _text(reply[3])
-                self._policy.block(now + remaining, reason)
-                refusal = self._policy.blocked_error(now)
-                for ticket in tickets:
-                    blocked = self._waiters.pop(ticket, None)
-                    if blocked is not None and not blocked.done():
-                        blocked.set_exception(refusal)
+            reply = await self._run(
+                "acquire",
+                self._keys(
+                    "held",
+                    "active",
+                    "queue",
+                    "seen",
+                    "seq",
+                    "state",
+                    "floors",
+                    "processes",
+                    "hold_floors",
+                ),
+                [
+                    str(self.limit),
+                    repr(self.window + self.margin),
+                    repr(self.max_transit + self.window + self.margin + _RENEW_EVERY),
+                    repr(_TICKET_TTL),
+                    repr(_FLOOR_TTL),
+                    self._process,
+                    str(len(dropped)),
+                    *(ticket for _, ticket in dropped),
+                    *tickets,
+                ],
+            )
+        except self._failures as error:
+            self._dropped.extendleft(reversed(dropped))
+            self._fall_back(error)
+            return
+        self._recovered()
+        status = _text(reply[0])
+        now = loop.time()
+        if status == "blocked":
+            remaining, reason = float(_text(reply[2])), _text(reply[3])
+            self._policy.block(now + remaining, reason)
+            self._refuse(tickets, self._policy.blocked_error(now))
+            return
+        retry = float(_text(reply[2]))
+        # Whether the account's whole share is taken: then sec=0 says nothing new.
+        self._full = int(_text(reply[3])) >= int(_text(reply[4]))
+        for ticket in (_text(item) for item in reply[5:]):
+            lease = Lease(self, now, loop.time, handle=ticket)
+            self._active.add(ticket)
+            self._ensure_renewing()
+            served = self._waiters.pop(ticket, None)
+            if served is None or served.done():
+                lease.release()  # its caller gave up meanwhile: never sent
+            else:
+                served.set_result(lease)
+        if self._waiters:
+            delay = retry if retry > 0 else _POLL
+            await asyncio.sleep(min(max(delay, 0.001), 0.25))
+
+    async def _serve_from_fallback(self) -> None:
+        """Grant the oldest waiting ticket a slot of the fallback's share, unless Redis is due
+        for another try first."""
+        try:
+            async with asyncio.timeout_at(self._retry_at):
+                lease = await self._fallback.acquire()
+        except TimeoutError:
+            return
+        except BlockedError as error:
+            self._refuse(list(self._waiters), error)
+            return
+        for ticket in list(self._waiters):
+            waiter = self._waiters.pop(ticket)
+            if not waiter.done():
+                waiter.set_result(lease)
+                self._leave(ticket)  # it may be in Redis's line from before Redis failed
                 return
-            retry = float(_text(reply[2]))
-            least = _text(reply[3])
-            self._least_floor = float(least) if least else None
-            # Whether the account's whole share is taken: then sec=0 says nothing new.
-            self._full = int(_text(reply[4])) >= int(_text(reply[5]))
-            for ticket in (_text(item) for item in reply[6:]):
-                lease = Lease(self, now, loop.time, handle=ticket)
-                self._active.add(ticket)
-                self._ensure_renewing()
-                served = self._waiters.pop(ticket, None)
-                if served is None or served.done():
-                    lease.release()  # its caller gave up meanwhile: never sent
-                else:
-                    served.set_result(lease)
-            if self._waiters:
-                delay = retry if retry > 0 else _POLL
-                await asyncio.sleep(min(max(delay, 0.001), 0.25))
+        lease.release()  # every waiter gave up meanwhile: never sent
+
+    def _refuse(self, tickets: Sequence[str], error: BaseException) -> None:
+        for ticket in tickets:
+            waiter = self._waiters.pop(ticket, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(error)
 
     def _ensure_renewing(self) -> None:
         if self._renewer is None or self._renewer.done():
             self._renewer = self._bind().create_task(self._renew())
+            self._renewer.add_done_callback(_report_failure)
 
     async def _renew(self) -> None:
         """Keep this process's active leases alive in Redis while any is active."""
@@ -462,50 +544,73 @@ class RedisLimiter:
             if not active or self._degraded:
                 continue
             try:
-                await self._scripts["renew"](
-                    keys=self._keys("active"),
-                    args=[
-                        repr(self.max_transit + self.window + self.margin + _RENEW_EVERY),
-                        *active,
-                    ],
+                await self._run(
+                    "renew",
+                    self._keys("active"),
+                    [repr(self.max_transit + self.window + self.margin + _RENEW_EVERY), *active],
                 )
-            except Exception as error:
-                if not _unreachable(error):
-                    raise
+            except self._failures as error:
                 self._fall_back(error)
 
     async def _release_in_redis(self, arguments: Sequence[str]) -> None:
         if not arguments[0]:
             return  # a fallback lease: nothing to tell Redis
         try:
-            await self._scripts["release"](
-                keys=self._keys("held", "active", "state", "floors"), args=list(arguments)
+            await self._run(
+                "release",
+                self._keys("held", "active", "state", "floors", "processes", "hold_floors"),
+                arguments,
             )
-        except Exception as error:
-            if not _unreachable(error):
-                raise
+        except self._failures as error:
             # The lease stays active in Redis until it expires: held longer, never shorter.
             self._fall_back(error)
 
     async def _adopt(self) -> None:
-        """Hand the fallback's held slots to Redis before Redis serves again."""
+        """Hand the fallback's taken slots to Redis before Redis serves again: only the driver
+        grants from the fallback, and from now on it asks Redis."""
         holds = self._fallback.remaining_holds()
         if not holds:
             return
         arguments: list[str] = []
         for seconds in holds:
             arguments += [f"fallback-{self._process}-{uuid.uuid4().hex[:8]}", repr(seconds)]
-        try:
-            await self._scripts["adopt"](keys=self._keys("held"), args=arguments)
-        except Exception as error:
-            if not _unreachable(error):
-                raise
+        await self._run("adopt", self._keys("held"), arguments)
+
+    async def _run(self, script: str, keys: list[str], arguments: Sequence[str]) -> Any:
+        """Run one of the scripts within ``timeout``, whether this limiter made the client (with
+        socket timeouts) or was given it (with whatever timeouts it has, maybe none)."""
+        async with asyncio.timeout(self._timeout):
+            return await self._scripts[script](keys=keys, args=list(arguments))
+
+    def _note_hold(self, now: float, lease: Lease) -> None:
+        """Remember until when a slot released to Redis may stay taken, at the longest."""
+        holds = self._own_holds
+        while holds and holds[0] <= now:
+            holds.popleft()
+        holds.append(
+            hold_until(
+                sent_at=lease.sent_at,
+                answered_at=lease.answered_at,
+                released_at=now,
+                window=self.window,
+                margin=self.margin,
+                max_transit=self.max_transit,
+            )
+        )
 
     def _fall_back(self, error: BaseException) -> None:
         loop = self._bind()
-        self._retry_at = loop.time() + _RETRY_REDIS
+        now = loop.time()
+        self._retry_at = now + _RETRY_REDIS
         if not self._degraded:
             self._degraded = True
+            # The fallback's share starts with what this process already took through Redis:
+            # those requests count at the exchange in the windows to come.
+            abandoned = self.max_transit + self.window + self.margin
+            self._fallback.hold_slots(
+                [until - now for until in self._own_holds if until > now]
+                + [abandoned] * len(self._active)
+            )
             _log.warning(
                 "Redis unreachable (%s); this process allows itself %d requests per window "
                 "until it returns",
@@ -519,23 +624,11 @@ class RedisLimiter:
             _log.warning("Redis reachable again; the shared budget is back in use")
 
 
-class _FallBack(Exception):
-    """Redis is unreachable: take a slot of the local fallback instead."""
-
-
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _unreachable(error: BaseException) -> bool:
-    """Whether ``error`` means Redis could not be reached or did not answer in time."""
-    module = _redis_module()
-    exceptions = module.exceptions
-    return isinstance(
-        error,
-        exceptions.ConnectionError
-        | exceptions.TimeoutError
-        | exceptions.BusyLoadingError
-        | OSError
-        | TimeoutError,
-    )
+def _report_failure(task: asyncio.Task[Any]) -> None:
+    """Log what ended one of the limiter's tasks unexpectedly: nothing fails in silence."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        _log.error("RedisLimiter's task %s failed", task.get_name(), exc_info=error)

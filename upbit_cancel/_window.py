@@ -8,6 +8,7 @@ import contextlib
 import math
 import random
 from collections import deque
+from collections.abc import Iterable
 from typing import Literal
 
 from ._feedback import FeedbackPolicy
@@ -273,6 +274,16 @@ class SlidingWindowLimiter:
         held = [until - now for until, _ in self._holds if until > now]
         abandoned = self.max_transit + self.window + self.margin
         return held + [abandoned] * self._active
+
+    def hold_slots(self, seconds: Iterable[float]) -> None:
+        """Count slots taken through another limiter as held, each for so many seconds from now:
+        the reverse of :meth:`remaining_holds`, for a limiter that takes over from another (as
+        RedisLimiter's local fallback does when Redis fails)."""
+        now = self._bind().time()
+        for duration in seconds:
+            if duration > 0:
+                bisect.insort(self._holds, (now + duration, -math.inf))
+        self._schedule()
 
     def share(self, now: float | None = None) -> int:
         """Slots in a window now: ``limit``, fewer for a while after 429s."""

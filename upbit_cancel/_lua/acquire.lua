@@ -1,22 +1,76 @@
 -- Grant slots to the tickets given, in the order tickets reached Redis; say when to ask again.
+-- ARGV: limit, unit, active_hold, ticket_ttl, floor_ttl, process, how many tickets to drop; then
+-- the tickets to drop, and the tickets waiting.
 local held, active, queue, seen, seq, state, floors = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local processes = KEYS[8]
+local processes, hold_floors = KEYS[8], KEYS[9]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local limit, unit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local active_hold, ticket_ttl, floor_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local process = ARGV[6]
+local tickets_from = 8 + tonumber(ARGV[7])
+-- Tickets no longer waiting (given up on, or served by the fallback) leave the line at once.
+for i = 8, tickets_from - 1 do
+  redis.call('ZREM', queue, ARGV[i])
+  redis.call('ZREM', seen, ARGV[i])
+end
 local blocked = tonumber(redis.call('HGET', state, 'blocked_until') or '0')
 if now < blocked then
   return {'blocked', tostring(now), tostring(blocked - now), redis.call('HGET', state, 'block_reason') or ''}
 end
+for _, lease in ipairs(redis.call('ZRANGEBYSCORE', held, '-inf', now)) do redis.call('HDEL', hold_floors, lease) end
 redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
 redis.call('ZREMRANGEBYSCORE', active, '-inf', now)
 for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', seen, '-inf', now - ticket_ttl)) do
   redis.call('ZREM', queue, ticket)
   redis.call('ZREM', seen, ticket)
 end
+-- The least path floor among the processes asking lately: one that has not told its own may
+-- be next to the exchange, so then it is 0.
+redis.call('ZADD', processes, now, process)
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', processes, '-inf', now - floor_ttl)) do
+  redis.call('HDEL', floors, gone)
+end
+redis.call('ZREMRANGEBYSCORE', processes, '-inf', now - floor_ttl)
+local least = nil
+for _, other in ipairs(redis.call('ZRANGE', processes, 0, -1)) do
+  local value = redis.call('HGET', floors, other)
+  local floor = 0
+  if value then
+    local sep = string.find(value, ':', 1, true)
+    local at = tonumber(string.sub(value, sep + 1))
+    if now - at <= floor_ttl then floor = tonumber(string.sub(value, 1, sep - 1)) end
+  end
+  if least == nil or floor < least then least = floor end
+end
+-- A hold set from its process's floor `own` subtracts (own + least) / 2 when another path is
+-- faster (its requests may arrive sooner after leaving). Every hold of `hold_floors` subtracts
+-- at most what the least stored in `state` allows; when the least drops below it (a faster
+-- process joins, or one forgets its path), the holds already set are lengthened before any
+-- grant. They are at most `limit` plus the abandoned ones: the loop is short.
+local applied = tonumber(redis.call('HGET', state, 'least') or '')
+if applied == nil or least < applied then
+  local entries = redis.call('HGETALL', hold_floors)
+  for i = 1, #entries, 2 do
+    local lease, value = entries[i], entries[i + 1]
+    local sep = string.find(value, ':', 1, true)
+    local own, subtracted = tonumber(string.sub(value, 1, sep - 1)), tonumber(string.sub(value, sep + 1))
+    local wanted = own
+    if least < own then wanted = (own + least) / 2 end
+    if wanted < subtracted then
+      local until_ = redis.call('ZSCORE', held, lease)
+      if until_ then
+        redis.call('ZADD', held, tonumber(until_) + subtracted - wanted, lease)
+        redis.call('HSET', hold_floors, lease, tostring(own) .. ':' .. tostring(wanted))
+      else
+        redis.call('HDEL', hold_floors, lease)
+      end
+    end
+  end
+end
+redis.call('HSET', state, 'least', tostring(least))
 local mine = {}
-for i = 7, #ARGV do
+for i = tickets_from, #ARGV do
   local ticket = ARGV[i]
   mine[ticket] = true
   if not redis.call('ZSCORE', queue, ticket) then
@@ -46,7 +100,7 @@ if now >= paused and taken < share then
 end
 local retry = -1
 local first = nil
-for i = 7, #ARGV do
+for i = tickets_from, #ARGV do
   local rank = redis.call('ZRANK', queue, ARGV[i])
   if rank and (first == nil or rank < first) then first = rank end
 end
@@ -59,21 +113,6 @@ if first ~= nil then
     if need >= 1 and holds[2] then retry = tonumber(holds[2]) - now end
   end
 end
--- The least path floor among the processes asking lately: one that has not told its own may
--- be next to the exchange, so then it is 0.
-redis.call('ZADD', processes, now, ARGV[6])
-redis.call('ZREMRANGEBYSCORE', processes, '-inf', now - floor_ttl)
-local least = ''
-for _, process in ipairs(redis.call('ZRANGE', processes, 0, -1)) do
-  local value = redis.call('HGET', floors, process)
-  local floor = 0
-  if value then
-    local sep = string.find(value, ':', 1, true)
-    local at = tonumber(string.sub(value, sep + 1))
-    if now - at <= floor_ttl then floor = tonumber(string.sub(value, 1, sep - 1)) end
-  end
-  if least == '' or floor < least then least = floor end
-end
-local reply = {'ok', tostring(now), tostring(retry), tostring(least), tostring(taken), tostring(share)}
+local reply = {'ok', tostring(now), tostring(retry), tostring(taken), tostring(share)}
 for _, ticket in ipairs(granted) do table.insert(reply, ticket) end
 return reply
