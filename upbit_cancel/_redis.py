@@ -241,7 +241,7 @@ class RedisLimiter:
 
     @property
     def capacity(self) -> int:
-        """Requests let out per window when idle, for all processes together: ``limit``."""
+        """Requests let out per window when idle, for all processes together (``limit``)."""
         return self.limit
 
     @property
