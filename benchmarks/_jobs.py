@@ -26,7 +26,7 @@ Jobs:
     ``"collect": true``) against a fake with a raised limit; reports the peak resident memory
     against the memory before the run. A warm-up batch of `WARM_UP` ids goes first, so that the
     connection pool, the resolver's threads and their allocator arenas are in the baseline
-    rather than in the growth.
+    rather than in the growth; the peak is counted from the end of the warm-up on (Linux).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from benchmarks._metrics import (
     median,
     peak_rss_bytes,
     requests_needed,
+    reset_peak_rss,
 )
 from upbit_cancel import BatchCanceller, BatchResult, Progress, SlidingWindowLimiter, UpbitSession
 from upbit_cancel._ids import label
@@ -378,6 +379,8 @@ async def job_stream(parameters: Mapping[str, Any]) -> None:
         gc.collect()
         requests_before = session.requests_sent
         baseline = current_rss_bytes()
+        # The peak of this batch alone, not of the warm-up nor of the process's start.
+        peak_reset = reset_peak_rss()
         cpu_started = time.process_time()
         started = time.perf_counter()
         seen = chunks = 0
@@ -404,6 +407,7 @@ async def job_stream(parameters: Mapping[str, Any]) -> None:
             "cpu_seconds": cpu,
             "baseline_rss_bytes": baseline,
             "peak_rss_bytes": peak,
+            "peak_reset": peak_reset,
             "growth_bytes": growth,
             "bytes_per_id": None if growth is None else growth / count,
         }

@@ -81,10 +81,28 @@ def median(values: Sequence[float]) -> float:
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident set size so far, in bytes."""
+    """This process's peak resident set size, in bytes: since the last `reset_peak_rss`, or
+    since the process began (Linux: ``VmHWM``; elsewhere the whole life's ``ru_maxrss``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def reset_peak_rss() -> bool:
+    """Count the peak resident set from now on; False where that cannot be done (not Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")  # resets the peak resident set size (Linux 4.0 and later)
+    except OSError:
+        return False
+    return True
 
 
 def current_rss_bytes() -> int | None:

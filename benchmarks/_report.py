@@ -522,10 +522,16 @@ def cost_section(
             *limiter_cost_parts(limiter_cost),
             "Memory: upbit_cancel's peak resident set while `BatchCanceller.stream` takes N "
             "generated uuids from a generator (unknown to the exchange, which leaves them out of "
-            "its answers), one process per N. Growth is the peak over the resident set just "
-            "before the batch (taken after a warm-up batch); bytes per extra id compare the "
-            "growth with that of the previous N. `collect` is `cancel()`, which keeps every "
-            "result.",
+            "its answers), one process per N. A warm-up batch goes first; then the resident set "
+            "is taken and the peak is reset (Linux's `/proc/self/clear_refs`), so the peak is "
+            "the batch's own. Growth is that peak over the resident set before the batch; bytes "
+            "per extra id compare the growth with that of the previous N. `collect` is "
+            "`cancel()`, which keeps every result."
+            + (
+                ""
+                if all(entry.get("peak_reset", True) for entry in memory)
+                else " Here the peak could not be reset: it is the process's whole life's."
+            ),
             table(
                 [
                     "mode",

@@ -24,13 +24,12 @@ import argparse
 import asyncio
 import json
 import os
-import resource
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks._metrics import peak_rss_bytes
 from benchmarks._peers import CLIENTS, preload, probe_ccxt_list_encoding
 
 #: The client name that probes ccxt's list encoding rather than cancelling every order.
@@ -47,9 +46,7 @@ def read_uuids(path: Path) -> list[str]:
 
 def peak_rss_mb() -> float:
     """This process's peak resident set size, in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    return peak_rss_bytes() / (1024 * 1024)
 
 
 def _parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
