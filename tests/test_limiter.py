@@ -9,7 +9,7 @@ from typing import Literal
 
 import pytest
 from aiolimiter import AsyncLimiter
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tests._clock import VirtualClock, run_virtual
@@ -452,13 +452,25 @@ def test_holding_until_the_latest_arrival_never_crowds_a_window(
     warm: bool,
     requests: list[tuple[float, float, float, float, Ending]],
 ) -> None:
-    """Whatever the delays, as long as none beats the path's least ones: at most `limit` per window.
+    """Whatever the delays, as long as none beats the path's least ones and the floor they make
+    is seen: at most `limit` per window.
 
-    With `warm`, eight requests first take exactly the least delays, so the limiter has seen the
-    path's floor; without, it starts from nothing and must fall back on the answers. Abandoned
-    requests arrive up to max_transit after their lease ended.
+    The floor is ``least_in + least_back``; the limiter learns it from the least round trip of
+    the last few windows, so a round trip taking both least delays must be among them (the
+    assumption the limiter documents: without it, a way there that is fast in one request and a
+    way back fast in another, never both at once, add up to less than any round trip seen).
+    Every other request takes the least delays, and an example where such a round trip is still
+    missing from the limiter's horizon when a hold is set is discarded. With `warm`, eight
+    requests first take exactly the least delays; without, the limiter starts from nothing and
+    must fall back on the answers. Abandoned requests arrive up to max_transit after their lease
+    ended.
     """
     max_transit = least_in + 0.2
+    floor = least_in + least_back
+    horizon = max(5.0, 5 * window)  # as SlidingWindowLimiter's path observer keeps them
+
+    # (answered at, round trip) of every answered request.
+    trips: list[tuple[float, float]] = []
 
     async def main(clock: VirtualClock) -> list[float]:
         limiter = SlidingWindowLimiter(limit, window, margin=margin, max_transit=max_transit)
@@ -479,16 +491,20 @@ def test_holding_until_the_latest_arrival_never_crowds_a_window(
                     arrival = clock.now + min(delay_in - giving_up, max_transit)
                     arrivals.append(arrival)
                     return
+                sent = clock.now
                 await asyncio.sleep(delay_in)
                 arrivals.append(clock.now)
                 await asyncio.sleep(least_back + extra_back)
                 lease.answered(OK)
+                trips.append((clock.now, clock.now - sent))
 
         if warm:
             for _ in range(8):
                 await one(0.0, 0.0, 0.0, "answered")
         tasks = []
-        for gap, departure, extra_in, extra_back, end in requests:
+        for index, (gap, departure, extra_in, extra_back, end) in enumerate(requests):
+            if index % 2 == 0:
+                extra_in, extra_back, end = 0.0, 0.0, "answered"
             await asyncio.sleep(gap)
             tasks.append(asyncio.create_task(one(departure, extra_in, extra_back, end)))
             await asyncio.sleep(0)
@@ -496,6 +512,16 @@ def test_holding_until_the_latest_arrival_never_crowds_a_window(
         return arrivals
 
     arrivals = run_virtual(main)
+    # Each hold is set when its request is answered: the floor must be in view then.
+    assume(
+        all(
+            any(
+                answered - horizon <= seen <= answered and trip <= floor + EPSILON
+                for seen, trip in trips
+            )
+            for answered, _ in trips
+        )
+    )
     assert most_in_any_window(arrivals, window - EPSILON) <= limit
 
 
