@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from upbit_cancel import (
     BlockedError,
     Feedback,
     RedisLimiter,
+    SessionClosedError,
     UpbitSession,
 )
 from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord
@@ -521,3 +524,75 @@ async def test_a_killed_process_leaves_no_stuck_budget(redis_url: str, tmp_path:
         )
         for lease in leases:
             lease.release()
+
+
+async def test_a_process_far_back_in_line_waits_instead_of_asking_again_and_again(
+    redis_url: str,
+) -> None:
+    """A process whose requests wait behind another's, several windows' worth, is told so: it
+    asks again a few times a second at most, not every few milliseconds."""
+    acquire_sha = hashlib.sha1(
+        (resources.files("upbit_cancel") / "_lua" / "acquire.lua").read_text("utf-8").encode()
+    ).hexdigest()
+    asked = 0
+    client = redis.asyncio.Redis.from_url(redis_url)
+    evalsha = client.evalsha
+
+    def counted(sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        nonlocal asked
+        asked += sha == acquire_sha
+        return evalsha(sha, numkeys, *keys_and_args)
+
+    vars(client)["evalsha"] = counted
+
+    async def take(limiter: RedisLimiter) -> None:
+        lease = await limiter.acquire()
+        with lease:
+            lease.sending()
+            lease.answered(Feedback(200))
+
+    try:
+        async with (
+            RedisLimiter(redis_url, account="main", limit=5, window=0.5) as first,
+            RedisLimiter(redis_url, account="main", limit=5, window=0.5) as ahead,
+            RedisLimiter(client, account="main", limit=5, window=0.5) as behind,
+        ):
+            await asyncio.gather(*(take(first) for _ in range(5)))
+            waiting_ahead = asyncio.gather(*(take(ahead) for _ in range(10)))
+            # Until the ten are in line: only Redis can tell.
+            queued = 0
+            while queued < 10:
+                await asyncio.sleep(0.005)
+                queued = sum([await client.zcard(key) for key in await client.keys("*:queue")])
+            asked = 0
+            # Five more behind those ten and the five held: two windows (1 s) to wait.
+            await asyncio.gather(*(take(behind) for _ in range(5)))
+            await waiting_ahead
+    finally:
+        await client.aclose()
+    # Asking every 20 ms would be about fifty calls; a few a second is under ten.
+    assert asked <= 15
+
+
+async def test_a_limiter_closed_under_a_batch_settles_every_id_and_logs_no_error(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caller closes its RedisLimiter mid-batch: what was sent is reported, the rest is
+    unresolved with a clear error; no exception group, no failed task in the log."""
+    caplog.set_level(logging.WARNING, logger="upbit_cancel")
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(2000)
+        limiter = RedisLimiter(redis_url, account="main")
+        async with session_for(fake, limiter) as session:
+            batch = asyncio.ensure_future(BatchCanceller(session).cancel(uuids=uuids))
+            await fake.wait_for(lambda fake: fake.received >= 40)
+            await limiter.aclose()
+            result = await batch
+    placed = [order.uuid for order in (*result.success.orders, *result.failed.orders)]
+    placed += [entry.id for entry in result.unresolved]
+    assert sorted(placed) == sorted(uuids)
+    assert result.success.count == fake.state_counts()["cancel"]
+    assert result.unresolved
+    assert all(isinstance(entry.error, SessionClosedError) for entry in result.unresolved)
+    assert "closed" in str(result.unresolved[0].error)
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]

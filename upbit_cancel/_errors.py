@@ -94,7 +94,8 @@ def _rebuild(cls: type[UpbitError], args: tuple[Any, ...], state: dict[str, Any]
 
 
 class SessionClosedError(UpbitError, RuntimeError):
-    """The session was closed with ``aclose()``; create a new ``UpbitSession``."""
+    """The session was closed with ``aclose()``, or something it sends through was closed under
+    it (the ``http_session`` it was given, or a :class:`RedisLimiter`); create new ones."""
 
 
 class InvalidIdError(UpbitError, ValueError):

@@ -19,10 +19,10 @@ Every grant and every release is one Lua script (in ``_lua/``), timed by the Red
 an active lease for ``max_transit`` plus a window past its last renewal, so a process that dies
 costs the others that much capacity, never a stuck budget; a live process renews its active leases
 twice a second. Requests waiting for a slot queue in Redis in the order they reached it, and a slot
-goes to the head of that queue: no process starves another. A waiting process asks again when Redis
-says the next slot frees (or shortly, while the slots are held by requests still in flight), not
-blindly. A hold set from a process's path floor subtracts less when another process's path is
-faster, and is lengthened when such a process joins later (``acquire.lua``).
+goes to the head of that queue: no process starves another. A waiting process asks again when
+Redis says its turn can come at the earliest (or shortly, while the slots are held by requests
+still in flight), not blindly. A hold set from a process's path floor subtracts less when another
+process's path is faster, and is lengthened when such a process joins later (``acquire.lua``).
 
 When Redis cannot be reached, answers slower than its timeout or answers with an error (a
 read-only replica after a failover, out of memory, a missing permission), the limiter falls back
@@ -47,7 +47,7 @@ from importlib import resources
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._errors import BlockedError
+from ._errors import BlockedError, SessionClosedError
 from ._feedback import FeedbackPolicy
 from ._hold import hold_until
 from ._limiter import Lease
@@ -67,6 +67,9 @@ _RENEW_EVERY = 0.5
 _TICKET_TTL = 1.5
 #: How soon to ask again while every slot is held by a request still in flight, in seconds.
 _POLL = 0.02
+#: The longest a waiting process goes without asking again, in seconds: requests ahead of its
+#: own may leave the line, and a share halved after a 429 grows back.
+_ASK_AT_LEAST_EVERY = 0.25
 #: How often to try Redis again while falling back, in seconds.
 _RETRY_REDIS = 1.0
 #: A floor another process reported is used for this long, in seconds.
@@ -354,7 +357,12 @@ class RedisLimiter:
         self._closed = True
         for waiter in self._waiters.values():
             if not waiter.done():
-                waiter.cancel()
+                waiter.set_exception(
+                    SessionClosedError(
+                        "this RedisLimiter was closed while the request waited for a slot; "
+                        "it was not sent"
+                    )
+                )
         for task in (self._driver, self._renewer):
             if task is not None:
                 task.cancel()
@@ -394,7 +402,7 @@ class RedisLimiter:
                 )
             self._loop = loop
         if self._closed:
-            raise RuntimeError("this RedisLimiter is closed; create a new one")
+            raise SessionClosedError("this RedisLimiter is closed; create a new one")
         return loop
 
     def _keys(self, *names: str) -> list[str]:
@@ -429,7 +437,7 @@ class RedisLimiter:
         stopped the driver."""
         loop = self._bind()
         try:
-            while self._waiters or self._dropped:
+            while (self._waiters or self._dropped) and not self._closed:
                 if not self._degraded or loop.time() >= self._retry_at:
                     await self._ask_redis(loop)
                 elif self._waiters:
@@ -479,6 +487,8 @@ class RedisLimiter:
                 ],
             )
         except self._failures as error:
+            if self._closed:
+                return  # closed meanwhile, its connection with it: nothing left to grant
             self._dropped.extendleft(reversed(dropped))
             self._fall_back(error)
             return
@@ -504,7 +514,7 @@ class RedisLimiter:
                 served.set_result(lease)
         if self._waiters:
             delay = retry if retry > 0 else _POLL
-            await asyncio.sleep(min(max(delay, 0.001), 0.25))
+            await asyncio.sleep(min(max(delay, 0.001), _ASK_AT_LEAST_EVERY))
 
     async def _serve_from_fallback(self) -> None:
         """Grant the oldest waiting ticket a slot of the fallback's share, unless Redis is due

@@ -108,9 +108,19 @@ if first ~= nil then
   if now < paused then
     retry = paused - now
   else
+    -- `need` slots must free before the first waiting ticket's turn: the need-th hold to end,
+    -- if that many are held (a slot still in flight frees after its answer: ask again shortly).
+    -- Beyond the slots taken now, every slot frees at most once a window (a slot granted
+    -- again holds at least that long): no sooner than a window from now, and one more window
+    -- per `limit` slots after that. (`need` < 1: a free slot waits for a ticket of another
+    -- process ahead in line, which asks for it shortly.)
     local need = taken - share + first + 1
-    local holds = redis.call('ZRANGE', held, need - 1, need - 1, 'WITHSCORES')
-    if need >= 1 and holds[2] then retry = tonumber(holds[2]) - now end
+    if need > taken then
+      retry = (1 + math.floor((need - taken - 1) / limit)) * unit
+    elseif need >= 1 then
+      local holds = redis.call('ZRANGE', held, need - 1, need - 1, 'WITHSCORES')
+      if holds[2] then retry = tonumber(holds[2]) - now end
+    end
   end
 end
 local reply = {'ok', tostring(now), tostring(retry), tostring(taken), tostring(share)}
