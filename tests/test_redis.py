@@ -596,3 +596,56 @@ async def test_a_limiter_closed_under_a_batch_settles_every_id_and_logs_no_error
     assert all(isinstance(entry.error, SessionClosedError) for entry in result.unresolved)
     assert "closed" in str(result.unresolved[0].error)
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_a_limiter_closed_with_requests_waiting_and_in_flight_can_be_replaced(
+    redis_url: str,
+) -> None:
+    """Closed while one request waits and another is in flight: the waiter is told, and once
+    the request in flight ends, a new session and limiter of the key start in the same loop."""
+    keys = ("A" * 40, "S" * 40)
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        first = RedisLimiter(redis_url, account="main", limit=1)
+        async with UpbitSession(*keys, limiter=first):
+            lease = await first.acquire()
+            lease.sending()
+            waiting = asyncio.ensure_future(first.acquire())
+            queued = 0
+            while queued < 1:
+                await asyncio.sleep(0.005)
+                queued = sum([await admin.zcard(key) for key in await admin.keys("*:queue")])
+            await first.aclose()
+            with pytest.raises(SessionClosedError, match="closed while the request waited"):
+                await waiting
+            lease.answered(Feedback(200))
+            lease.release()
+        assert first.idle
+        async with (
+            RedisLimiter(redis_url, account="main", limit=1) as second,
+            UpbitSession(*keys, limiter=second),
+        ):
+            pass
+    finally:
+        await admin.aclose()
+
+
+async def test_a_release_failing_as_the_limiter_closes_logs_no_error(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis stalls while a release is on its way and the limiter closes meanwhile: the release
+    gives up quietly (its slot lapses in Redis), no failed task in the log."""
+    caplog.set_level(logging.WARNING, logger="upbit_cancel")
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        limiter = RedisLimiter(redis_url, account="main", timeout=0.2)
+        lease = await limiter.acquire()
+        lease.sending()
+        lease.answered(Feedback(200))
+        await admin.client_pause(500, all=True)
+        lease.release()  # told to Redis in the background, which does not answer in time
+        await asyncio.sleep(0)
+        await limiter.aclose()
+    finally:
+        await admin.aclose()
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]

@@ -68,8 +68,8 @@ _TICKET_TTL = 1.5
 #: How soon to ask again while every slot is held by a request still in flight, in seconds.
 _POLL = 0.02
 #: The longest a waiting process goes without asking again, in seconds: requests ahead of its
-#: own may leave the line, and a share halved after a 429 grows back.
-_ASK_AT_LEAST_EVERY = 0.25
+#: own may leave the line or free their slots unsent, and a share halved after a 429 grows back.
+_ASK_AT_LEAST_EVERY = 0.1
 #: How often to try Redis again while falling back, in seconds.
 _RETRY_REDIS = 1.0
 #: A floor another process reported is used for this long, in seconds.
@@ -297,7 +297,9 @@ class RedisLimiter:
     def release(self, lease: Lease) -> None:
         """Learn from the answer; tell Redis, in the background, how long the slot stays taken."""
         if self._closed:
-            return  # its slot expires in Redis on its own
+            if lease.handle is not None:
+                self._active.discard(lease.handle)  # its slot expires in Redis on its own
+            return
         loop = self._bind()
         now = loop.time()
         ticket = lease.handle
@@ -363,6 +365,7 @@ class RedisLimiter:
                         "it was not sent"
                     )
                 )
+        self._waiters.clear()
         for task in (self._driver, self._renewer):
             if task is not None:
                 task.cancel()
@@ -609,6 +612,8 @@ class RedisLimiter:
         )
 
     def _fall_back(self, error: BaseException) -> None:
+        if self._closed:
+            return  # a call that failed as the limiter closed: nothing left to serve
         loop = self._bind()
         now = loop.time()
         self._retry_at = now + _RETRY_REDIS
