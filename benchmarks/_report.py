@@ -1169,7 +1169,7 @@ def render(results: Mapping[str, Any]) -> str:
     )
     header = (
         f"# Benchmarks ({'quick' if quick else 'full'} run)\n\n"
-        f"{meta['date']} on {meta['cpus']} x {meta['cpu_model']}, {meta['platform']}, "
+        f"{meta['date']} on {meta['cpus']} CPUs ({meta['cpu_model']}), {meta['platform']}, "
         f"Python {meta['python']}; {packages}"
         + (f"; commit {meta['commit']}" if meta.get("commit") else "")
         + (" with uncommitted library changes" if meta.get("uncommitted") else "")
