@@ -530,7 +530,7 @@ async def test_a_process_far_back_in_line_waits_instead_of_asking_again_and_agai
     redis_url: str,
 ) -> None:
     """A process whose requests wait behind another's, several windows' worth, is told so: it
-    asks again a few times a second at most, not every few milliseconds."""
+    asks again ten times a second at most, not every few milliseconds."""
     acquire_sha = hashlib.sha1(
         (resources.files("upbit_cancel") / "_lua" / "acquire.lua").read_text("utf-8").encode()
     ).hexdigest()
@@ -570,8 +570,8 @@ async def test_a_process_far_back_in_line_waits_instead_of_asking_again_and_agai
             await waiting_ahead
     finally:
         await client.aclose()
-    # Asking every 20 ms would be about fifty calls; a few a second is under ten.
-    assert asked <= 15
+    # Asking every 20 ms would be about fifty calls; ten a second at most, about twenty.
+    assert asked <= 30
 
 
 async def test_a_limiter_closed_under_a_batch_settles_every_id_and_logs_no_error(
