@@ -278,25 +278,7 @@ def error_from_response(
 
 
 # Tracebacks, reprs and pickles name the errors where users import them from.
-for _public in (
-    APIError,
-    AuthenticationError,
-    BlockedError,
-    ConnectError,
-    ConnectionLostError,
-    InvalidIdError,
-    InvalidRequestError,
-    MalformedResponseError,
-    MarketOfflineError,
-    NotSentError,
-    OrderNotFoundError,
-    OutOfScopeError,
-    OutcomeUnknownError,
-    RateLimitError,
-    ResponseTimeoutError,
-    ServerError,
-    SessionClosedError,
-    UnresolvedError,
-    UpbitError,
-):
-    _public.__module__ = "upbit_cancel"
+for _name in __all__:
+    _public = globals()[_name]
+    if isinstance(_public, type):
+        _public.__module__ = "upbit_cancel"
