@@ -115,7 +115,7 @@ class SeveralCase:
 
 def _script_names() -> dict[str, str]:
     """RedisLimiter's scripts by the SHA-1 redis-py calls them by (``EVALSHA``)."""
-    folder = resources.files("upbit_cancel") / "_lua"
+    folder = resources.files("upbit_cancel._limiter.redis")
     return {
         hashlib.sha1((folder / f"{name}.lua").read_text("utf-8").encode()).hexdigest(): name
         for name in SCRIPTS

@@ -349,7 +349,7 @@ async def test_an_empty_input_is_an_empty_result(fake: FakeUpbit) -> None:
     """Nothing to cancel: nothing sent, an empty result."""
     async with session_for(fake) as session:
         result = await BatchCanceller(session).cancel(uuids=[])
-    assert (result.success.count, result.failed.count, result.unresolved) == (0, 0, ())
+    assert (result.success.count, result.failed.count, result.unresolved.count) == (0, 0, 0)
     assert fake.records == []
 
 

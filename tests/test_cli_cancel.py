@@ -13,9 +13,15 @@ from typing import Any
 
 import pytest
 
-from upbit_cancel import BlockedError, InvalidIdError, ServerError, UnresolvedOrder
-from upbit_cancel import _report as report
+from upbit_cancel import (
+    BlockedError,
+    InvalidIdError,
+    ServerError,
+    UnresolvedList,
+    UnresolvedOrder,
+)
 from upbit_cancel._cli import main
+from upbit_cancel._cli import output as report
 from upbit_cancel.testing import FakeUpbit
 
 UNKNOWN_UUID = "cdd92199-2897-4e14-9448-f923320408ad"
@@ -440,10 +446,12 @@ def test_error_json_carries_status_name_and_block_time() -> None:
 
 def test_unresolved_breakdown_counts_each_reason() -> None:
     """The summary line counts unresolved ids per reason, in order of first appearance."""
-    unresolved = (
-        UnresolvedOrder("a", None),
-        UnresolvedOrder("b", ServerError("down", status=502, name=None)),
-        UnresolvedOrder("c", None),
+    unresolved = UnresolvedList(
+        (
+            UnresolvedOrder("a", None),
+            UnresolvedOrder("b", ServerError("down", status=502, name=None)),
+            UnresolvedOrder("c", None),
+        )
     )
     assert report.unresolved_breakdown(unresolved) == "2 unknown to the exchange, 1 ServerError"
 
@@ -613,7 +621,7 @@ def test_a_long_id_folds_instead_of_squeezing_the_reasons() -> None:
     """A line holding two uuids is one malformed id: it folds, the reason stays readable."""
     long_id = f"{UNKNOWN_UUID}, {UNKNOWN_UUID}"
     table = report.unresolved_table(
-        (UnresolvedOrder(long_id, InvalidIdError(f"malformed uuid {long_id!r}")),)
+        UnresolvedList((UnresolvedOrder(long_id, InvalidIdError(f"malformed uuid {long_id!r}")),))
     )
     assert table is not None
     out = io.StringIO()

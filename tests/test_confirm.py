@@ -176,7 +176,7 @@ async def test_confirm_works_on_an_earlier_result() -> None:
             assert result.states == {}
             confirmed = await batch.confirm(result)
         assert dict(confirmed.states) == dict.fromkeys(uuids, "cancel")
-        assert batch.last_result is confirmed
+        assert batch.last_result == confirmed
         assert confirmed.requests > result.requests
 
 

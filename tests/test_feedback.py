@@ -9,9 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from upbit_cancel import Feedback, RemainingReq
-from upbit_cancel._feedback import FeedbackPolicy
-from upbit_cancel._hold import hold_until
-from upbit_cancel._responses import DEFAULT_BLOCK_SECONDS
+from upbit_cancel._limiter.feedback import DEFAULT_BLOCK_SECONDS, FeedbackPolicy
+from upbit_cancel._limiter.hold import hold_until
 
 
 def policy() -> FeedbackPolicy:

@@ -17,17 +17,20 @@ from hypothesis.stateful import (
 )
 
 from upbit_cancel import (
+    BatchResult,
     CancelResult,
     InvalidIdError,
     MalformedResponseError,
     NotSentError,
+    Order,
     OrderEntry,
     OrderList,
     OutcomeUnknownError,
+    UnresolvedOrder,
 )
+from upbit_cancel._batch.ledger import Chunk, Intake, Ledger
+from upbit_cancel._batch.matching import chunk_result, match_answer
 from upbit_cancel._ids import MAX_IDENTIFIER_BYTES, id_problem, label
-from upbit_cancel._ledger import Chunk, Ledger
-from upbit_cancel._matching import match_answer
 
 UUIDS = [f"{n:08x}-0000-4000-8000-00000000abcd" for n in range(200)]
 
@@ -36,9 +39,14 @@ def entries(ids: list[str]) -> OrderList:
     return OrderList(tuple(OrderEntry(value, "SGD-BTC") for value in ids))
 
 
+def intake(kind: str, items: object, **options: bool) -> Intake:
+    """A run's intake into a new operation's ledger."""
+    return Intake(Ledger(kind, started=0.0), items, **options)  # type: ignore[arg-type]
+
+
 def test_duplicates_are_read_once_and_chunks_hold_twenty_valid_ids() -> None:
     """First occurrence wins; each chunk carries up to 20 ids to send, malformed ones beside."""
-    ledger = Ledger("uuids", [*UUIDS[:25], "bad", UUIDS[0], *UUIDS[25:40]])
+    ledger = intake("uuids", [*UUIDS[:25], "bad", UUIDS[0], *UUIDS[25:40]])
     first, second = ledger.next_chunk(), ledger.next_chunk()
     assert first is not None
     assert second is not None
@@ -58,7 +66,7 @@ def test_a_failing_iterable_ends_the_input_and_keeps_what_it_gave() -> None:
         yield from UUIDS[:3]
         raise OSError("gone")
 
-    ledger = Ledger("uuids", ids())
+    ledger = intake("uuids", ids())
     chunk = ledger.next_chunk()
     assert chunk is not None
     assert chunk.valid == UUIDS[:3]
@@ -69,7 +77,7 @@ def test_a_failing_iterable_ends_the_input_and_keeps_what_it_gave() -> None:
 
 def test_a_chunk_is_settled_once_only() -> None:
     """Settling twice is a bug the ledger refuses loudly."""
-    ledger = Ledger("uuids", UUIDS[:5])
+    ledger = intake("uuids", UUIDS[:5])
     chunk = ledger.next_chunk()
     assert chunk is not None
     ledger.settle_answer(chunk, CancelResult(success=entries(UUIDS[:5])))
@@ -79,11 +87,11 @@ def test_a_chunk_is_settled_once_only() -> None:
 
 def test_finish_settles_open_chunks_and_lists_a_collections_rest() -> None:
     """Interrupted: sent chunks are unknown, unsent ones not sent, a list's unread ids too."""
-    ledger = Ledger("uuids", UUIDS[:60])
+    ledger = intake("uuids", UUIDS[:60])
     sent, waiting = ledger.next_chunk(), ledger.next_chunk()
     assert sent is not None
     assert waiting is not None
-    sent.mark_sent()
+    sent.sending()
 
     def reason(chunk: Chunk) -> OutcomeUnknownError | NotSentError:
         if chunk.sent:
@@ -91,7 +99,7 @@ def test_finish_settles_open_chunks_and_lists_a_collections_rest() -> None:
         return NotSentError("not sent", ids=chunk.valid)
 
     ledger.finish(reason, drain=True)
-    result = ledger.result(requests=1, rate_limited=0, elapsed=0.0)
+    result = ledger.ledger.result(0.0)
     assert [entry.id for entry in result.unresolved] == UUIDS[:60]
     kinds = [type(entry.error) for entry in result.unresolved]
     assert kinds == [OutcomeUnknownError] * 20 + [NotSentError] * 40
@@ -100,10 +108,10 @@ def test_finish_settles_open_chunks_and_lists_a_collections_rest() -> None:
 def test_an_iterators_unread_ids_are_not_read_on_interruption() -> None:
     """Reading on would consume ids the caller may still want: an iterator is left alone."""
     source = iter(UUIDS[:60])
-    ledger = Ledger("uuids", source)
+    ledger = intake("uuids", source)
     assert ledger.next_chunk() is not None
     ledger.finish(lambda chunk: NotSentError("not sent", ids=chunk.valid), drain=True)
-    assert len(ledger.result(requests=0, rate_limited=0, elapsed=0.0).unresolved) == 20
+    assert ledger.ledger.result(0.0).unresolved.count == 20
     assert next(source) == UUIDS[20]
 
 
@@ -113,15 +121,16 @@ def test_answers_are_matched_by_identifier_and_contradictions_stay_unresolved() 
         success=OrderList((OrderEntry("u1", "SGD-BTC", "a"), OrderEntry("u2", "SGD-BTC", "b"))),
         failed=OrderList((OrderEntry("u2", "SGD-BTC", "b"),)),
     )
-    result = match_answer(
+    ids = ["a", "b", "c"]
+    outcome = match_answer(
         "identifiers",
-        index=0,
-        ids=["a", "b", "c"],
+        ids=ids,
         sent=["a", "b", "c"],
         invalid={},
         answer=answer,
         after_unknown=False,
     )
+    result = chunk_result(0, ids, outcome)
     assert [order.identifier for order in result.success.orders] == ["a"]
     assert [entry.id for entry in result.unresolved] == ["b", "c"]
     assert isinstance(result.unresolved[0].error, MalformedResponseError)
@@ -153,13 +162,106 @@ def test_what_an_id_may_be(kind: str, item: object, problem: str | None) -> None
 
 def test_a_non_string_is_labelled_apart_from_the_string_it_resembles() -> None:
     """1001 and "1001" are two ids; results name the int so that it is recognisable."""
-    ledger = Ledger("identifiers", [1001, "1001", 1001, ["a"]])
+    ledger = intake("identifiers", [1001, "1001", 1001, ["a"]])
     chunk = ledger.next_chunk()
     assert chunk is not None
     assert chunk.ids == ["<int 1001>", "1001", "<list ['a']>"]
     assert chunk.valid == ["1001"]
     assert all(isinstance(entry.error, InvalidIdError) for entry in chunk.invalid.values())
     assert label("x" * 100) == "x" * 100
+
+
+def test_a_string_and_the_non_string_it_is_labelled_as_are_two_ids() -> None:
+    """1001 and "<int 1001>" share a name in results, never a place in the ledger."""
+    run = intake("identifiers", [1001, "<int 1001>"])
+    chunk = run.next_chunk()
+    assert chunk is not None
+    answer = CancelResult(success=OrderList((OrderEntry("u", "SGD-BTC", "<int 1001>"),)))
+    run.settle_answer(chunk, answer)
+    result = run.ledger.result(0.0)
+    assert [entry.id for entry in result.unresolved] == ["<int 1001>"]
+    assert isinstance(result.unresolved[0].error, InvalidIdError)
+    assert [order.identifier for order in result.success] == ["<int 1001>"]
+
+
+def test_a_second_cancels_answer_replaces_the_first_unless_it_never_left() -> None:
+    """Revising: what a second cancel answered stands, but a not-sent one changes nothing."""
+    run = intake("uuids", UUIDS[:3])
+    chunk = run.next_chunk()
+    assert chunk is not None
+    run.settle_unresolved(chunk, OutcomeUnknownError("lost", ids=chunk.valid))
+    ledger = run.ledger
+    again = Intake(ledger, UUIDS[:2], revising=True)
+    second = again.next_chunk()
+    assert second is not None
+    again.settle_answer(second, CancelResult(success=entries(UUIDS[:1])))
+    third = Intake(ledger, UUIDS[2:3], revising=True)
+    last = third.next_chunk()
+    assert last is not None
+    third.settle_unresolved(last, NotSentError("stopped", ids=last.valid))
+    result = ledger.result(0.0)
+    assert [order.uuid for order in result.success] == UUIDS[:1]
+    assert [entry.id for entry in result.unresolved] == UUIDS[1:3]
+    assert result.unresolved[0].error is None  # the second cancel's silence
+    assert isinstance(result.unresolved[1].error, OutcomeUnknownError)  # the first word
+    assert (ledger.done, ledger.success, ledger.unresolved) == (3, 1, 2)
+
+
+def test_a_reported_final_state_places_an_unresolved_id() -> None:
+    """Canceled and prevented into success, filled and unknown into failed; open stays."""
+    ids = UUIDS[:6]
+    run = intake("uuids", ids)
+    chunk = run.next_chunk()
+    assert chunk is not None
+    run.settle_unresolved(chunk, OutcomeUnknownError("lost", ids=chunk.valid))
+    ledger = run.ledger
+    ledger.asking(ids)
+    states = ["cancel", "prevented", "done", None, "wait", "trigger_wait"]
+    for value, state in zip(ids, states, strict=True):
+        order = None if state is None else Order(uuid=value, market="SGD-BTC", state=state)
+        ledger.learn(value, order)
+    ledger.confirmed = True
+    result = ledger.result(0.0)
+    assert [order.uuid for order in result.success] == ids[:2]
+    assert [order.uuid for order in result.failed] == ids[2:4]
+    assert result.failed[1].market == ""
+    assert [entry.id for entry in result.unresolved] == ids[4:]
+    assert result.placed_by_confirmation == frozenset(ids[:4])
+    assert result.states[ids[3]] == "not_found"
+    assert (ledger.success, ledger.failed, ledger.unresolved) == (2, 2, 2)
+
+
+def test_an_operation_counts_its_own_requests_and_429s() -> None:
+    """Attempts that left count as requests; 429 answers as rate limited; the rest nothing."""
+    ledger = Ledger("uuids", started=10.0)
+    ledger.ended(sent=True, status=200)
+    ledger.ended(sent=True, status=429)
+    ledger.ended(sent=False, status=None)
+    ledger.close(12.5)
+    result = ledger.result(99.0)
+    assert (result.requests, result.rate_limited, result.elapsed) == (2, 1, 2.5)
+
+
+def test_a_result_continues_as_a_ledger() -> None:
+    """confirm(result) starts from the result's places and counts; malformed names stay apart."""
+    bad = InvalidIdError("malformed", ids=("<int 1>",))
+    earlier = BatchResult(
+        success=entries(UUIDS[:2]),
+        unresolved=(UnresolvedOrder("<int 1>", bad), UnresolvedOrder(UUIDS[2])),
+        requests=3,
+        rate_limited=1,
+        elapsed=1.5,
+    )
+    ledger = Ledger.from_result(earlier, started=5.0)
+    assert ledger.well_formed() == UUIDS[:3]
+    ledger.close(6.0)
+    assert ledger.result(6.0) == attrs_evolve_elapsed(earlier, 2.5)
+
+
+def attrs_evolve_elapsed(result: BatchResult, elapsed: float) -> BatchResult:
+    import attrs
+
+    return attrs.evolve(result, elapsed=elapsed)
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -171,7 +273,7 @@ class LedgerMachine(RuleBasedStateMachine):
         super().__init__()
         self.produced: list[object] = []
         self.stream = False
-        self.ledger: Ledger | None = None
+        self.ledger: Intake | None = None
         self.handed: list[str] = []
         self.settled: set[int] = set()
         self.finished = False
@@ -190,7 +292,7 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def start(self, items: list[object], stream: bool) -> None:
         self.stream = stream
-        self.ledger = Ledger("uuids", self._source(items), keep=not stream)
+        self.ledger = intake("uuids", self._source(items), streaming=stream)
 
     @precondition(lambda self: self.ledger is not None and not self.finished)
     @rule(target=chunks)
@@ -205,20 +307,20 @@ class LedgerMachine(RuleBasedStateMachine):
         if chunk is None or chunk.index in self.settled:
             return
         if how == "error":
-            result = self.ledger.settle_unresolved(chunk, NotSentError("x", ids=chunk.valid))
+            self.ledger.settle_unresolved(chunk, NotSentError("x", ids=chunk.valid))
         else:
             lists = {how: entries(chunk.valid)} if how != "silence" else {}
-            result = self.ledger.settle_answer(chunk, CancelResult(**lists))
+            self.ledger.settle_answer(chunk, CancelResult(**lists))
         self.settled.add(chunk.index)
         if self.stream:
-            self.ledger.hand_over(result)
-            self.handed.extend(result.ids)
+            self.ledger.hand_over(chunk.index)
+            self.handed.extend(chunk.ids)
 
     @precondition(lambda self: self.ledger is not None and not self.finished)
     @rule(chunk=chunks)
     def mark_sent(self, chunk: Chunk | None) -> None:
         if chunk is not None:
-            chunk.mark_sent()
+            chunk.sending()
 
     @precondition(lambda self: self.ledger is not None and not self.finished)
     @rule()
@@ -245,16 +347,16 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         expected = list(dict.fromkeys(label(item) for item in self.produced))
         assert ledger.read == len(expected)
-        result = ledger.result(requests=0, rate_limited=0, elapsed=0.0)
+        result = ledger.ledger.result(0.0)
         listed = [order.uuid for order in (*result.success.orders, *result.failed.orders)]
         listed += [entry.id for entry in result.unresolved]
         assert len(listed) == len(set(listed))
-        assert ledger.done == len(listed) + len(self.handed)
+        assert ledger.ledger.done == len(listed) + len(self.handed)
         assert set(listed).isdisjoint(self.handed)
         if self.finished:
             assert ledger.open_chunks == 0
             assert sorted(listed + self.handed) == sorted(expected)
-        assert ledger.done <= ledger.read
+        assert ledger.ledger.done <= ledger.read
 
 
 TestLedgerMachine = LedgerMachine.TestCase

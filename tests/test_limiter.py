@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from tests._clock import VirtualClock, run_virtual
 from upbit_cancel import BlockedError, Feedback, Lease, Limiter, RemainingReq, SlidingWindowLimiter
-from upbit_cancel._aiolimiter import TokenBucketLimiter
-from upbit_cancel._hold import hold_until
+from upbit_cancel._limiter.bucket import TokenBucketLimiter
+from upbit_cancel._limiter.hold import hold_until
 
 EPSILON = 1e-9
 OK = Feedback(200)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from upbit_cancel import BatchCanceller, SlidingWindowLimiter, UpbitSession
-from upbit_cancel._network import PathObserver
+from upbit_cancel._limiter.path import PathObserver
 from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord
 
 

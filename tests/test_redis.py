@@ -393,7 +393,7 @@ async def test_an_unexpected_failure_reaches_every_waiter_and_is_logged(
         raise ZeroDivisionError("a fault nobody foresaw")
 
     async with RedisLimiter(redis_url, account="main") as limiter:
-        monkeypatch.setitem(limiter._scripts, "acquire", broken)
+        monkeypatch.setitem(limiter._scripts._scripts, "acquire", broken)
         outcomes = await asyncio.wait_for(
             asyncio.gather(*(limiter.acquire() for _ in range(3)), return_exceptions=True),
             timeout=10,
@@ -532,7 +532,7 @@ async def test_a_process_far_back_in_line_waits_instead_of_asking_again_and_agai
     """A process whose requests wait behind another's, several windows' worth, is told so: it
     asks again ten times a second at most, not every few milliseconds."""
     acquire_sha = hashlib.sha1(
-        (resources.files("upbit_cancel") / "_lua" / "acquire.lua").read_text("utf-8").encode()
+        (resources.files("upbit_cancel._limiter.redis") / "acquire.lua").read_text("utf-8").encode()
     ).hexdigest()
     asked = 0
     client = redis.asyncio.Redis.from_url(redis_url)

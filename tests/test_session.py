@@ -33,8 +33,8 @@ from upbit_cancel import (
     SlidingWindowLimiter,
     UpbitSession,
 )
-from upbit_cancel._responses import parse_remaining_req
-from upbit_cancel._signing import encode_query
+from upbit_cancel._http.answers import parse_remaining_req
+from upbit_cancel._http.signing import encode_query
 from upbit_cancel.testing import FakeUpbit, Faults
 
 UNKNOWN = "0000abcd-0000-4000-8000-000000000000"

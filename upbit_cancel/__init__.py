@@ -6,7 +6,7 @@ Example::
 
     async with UpbitSession(access_key, secret_key, region="sg") as session:
         result = await BatchCanceller(session).cancel(uuids=order_ids)
-        print(result.success.count, result.failed.count, len(result.unresolved))
+        print(result.success.count, result.failed.count, result.unresolved.count)
 """
 
 import importlib
@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._batch import BatchCanceller
+    from ._batch.canceller import BatchCanceller
     from ._errors import (
         APIError,
         AuthenticationError,
@@ -37,23 +37,22 @@ if TYPE_CHECKING:
         UnresolvedError,
         UpbitError,
     )
-    from ._limiter import Lease, Limiter
+    from ._http.session import UpbitSession
+    from ._limiter.contract import Feedback, Lease, Limiter, RemainingReq
+    from ._limiter.redis import RedisLimiter
+    from ._limiter.window import SlidingWindowLimiter
     from ._models import (
         BatchResult,
         CancelResult,
         ChunkResult,
-        Feedback,
         Order,
         OrderEntry,
         OrderList,
         Progress,
-        RemainingReq,
+        UnresolvedList,
         UnresolvedOrder,
     )
-    from ._redis import RedisLimiter
     from ._regions import REGIONS
-    from ._session import UpbitSession
-    from ._window import SlidingWindowLimiter
 
 try:
     #: The installed version of upbit_cancel.
@@ -70,18 +69,18 @@ _EXPORTS = {
     "REGIONS": "._regions",
     "APIError": "._errors",
     "AuthenticationError": "._errors",
-    "BatchCanceller": "._batch",
+    "BatchCanceller": "._batch.canceller",
     "BatchResult": "._models",
     "BlockedError": "._errors",
     "CancelResult": "._models",
     "ChunkResult": "._models",
     "ConnectError": "._errors",
     "ConnectionLostError": "._errors",
-    "Feedback": "._models",
+    "Feedback": "._limiter.contract",
     "InvalidIdError": "._errors",
     "InvalidRequestError": "._errors",
-    "Lease": "._limiter",
-    "Limiter": "._limiter",
+    "Lease": "._limiter.contract",
+    "Limiter": "._limiter.contract",
     "MalformedResponseError": "._errors",
     "MarketOfflineError": "._errors",
     "NotSentError": "._errors",
@@ -93,16 +92,17 @@ _EXPORTS = {
     "OutcomeUnknownError": "._errors",
     "Progress": "._models",
     "RateLimitError": "._errors",
-    "RedisLimiter": "._redis",
-    "RemainingReq": "._models",
+    "RedisLimiter": "._limiter.redis",
+    "RemainingReq": "._limiter.contract",
     "ResponseTimeoutError": "._errors",
     "ServerError": "._errors",
     "SessionClosedError": "._errors",
-    "SlidingWindowLimiter": "._window",
+    "SlidingWindowLimiter": "._limiter.window",
     "UnresolvedError": "._errors",
+    "UnresolvedList": "._models",
     "UnresolvedOrder": "._models",
     "UpbitError": "._errors",
-    "UpbitSession": "._session",
+    "UpbitSession": "._http.session",
 }
 
 
@@ -154,6 +154,7 @@ __all__ = [
     "SessionClosedError",
     "SlidingWindowLimiter",
     "UnresolvedError",
+    "UnresolvedList",
     "UnresolvedOrder",
     "UpbitError",
     "UpbitSession",

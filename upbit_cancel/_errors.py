@@ -36,11 +36,9 @@ their chain (which holds the request's headers). Errors pickle with all their fi
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ._models import UnresolvedOrder
+from typing import Any, Protocol
 
 __all__ = [
     "APIError",
@@ -63,6 +61,8 @@ __all__ = [
     "UnresolvedError",
     "UpbitError",
     "error_from_response",
+    "stops_the_account",
+    "with_ids",
 ]
 
 
@@ -218,13 +218,20 @@ class ServerError(APIError, OutcomeUnknownError):
     """HTTP 5xx: the exchange failed; whether it processed the request is unknown."""
 
 
+class _Unresolved(Protocol):
+    # What an unresolved entry (``UnresolvedOrder``) offers this module: its id.
+    @property
+    def id(self) -> str: ...
+
+
 class UnresolvedError(UpbitError):
     """Raised by :meth:`BatchResult.raise_for_unresolved` when some ids are unresolved."""
 
-    #: The unresolved entries, in input order.
-    unresolved: tuple[UnresolvedOrder, ...]
+    #: The unresolved entries (:class:`UnresolvedOrder`), in input order.
+    unresolved: tuple[Any, ...]
 
-    def __init__(self, unresolved: tuple[UnresolvedOrder, ...]) -> None:
+    def __init__(self, unresolved: Iterable[_Unresolved]) -> None:
+        unresolved = tuple(unresolved)
         sample = ", ".join(entry.id for entry in unresolved[:3])
         more = f" and {len(unresolved) - 3} more" if len(unresolved) > 3 else ""
         super().__init__(
@@ -233,6 +240,31 @@ class UnresolvedError(UpbitError):
             ids=(entry.id for entry in unresolved),
         )
         self.unresolved = unresolved
+
+
+def stops_the_account(error: UpbitError) -> bool:
+    """Whether no further request of the account can succeed after ``error``: the key refused
+    or without the permission, the account blocked, or the session closed.
+
+    A query-hash mismatch (``invalid_query_payload``) concerns one request's query (an odd
+    identifier), not the key.
+    """
+    if isinstance(error, AuthenticationError) and error.name == "invalid_query_payload":
+        return False
+    return isinstance(
+        error, AuthenticationError | OutOfScopeError | BlockedError | SessionClosedError
+    )
+
+
+def with_ids(error: UpbitError, ids: Iterable[str]) -> UpbitError:
+    """A copy of ``error`` that concerns ``ids``: the one place a request's ids join its error.
+
+    A copy, not the error itself: one error may be handed to several requests (a block refuses
+    every waiter with the same one). The copy has no traceback nor chain of its own.
+    """
+    attached = copy.copy(error)
+    attached.ids = tuple(ids)
+    return attached
 
 
 _CLASS_BY_NAME: dict[str, type[APIError]] = {

@@ -1,4 +1,5 @@
-"""What an order id may be: the checks the session and the batch share, without any I/O."""
+"""What an order id may be, and the ids of one request: the checks the session and the batch
+share, without any I/O."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
+
+import attrs
 
 from ._errors import InvalidIdError
 
@@ -15,7 +18,7 @@ __all__ = [
     "MAX_IDS_PER_REQUEST",
     "UUID_EXAMPLE",
     "UUID_PATTERN",
-    "CheckedIds",
+    "Ids",
     "Kind",
     "checked_request_ids",
     "chosen_ids",
@@ -118,14 +121,23 @@ def chosen_ids(
     return kind, given
 
 
-class CheckedIds(tuple[str, ...]):
-    """Ids already known to make one request: 1 to 20 distinct, well-formed ids of one kind.
+@attrs.frozen
+class Ids:
+    """The ids one request carries: distinct, well-formed, of one kind.
 
-    The batch's ledger checks every id as it reads it; handing its chunks over as this type
-    spares the session from checking them again.
+    Built by :func:`checked_request_ids` at the public boundary, or by the batch's ledger, which
+    checks every id as it reads it; the session sends them as they are.
     """
 
-    __slots__ = ()
+    #: Which list of the exchange they go in.
+    kind: Kind
+    #: The ids, in the order sent.
+    values: tuple[str, ...]
+
+    def params(self) -> list[tuple[str, str]]:
+        """The query's ``uuids[]=…`` or ``identifiers[]=…`` pairs, in order."""
+        name = f"{self.kind}[]"
+        return [(name, value) for value in self.values]
 
 
 def checked_request_ids(
@@ -133,15 +145,13 @@ def checked_request_ids(
     identifiers: Iterable[str] | None,
     *,
     most: int = MAX_IDS_PER_REQUEST,
-) -> tuple[Kind, list[str]]:
-    """The kind and the ids of one request, or an error saying what to pass instead.
+) -> Ids:
+    """The ids of one request, or an error saying what to pass instead.
 
     Raises ``TypeError`` for arguments of the wrong type and :class:`InvalidIdError` (a
     ``ValueError``) for ids that cannot be sent: empty, more than 20, malformed or repeated.
     """
     kind, given = chosen_ids(uuids, identifiers)
-    if isinstance(given, CheckedIds):
-        return kind, list(given)
     values: list[str] = []
     for value in given:
         if not isinstance(value, str):
@@ -169,4 +179,4 @@ def checked_request_ids(
             "(BatchCanceller removes duplicates for you)",
             ids=repeated,
         )
-    return kind, values
+    return Ids(kind, tuple(values))

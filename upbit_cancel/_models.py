@@ -1,10 +1,10 @@
-"""Value objects: the exchange's answers, what the limiter learns from them, and the reports."""
+"""Value objects: orders and the exchange's answers about them, and what a batch reports."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, overload
 
 import attrs
 
@@ -16,12 +16,11 @@ __all__ = [
     "BatchResult",
     "CancelResult",
     "ChunkResult",
-    "Feedback",
     "Order",
     "OrderEntry",
     "OrderList",
     "Progress",
-    "RemainingReq",
+    "UnresolvedList",
     "UnresolvedOrder",
 ]
 
@@ -41,7 +40,11 @@ class OrderEntry:
 
 @attrs.frozen
 class OrderList:
-    """A ``success`` or ``failed`` list: ``count`` always equals ``len(orders)``."""
+    """A ``success`` or ``failed`` list: ``count`` always equals ``len(orders)``.
+
+    It reads like the tuple it holds: ``len(result.success)``, ``for order in result.success``,
+    ``result.success[0]``.
+    """
 
     orders: tuple[OrderEntry, ...] = ()
 
@@ -49,6 +52,19 @@ class OrderList:
     def count(self) -> int:
         """How many orders the list holds."""
         return len(self.orders)
+
+    def __len__(self) -> int:
+        return len(self.orders)
+
+    def __iter__(self) -> Iterator[OrderEntry]:
+        return iter(self.orders)
+
+    @overload
+    def __getitem__(self, index: int) -> OrderEntry: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[OrderEntry, ...]: ...
+    def __getitem__(self, index: int | slice) -> OrderEntry | tuple[OrderEntry, ...]:
+        return self.orders[index]
 
 
 @attrs.frozen
@@ -65,36 +81,6 @@ class CancelResult:
     #: The orders whose cancel the exchange refused (already filled or canceled, the market
     #: suspended; Upbit gives no reason).
     failed: OrderList = OrderList()
-
-
-@attrs.frozen
-class RemainingReq:
-    """The ``Remaining-Req`` header: calls left in the current window of a rate-limit group."""
-
-    #: The rate-limit group, such as ``"default"``.
-    group: str
-    #: Calls left in the current second.
-    sec: int
-    #: Calls left in the current minute (deprecated by Upbit and fixed; ``None`` when absent).
-    min: int | None = None
-
-
-@attrs.frozen
-class Feedback:
-    """What an answer tells the limiter about the account's budget.
-
-    A limiter reads it when a lease ends: a 429 slows the account down, a 418 blocks it,
-    ``Remaining-Req`` may pause it; nothing here ever lets it go faster.
-    """
-
-    #: HTTP status of the answer.
-    status: int
-    #: The ``Remaining-Req`` header, when the answer carried a readable one.
-    remaining: RemainingReq | None = None
-    #: How long the exchange blocks the account, in seconds (for a 418).
-    block_seconds: float | None = None
-    #: The exchange's explanation of a block (for a 418), redacted.
-    block_reason: str = ""
 
 
 #: The states of an order that is still open: waiting to fill, or a reserved order waiting to
@@ -154,6 +140,46 @@ class UnresolvedOrder:
 
 
 @attrs.frozen
+class UnresolvedList:
+    """The ``unresolved`` list: ids whose fate is unknown, each with the reason.
+
+    It reads like ``success`` and ``failed``: ``count``, ``len()``, iteration and indexing.
+    """
+
+    orders: tuple[UnresolvedOrder, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """How many ids the list holds."""
+        return len(self.orders)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The ids, in input order."""
+        return tuple(entry.id for entry in self.orders)
+
+    def __len__(self) -> int:
+        return len(self.orders)
+
+    def __iter__(self) -> Iterator[UnresolvedOrder]:
+        return iter(self.orders)
+
+    @overload
+    def __getitem__(self, index: int) -> UnresolvedOrder: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[UnresolvedOrder, ...]: ...
+    def __getitem__(self, index: int | slice) -> UnresolvedOrder | tuple[UnresolvedOrder, ...]:
+        return self.orders[index]
+
+
+def _unresolved_list(value: UnresolvedList | Iterable[UnresolvedOrder]) -> UnresolvedList:
+    if isinstance(value, UnresolvedList):
+        return value
+    entries: tuple[UnresolvedOrder, ...] = tuple(value)
+    return UnresolvedList(entries)
+
+
+@attrs.frozen
 class BatchResult:
     """What happened to every id given to :meth:`BatchCanceller.cancel`.
 
@@ -167,16 +193,17 @@ class BatchResult:
     #: suspended; Upbit gives no reason).
     failed: OrderList = OrderList()
     #: Ids whose fate is unknown, each with the reason.
-    unresolved: tuple[UnresolvedOrder, ...] = ()
+    unresolved: UnresolvedList = attrs.field(factory=UnresolvedList, converter=_unresolved_list)
     #: Ids in ``failed`` that an earlier, unanswered attempt may have canceled (only with
     #: ``retry_ambiguous=True``): the exchange refused them on the retry, possibly because the
     #: first attempt had already canceled them.
     possibly_canceled: frozenset[str] = frozenset()
-    #: Requests the session sent during the batch, retries included.
+    #: Requests this operation sent (its cancels, and its queries and listings if it made
+    #: any), retries included; never another operation's on the same session.
     requests: int = 0
-    #: 429 answers the session received during the batch (each was paused for and retried).
+    #: 429 answers to this operation's requests (each was paused for and retried).
     rate_limited: int = 0
-    #: Seconds from the start of the batch to its end.
+    #: Seconds from the start of the operation to its end.
     elapsed: float = 0.0
     #: Whether the ids are ``uuids`` or ``identifiers`` (what the lists are matched by).
     kind: Kind = "uuids"
@@ -196,6 +223,11 @@ class BatchResult:
     #: Ids that confirmation found open with no accepted cancel (their request failed or its
     #: outcome was unknown) and so canceled again; the lists say what that cancel answered.
     recanceled: frozenset[str] = frozenset()
+    #: Ids placed by what confirmation found rather than by a cancel's answer: their cancel got
+    #: no usable answer, and the exchange then reported them closed (``cancel`` or
+    #: ``prevented``: in ``success``; ``done``: in ``failed``) or unknown (``not_found``: in
+    #: ``failed``, with an empty market). Every other id is where an answer placed it.
+    placed_by_confirmation: frozenset[str] = frozenset()
 
     @property
     def still_open(self) -> tuple[str, ...]:
@@ -211,7 +243,7 @@ class BatchResult:
         parts = [
             f"{self.success.count:,} success",
             f"{self.failed.count:,} failed",
-            f"{len(self.unresolved):,} unresolved",
+            f"{self.unresolved.count:,} unresolved",
             f"{self.requests:,} request{'' if self.requests == 1 else 's'} in {self.elapsed:.1f} s",
         ]
         if self.confirmed:
@@ -244,7 +276,8 @@ class ChunkResult:
     #: The orders whose cancel the exchange refused (already filled or canceled, the market
     #: suspended; Upbit gives no reason).
     failed: OrderList = OrderList()
-    unresolved: tuple[UnresolvedOrder, ...] = ()
+    #: The chunk's ids whose fate is unknown, each with the reason.
+    unresolved: UnresolvedList = attrs.field(factory=UnresolvedList, converter=_unresolved_list)
     #: Ids in ``failed`` that an earlier, unanswered attempt may have canceled.
     possibly_canceled: frozenset[str] = frozenset()
 
@@ -261,5 +294,5 @@ class Progress:
     success: int
     failed: int
     unresolved: int
-    #: Requests sent so far, retries included.
+    #: Requests the operation sent so far, retries included.
     requests: int

@@ -10,17 +10,17 @@ and a few orders fill in that moment: confirmation finds them.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import random
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO, TypeAlias
 
 import attrs
 
-from ._batch import BatchCanceller
-from ._models import BatchResult
-from ._report import (
+from .._models import BatchResult
+from .output import (
     ProgressBar,
     Table,
     count,
@@ -30,10 +30,23 @@ from ._report import (
     states_table,
     unresolved_breakdown,
 )
-from ._session import UpbitSession
-from .testing import FakeUpbit, Faults
+from .signals import usage_error
 
-__all__ = ["Measured", "Plan", "plan_ids", "problems", "run_demo", "summary_tables"]
+if TYPE_CHECKING:
+    from ..testing import FakeUpbit
+
+    _SubParsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+__all__ = [
+    "Measured",
+    "Plan",
+    "add_parser",
+    "plan_ids",
+    "problems",
+    "run",
+    "run_demo",
+    "summary_tables",
+]
 
 #: Between a number and its unit, so that wrapping never parts them ("any 1 s").
 _NBSP = "\N{NO-BREAK SPACE}"
@@ -131,6 +144,11 @@ def plan_ids(fake: FakeUpbit, orders: int, rng: random.Random) -> Plan:
 async def _run(
     orders: int, jitter: float, seed: int, *, out: TextIO, err: TextIO
 ) -> tuple[Plan, Measured]:
+    # Imported here: the command line starts before anything heavy is loaded.
+    from .._batch.canceller import BatchCanceller
+    from .._http.session import UpbitSession
+    from ..testing import FakeUpbit, Faults
+
     faults = Faults(jitter_in=jitter, jitter_out=jitter)
     rng = random.Random(seed)
     async with FakeUpbit(
@@ -188,7 +206,7 @@ async def _run(
 def summary_tables(plan: Plan, measured: Measured) -> list[Table]:
     """The demo's report: every id accounted for, then the pace against the limit."""
     result = measured.result
-    resolved = result.success.count + result.failed.count + len(result.unresolved)
+    resolved = result.success.count + result.failed.count + result.unresolved.count
     outcome = Table(
         title="Every id accounted for",
         headers=("outcome", "ids", "expected", ""),
@@ -202,13 +220,13 @@ def summary_tables(plan: Plan, measured: Measured) -> list[Table]:
             (
                 "failed",
                 count(result.failed.count),
-                count(plan.filled + plan.canceled),
-                "filled or already canceled: refused",
+                count(plan.filled + plan.canceled + plan.unknown),
+                "filled, already canceled or not the exchange's: refused",
             ),
             (
                 "unresolved",
-                count(len(result.unresolved)),
-                count(plan.unknown + plan.malformed),
+                count(result.unresolved.count),
+                count(plan.malformed),
                 unresolved_breakdown(result.unresolved),
             ),
             (
@@ -288,12 +306,11 @@ def problems(plan: Plan, measured: Measured) -> list[str]:
     found = []
     if result.success.count != plan.open:
         found.append(f"{count(result.success.count)} canceled, expected {count(plan.open)}")
-    if result.failed.count != plan.filled + plan.canceled:
-        found.append(f"{count(result.failed.count)} failed, expected {plan.filled + plan.canceled}")
-    if len(result.unresolved) != plan.unknown + plan.malformed:
-        found.append(
-            f"{count(len(result.unresolved))} unresolved, expected {plan.unknown + plan.malformed}"
-        )
+    refused = plan.filled + plan.canceled + plan.unknown
+    if result.failed.count != refused:
+        found.append(f"{count(result.failed.count)} failed, expected {count(refused)}")
+    if result.unresolved.count != plan.malformed:
+        found.append(f"{count(result.unresolved.count)} unresolved, expected {plan.malformed}")
     if measured.left_open:
         found.append(f"{count(measured.left_open)} orders left open")
     if measured.contradicted:
@@ -348,3 +365,34 @@ def run_demo(
         out,
     )
     return 0
+
+
+def add_parser(subparsers: _SubParsers) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "demo",
+        help="cancel thousands of orders on an in-process fake exchange and report",
+        description=(
+            "Start a fake Upbit exchange in this process (30 requests per second, strict), "
+            "seed it with open, filled and canceled orders, cancel them together with unknown, "
+            "malformed and repeated ids through UpbitSession and BatchCanceller, and report "
+            "the outcome and the pace measured by both sides."
+        ),
+    )
+    parser.add_argument(
+        "--orders", type=int, default=2000, metavar="N", help="open orders to seed (default 2000)"
+    )
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.005,
+        metavar="SECONDS",
+        help="random delay each way, uniform in [0, SECONDS] (default 0.005)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of all randomness (default 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return run_demo(args.orders, args.jitter, args.seed)
+    except ValueError as error:
+        return usage_error("demo", str(error))

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Self, TextIO
 
 import attrs
 
-from ._errors import APIError, BlockedError, MalformedResponseError, UpbitError
-from ._models import BatchResult, OrderEntry, Progress, UnresolvedOrder
+from .._errors import APIError, BlockedError, MalformedResponseError, UpbitError
+from .._models import BatchResult, OrderEntry, Progress, UnresolvedList, UnresolvedOrder
 
 if TYPE_CHECKING:
     import rich.console
@@ -150,7 +150,7 @@ def states_table(result: BatchResult, *, shown: int = UNRESOLVED_SHOWN) -> Table
     )
 
 
-def unresolved_breakdown(unresolved: tuple[UnresolvedOrder, ...]) -> str:
+def unresolved_breakdown(unresolved: UnresolvedList) -> str:
     """Unresolved ids per reason, such as ``"20 unknown to the exchange, 3 InvalidIdError"``."""
     labels = Counter(
         "unknown to the exchange" if entry.error is None else type(entry.error).__name__
@@ -230,9 +230,7 @@ def cancel_summary(result: BatchResult, *, given: int, title: str = "Cancel summ
     )
 
 
-def unresolved_table(
-    unresolved: tuple[UnresolvedOrder, ...], *, shown: int = UNRESOLVED_SHOWN
-) -> Table | None:
+def unresolved_table(unresolved: UnresolvedList, *, shown: int = UNRESOLVED_SHOWN) -> Table | None:
     """The first ``shown`` unresolved ids with their reasons; ``None`` if there are none."""
     if not unresolved:
         return None

@@ -1,8 +1,10 @@
 -- Grant slots to the tickets given, in the order tickets reached Redis; say when to ask again.
+-- KEYS: held, active, queue, seen, seq, state, floors, processes, hold_floors, shares (see
+-- scripts.py).
 -- ARGV: limit, unit, active_hold, ticket_ttl, floor_ttl, process, how many tickets to drop; then
 -- the tickets to drop, and the tickets waiting.
 local held, active, queue, seen, seq, state, floors = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local processes, hold_floors = KEYS[8], KEYS[9]
+local processes, hold_floors, shares = KEYS[8], KEYS[9], KEYS[10]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local limit, unit = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -78,11 +80,13 @@ for i = tickets_from, #ARGV do
   end
   redis.call('ZADD', seen, now, ticket)
 end
+-- The share of the budget: the step of the schedule the last 429 set (release.lua) that is
+-- in force now; the steps before it are over.
 local share = limit
-local reduced = redis.call('HMGET', state, 'share', 'share_since')
-if reduced[1] then
-  local grown = tonumber(reduced[1]) + math.floor((now - tonumber(reduced[2])) / unit) * math.max(1, math.floor(limit / 10))
-  share = math.min(limit, grown)
+local step = redis.call('ZREVRANGEBYSCORE', shares, now, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if step[1] then
+  share = tonumber(string.sub(step[1], 1, string.find(step[1], ':', 1, true) - 1))
+  redis.call('ZREMRANGEBYSCORE', shares, '-inf', '(' .. step[2])
 end
 local paused = tonumber(redis.call('HGET', state, 'paused_until') or '0')
 local taken = redis.call('ZCARD', held) + redis.call('ZCARD', active)

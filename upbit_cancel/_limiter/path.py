@@ -12,7 +12,7 @@ the client (and its answer behind theirs), so every round trip of the burst is l
 path by about the same amount, and their least one overstates the floor. Only round trips seen
 over at least ``span`` (a window: requests sent in different waves) give an estimate.
 
-The floor is what the hold rule needs (see ``_hold``): a request answered at ``e`` arrived no
+The floor is what the hold rule needs (see ``hold``): a request answered at ``e`` arrived no
 later than ``e - min(x)``, and a request sent at ``t`` arrives no earlier than ``t + min(d_in)``,
 so a slot may serve again at ``e - F`` plus a window instead of ``e`` plus a window.
 """

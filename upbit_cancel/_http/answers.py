@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ._models import CancelResult, Order, OrderEntry, OrderList, RemainingReq
-from ._redact import redact
+from .._limiter.contract import RemainingReq
+from .._limiter.feedback import DEFAULT_BLOCK_SECONDS
+from .._models import CancelResult, Order, OrderEntry, OrderList
+from .._redact import redact
 
 __all__ = [
-    "DEFAULT_BLOCK_SECONDS",
     "block_seconds",
     "error_details",
     "parse_cancel_result",
@@ -28,9 +29,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("upbit_cancel")
-
-#: How long a 418 blocks when neither its message nor a ``Retry-After`` header says.
-DEFAULT_BLOCK_SECONDS = 60.0
 
 _MESSAGE_LIMIT = 200
 

@@ -4,7 +4,7 @@ The exchange counts a request when it arrives, somewhere after it left and, if a
 back, before that answer. A slot is free again once a request sent *now* can no longer arrive in
 the same window of the exchange as the one that held it:
 
-- answered, with a known path floor ``F`` (see ``_network``): it arrived no later than
+- answered, with a known path floor ``F`` (see ``path``): it arrived no later than
   ``answered - min(x)``, and a request sent at ``t`` arrives no earlier than ``t + min(d_in)``,
   with ``F = min(d_in) + min(x)``; so the slot frees a window (plus ``margin``) after
   ``answered - F``. Each cycle of the budget then costs a window plus the spread of the delays,

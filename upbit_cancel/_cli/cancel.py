@@ -1,9 +1,4 @@
-"""The ``upbit-cancel`` console script: ``cancel``, ``demo`` and ``fake-server``.
-
-Each subcommand contributes two things: a function that adds its parser to the subparsers, and
-an entry in ``_HANDLERS`` mapping its name to the function that runs it and returns the exit
-status. ``main`` builds the parser from ``_PARSER_BUILDERS`` and dispatches on the name.
-"""
+"""``upbit-cancel cancel``: cancel orders given by id, or every open one, and report."""
 
 from __future__ import annotations
 
@@ -12,23 +7,20 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from ._errors import (
+from .._errors import (
     AuthenticationError,
     InvalidIdError,
     OutcomeUnknownError,
     OutOfScopeError,
     UpbitError,
 )
-from ._models import BatchResult
-from ._regions import REGIONS
-from ._report import (
+from .._models import BatchResult
+from .._regions import REGIONS
+from .output import (
     ProgressBar,
     cancel_summary,
     error_json,
@@ -38,18 +30,15 @@ from ._report import (
     states_table,
     unresolved_table,
 )
+from .signals import ignore_interrupts, interrupted, usage_error
 
-__all__ = ["main"]
+__all__ = ["add_parser", "run"]
 
 if TYPE_CHECKING:
-    from ._batch import BatchCanceller
-    from ._session import UpbitSession
-    from .testing import FakeUpbit
+    from .._batch.canceller import BatchCanceller
+    from .._http.session import UpbitSession
 
     _SubParsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
-
-#: How many seeded uuids ``fake-server`` prints when it writes no ``--uuids-file``.
-_UUIDS_SHOWN = 5
 
 #: Where ``cancel`` takes the credentials from; never from arguments, which other users of the
 #: machine can read in the process list and which end up in shell history.
@@ -60,14 +49,10 @@ _BASE_URL_ENV = "UPBIT_BASE_URL"
 #: Distinct ids above which ``cancel`` shows a progress bar by itself (on a terminal).
 _PROGRESS_THRESHOLD = 100
 
-#: The signal that interrupted the run: the exit status is 128 plus its number, as shells
-#: report a process a signal ended (130 for Ctrl+C, 143 for SIGTERM).
-_stopped_by: list[int] = [signal.SIGINT]
-
 _Kind = Literal["uuids", "identifiers"]
 
 
-def _add_cancel_parser(subparsers: _SubParsers) -> None:
+def add_parser(subparsers: _SubParsers) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "cancel",
         help="cancel orders by uuid or identifier",
@@ -168,11 +153,6 @@ def _add_cancel_parser(subparsers: _SubParsers) -> None:
     )
 
 
-def _error(command: str, message: str) -> int:
-    print(f"upbit-cancel {command}: {message}", file=sys.stderr)
-    return 2
-
-
 def _credentials() -> tuple[str, str] | str:
     """The key pair from the environment, or a message naming what is missing."""
     # Upbit keys hold no spaces: a stray newline from `$(cat key.txt)` must not break signing.
@@ -234,17 +214,17 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _run_cancel(args: argparse.Namespace) -> int:
-    from ._batch import BatchCanceller
-    from ._redis import RedisLimiter
-    from ._session import UpbitSession
+def run(args: argparse.Namespace) -> int:
+    from .._batch.canceller import BatchCanceller
+    from .._http.session import UpbitSession
+    from .._limiter.redis import RedisLimiter
 
     problem = _usage_problem(args)
     if problem is not None:
-        return _error("cancel", problem)
+        return usage_error("cancel", problem)
     credentials = _credentials()
     if isinstance(credentials, str):
-        return _error("cancel", credentials)
+        return usage_error("cancel", credentials)
     access_key, secret_key = credentials
     base_url = args.base_url or os.environ.get(_BASE_URL_ENV, "").strip() or None
     try:
@@ -254,16 +234,16 @@ def _run_cancel(args: argparse.Namespace) -> int:
             access_key, secret_key, region=args.region, base_url=base_url, limiter=limiter
         )
     except (ValueError, ImportError) as error:
-        return _error("cancel", str(error))
+        return usage_error("cancel", str(error))
     try:
         kind, ids = ("uuids", []) if args.all_open else _read_ids(args)
     except OSError as error:
-        return _error("cancel", f"cannot read {args.file}: {error.strerror or error}")
+        return usage_error("cancel", f"cannot read {args.file}: {error.strerror or error}")
     except UnicodeDecodeError as error:
-        return _error("cancel", f"cannot read {args.file}: not UTF-8 text ({error.reason})")
+        return usage_error("cancel", f"cannot read {args.file}: not UTF-8 text ({error.reason})")
     except KeyboardInterrupt:
         print("upbit-cancel cancel: interrupted; nothing was sent", file=sys.stderr)
-        return _interrupted()
+        return interrupted()
     if not args.all_open and not ids:
         source = "standard input" if args.file in (None, "-") else args.file
         if args.json:
@@ -282,15 +262,15 @@ def _run_cancel(args: argparse.Namespace) -> int:
             _report(partial, args, given=None, json_too=False)
         refused = _refusal_of(error)
         if refused is not None:
-            return _error("cancel", refused)
+            return usage_error("cancel", refused)
         print(f"upbit-cancel cancel: could not list the open orders: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        _ignore_interrupts()
+        ignore_interrupts()
         partial = cancellers[0].last_result if cancellers else None
         if partial is None:
             print("upbit-cancel cancel: interrupted; nothing was sent", file=sys.stderr)
-            return _interrupted()
+            return interrupted()
         if not _distinct(partial):
             what = "no cancel was sent"
         elif any(isinstance(entry.error, OutcomeUnknownError) for entry in partial.unresolved):
@@ -299,11 +279,11 @@ def _run_cancel(args: argparse.Namespace) -> int:
             what = "no request was in flight"
         print(f"upbit-cancel cancel: interrupted; {what}", file=sys.stderr)
         _report(partial, args, given=len(ids) if ids else None)
-        return _interrupted()
+        return interrupted()
     refusal = _refusal(result)
     if refusal is not None:
         _report(result, args, given=None, tables=False)
-        return _error("cancel", refusal)
+        return usage_error("cancel", refusal)
     _report(result, args, given=len(ids) if ids else None)
     if args.all_open and not args.quiet and not _distinct(result):
         where = f" in {args.market}" if args.market else ""
@@ -345,38 +325,6 @@ def _refusal_of(error: UpbitError) -> str | None:
     return None
 
 
-def _catch_interrupts() -> None:
-    """Ctrl+C and SIGTERM interrupt the run, even if it was started with them ignored.
-
-    SIGINT gets Python's own handler, which ``asyncio.run`` turns into a clean cancellation of
-    the running command; SIGTERM does whatever SIGINT does at that moment.
-    """
-    with contextlib.suppress(ValueError):  # not the main thread
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _terminate)
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    _stopped_by[0] = signum
-    handler = signal.getsignal(signal.SIGINT)
-    if callable(handler):
-        handler(signal.SIGINT, frame)
-    elif handler == signal.SIG_DFL:
-        raise KeyboardInterrupt
-
-
-def _interrupted() -> int:
-    """The exit status of a run that a signal interrupted."""
-    return 128 + _stopped_by[0]
-
-
-def _ignore_interrupts() -> None:
-    """From now on Ctrl+C and SIGTERM do nothing: the partial result is being written."""
-    with contextlib.suppress(ValueError):  # not the main thread
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
 async def _cancel(
     session: UpbitSession,
     canceller_class: type[BatchCanceller],
@@ -385,7 +333,7 @@ async def _cancel(
     args: argparse.Namespace,
     cancellers: list[BatchCanceller],
 ) -> BatchResult:
-    from ._redis import RedisLimiter
+    from .._limiter.redis import RedisLimiter
 
     distinct = len(dict.fromkeys(ids))
     show_progress = args.progress
@@ -454,212 +402,3 @@ def _close_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-
-
-def _add_demo_parser(subparsers: _SubParsers) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "demo",
-        help="cancel thousands of orders on an in-process fake exchange and report",
-        description=(
-            "Start a fake Upbit exchange in this process (30 requests per second, strict), "
-            "seed it with open, filled and canceled orders, cancel them together with unknown, "
-            "malformed and repeated ids through UpbitSession and BatchCanceller, and report "
-            "the outcome and the pace measured by both sides."
-        ),
-    )
-    parser.add_argument(
-        "--orders", type=int, default=2000, metavar="N", help="open orders to seed (default 2000)"
-    )
-    parser.add_argument(
-        "--jitter",
-        type=float,
-        default=0.005,
-        metavar="SECONDS",
-        help="random delay each way, uniform in [0, SECONDS] (default 0.005)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of all randomness (default 0)")
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo
-
-    try:
-        return run_demo(args.orders, args.jitter, args.seed)
-    except ValueError as error:
-        return _error("demo", str(error))
-
-
-def _add_fake_server_parser(subparsers: _SubParsers) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "fake-server",
-        help="run the fake Upbit exchange until interrupted",
-        description=(
-            "Run the fake Upbit exchange on loopback until SIGINT or SIGTERM. It prints "
-            "base_url=, access_key= and secret_key= lines (a throwaway credential of this "
-            "fake, safe to print), then notes starting with '#'."
-        ),
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=0, help="port (0: any free port)")
-    parser.add_argument("--orders", type=int, default=0, metavar="N", help="open orders to seed")
-    parser.add_argument(
-        "--identifiers", action="store_true", help="give each seeded order an identifier"
-    )
-    parser.add_argument("--market", default="SGD-BTC", help="market of the seeded orders")
-    parser.add_argument("--policy", choices=("sliding", "fixed", "bucket"), default="sliding")
-    parser.add_argument("--limit", type=int, default=30, help="requests per window")
-    parser.add_argument("--window", type=float, default=1.0, help="window length in seconds")
-    parser.add_argument("--unknown-ids", choices=("omit", "failed"), default="omit")
-    parser.add_argument(
-        "--latency", type=float, default=0.0, metavar="SECONDS", help="delay each way"
-    )
-    parser.add_argument(
-        "--jitter",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="random extra delay each way, uniform in [0, SECONDS]",
-    )
-    parser.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 5xx")
-    parser.add_argument("--drop-rate", type=float, default=0.0, help="fraction disconnected")
-    parser.add_argument("--plain-text-429", action="store_true", help="answer 429 with plain text")
-    parser.add_argument(
-        "--block-after", type=int, default=None, metavar="N", help="429s before a 418 block"
-    )
-    parser.add_argument("--block-seconds", type=float, default=30.0, help="length of a block")
-    parser.add_argument("--seed", type=int, default=0, help="seed of all randomness")
-    parser.add_argument(
-        "--uuids-file", type=Path, default=None, metavar="PATH", help="write seeded uuids here"
-    )
-
-
-def _run_fake_server(args: argparse.Namespace) -> int:
-    from .testing import FakeUpbit, Faults
-
-    try:
-        faults = Faults(
-            latency_in=args.latency,
-            latency_out=args.latency,
-            jitter_in=args.jitter,
-            jitter_out=args.jitter,
-            error_rate=args.error_rate,
-            drop_rate=args.drop_rate,
-        )
-        fake = FakeUpbit(
-            policy=args.policy,
-            limit=args.limit,
-            window=args.window,
-            host=args.host,
-            port=args.port,
-            unknown_ids=args.unknown_ids,
-            plain_text_429=args.plain_text_429,
-            block_after=args.block_after,
-            block_seconds=args.block_seconds,
-            faults=faults,
-            seed=args.seed,
-        )
-    except ValueError as error:
-        return _error("fake-server", str(error))
-    if args.orders < 0:
-        return _error("fake-server", f"--orders must be 0 or more, not {args.orders}")
-    if not 0 <= args.port <= 65535:
-        return _error("fake-server", f"--port must be between 0 and 65535, not {args.port}")
-    # KeyboardInterrupt only arrives where signal handlers cannot be installed (Windows).
-    with contextlib.suppress(KeyboardInterrupt):
-        try:
-            asyncio.run(_serve(fake, args))
-        except OSError as error:
-            # The uuids file cannot be written, or the address cannot be listened on.
-            return _error("fake-server", str(error))
-    return 0
-
-
-async def _serve(fake: FakeUpbit, args: argparse.Namespace) -> None:
-    uuids = fake.add_orders(args.orders, market=args.market, identifiers=args.identifiers)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-    if args.uuids_file is not None:
-        # Written before anything is printed, so a reader of the output finds it complete.
-        try:
-            args.uuids_file.write_text("".join(f"{uuid}\n" for uuid in uuids))
-        except OSError as error:
-            raise OSError(f"cannot write {args.uuids_file}: {error.strerror or error}") from None
-    try:
-        await fake.start()
-    except OSError as error:
-        where = f"{args.host}:{args.port}"
-        raise OSError(f"cannot listen on {where}: {error.strerror or error}") from None
-    async with fake:
-        print(f"base_url={fake.base_url}")
-        print(f"access_key={fake.access_key}")
-        print(f"secret_key={fake.secret_key}")
-        print("# The secret key is a throwaway credential of this fake exchange.")
-        print(f"# policy={args.policy} limit={args.limit} window={args.window}")
-        if args.uuids_file is not None:
-            print(
-                f"# seeded {plural(len(uuids), 'open order')}; uuids written to {args.uuids_file}"
-            )
-        else:
-            print(f"# seeded {plural(len(uuids), 'open order')}")
-            for uuid in uuids[:_UUIDS_SHOWN]:
-                print(f"# {uuid}")
-            if len(uuids) > _UUIDS_SHOWN:
-                print(f"# ... and {len(uuids) - _UUIDS_SHOWN} more")
-        print("# Admin API under /_fake/ (see docs/fake-exchange.md). Stop with Ctrl+C.")
-        sys.stdout.flush()
-        await stop.wait()
-    print("# stopped", flush=True)
-
-
-_PARSER_BUILDERS: tuple[Callable[[_SubParsers], None], ...] = (
-    _add_cancel_parser,
-    _add_demo_parser,
-    _add_fake_server_parser,
-)
-_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "cancel": _run_cancel,
-    "demo": _run_demo,
-    "fake-server": _run_fake_server,
-}
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="upbit-cancel", description="Cancel Upbit orders fast, within the rate limit."
-    )
-    parser.add_argument("--version", action="version", version=f"upbit-cancel {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add_parser in _PARSER_BUILDERS:
-        add_parser(subparsers)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``upbit-cancel`` command line with *argv* (default: ``sys.argv[1:]``).
-
-    Ctrl+C (or SIGTERM) anywhere ends it with status 130 (143) and a line on standard error,
-    never a traceback.
-    """
-    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        _catch_interrupts()
-        args = _build_parser().parse_args(argv)
-        return _HANDLERS[args.command](args)
-    except KeyboardInterrupt:
-        _ignore_interrupts()
-        print("upbit-cancel: interrupted", file=sys.stderr)
-        return _interrupted()
-    finally:
-        # Called from Python (a test, a script), leave the caller's handlers as they were.
-        with contextlib.suppress(ValueError, TypeError):
-            for signum, handler in before.items():
-                signal.signal(signum, handler)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,8 +15,8 @@ import random
 
 from aiolimiter import AsyncLimiter
 
-from ._feedback import FeedbackPolicy
-from ._limiter import Lease
+from .contract import Lease
+from .core import Pacer, Settings
 
 __all__ = ["TokenBucketLimiter"]
 
@@ -24,7 +24,7 @@ __all__ = ["TokenBucketLimiter"]
 class TokenBucketLimiter:
     """Wraps an ``aiolimiter.AsyncLimiter``; ``UpbitSession(limiter=AsyncLimiter(...))`` uses it."""
 
-    __slots__ = ("__weakref__", "_active", "_policy", "bucket")
+    __slots__ = ("__weakref__", "_active", "_pacer", "bucket")
 
     #: The wrapped token bucket.
     bucket: AsyncLimiter
@@ -32,7 +32,10 @@ class TokenBucketLimiter:
     def __init__(self, bucket: AsyncLimiter, *, rng: random.Random | None = None) -> None:
         self.bucket = bucket
         self._active = 0
-        self._policy = FeedbackPolicy(self.capacity, float(bucket.time_period), rng=rng)
+        # The bucket frees its tokens by the clock: only the feedback rules apply, paced in
+        # steps of its period.
+        settings = Settings(self.capacity, float(bucket.time_period), margin=0.0)
+        self._pacer = Pacer(settings, rng=rng)
 
     @property
     def capacity(self) -> int:
@@ -53,37 +56,32 @@ class TokenBucketLimiter:
     async def acquire(self) -> Lease:
         """Wait out any pause, then for a token; raises :class:`BlockedError` while blocked."""
         loop = asyncio.get_running_loop()
+        policy = self._pacer.policy
         while True:
             now = loop.time()
-            if self._policy.is_blocked(now):
-                raise self._policy.blocked_error(now)
-            if now >= self._policy.paused_until:
+            policy.check_grant(now)
+            if now >= policy.paused_until:
                 break
-            await asyncio.sleep(self._policy.paused_until - now)
+            await asyncio.sleep(policy.paused_until - now)
         await self.bucket.acquire()
         now = loop.time()
-        if self._policy.is_blocked(now):
-            raise self._policy.blocked_error(now)
+        policy.check_grant(now)
         self._active += 1
         return Lease(self, now, loop.time)
 
     def try_acquire(self) -> Lease | None:
         """Always ``None``: the bucket only hands out tokens by awaiting."""
-        now = asyncio.get_running_loop().time()
-        if self._policy.is_blocked(now):
-            raise self._policy.blocked_error(now)
+        self._pacer.check_grant(asyncio.get_running_loop().time())
         return None
 
     def departing(self, lease: Lease) -> None:
         """Refuse a request about to leave while the account is blocked."""
-        self._policy.check_departure(asyncio.get_running_loop().time())
+        self._pacer.check_departure(asyncio.get_running_loop().time())
 
     def release(self, lease: Lease) -> None:
         """Learn from the answer; the bucket itself refills by the clock."""
         self._active -= 1
-        if lease.feedback is not None:
-            now = asyncio.get_running_loop().time()
-            self._policy.learn(lease.feedback, granted_at=lease.granted_at, now=now)
+        self._pacer.release(lease, asyncio.get_running_loop().time())
 
     def __repr__(self) -> str:
         bucket = self.bucket

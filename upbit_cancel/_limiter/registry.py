@@ -1,11 +1,16 @@
-"""One budget per access key in an event loop: which limiter each session of a key uses.
+"""One budget per access key and rate-limit group in an event loop: which limiter a session uses.
 
-Every session of a key claims the key's limiter when it opens. The first claim decides: a
-session given ``limiter=`` registers that limiter for its key, a session without one creates the
-in-process default. Later sessions of the key without ``limiter=`` share the registered one; a
-session that brings a different limiter is refused while the registered one is in use (another
-open session holds it, or it still holds slots), since two budgets for one key would let twice
-the limit through. Once the registered limiter is idle and unclaimed, another may replace it.
+Every session of a key claims the key's limiter of a group when it first sends in that group.
+The first claim decides: a session given ``limiter=`` registers that limiter for its key's
+``default`` group, a session without one creates the in-process default. Later sessions of the
+key without ``limiter=`` share the registered one; a session that brings a different limiter is
+refused while the registered one is in use (another open session holds it, or it still holds
+slots), since two budgets for one key would let twice the limit through. Once the registered
+limiter is idle and unclaimed, another may replace it.
+
+The other groups follow the ``default`` group's limiter: one whose budget lives outside the
+process (:class:`AccountBound`) gives its sibling for the group, kept in the same place;
+otherwise the group gets an in-process limiter with its own rule (:data:`core.GROUPS`).
 
 Keys of one account cannot be told apart from here: their sessions share a budget only when
 given the same limiter.
@@ -18,9 +23,10 @@ import weakref
 
 from aiolimiter import AsyncLimiter
 
-from ._aiolimiter import TokenBucketLimiter
-from ._limiter import AccountBound, Limiter
-from ._window import SlidingWindowLimiter
+from .bucket import TokenBucketLimiter
+from .contract import AccountBound, Limiter
+from .core import GROUPS
+from .window import SlidingWindowLimiter
 
 __all__ = ["as_limiter", "claim", "unclaim"]
 
@@ -37,7 +43,7 @@ class _Claim:
 
 # Keyed by id(loop): a limiter holds its loop, so a weak mapping keyed by the loop would never
 # let go of it. Closed loops are dropped on the next claim.
-_claims: dict[int, tuple[asyncio.AbstractEventLoop, dict[str, _Claim]]] = {}
+_claims: dict[int, tuple[asyncio.AbstractEventLoop, dict[tuple[str, str], _Claim]]] = {}
 
 
 def as_limiter(value: object) -> Limiter:
@@ -56,13 +62,29 @@ def _identity(limiter: Limiter) -> object:
     return limiter.bucket if isinstance(limiter, TokenBucketLimiter) else limiter
 
 
-def claim(owner: object, access_key: str, given: Limiter | None) -> Limiter:
-    """The limiter ``owner`` (a session of ``access_key``) must use in the running loop."""
+def _given_for(group: str, given: Limiter | None) -> Limiter | None:
+    """The limiter a session given ``given`` (for its ``default`` group) uses in ``group``."""
+    if group == "default" or given is None:
+        return given
+    if isinstance(given, AccountBound):
+        return given.for_group(group)
+    return None
+
+
+def _default_for(group: str) -> Limiter:
+    limit, window = GROUPS[group]
+    return SlidingWindowLimiter(limit, window, group=group)
+
+
+def claim(owner: object, access_key: str, given: Limiter | None, group: str = "default") -> Limiter:
+    """The limiter ``owner`` (a session of ``access_key``, given ``given``) must use in the running
+    loop for the rate-limit ``group``."""
     loop = asyncio.get_running_loop()
     for key in [key for key, (other, _) in _claims.items() if other.is_closed()]:
         del _claims[key]
     table = _claims.setdefault(id(loop), (loop, {}))[1]
-    current = table.get(access_key)
+    given = _given_for(group, given)
+    current = table.get((access_key, group))
     if current is not None and (given is None or _identity(given) is current.identity):
         current.owners.add(owner)
         if isinstance(current.limiter, AccountBound):
@@ -76,19 +98,19 @@ def claim(owner: object, access_key: str, given: Limiter | None) -> Limiter:
                 f"in this event loop ({current.limiter!r}); give every session of one key the "
                 "same limiter, such as limiter=other_session.limiter"
             )
-    limiter = given if given is not None else SlidingWindowLimiter()
+    limiter = given if given is not None else _default_for(group)
     if isinstance(limiter, AccountBound):
         limiter.bind(access_key)
-    table[access_key] = _Claim(limiter, _identity(limiter))
-    table[access_key].owners.add(owner)
+    table[access_key, group] = _Claim(limiter, _identity(limiter))
+    table[access_key, group].owners.add(owner)
     return limiter
 
 
 def unclaim(owner: object, access_key: str) -> None:
-    """``owner`` no longer uses its key's limiter (it was closed)."""
+    """``owner`` no longer uses its key's limiters (it was closed)."""
     entry = _claims.get(id(asyncio.get_running_loop()))
     if entry is None:
         return
-    current = entry[1].get(access_key)
-    if current is not None:
-        current.owners.discard(owner)
+    for (key, _), current in entry[1].items():
+        if key == access_key:
+            current.owners.discard(owner)

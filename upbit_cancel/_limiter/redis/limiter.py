@@ -1,27 +1,12 @@
 """RedisLimiter: one budget for every process and host of an account, kept in Redis.
 
-Layout, one hash tag per account and group (so every key lands on one Redis Cluster slot), never
-the raw access key (a hash of it, or of the account name given)::
-
-    {prefix}:{<hash>}:default:held     zset  lease -> when its slot frees (released leases)
-    {prefix}:{<hash>}:default:hold_floors hash lease -> "own:subtracted" (holds set from a floor)
-    {prefix}:{<hash>}:default:active   zset  lease -> when it expires unless renewed
-    {prefix}:{<hash>}:default:queue    zset  ticket -> place in line (arrival order)
-    {prefix}:{<hash>}:default:seen     zset  ticket -> when its process last asked for it
-    {prefix}:{<hash>}:default:seq      int   the next place in line
-    {prefix}:{<hash>}:default:state    hash  paused_until, blocked_until, block_reason, share,
-                                             least (the least floor the holds allow for), …
-    {prefix}:{<hash>}:default:floors   hash  process -> "floor:when" (each process's path floor)
-    {prefix}:{<hash>}:default:processes zset process -> when it last asked for a slot
-
-Every grant and every release is one Lua script (in ``_lua/``), timed by the Redis server's clock
-(``TIME``): hosts' clocks differ, so times cross the network only as durations. A slot is held by
-an active lease for ``max_transit`` plus a window past its last renewal, so a process that dies
-costs the others that much capacity, never a stuck budget; a live process renews its active leases
-twice a second. Requests waiting for a slot queue in Redis in the order they reached it, and a slot
-goes to the head of that queue: no process starves another. A waiting process asks again when
-Redis says its turn can come at the earliest (or shortly, while the slots are held by requests
-still in flight), not blindly. A hold set from a process's path floor subtracts less when another
+The keys and scripts are laid out in ``scripts``. A slot is held by an active lease for
+``max_transit`` plus a window past its last renewal, so a process that dies costs the others
+that much capacity, never a stuck budget; a live process renews its active leases twice a
+second. Requests waiting for a slot queue in Redis in the order they reached it, and a slot goes
+to the head of that queue: no process starves another. A waiting process asks again when Redis
+says its turn can come at the earliest (or shortly, while the slots are held by requests still
+in flight), not blindly. A hold set from a process's path floor subtracts less when another
 process's path is faster, and is lengthened when such a process joins later (``acquire.lua``).
 
 When Redis cannot be reached, answers slower than its timeout or answers with an error (a
@@ -42,17 +27,16 @@ import math
 import random
 import uuid
 from collections import deque
-from collections.abc import Sequence
-from importlib import resources
+from collections.abc import Coroutine, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from ._errors import BlockedError, SessionClosedError
-from ._feedback import FeedbackPolicy
-from ._hold import hold_until
-from ._limiter import Lease
-from ._network import PathObserver
-from ._window import SlidingWindowLimiter, _positive
+from ..._check import seconds, whole_number
+from ..._errors import BlockedError, SessionClosedError
+from ..contract import Lease, Limiter
+from ..core import GROUPS, HoldRule, Pacer, Settings
+from ..window import SlidingWindowLimiter
+from .scripts import AcquireArgs, AdoptArgs, Args, ReleaseArgs, RenewArgs, Scripts
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -105,7 +89,7 @@ class RedisLimiter:
     The budget is keyed by the account: by default a hash of the access key of the first session
     that uses the limiter. Processes that use different API keys of one account share a budget
     only when given the same ``account=`` name. Holds follow the same rule as
-    :class:`SlidingWindowLimiter` (network-aware, see ``_hold``); each process learns its own
+    :class:`SlidingWindowLimiter` (network-aware); each process learns its own
     path, and a process subtracts less when another's path is faster (or not known yet: a process
     that has not learned its path may be next to the exchange).
 
@@ -136,22 +120,21 @@ class RedisLimiter:
         "_loop",
         "_own_holds",
         "_owns_client",
-        "_path",
-        "_policy",
+        "_pacer",
         "_prefix",
         "_process",
         "_renewer",
         "_retry_at",
         "_scripts",
+        "_siblings",
         "_tasks",
         "_timeout",
         "_waiters",
-        "hold",
-        "limit",
-        "margin",
-        "max_transit",
-        "window",
+        "group",
     )
+
+    #: The rate-limit group whose budget this is.
+    group: str
 
     def __init__(
         self,
@@ -162,17 +145,17 @@ class RedisLimiter:
         window: float = 1.0,
         margin: float = 0.01,
         max_transit: float = 2.0,
-        hold: Literal["arrival", "answer"] = "arrival",
+        hold: HoldRule = "arrival",
         prefix: str = "upbit_cancel",
         timeout: float = 0.5,
         fallback_limit: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
         module = _redis_module()
+        timeout = seconds("timeout", timeout)
         if isinstance(redis, str):
             if not redis.startswith(("redis://", "rediss://", "unix://")):
                 raise ValueError("redis must be a redis:// URL or a redis.asyncio.Redis client")
-            timeout = _positive("timeout", timeout)
             self._client = module.asyncio.Redis.from_url(
                 redis, socket_timeout=timeout, socket_connect_timeout=timeout
             )
@@ -189,28 +172,21 @@ class RedisLimiter:
             raise TypeError("account must be a non-empty string naming the account's budget")
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             raise ValueError("prefix must be a non-empty string without braces")
-        # The same settings as the in-process limiter, checked the same way.
-        SlidingWindowLimiter(limit, window, margin=margin, max_transit=max_transit, hold=hold)
-        if fallback_limit is None:
-            fallback_limit = max(1, limit // 6)
-        if isinstance(fallback_limit, bool) or not isinstance(fallback_limit, int):
-            raise TypeError(f"fallback_limit must be a whole number, not {fallback_limit!r}")
-        if not 1 <= fallback_limit <= limit:
-            raise ValueError(f"fallback_limit must be between 1 and limit, not {fallback_limit!r}")
-        self._fallback = SlidingWindowLimiter(
-            fallback_limit, window, margin=margin, max_transit=max_transit, hold=hold
+        settings = Settings.checked(
+            limit, window, margin=margin, max_transit=max_transit, hold=hold
         )
-        self.limit = limit
-        self.window = float(window)
-        self.margin = float(margin)
-        self.max_transit = float(max_transit)
-        self.hold = hold
-        self._timeout = _positive("timeout", timeout)
+        if fallback_limit is None:
+            fallback_limit = max(1, settings.limit // 6)
+        fallback_limit = whole_number(
+            "fallback_limit", fallback_limit, least=1, most=settings.limit
+        )
+        self.group = "default"
+        self._pacer = Pacer(settings, rng=rng)
+        self._fallback = SlidingWindowLimiter.from_settings(settings.with_limit(fallback_limit))
+        self._timeout = timeout
         self._prefix = prefix
         self._account = None if account is None else _account_hash(f"account:{account}")
         self._process = uuid.uuid4().hex[:16]
-        self._policy = FeedbackPolicy(limit, self.window + self.margin, rng=rng)
-        self._path = PathObserver(span=self.window, horizon=max(5.0, 5 * self.window))
         self._full = False
         # Any of these from a Redis call: fall back (errors in the answer included, such as a
         # read-only replica's after a failover, or OOM).
@@ -234,11 +210,41 @@ class RedisLimiter:
         self._retry_at = -math.inf
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        scripts = resources.files("upbit_cancel") / "_lua"
-        self._scripts = {
-            name: self._client.register_script((scripts / f"{name}.lua").read_text("utf-8"))
-            for name in ("acquire", "release", "renew", "adopt")
-        }
+        self._scripts = Scripts(self._client)
+        # The same account's limiters of other rate-limit groups, by group.
+        self._siblings: dict[str, RedisLimiter] = {}
+
+    # -- the settings ------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The limit, window, margin, ``max_transit`` and hold rule."""
+        return self._pacer.settings
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed per window, for all processes together."""
+        return self._pacer.settings.limit
+
+    @property
+    def window(self) -> float:
+        """Length of the window, in seconds."""
+        return self._pacer.settings.window
+
+    @property
+    def margin(self) -> float:
+        """Seconds added to every hold."""
+        return self._pacer.settings.margin
+
+    @property
+    def max_transit(self) -> float:
+        """Longest time, in seconds, a request may take to reach the exchange after it left."""
+        return self._pacer.settings.max_transit
+
+    @property
+    def hold(self) -> HoldRule:
+        """How an answered request's slot is held (``"arrival"`` or ``"answer"``)."""
+        return self._pacer.settings.hold
 
     # -- the contract ------------------------------------------------------------------------
 
@@ -261,21 +267,42 @@ class RedisLimiter:
         """Key the budget by ``access_key`` (hashed) unless an account name was given."""
         if self._account is None:
             self._account = _account_hash(f"key:{access_key}")
+        for sibling in self._siblings.values():
+            sibling.bind(access_key)
+
+    def for_group(self, group: str) -> Limiter:
+        """The same account's budget for another rate-limit ``group``, in the same Redis (one
+        limiter per group, closed with this one)."""
+        if group == self.group:
+            return self
+        sibling = self._siblings.get(group)
+        if sibling is None:
+            limit, window = GROUPS[group]
+            settings = self.settings
+            sibling = RedisLimiter(
+                self._client,
+                limit=limit,
+                window=window,
+                margin=settings.margin,
+                max_transit=settings.max_transit,
+                hold=settings.hold,
+                prefix=self._prefix,
+                timeout=self._timeout,
+            )
+            sibling.group = sibling._pacer.group = sibling._pacer.policy.group = group
+            sibling._account = self._account
+            self._siblings[group] = sibling
+        return sibling
 
     def try_acquire(self) -> Lease | None:
         """``None``: a grant always takes a round trip to Redis (or the fallback's turn)."""
-        loop = self._bind()
-        now = loop.time()
-        if self._policy.is_blocked(now):
-            raise self._policy.blocked_error(now)
+        self._pacer.check_grant(self._bind().time())
         return None
 
     async def acquire(self) -> Lease:
         """Wait for a slot of the shared budget; raises :class:`BlockedError` while blocked."""
         loop = self._bind()
-        now = loop.time()
-        if self._policy.is_blocked(now):
-            raise self._policy.blocked_error(now)
+        self._pacer.check_grant(loop.time())
         ticket = uuid.uuid4().hex
         waiter: asyncio.Future[Lease] = loop.create_future()
         self._waiters[ticket] = waiter
@@ -292,7 +319,7 @@ class RedisLimiter:
 
     def departing(self, lease: Lease) -> None:
         """Refuse a request about to leave while the account is blocked (as this process knows)."""
-        self._policy.check_departure(self._bind().time())
+        self._pacer.check_departure(self._bind().time())
 
     def release(self, lease: Lease) -> None:
         """Learn from the answer; tell Redis, in the background, how long the slot stays taken."""
@@ -300,54 +327,26 @@ class RedisLimiter:
             if lease.handle is not None:
                 self._active.discard(lease.handle)  # its slot expires in Redis on its own
             return
-        loop = self._bind()
-        now = loop.time()
+        now = self._bind().time()
         ticket = lease.handle
-        feedback = lease.feedback
-        before = (self._policy.paused_until, self._policy.blocked_until)
-        share_before = self._policy.share(now)
-        if lease.sent_at is not None and lease.answered_at is not None:
-            self._path.observe(lease.sent_at, lease.answered_at)
-        forget = False
-        if feedback is not None:
-            self._policy.learn(feedback, granted_at=lease.granted_at, now=now, own_full=self._full)
-            if feedback.status == 429:
-                self._path.forget()
-                forget = True
-        estimate = self._path.estimate(now) if self.hold == "arrival" else None
-        own = None if estimate is None else estimate.floor
-        until = hold_until(
-            sent_at=lease.sent_at,
-            answered_at=lease.answered_at,
-            released_at=now,
-            window=self.window,
-            margin=self.margin,
-            max_transit=self.max_transit,
-            floor=own,
+        release = self._pacer.release(lease, now, own_full=self._full)
+        decision = release.decision
+        if ticket is None:
+            return  # a fallback lease: the fallback holds its slot, nothing to tell Redis
+        self._active.discard(ticket)
+        self._note_hold(now, lease)
+        arguments = ReleaseArgs(
+            lease=ticket,
+            hold=release.until - now,
+            pause=0.0 if decision.pause_until is None else decision.pause_until - now,
+            block=0.0 if decision.block_until is None else decision.block_until - now,
+            block_reason=decision.block_reason,
+            share=tuple((since - now, slots) for since, slots in decision.share),
+            process=self._process,
+            floor=release.estimate,
+            forgot=decision.forget_path,
+            subtracted=release.floor,
         )
-        # Whether the hold subtracted the floor: then release.lua subtracts less when another
-        # process's path is faster, since its requests may arrive sooner after leaving.
-        on_floor = own is not None and lease.sent_at is not None and lease.answered_at is not None
-        pause = self._policy.paused_until - now if self._policy.paused_until > before[0] else 0.0
-        block = self._policy.blocked_until - now if self._policy.blocked_until > before[1] else 0.0
-        halve = self._policy.share(now) < share_before
-        if ticket is not None:
-            self._active.discard(ticket)
-            self._note_hold(now, lease)
-        arguments = [
-            ticket or "",
-            repr(max(0.0, until - now)),
-            repr(max(0.0, pause)),
-            repr(max(0.0, block)),
-            self._policy.block_reason if block > 0 else "",
-            "1" if halve else "0",
-            str(self.limit),
-            repr(self.window + self.margin),
-            self._process,
-            "" if own is None else repr(own),
-            "1" if forget else "0",
-            repr(own) if on_floor else "",
-        ]
         self._spawn(self._release_in_redis(arguments))
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -373,6 +372,8 @@ class RedisLimiter:
             await asyncio.wait(list(self._tasks), timeout=self._timeout * 2)
         for task in list(self._tasks):
             task.cancel()
+        for sibling in self._siblings.values():
+            await sibling.aclose()
         if self._owns_client:
             await self._client.aclose()
 
@@ -390,7 +391,7 @@ class RedisLimiter:
     def __repr__(self) -> str:
         state = "falling back" if self._degraded else "redis"
         return (
-            f"RedisLimiter(limit={self.limit!r}, window={self.window!r}, "
+            f"RedisLimiter(limit={self.limit!r}, window={self.window!r}, group={self.group!r}, "
             f"prefix={self._prefix!r}, {state}, in_flight={len(self._active)})"
         )
 
@@ -408,11 +409,12 @@ class RedisLimiter:
             raise SessionClosedError("this RedisLimiter is closed; create a new one")
         return loop
 
-    def _keys(self, *names: str) -> list[str]:
+    def _key(self) -> str:
+        """What every key of this budget starts with (``scripts`` lists the rest)."""
         account = self._account or _account_hash("key:unbound")
-        return [f"{self._prefix}:{{{account}}}:default:{name}" for name in names]
+        return f"{self._prefix}:{{{account}}}:{self.group}"
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         loop = self._bind()
         task = loop.create_task(work)
         self._tasks.add(task)
@@ -465,29 +467,16 @@ class RedisLimiter:
             if self._degraded:
                 await self._adopt()
             reply = await self._run(
-                "acquire",
-                self._keys(
-                    "held",
-                    "active",
-                    "queue",
-                    "seen",
-                    "seq",
-                    "state",
-                    "floors",
-                    "processes",
-                    "hold_floors",
-                ),
-                [
-                    str(self.limit),
-                    repr(self.window + self.margin),
-                    repr(self.max_transit + self.window + self.margin + _RENEW_EVERY),
-                    repr(_TICKET_TTL),
-                    repr(_FLOOR_TTL),
-                    self._process,
-                    str(len(dropped)),
-                    *(ticket for _, ticket in dropped),
-                    *tickets,
-                ],
+                AcquireArgs(
+                    limit=self.limit,
+                    unit=self.settings.unit,
+                    active_hold=self.settings.abandoned_hold + _RENEW_EVERY,
+                    ticket_ttl=_TICKET_TTL,
+                    floor_ttl=_FLOOR_TTL,
+                    process=self._process,
+                    dropped=[ticket for _, ticket in dropped],
+                    waiting=tickets,
+                )
             )
         except self._failures as error:
             if self._closed:
@@ -498,14 +487,18 @@ class RedisLimiter:
         self._recovered()
         status = _text(reply[0])
         now = loop.time()
+        policy = self._pacer.policy
         if status == "blocked":
             remaining, reason = float(_text(reply[2])), _text(reply[3])
-            self._policy.block(now + remaining, reason)
-            self._refuse(tickets, self._policy.blocked_error(now))
+            policy.block(now + remaining, reason)
+            self._refuse(tickets, policy.blocked_error(now))
             return
         retry = float(_text(reply[2]))
+        taken, share = int(_text(reply[3])), int(_text(reply[4]))
+        # Another process's 429 may have lowered the account's share: this one's follows.
+        policy.lower_share(share, now)
         # Whether the account's whole share is taken: then sec=0 says nothing new.
-        self._full = int(_text(reply[3])) >= int(_text(reply[4]))
+        self._full = taken >= share
         for ticket in (_text(item) for item in reply[5:]):
             lease = Lease(self, now, loop.time, handle=ticket)
             self._active.add(ticket)
@@ -558,22 +551,14 @@ class RedisLimiter:
                 continue
             try:
                 await self._run(
-                    "renew",
-                    self._keys("active"),
-                    [repr(self.max_transit + self.window + self.margin + _RENEW_EVERY), *active],
+                    RenewArgs(ttl=self.settings.abandoned_hold + _RENEW_EVERY, leases=active)
                 )
             except self._failures as error:
                 self._fall_back(error)
 
-    async def _release_in_redis(self, arguments: Sequence[str]) -> None:
-        if not arguments[0]:
-            return  # a fallback lease: nothing to tell Redis
+    async def _release_in_redis(self, arguments: ReleaseArgs) -> None:
         try:
-            await self._run(
-                "release",
-                self._keys("held", "active", "state", "floors", "processes", "hold_floors"),
-                arguments,
-            )
+            await self._run(arguments)
         except self._failures as error:
             # The lease stays active in Redis until it expires: held longer, never shorter.
             self._fall_back(error)
@@ -584,32 +569,24 @@ class RedisLimiter:
         holds = self._fallback.remaining_holds()
         if not holds:
             return
-        arguments: list[str] = []
-        for seconds in holds:
-            arguments += [f"fallback-{self._process}-{uuid.uuid4().hex[:8]}", repr(seconds)]
-        await self._run("adopt", self._keys("held"), arguments)
+        await self._run(
+            AdoptArgs(
+                [(f"fallback-{self._process}-{uuid.uuid4().hex[:8]}", held) for held in holds]
+            )
+        )
 
-    async def _run(self, script: str, keys: list[str], arguments: Sequence[str]) -> Any:
-        """Run one of the scripts within ``timeout``, whether this limiter made the client (with
-        socket timeouts) or was given it (with whatever timeouts it has, maybe none)."""
+    async def _run(self, arguments: Args) -> Any:
+        """Run a script within ``timeout``, whether this limiter made the client (with socket
+        timeouts) or was given it (with whatever timeouts it has, maybe none)."""
         async with asyncio.timeout(self._timeout):
-            return await self._scripts[script](keys=keys, args=list(arguments))
+            return await self._scripts.run(arguments, self._key())
 
     def _note_hold(self, now: float, lease: Lease) -> None:
         """Remember until when a slot released to Redis may stay taken, at the longest."""
         holds = self._own_holds
         while holds and holds[0] <= now:
             holds.popleft()
-        holds.append(
-            hold_until(
-                sent_at=lease.sent_at,
-                answered_at=lease.answered_at,
-                released_at=now,
-                window=self.window,
-                margin=self.margin,
-                max_transit=self.max_transit,
-            )
-        )
+        holds.append(self._pacer.longest_hold(lease, now))
 
     def _fall_back(self, error: BaseException) -> None:
         if self._closed:
@@ -621,7 +598,7 @@ class RedisLimiter:
             self._degraded = True
             # The fallback's share starts with what this process already took through Redis:
             # those requests count at the exchange in the windows to come.
-            abandoned = self.max_transit + self.window + self.margin
+            abandoned = self.settings.abandoned_hold
             self._fallback.hold_slots(
                 [until - now for until in self._own_holds if until > now]
                 + [abandoned] * len(self._active)

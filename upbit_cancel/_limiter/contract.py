@@ -1,4 +1,4 @@
-"""The limiter contract: what the session and the batch ask of the account's request budget.
+"""The limiter contract: what the session asks of an account's request budget, and what it tells.
 
 A limiter hands out :class:`Lease` objects, one per request. The lease records when its request
 left, whether an answer came back and what that answer said; when the lease is released, the
@@ -25,9 +25,40 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Literal, Protocol, runtime_checkable
 
-from ._models import Feedback
+import attrs
 
-__all__ = ["AccountBound", "Lease", "Limiter", "Outcome"]
+__all__ = ["AccountBound", "Feedback", "Lease", "Limiter", "Outcome", "RemainingReq"]
+
+
+@attrs.frozen
+class RemainingReq:
+    """The ``Remaining-Req`` header: calls left in the current window of a rate-limit group."""
+
+    #: The rate-limit group, such as ``"default"``.
+    group: str
+    #: Calls left in the current second.
+    sec: int
+    #: Calls left in the current minute (deprecated by Upbit and fixed; ``None`` when absent).
+    min: int | None = None
+
+
+@attrs.frozen
+class Feedback:
+    """What an answer tells the limiter about the account's budget.
+
+    A limiter reads it when a lease ends: a 429 slows the account down, a 418 blocks it,
+    ``Remaining-Req`` may pause it; nothing here ever lets it go faster.
+    """
+
+    #: HTTP status of the answer.
+    status: int
+    #: The ``Remaining-Req`` header, when the answer carried a readable one.
+    remaining: RemainingReq | None = None
+    #: How long the exchange blocks the account, in seconds (for a 418).
+    block_seconds: float | None = None
+    #: The exchange's explanation of a block (for a 418), redacted.
+    block_reason: str = ""
+
 
 #: How a lease's request ended: an answer came back, it certainly never left, or it left and
 #: no answer came back (it may still reach the exchange).
@@ -36,10 +67,11 @@ Outcome = Literal["answered", "not_sent", "abandoned"]
 
 @runtime_checkable
 class Limiter(Protocol):
-    """An account's request budget, as the session and the batch use it.
+    """One rate-limit group's budget of an account, as the session uses it.
 
     Implementations: :class:`SlidingWindowLimiter` (in this process), ``RedisLimiter`` (shared
-    through Redis), and an adapter for ``aiolimiter.AsyncLimiter``.
+    through Redis), and an adapter for ``aiolimiter.AsyncLimiter``; each composes the rules of
+    ``_limiter.core`` and differs only in where its slots live.
     """
 
     @property
@@ -80,11 +112,16 @@ class Limiter(Protocol):
 class AccountBound(Protocol):
     """A limiter whose budget lives outside the process and is keyed by the account.
 
-    The session tells it whose budget it is when it first uses it.
+    The session tells it whose budget it is when it first uses it, and asks it for the budget
+    of the account's other rate-limit groups, kept in the same place.
     """
 
     def bind(self, access_key: str) -> None:
         """Key the budget by this access key, unless the limiter was given an account name."""
+        ...
+
+    def for_group(self, group: str) -> Limiter:
+        """The same account's budget for another rate-limit group (one limiter per group)."""
         ...
 
 

@@ -1,29 +1,58 @@
-"""Matching the exchange's answer to the ids a request carried, without any I/O."""
+"""Matching the exchange's answer to the ids a request carried, without any I/O.
+
+A chunk's outcome is a :class:`Placement` per id, in the chunk's order: which list the id goes
+in, with its entry there. Positions, not names, tie a placement to its id (the string
+``"<int 1001>"`` and the integer ``1001``, shown by that label, are two ids).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
-from ._errors import MalformedResponseError, UpbitError
-from ._ids import Kind
-from ._models import CancelResult, ChunkResult, OrderEntry, OrderList, UnresolvedOrder
+import attrs
 
-__all__ = ["match_answer", "unresolved_with"]
+from .._errors import MalformedResponseError, UpbitError
+from .._ids import Kind
+from .._models import (
+    CancelResult,
+    ChunkResult,
+    OrderEntry,
+    OrderList,
+    UnresolvedList,
+    UnresolvedOrder,
+)
+
+__all__ = ["Outcome", "Place", "Placement", "chunk_result", "match_answer", "unresolved_with"]
 
 _log = logging.getLogger("upbit_cancel")
+
+#: The list an id is in.
+Place = Literal["success", "failed", "unresolved"]
+#: An id's place and its entry there.
+Placement = tuple[Place, OrderEntry | UnresolvedOrder]
+
+
+@attrs.frozen
+class Outcome:
+    """What one request's answer (or failure) says of each id of its chunk."""
+
+    #: One placement per id, in the chunk's order.
+    placements: tuple[Placement, ...]
+    #: Ids in ``failed`` that an earlier, unanswered attempt may have canceled.
+    possibly_canceled: frozenset[str] = frozenset()
 
 
 def match_answer(
     kind: Kind,
     *,
-    index: int,
     ids: Sequence[str],
     sent: Sequence[str],
     invalid: Mapping[int, UnresolvedOrder],
     answer: CancelResult,
     after_unknown: bool,
-) -> ChunkResult:
+) -> Outcome:
     """Place each of ``ids`` in exactly one list, from the answer to the request of ``sent``.
 
     ``invalid`` ids (by position in ``ids``) were never sent and keep their own error. An id the
@@ -55,13 +84,11 @@ def match_answer(
             status=200,
             ids=sent,
         )
-    success_list: list[OrderEntry] = []
-    failed_list: list[OrderEntry] = []
-    unresolved: list[UnresolvedOrder] = []
+    placements: list[Placement] = []
     possibly_canceled: set[str] = set()
     for position, value in enumerate(ids):
         if position in invalid:
-            unresolved.append(invalid[position])
+            placements.append(("unresolved", invalid[position]))
         elif value in success and value in failed:
             error = MalformedResponseError(
                 "the answer lists this id as both canceled and refused; the order may or may "
@@ -69,38 +96,45 @@ def match_answer(
                 status=200,
                 ids=(value,),
             )
-            unresolved.append(UnresolvedOrder(value, error))
+            placements.append(("unresolved", UnresolvedOrder(value, error)))
         elif value in success:
-            success_list.append(success[value])
+            placements.append(("success", success[value]))
         elif value in failed:
-            failed_list.append(failed[value])
+            placements.append(("failed", failed[value]))
             if after_unknown:
                 possibly_canceled.add(value)
         else:
-            unresolved.append(UnresolvedOrder(value, unmatched))
-    return ChunkResult(
-        index=index,
-        ids=tuple(ids),
-        success=OrderList(tuple(success_list)),
-        failed=OrderList(tuple(failed_list)),
-        unresolved=tuple(unresolved),
-        possibly_canceled=frozenset(possibly_canceled),
-    )
+            placements.append(("unresolved", UnresolvedOrder(value, unmatched)))
+    return Outcome(tuple(placements), frozenset(possibly_canceled))
 
 
 def unresolved_with(
-    error: UpbitError | None,
-    *,
-    index: int,
-    ids: Sequence[str],
-    invalid: Mapping[int, UnresolvedOrder],
-) -> ChunkResult:
+    error: UpbitError | None, *, ids: Sequence[str], invalid: Mapping[int, UnresolvedOrder]
+) -> Outcome:
     """Every one of ``ids`` unresolved with ``error``; invalid ids keep their own error."""
+    return Outcome(
+        tuple(
+            ("unresolved", invalid.get(position, UnresolvedOrder(value, error)))
+            for position, value in enumerate(ids)
+        )
+    )
+
+
+def chunk_result(index: int, ids: Sequence[str], outcome: Outcome) -> ChunkResult:
+    """The :class:`ChunkResult` of chunk ``index``, whose ids had ``outcome``."""
+    success: list[OrderEntry] = []
+    failed: list[OrderEntry] = []
+    unresolved: list[UnresolvedOrder] = []
+    for place, entry in outcome.placements:
+        if isinstance(entry, UnresolvedOrder):
+            unresolved.append(entry)
+        else:
+            (success if place == "success" else failed).append(entry)
     return ChunkResult(
         index=index,
         ids=tuple(ids),
-        unresolved=tuple(
-            invalid.get(position, UnresolvedOrder(value, error))
-            for position, value in enumerate(ids)
-        ),
+        success=OrderList(tuple(success)),
+        failed=OrderList(tuple(failed)),
+        unresolved=UnresolvedList(tuple(unresolved)),
+        possibly_canceled=outcome.possibly_canceled,
     )

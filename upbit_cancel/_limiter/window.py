@@ -9,23 +9,11 @@ import math
 import random
 from collections import deque
 from collections.abc import Iterable
-from typing import Literal
 
-from ._feedback import FeedbackPolicy
-from ._hold import hold_until
-from ._limiter import Lease
-from ._network import PathObserver
+from .contract import Lease
+from .core import HoldRule, Pacer, Settings
 
 __all__ = ["SlidingWindowLimiter"]
-
-
-def _positive(name: str, value: object, *, zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        wanted = "zero or more" if zero else "a positive"
-        raise ValueError(f"{name} must be {wanted} finite number of seconds, not {value!r}")
-    return float(value)
 
 
 class SlidingWindowLimiter:
@@ -64,33 +52,23 @@ class SlidingWindowLimiter:
         hold: ``"arrival"`` (the default) holds an answered request's slot until a window after
             its latest possible arrival; ``"answer"`` until a window after its answer, which
             costs a round trip per window (for comparison, or distrust of the estimate).
+        group: The rate-limit group whose ``Remaining-Req`` header it reads (``"default"``).
     """
 
     __slots__ = (
         "__weakref__",
         "_active",
         "_floor",
-        "_hold",
         "_holds",
         "_loop",
-        "_path",
-        "_policy",
+        "_pacer",
         "_queue",
         "_timer",
-        "limit",
-        "margin",
-        "max_transit",
-        "window",
+        "group",
     )
 
-    #: Requests allowed per window.
-    limit: int
-    #: Length of the window, in seconds.
-    window: float
-    #: Seconds added to every hold.
-    margin: float
-    #: Longest time, in seconds, a request may take to reach the exchange after it left.
-    max_transit: float
+    #: The rate-limit group whose budget this is.
+    group: str
 
     def __init__(
         self,
@@ -99,24 +77,17 @@ class SlidingWindowLimiter:
         *,
         margin: float = 0.01,
         max_transit: float = 2.0,
-        hold: Literal["arrival", "answer"] = "arrival",
+        hold: HoldRule = "arrival",
+        group: str = "default",
         rng: random.Random | None = None,
     ) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise TypeError(f"limit must be a whole number of requests, not {limit!r}")
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1 request, not {limit!r}")
-        self.limit = limit
-        self.window = _positive("window", window)
-        self.margin = _positive("margin", margin, zero=True)
-        self.max_transit = _positive("max_transit", max_transit, zero=True)
-        if hold not in ("arrival", "answer"):
-            raise ValueError(f"hold must be 'arrival' or 'answer', not {hold!r}")
-        self._hold = hold
-        self._path = PathObserver(span=self.window, horizon=max(5.0, 5 * self.window))
+        settings = Settings.checked(
+            limit, window, margin=margin, max_transit=max_transit, hold=hold
+        )
+        self.group = group
+        self._pacer = Pacer(settings, group=group, rng=rng)
         # The path floor the current holds were computed with (None: from the answers).
         self._floor: float | None = None
-        self._policy = FeedbackPolicy(limit, self.window + self.margin, rng=rng)
         # Leases granted and not yet released.
         self._active = 0
         # Until when each released lease still holds its slot, ascending, with its answer's
@@ -125,6 +96,48 @@ class SlidingWindowLimiter:
         self._queue: deque[asyncio.Future[Lease]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, group: str = "default", rng: random.Random | None = None
+    ) -> SlidingWindowLimiter:
+        """A limiter with ``settings`` already checked (another limiter's, say)."""
+        return cls(
+            settings.limit,
+            settings.window,
+            margin=settings.margin,
+            max_transit=settings.max_transit,
+            hold=settings.hold,
+            group=group,
+            rng=rng,
+        )
+
+    # -- the settings ------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The limit, window, margin, ``max_transit`` and hold rule."""
+        return self._pacer.settings
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed per window."""
+        return self._pacer.settings.limit
+
+    @property
+    def window(self) -> float:
+        """Length of the window, in seconds."""
+        return self._pacer.settings.window
+
+    @property
+    def margin(self) -> float:
+        """Seconds added to every hold."""
+        return self._pacer.settings.margin
+
+    @property
+    def max_transit(self) -> float:
+        """Longest time, in seconds, a request may take to reach the exchange after it left."""
+        return self._pacer.settings.max_transit
 
     # -- the contract ------------------------------------------------------------------------
 
@@ -170,57 +183,37 @@ class SlidingWindowLimiter:
         """A lease at once if a slot is free and nobody waits, else ``None``."""
         loop = self._bind()
         now = loop.time()
-        if self._policy.is_blocked(now):
-            raise self._policy.blocked_error(now)
+        self._pacer.check_grant(now)
         if not self._queue and self._ready_at(now) <= now:
             return self._grant(loop, now)
         return None
 
     def departing(self, lease: Lease) -> None:
         """Refuse a request about to leave while the account is blocked (a 418 since its grant)."""
-        self._policy.check_departure(self._bind().time())
+        self._pacer.check_departure(self._bind().time())
 
     def release(self, lease: Lease) -> None:
         """Learn from the lease's answer and hold its slot as long as its outcome requires."""
         loop = self._bind()
         now = loop.time()
+        # This lease's slot is still taken by it, so it counts.
+        own_full = self._active + self._held(now) >= self._pacer.share(now)
         self._active -= 1
-        if lease.sent_at is not None and lease.answered_at is not None:
-            self._path.observe(lease.sent_at, lease.answered_at)
-        if lease.feedback is not None:
-            # This lease's slot is still taken by it, so it counts.
-            taken = self._active + 1 + self._held(now)
-            own_full = taken >= self._policy.share(now)
-            self._policy.learn(
-                lease.feedback, granted_at=lease.granted_at, now=now, own_full=own_full
-            )
-            if lease.feedback.status == 429:
-                # The budget was overrun: the estimate may be wrong (the path got faster).
-                self._path.forget()
-        until = hold_until(
-            sent_at=lease.sent_at,
-            answered_at=lease.answered_at,
-            released_at=now,
-            window=self.window,
-            margin=self.margin,
-            max_transit=self.max_transit,
-            floor=self._current_floor(now),
-        )
-        if until > now:
-            answered = -math.inf if lease.answered_at is None else lease.answered_at
-            bisect.insort(self._holds, (until, answered))
+        release = self._pacer.release(lease, now, own_full=own_full)
+        self._apply_floor(release.estimate)
+        if release.until > now:
+            answered = -math.inf if release.answered_at is None else release.answered_at
+            bisect.insort(self._holds, (release.until, answered))
         self._schedule()
 
-    def _current_floor(self, now: float) -> float | None:
-        """The path floor for new holds, applied to the holds already set where it must be.
+    def _apply_floor(self, floor: float | None) -> None:
+        """Apply the path floor the new hold was computed with to the holds already set.
 
         A floor lower than before lengthens the current holds; the first floor known brings the
         holds set from the answers down to it (their round trips are among those it rests on);
         a floor that rises (a slower path) applies from now on, never shortening a hold; no
         floor any more (after a 429) puts every hold back to a window after its answer.
         """
-        estimate = self._path.estimate(now) if self._hold == "arrival" else None
-        floor = None if estimate is None else estimate.floor
         previous = self._floor
         if floor is None:
             if previous is not None:
@@ -230,12 +223,11 @@ class SlidingWindowLimiter:
         elif floor < previous:
             self._refloor(floor, shorten=False)
         self._floor = floor
-        return floor
 
     def _refloor(self, floor: float, *, shorten: bool) -> None:
         """Hold every answered slot until a window after its answer minus ``floor``: exactly
         (``shorten``), or at least."""
-        extra = self.window + self.margin - floor
+        extra = self._pacer.settings.unit - floor
 
         def moved(until: float, answered: float) -> float:
             if answered == -math.inf:
@@ -259,12 +251,12 @@ class SlidingWindowLimiter:
     @property
     def paused_until(self) -> float:
         """Loop time before which nothing is granted (in the past when not paused)."""
-        return self._policy.paused_until
+        return self._pacer.policy.paused_until
 
     @property
     def blocked_until(self) -> float:
         """Loop time until which the account is blocked (in the past when not blocked)."""
-        return self._policy.blocked_until
+        return self._pacer.policy.blocked_until
 
     def remaining_holds(self) -> list[float]:
         """Seconds until each taken slot frees: held ones by their hold, active leases as if
@@ -272,8 +264,7 @@ class SlidingWindowLimiter:
         when Redis returns)."""
         now = self._bind().time()
         held = [until - now for until, _ in self._holds if until > now]
-        abandoned = self.max_transit + self.window + self.margin
-        return held + [abandoned] * self._active
+        return held + [self._pacer.settings.abandoned_hold] * self._active
 
     def hold_slots(self, seconds: Iterable[float]) -> None:
         """Count slots taken through another limiter as held, each for so many seconds from now:
@@ -287,17 +278,17 @@ class SlidingWindowLimiter:
 
     def share(self, now: float | None = None) -> int:
         """Slots in a window now: ``limit``, fewer for a while after 429s."""
-        return self._policy.share(self._bind().time() if now is None else now)
+        return self._pacer.share(self._bind().time() if now is None else now)
 
     def pause(self, until: float) -> None:
         """Grant nothing before loop time ``until``. A pause is never shortened."""
-        self._policy.pause(until)
+        self._pacer.policy.pause(until)
         self._schedule()
 
     def block(self, seconds: float, reason: str) -> None:
         """Block the account for ``seconds``: every waiter and every new acquire raises."""
         now = self._bind().time()
-        self._policy.block(now + seconds, reason)
+        self._pacer.policy.block(now + seconds, reason)
         self._schedule()
 
     # -- the machinery -----------------------------------------------------------------------
@@ -324,8 +315,9 @@ class SlidingWindowLimiter:
         if expired:
             del holds[:expired]
         # Slots to free before a grant: those taken beyond share - 1.
-        excess = self._active + len(holds) - self._policy.share(now) + 1
-        ready = self._policy.paused_until
+        policy = self._pacer.policy
+        excess = self._active + len(holds) - policy.share(now) + 1
+        ready = policy.paused_until
         if excess > len(holds):
             return math.inf
         if excess > 0:
@@ -344,8 +336,9 @@ class SlidingWindowLimiter:
             return
         loop = self._loop
         now = loop.time()
-        if self._policy.is_blocked(now):
-            error = self._policy.blocked_error(now)
+        policy = self._pacer.policy
+        if policy.is_blocked(now):
+            error = policy.blocked_error(now)
             while queue:
                 waiter = queue.popleft()
                 if not waiter.done():
@@ -364,6 +357,7 @@ class SlidingWindowLimiter:
     def __repr__(self) -> str:
         return (
             f"SlidingWindowLimiter(limit={self.limit!r}, window={self.window!r}, "
-            f"margin={self.margin!r}, max_transit={self.max_transit!r}, hold={self._hold!r}, "
+            f"margin={self.margin!r}, max_transit={self.max_transit!r}, "
+            f"hold={self.settings.hold!r}, "
             f"in_flight={self._active}, waiters={len(self._queue)})"
         )

@@ -1,0 +1,144 @@
+"""Confirmation: what became of every order of an operation, learned into its ledger.
+
+A cancel in ``success`` means the exchange *accepted* the cancel: the order may still fill before
+the cancel takes effect, and an id left unresolved (a lost answer, a 5xx) may or may not have
+been canceled. Only a query tells. Confirmation asks ``GET /v1/orders/uuids`` about every
+well-formed id (100 per request, within the same budget as the cancels), cancels again the
+orders it finds still open that no accepted cancel covers (their state is known now, so this is
+no blind retry), and asks again about the orders still open until they close or the time is up.
+
+What it learns goes into the operation's ledger: each id's state, the second cancels' answers,
+and the place of an unresolved id whose order the exchange reported closed or unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from .._errors import ResponseTimeoutError, UpbitError, stops_the_account
+from .._http.session import ORDERS_BY_IDS, UpbitSession
+from .._ids import MAX_IDS_PER_QUERY, Ids, Kind
+from .._models import OPEN_STATES, Order, UnresolvedOrder
+from .ledger import Ledger
+from .matching import Placement
+
+__all__ = ["confirm"]
+
+#: Queries in progress at once.
+_QUERIES_IN_FLIGHT = 10
+#: First pause between two rounds of questions, and the longest.
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.1, 1.0
+
+#: Cancels ids of the ledger again (a run whose answers revise them).
+Recancel = Callable[[list[str]], Awaitable[None]]
+
+
+async def _ask(
+    session: UpbitSession, ledger: Ledger, ids: Sequence[str]
+) -> tuple[set[str], UpbitError | None]:
+    """Ask about ``ids`` and tell the ledger; returns the ids learned and an error that stops
+    every query, if one came."""
+    kind: Kind = ledger.kind
+    learned: set[str] = set()
+    fatal: list[UpbitError] = []
+    size = MAX_IDS_PER_QUERY
+    chunks = iter([ids[start : start + size] for start in range(0, len(ids), size)])
+
+    async def worker() -> None:
+        for chunk in chunks:
+            if fatal:
+                return
+            try:
+                orders = await session._call(
+                    ORDERS_BY_IDS, ids=Ids(kind, tuple(chunk)), observer=ledger
+                )
+            except UpbitError as error:
+                for value in chunk:
+                    ledger.unlearned(value, error)
+                if stops_the_account(error):
+                    fatal.append(error)
+                continue
+            known = {_key(kind, order): order for order in orders}
+            for value in chunk:
+                ledger.learn(value, known.get(value))
+                learned.add(value)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(_QUERIES_IN_FLIGHT, len(ids) // MAX_IDS_PER_QUERY + 1)):
+            group.create_task(worker())
+    return learned, (fatal[0] if fatal else None)
+
+
+def _hopeless(entry: Placement | None) -> bool:
+    """Whether the id's cancel failed for a reason that fails every cancel of the account."""
+    return (
+        entry is not None
+        and isinstance(entry[1], UnresolvedOrder)
+        and entry[1].error is not None
+        and stops_the_account(entry[1].error)
+    )
+
+
+def _retry(entry: Placement | None) -> bool:
+    """Whether an order found open deserves a second cancel: none was accepted, and one may be."""
+    return entry is not None and entry[0] == "unresolved" and not _hopeless(entry)
+
+
+def _key(kind: Kind, order: Order) -> str | None:
+    return order.uuid if kind == "uuids" else order.identifier
+
+
+async def confirm(
+    ledger: Ledger, *, session: UpbitSession, recancel: Recancel, within: float
+) -> None:
+    """Learn the final state of every well-formed id of ``ledger`` (see the module docstring).
+
+    ``recancel(ids)`` cancels ids again, revising them in the ledger; ``within`` seconds bound
+    the whole confirmation, second cancels included. The ledger is confirmed once it returns.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    ids = ledger.well_formed()
+    ledger.asking(ids)
+    pause = _FIRST_PAUSE
+    asking = ids
+    while asking:
+        learned, fatal = await _ask(session, ledger, asking)
+        if fatal is not None:
+            # Nothing more can be learned: every id not answered keeps this reason.
+            for value in asking:
+                if value not in learned:
+                    ledger.unlearned(value, fatal)
+            break
+        again = [
+            value
+            for value in ids
+            if ledger.state(value) in OPEN_STATES and _retry(ledger.place(value))
+        ]
+        if again and loop.time() < deadline:
+            # Known to be open and covered by no accepted cancel: cancel it again.
+            await recancel(again)
+            ledger.recanceled(again)
+        # Still open with a cancel accepted, refused as under way, or to be tried again: it may
+        # close. One whose cancel the exchange will not take (the key, a block) will not.
+        asking = [
+            value
+            for value in ids
+            if ledger.state(value) is None
+            or (ledger.state(value) in OPEN_STATES and not _hopeless(ledger.place(value)))
+        ]
+        left = deadline - loop.time()
+        if not asking or left <= 0:
+            break
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 1.5, _LONGEST_PAUSE)
+    for value in ids:
+        if ledger.state(value) is None and not ledger.has_reason(value):
+            ledger.unlearned(
+                value,
+                ResponseTimeoutError(
+                    f"its state was not learned within {within:g} s", ids=(value,)
+                ),
+            )
+    ledger.confirmed = True

@@ -1,0 +1,563 @@
+"""The ledger of one operation: every id it reads, each settled exactly once.
+
+An operation is one call of :class:`BatchCanceller`'s ``cancel``, ``stream``, ``confirm`` or
+``cancel_open``; it owns one :class:`Ledger`, whatever it sends in how many runs. The ledger
+
+- registers each id the moment the caller's iterable produces it (:class:`Intake` reads it);
+- settles each registered id exactly once, from the answer to its chunk's request or from why
+  that request failed; :meth:`Intake.finish` settles whatever is still open, so whatever is
+  raised or cancelled where, every id read ends in exactly one list;
+- moves a settled id only on a later word of the exchange: the answer to a second cancel of it
+  (:meth:`Ledger.revise`), or the final state a query reported for an id whose cancel got no
+  usable answer (:meth:`Ledger.place_by_state`);
+- counts the operation's own requests and 429 answers, as the transport reports each attempt
+  of its requests (it is their :class:`~upbit_cancel._http.transport.Observer`).
+
+Its result is read from it whenever asked, also while the operation runs or after it was
+interrupted. No I/O and no event loop here: the batch moves chunks between it and the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from typing import Final
+
+from .._errors import InvalidIdError, NotSentError, UpbitError
+from .._ids import MAX_IDS_PER_REQUEST, UUID_PATTERN, Kind, id_problem, label
+from .._models import (
+    BatchResult,
+    CancelResult,
+    Order,
+    OrderEntry,
+    OrderList,
+    Progress,
+    UnresolvedList,
+    UnresolvedOrder,
+)
+from .matching import Outcome, Place, Placement, match_answer, unresolved_with
+
+__all__ = ["NOT_FOUND", "Chunk", "Intake", "Ledger"]
+
+#: Ids in one chunk at most, malformed ones included: a long run of malformed ids is cut into
+#: chunks too, so that no chunk grows without bound.
+MAX_IDS_PER_CHUNK: Final = 100
+
+#: The state of an id the exchange does not know.
+NOT_FOUND: Final = "not_found"
+
+#: The final states that close an order without a fill, and with one.
+_CANCELED_STATES: Final = frozenset({"cancel", "prevented"})
+_FILLED_STATES: Final = frozenset({"done"})
+
+
+def _key(item: object) -> object:
+    """What tells ids apart: a string itself; anything else by its label, apart from strings,
+    so that ``1001`` is never the same id as ``"1001"`` nor as ``"<int 1001>"``."""
+    return item if isinstance(item, str) else ("not a string", label(item))
+
+
+class Ledger:
+    """Every id of one operation, from the moment it is read until the operation ends.
+
+    ``started`` and the times given to :meth:`result` come from one monotonic clock;
+    ``elapsed`` and the counters start from those of an earlier result when the operation
+    continues one (:meth:`from_result`).
+    """
+
+    __slots__ = (
+        "_closed_at",
+        "_entries",
+        "_placed_by_confirmation",
+        "_possibly_canceled",
+        "_recanceled",
+        "_state_errors",
+        "_states",
+        "confirmed",
+        "done",
+        "elapsed_before",
+        "failed",
+        "kind",
+        "rate_limited",
+        "registered",
+        "requests",
+        "started",
+        "success",
+        "unresolved",
+    )
+
+    def __init__(self, kind: Kind, *, started: float) -> None:
+        #: Whether the ids are uuids or identifiers.
+        self.kind: Kind = kind
+        #: When the operation started.
+        self.started = started
+        self.elapsed_before = 0.0
+        self._closed_at: float | None = None
+        # Each id in input order, by its key (see _key), with its place once settled (None
+        # while open).
+        self._entries: dict[object, Placement | None] = {}
+        self._possibly_canceled: set[str] = set()
+        self._recanceled: set[str] = set()
+        self._placed_by_confirmation: set[str] = set()
+        self._states: dict[str, str | None] = {}
+        self._state_errors: dict[str, UpbitError] = {}
+        #: Whether a confirmation ran to its end.
+        self.confirmed = False
+        #: Ids registered so far.
+        self.registered = 0
+        #: Ids settled so far, and in which list they are now.
+        self.done = self.success = self.failed = self.unresolved = 0
+        #: The operation's requests that left, retries included, and its 429 answers.
+        self.requests = self.rate_limited = 0
+
+    @classmethod
+    def from_result(cls, result: BatchResult, *, started: float) -> Ledger:
+        """A ledger that continues ``result``'s operation (to confirm it)."""
+        ledger = cls(result.kind, started=started)
+        ledger.elapsed_before = result.elapsed
+        ledger.requests, ledger.rate_limited = result.requests, result.rate_limited
+        for entry in result.success:
+            ledger._adopt(_order_key(result.kind, entry), ("success", entry))
+        for entry in result.failed:
+            ledger._adopt(_order_key(result.kind, entry), ("failed", entry))
+        for position, unresolved in enumerate(result.unresolved):
+            # A malformed id is never asked about nor sent again; its name may be the label of
+            # a non-string, which a string may share: its key is its own.
+            malformed = isinstance(unresolved.error, InvalidIdError)
+            key = ("malformed", position) if malformed else unresolved.id
+            ledger._adopt(key, ("unresolved", unresolved))
+        ledger._possibly_canceled.update(result.possibly_canceled)
+        ledger._recanceled.update(result.recanceled)
+        ledger._placed_by_confirmation.update(result.placed_by_confirmation)
+        return ledger
+
+    def _adopt(self, key: object, placement: Placement) -> None:
+        if key is None or key in self._entries:
+            return  # an entry that names no id of this kind, or twice: the first one stands
+        self.register(key)
+        self._set(key, placement)
+        self.done += 1
+
+    # -- the operation's requests ------------------------------------------------------------
+
+    def sending(self) -> None:
+        """One of the operation's requests is leaving (the chunk records it; nothing here)."""
+
+    def ended(self, *, sent: bool, status: int | None) -> None:
+        """An attempt of one of the operation's requests ended."""
+        if sent:
+            self.requests += 1
+        if status == 429:
+            self.rate_limited += 1
+
+    # -- ids ---------------------------------------------------------------------------------
+
+    def register(self, key: object) -> None:
+        """The id of ``key`` (see ``_key``) was read: it is open until settled."""
+        self._entries[key] = None
+        self.registered += 1
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._entries
+
+    def place(self, value: str) -> Placement | None:
+        """Where the id ``value`` stands (``None`` while open)."""
+        return self._entries[value]
+
+    def settle(self, keys: Sequence[object], outcome: Outcome) -> None:
+        """The first word on each id of a chunk (by key, in the chunk's order): each must be
+        open."""
+        entries = self._entries
+        for key, placement in zip(keys, outcome.placements, strict=True):
+            if entries.get(key, ()) is not None:
+                raise RuntimeError(f"id {key!r} is not open: it was settled already")
+            self._set(key, placement)
+        self.done += len(keys)
+        self._possibly_canceled.update(outcome.possibly_canceled)
+
+    def revise(self, keys: Sequence[object], outcome: Outcome) -> None:
+        """A second cancel's word on ids already settled: it replaces the first, unless its
+        request never left (then the first word is still all there is to know)."""
+        for key, placement in zip(keys, outcome.placements, strict=True):
+            previous = self._entries[key]
+            if previous is None:
+                raise RuntimeError(f"id {key!r} is open: settle it before revising it")
+            entry = placement[1]
+            if isinstance(entry, UnresolvedOrder) and isinstance(entry.error, NotSentError):
+                continue
+            self._count(previous[0], -1)
+            self._set(key, placement)
+        self._possibly_canceled.update(outcome.possibly_canceled)
+
+    def forget(self, keys: Iterable[object]) -> None:
+        """The caller has these ids' results (streaming): they need not be held any longer."""
+        for key in keys:
+            self._entries.pop(key, None)
+
+    def _set(self, key: object, placement: Placement) -> None:
+        self._entries[key] = placement
+        self._count(placement[0], 1)
+
+    def _count(self, place: Place, change: int) -> None:
+        if place == "success":
+            self.success += change
+        elif place == "failed":
+            self.failed += change
+        else:
+            self.unresolved += change
+
+    # -- confirmation ------------------------------------------------------------------------
+
+    def asking(self, values: Iterable[str]) -> None:
+        """A confirmation asks about ``values``: their states are unknown until learned."""
+        for value in values:
+            self._states.setdefault(value, None)
+
+    def learn(self, value: str, order: Order | None) -> None:
+        """A query reported ``value``'s order as it stands (``None``: the exchange does not know
+        it).
+
+        An unresolved id is placed by what was reported when that is final: canceled (or
+        prevented) among ``success``; filled, or unknown to the exchange, among ``failed``
+        (with an empty market when unknown). Any other id stays where it is.
+        """
+        state = NOT_FOUND if order is None else order.state
+        self._states[value] = state
+        self._state_errors.pop(value, None)
+        entry = self._entries.get(value)
+        if entry is None or entry[0] != "unresolved":
+            return
+        place: Place
+        if order is None:
+            place = "failed"
+            placed = (
+                OrderEntry(uuid=value, market="")
+                if self.kind == "uuids"
+                else OrderEntry(uuid="", market="", identifier=value)
+            )
+        elif state in _CANCELED_STATES or state in _FILLED_STATES:
+            place = "success" if state in _CANCELED_STATES else "failed"
+            placed = OrderEntry(uuid=order.uuid, market=order.market, identifier=order.identifier)
+        else:
+            return
+        self._count("unresolved", -1)
+        self._set(value, (place, placed))
+        self._placed_by_confirmation.add(value)
+
+    def unlearned(self, value: str, error: UpbitError) -> None:
+        """Why ``value``'s state could not be learned (a state learned before stands)."""
+        self._states.setdefault(value, None)
+        self._state_errors[value] = error
+
+    def state(self, value: str) -> str | None:
+        """The state learned for ``value``, if any."""
+        return self._states.get(value)
+
+    def has_reason(self, value: str) -> bool:
+        """Whether an error says why ``value``'s state is unknown."""
+        return value in self._state_errors
+
+    def recanceled(self, values: Iterable[str]) -> None:
+        """``values`` were canceled a second time (found open with no accepted cancel)."""
+        self._recanceled.update(values)
+
+    # -- the result --------------------------------------------------------------------------
+
+    def close(self, now: float) -> None:
+        """The operation ended at ``now`` (its ``elapsed`` stops growing)."""
+        if self._closed_at is None:
+            self._closed_at = now
+
+    def progress(self, total: int | None) -> Progress:
+        """How far the operation has come, for ``on_progress``."""
+        return Progress(
+            done=self.done,
+            total=total,
+            success=self.success,
+            failed=self.failed,
+            unresolved=self.unresolved,
+            requests=self.requests,
+        )
+
+    def result(self, now: float) -> BatchResult:
+        """Every id settled so far, in input order, with the operation's counts.
+
+        Ids still open (only while the operation runs) are left out.
+        """
+        success: list[OrderEntry] = []
+        failed: list[OrderEntry] = []
+        unresolved: list[UnresolvedOrder] = []
+        for entry in self._entries.values():
+            if entry is None:
+                continue
+            place, held = entry
+            if isinstance(held, UnresolvedOrder):
+                unresolved.append(held)
+            else:
+                (success if place == "success" else failed).append(held)
+        end = self._closed_at if self._closed_at is not None else now
+        states: dict[str, str | None] = {}
+        errors: dict[str, UpbitError] = {}
+        if self.confirmed:
+            states = {value: self._states.get(value) for value in self._asked()}
+            errors = {
+                value: self._state_errors[value]
+                for value, state in states.items()
+                if state is None and value in self._state_errors
+            }
+        return BatchResult(
+            success=OrderList(tuple(success)),
+            failed=OrderList(tuple(failed)),
+            unresolved=UnresolvedList(tuple(unresolved)),
+            possibly_canceled=frozenset(self._possibly_canceled),
+            requests=self.requests,
+            rate_limited=self.rate_limited,
+            elapsed=self.elapsed_before + max(0.0, end - self.started),
+            kind=self.kind,
+            confirmed=self.confirmed,
+            states=states,
+            state_errors=errors,
+            recanceled=frozenset(self._recanceled),
+            placed_by_confirmation=frozenset(self._placed_by_confirmation),
+        )
+
+    def well_formed(self) -> list[str]:
+        """The ids a confirmation asks about: every settled id but the malformed ones."""
+        return [  # keys of well-formed ids are the ids themselves
+            value
+            for value, entry in self._entries.items()
+            if isinstance(value, str) and entry is not None and not _malformed(entry)
+        ]
+
+    def _asked(self) -> list[str]:
+        return [
+            value for value in self._entries if isinstance(value, str) and value in self._states
+        ]
+
+
+def _malformed(entry: Placement) -> bool:
+    return isinstance(entry[1], UnresolvedOrder) and isinstance(entry[1].error, InvalidIdError)
+
+
+def _order_key(kind: Kind, entry: OrderEntry) -> str | None:
+    return entry.uuid if kind == "uuids" else entry.identifier
+
+
+class Chunk:
+    """Up to 20 ids to send in one request, and the malformed ids read beside them.
+
+    It watches its own request (an :class:`Observer`): whether it may have left, and the
+    operation's counts through the ledger.
+    """
+
+    __slots__ = ("_ledger", "ids", "index", "invalid", "keys", "sent", "valid")
+
+    def __init__(self, index: int, ledger: Ledger) -> None:
+        #: Position in the run's input, from 0.
+        self.index = index
+        #: Every id of the chunk, in input order, as results name them.
+        self.ids: list[str] = []
+        #: What the ledger knows each of them by, in the same order.
+        self.keys: list[object] = []
+        #: The ids to send.
+        self.valid: list[str] = []
+        #: The ids never sent, each with its error, by position in ``ids`` (a string may look
+        #: like the label of a non-string, so positions, not names, tell them apart).
+        self.invalid: dict[int, UnresolvedOrder] = {}
+        #: Whether a request carrying it may have left for the exchange.
+        self.sent = False
+        self._ledger = ledger
+
+    def sending(self) -> None:
+        """A request carrying this chunk is leaving now."""
+        self.sent = True
+
+    def ended(self, *, sent: bool, status: int | None) -> None:
+        """An attempt of this chunk's request ended."""
+        self._ledger.ended(sent=sent, status=status)
+
+
+class Intake:
+    """One run's ids: read from the caller's iterable, deduplicated, checked and cut into chunks.
+
+    Each id is registered in the ledger when it is read; a ``revising`` run (the second cancels
+    of a confirmation) sends ids the ledger holds already, and its answers revise them. Never
+    raises what the input raises: the input ends, :attr:`input_error` keeps the error.
+    """
+
+    __slots__ = (
+        "_collection",
+        "_handed",
+        "_is_uuid",
+        "_items",
+        "_next_index",
+        "_open",
+        "_seen",
+        "_total",
+        "exhausted",
+        "input_error",
+        "ledger",
+        "read",
+        "revising",
+    )
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        items: Iterable[object],
+        *,
+        revising: bool = False,
+        streaming: bool = False,
+    ) -> None:
+        #: The operation's ledger.
+        self.ledger = ledger
+        #: Whether the ids are settled already (second cancels).
+        self.revising = revising
+        # Streaming: the keys of each settled chunk, until the caller has its result.
+        self._handed: dict[int, list[object]] | None = {} if streaming else None
+        self._items: Iterator[object] = iter(items)
+        self._collection = items if isinstance(items, Collection) else None
+        self._seen: set[object] = set()
+        self._is_uuid = UUID_PATTERN.fullmatch if ledger.kind == "uuids" else None
+        self._next_index = 0
+        self._open: dict[int, Chunk] = {}
+        self._total: int | None = None
+        #: Whether the input has no more ids (it ended, or it raised).
+        self.exhausted = False
+        #: What the input raised while being read, if it did.
+        self.input_error: Exception | None = None
+        #: Distinct ids read so far.
+        self.read = 0
+
+    def next_chunk(self) -> Chunk | None:
+        """Read the next chunk, registering each id read; ``None`` at the end of the input."""
+        if self.exhausted:
+            return None
+        chunk = Chunk(self._next_index, self.ledger)
+        self._open[chunk.index] = chunk
+        try:
+            for item in self._items:
+                self._register(chunk, item)
+                if len(chunk.valid) == MAX_IDS_PER_REQUEST or len(chunk.ids) >= MAX_IDS_PER_CHUNK:
+                    break
+            else:
+                self.exhausted = True
+        except Exception as error:
+            self.exhausted = True
+            self.input_error = error
+        if not chunk.ids:
+            del self._open[chunk.index]
+            return None
+        self._next_index += 1
+        return chunk
+
+    def _register(self, chunk: Chunk, item: object) -> None:
+        # The common case, a well-formed uuid, takes no function call beyond the regex: this
+        # runs for every id of every batch.
+        key: object
+        if isinstance(item, str):
+            key = name = item
+        else:
+            name = label(item)
+            key = _key(item)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self.read += 1
+        if not self.revising:
+            self.ledger.register(key)
+        chunk.ids.append(name)
+        chunk.keys.append(key)
+        if self._is_uuid is not None and isinstance(item, str) and self._is_uuid(item):
+            problem = None
+        else:
+            problem = id_problem(self.ledger.kind, item)
+        if problem is None:
+            chunk.valid.append(name)
+        else:
+            error = InvalidIdError(f"{problem}; it was not sent", ids=(name,))
+            chunk.invalid[len(chunk.ids) - 1] = UnresolvedOrder(name, error)
+
+    @property
+    def size_hint(self) -> int | None:
+        """How many items the input holds, when it is a collection (duplicates included)."""
+        return None if self._collection is None else len(self._collection)
+
+    def total(self) -> int | None:
+        """Distinct ids in the input: known once it is exhausted, or up front for collections.
+
+        A collection is counted once, on the first call: the batch asks only after its first
+        requests are on their way, so a pass over a long list never delays them.
+        """
+        if self.exhausted and self.input_error is None:
+            return self.read
+        if self._collection is None:
+            return None
+        if self._total is None:
+            try:
+                self._total = len({_key(item) for item in self._collection})
+            except Exception:  # a collection that cannot be iterated twice: say nothing
+                return None
+        return self._total
+
+    def progress(self) -> Progress:
+        """The operation's progress, with the total its ids will come to if known."""
+        total = self.total()
+        if total is not None:
+            total = self.ledger.registered + (0 if self.revising else total - self.read)
+        return self.ledger.progress(total)
+
+    # -- settling ------------------------------------------------------------------------------
+
+    def settle_answer(
+        self, chunk: Chunk, answer: CancelResult, *, after_unknown: bool = False
+    ) -> Outcome:
+        """Settle ``chunk`` from the exchange's answer to its request."""
+        return self._settle(
+            chunk,
+            match_answer(
+                self.ledger.kind,
+                ids=chunk.ids,
+                sent=chunk.valid,
+                invalid=chunk.invalid,
+                answer=answer,
+                after_unknown=after_unknown,
+            ),
+        )
+
+    def settle_unresolved(self, chunk: Chunk, error: UpbitError | None) -> Outcome:
+        """Settle every id of ``chunk`` as unresolved with ``error``."""
+        return self._settle(chunk, unresolved_with(error, ids=chunk.ids, invalid=chunk.invalid))
+
+    def _settle(self, chunk: Chunk, outcome: Outcome) -> Outcome:
+        if self._open.pop(chunk.index, None) is None:
+            raise RuntimeError(f"chunk {chunk.index} is not open: it was settled already")
+        if self.revising:
+            self.ledger.revise(chunk.keys, outcome)
+        else:
+            self.ledger.settle(chunk.keys, outcome)
+        if self._handed is not None:
+            self._handed[chunk.index] = chunk.keys
+        return outcome
+
+    def hand_over(self, index: int) -> None:
+        """The caller has chunk ``index``'s result (streaming): the ledger lets go of its ids."""
+        if self._handed is not None:
+            self.ledger.forget(self._handed.pop(index, ()))
+
+    def finish(self, reason: Callable[[Chunk], UpbitError], *, drain: bool) -> None:
+        """Settle every open chunk with ``reason(chunk)``.
+
+        With ``drain``, an input that is a collection is read to its end first, so that its
+        ids not yet read are settled too (an iterator's are not: reading on would consume ids
+        the caller may still want).
+        """
+        if drain and self._collection is not None:
+            while self.next_chunk() is not None:
+                pass
+        for chunk in list(self._open.values()):
+            self.settle_unresolved(chunk, reason(chunk))
+
+    @property
+    def open_chunks(self) -> int:
+        """Chunks read and not yet settled."""
+        return len(self._open)

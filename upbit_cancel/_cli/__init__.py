@@ -1,0 +1,5 @@
+"""The console: the ``upbit-cancel`` command (``main``), what it shows (``output``) and its demo."""
+
+from .main import main
+
+__all__ = ["main"]

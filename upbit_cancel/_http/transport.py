@@ -1,0 +1,547 @@
+"""The transport: one signed request, from its ids to a decoded answer, within its group's budget.
+
+Every request takes this path, in order::
+
+    a lease of its rate-limit group's limiter      raced with the caller's stop event
+    a JWT made for this attempt                    a fresh nonce every time
+    sent once                                      aiohttp's own re-send is refused
+    the answer read                                at most MAX_BODY_BYTES
+    the lease told what the answer said            429, 418 and Remaining-Req reach the limiter
+    429: the account pauses, and a new attempt     up to rate_limit_retries times
+    the answer parsed, or an UpbitError            the request's ids attached here, once
+
+The limiter of each group is claimed from the registry the first time the group is used, so
+sessions of one key share every budget in one event loop. No raw aiohttp error leaves this
+module, and none is ever in an error's chain (it holds the request's headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+import aiohttp
+import attrs
+from yarl import URL
+
+from .._errors import (
+    BlockedError,
+    ConnectError,
+    ConnectionLostError,
+    MalformedResponseError,
+    NotSentError,
+    OutcomeUnknownError,
+    RateLimitError,
+    ResponseTimeoutError,
+    SessionClosedError,
+    UpbitError,
+    error_from_response,
+    with_ids,
+)
+from .._limiter.contract import Feedback, Lease, Limiter, RemainingReq
+from .._limiter.registry import claim, unclaim
+from .._redact import redact
+from .answers import block_seconds, error_details, parse_remaining_req
+from .signing import encode_query, make_token
+
+__all__ = ["MAX_BODY_BYTES", "Observer", "Request", "Transport"]
+
+_log = logging.getLogger("upbit_cancel")
+
+T = TypeVar("T")
+
+#: The largest answer read; Upbit's answers to these calls are a few kilobytes.
+MAX_BODY_BYTES = 1 << 20
+
+#: The exchange's window: a 418 never blocks for less.
+_EXCHANGE_WINDOW = 1.0
+
+_USER_AGENT = "upbit-cancel/0.1"
+
+
+class Observer(Protocol):
+    """What one operation learns of its own requests (a batch's ledger counts them)."""
+
+    def sending(self) -> None:
+        """An attempt is about to leave (it may still fail to connect)."""
+        ...
+
+    def ended(self, *, sent: bool, status: int | None) -> None:
+        """An attempt ended: whether it left, and the answer's status if one came."""
+        ...
+
+
+@attrs.frozen
+class Request:
+    """One signed call, the same for each of its attempts."""
+
+    method: str
+    #: The path, such as ``"/v1/orders/uuids"``.
+    path: str
+    #: The query's ``(name, value)`` pairs, in the order sent.
+    params: tuple[tuple[str, str], ...] = ()
+    #: The rate-limit group whose budget it spends.
+    group: str = "default"
+    #: The order ids it concerns, for its errors.
+    ids: tuple[str, ...] = ()
+    #: What a 200 answer that cannot be read means for the orders, for its error's message.
+    unreadable: str = "the request may or may not have been processed"
+
+
+@attrs.frozen
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    #: For a 418: how long the account is blocked, and whether the exchange said so.
+    block: tuple[float, bool] | None = None
+
+
+class _ResendRefusedError(Exception):
+    """aiohttp tried to send the same request a second time."""
+
+
+class _BodyTooLargeError(Exception):
+    """The answer is larger than :data:`MAX_BODY_BYTES`."""
+
+
+class Transport:
+    """Signed requests of one access key, each within its rate-limit group's budget.
+
+    Opened by the first request (or :meth:`open`), closed by :meth:`aclose` (idempotent); a
+    closed transport refuses to send with :class:`SessionClosedError`.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_access_key",
+        "_base_url",
+        "_claimed",
+        "_closed",
+        "_given_limiter",
+        "_http",
+        "_owns_http",
+        "_rate_limit_retries",
+        "_read_timeout",
+        "_secret_key",
+        "_timeout",
+        "rate_limited",
+        "remaining_req",
+        "requests_sent",
+    )
+
+    #: Requests that left for the exchange so far, retries included.
+    requests_sent: int
+    #: 429 answers received so far.
+    rate_limited: int
+    #: The last ``Remaining-Req`` header the exchange sent, if any.
+    remaining_req: RemainingReq | None
+
+    def __init__(
+        self,
+        *,
+        access_key: str,
+        secret_key: str,
+        base_url: str,
+        limiter: Limiter | None,
+        http_session: aiohttp.ClientSession | None,
+        timeout: aiohttp.ClientTimeout,
+        rate_limit_retries: int,
+    ) -> None:
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._base_url = base_url
+        self._given_limiter = limiter
+        self._claimed: dict[str, Limiter] = {}
+        self._http = http_session
+        self._owns_http = http_session is None
+        self._timeout = timeout
+        self._read_timeout = timeout.sock_read
+        self._rate_limit_retries = rate_limit_retries
+        self._closed = False
+        self.requests_sent = 0
+        self.rate_limited = 0
+        self.remaining_req = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
+
+    def limiter(self, group: str = "default") -> Limiter:
+        """The limiter of ``group`` this key's sessions share in the running loop."""
+        limiter = self._claimed.get(group)
+        if limiter is None:
+            limiter = self._claimed[group] = claim(
+                self, self._access_key, self._given_limiter, group
+            )
+        return limiter
+
+    def open(self) -> aiohttp.ClientSession:
+        """The HTTP session to send through, made on first use; raises once closed."""
+        if self._closed:
+            raise SessionClosedError("this UpbitSession is closed; create a new one")
+        if self._http is not None and self._http.closed:
+            raise SessionClosedError(
+                "the aiohttp.ClientSession given as http_session is closed; pass an open one"
+            )
+        self.limiter()
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
+                headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        """Close (and the HTTP session, if this transport made it). Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._claimed:
+            unclaim(self, self._access_key)
+        if self._owns_http and self._http is not None:
+            await self._http.close()
+
+    async def send(
+        self,
+        request: Request,
+        parse: Callable[[Any], T],
+        *,
+        stop: asyncio.Event | None = None,
+        observer: Observer | None = None,
+    ) -> T:
+        """Send ``request`` and return its answer as ``parse`` reads the decoded JSON.
+
+        ``parse`` raises ``ValueError`` for an answer off the documented shape. Once ``stop``
+        is set nothing more is sent (waiting for the limiter included): :class:`NotSentError`.
+        """
+        error: UpbitError
+        try:
+            return await self._send(request, parse, stop, observer)
+        except UpbitError as failure:
+            error = with_ids(failure, request.ids) if request.ids else failure
+        # Raised here, outside the handler: the chain stays free of what the failure held.
+        raise error
+
+    async def _send(
+        self,
+        request: Request,
+        parse: Callable[[Any], T],
+        stop: asyncio.Event | None,
+        observer: Observer | None,
+    ) -> T:
+        http = self.open()
+        limiter = self.limiter(request.group)
+        query = encode_query(request.params)
+        url = URL(
+            f"{self._base_url}{request.path}" + (f"?{query.wire}" if query.wire else ""),
+            encoded=True,
+        )
+        label = _ids_label(request.ids)
+        attempt = 0
+        while True:
+            attempt += 1
+            lease = await self._lease(limiter, stop)
+            status: int | None = None
+            try:
+                with lease:
+                    answer = await self._attempt(
+                        http, request, url, query.hashed, lease, stop, observer
+                    )
+                status = answer.status
+            except UpbitError as raised:
+                _log.debug(
+                    "%s %s (%s): %s", request.method, request.path, label, type(raised).__name__
+                )
+                raise
+            finally:
+                sent = lease.sent_at is not None
+                if sent:
+                    self.requests_sent += 1
+                if status == 429:
+                    self.rate_limited += 1
+                if observer is not None:
+                    try:
+                        observer.ended(sent=sent, status=status)
+                    except Exception:
+                        _log.exception("an observer of the request raised; the request goes on")
+            _log.debug("%s %s (%s): %d", request.method, request.path, label, answer.status)
+            if answer.status == 429 and attempt <= self._rate_limit_retries:
+                _log.debug(
+                    "429 on %s %s; the account pauses, then retries", request.method, request.path
+                )
+                continue
+            if 200 <= answer.status < 300:
+                try:
+                    body = json.loads(answer.body)
+                except (ValueError, RecursionError):
+                    problem = "with a body that is not JSON"
+                else:
+                    try:
+                        return parse(body)
+                    except ValueError as shape:
+                        problem = f"but not in the documented shape ({shape})"
+                error: UpbitError = MalformedResponseError(
+                    f"the exchange answered HTTP {answer.status} {problem}; {request.unreadable}",
+                    status=answer.status,
+                )
+            else:
+                error = self._error(answer, attempt)
+            # The body may quote the request's token back: keep it out of the traceback.
+            del answer
+            raise error
+
+    async def _lease(self, limiter: Limiter, stop: asyncio.Event | None) -> Lease:
+        """A lease for one attempt: raises BlockedError, or NotSentError once ``stop`` is set."""
+        if stop is not None and stop.is_set():
+            raise NotSentError("not sent: stopped before its turn came")
+        # Most grants need no wait: only a wait is raced with ``stop``.
+        lease = limiter.try_acquire()
+        if lease is not None:
+            return lease
+        if stop is None:
+            return await limiter.acquire()
+        grant = asyncio.ensure_future(limiter.acquire())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((grant, stopped), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            stopped.cancel()
+            _discard(grant)
+            raise
+        stopped.cancel()
+        if grant.done():
+            return grant.result()
+        _discard(grant)
+        raise NotSentError("not sent: stopped while it waited for its turn")
+
+    async def _attempt(
+        self,
+        http: aiohttp.ClientSession,
+        request: Request,
+        url: URL,
+        hashed: str,
+        lease: Lease,
+        stop: asyncio.Event | None,
+        observer: Observer | None,
+    ) -> _Answer:
+        """Send once under ``lease`` and tell the limiter what the answer said."""
+        if self._closed:
+            raise SessionClosedError(
+                "this UpbitSession was closed while the request waited; it was not sent"
+            )
+        if stop is not None and stop.is_set():
+            raise NotSentError("not sent: stopped before its turn came")
+        answer = await self._exchange(http, request, url, hashed, lease, observer)
+        remaining = parse_remaining_req(answer.headers.get("Remaining-Req"))
+        if remaining is not None:
+            self.remaining_req = remaining
+        feedback = Feedback(answer.status, remaining)
+        if answer.status == 418:
+            _, message = error_details(418, answer.body, answer.headers["Content-Type"])
+            block = block_seconds(
+                message, answer.headers.get("Retry-After"), window=_EXCHANGE_WINDOW
+            )
+            answer = attrs.evolve(answer, block=block)
+            feedback = Feedback(418, remaining, block[0], f"HTTP 418: {message}")
+        lease.answered(feedback)
+        return answer
+
+    async def _exchange(
+        self,
+        http: aiohttp.ClientSession,
+        request: Request,
+        url: URL,
+        hashed: str,
+        lease: Lease,
+        observer: Observer | None,
+    ) -> _Answer:
+        """Send and read the answer; every transport failure becomes an :class:`UpbitError`.
+
+        The token lives only in :meth:`_transmit`'s frame, and errors are raised here, outside
+        the handler of the transport's exception, so that none of them chains to it.
+        """
+        error: UpbitError | asyncio.CancelledError
+        try:
+            return await self._transmit(http, request, url, hashed, lease, observer)
+        except BlockedError as blocked:
+            # Refused as it was leaving: a copy, whose traceback is not the transport's.
+            error = with_ids(blocked, blocked.ids)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as failure:
+            lease.unsent()
+            error = ConnectError(
+                f"could not connect to {self._base_url} ({type(failure).__name__}); "
+                "nothing was sent, retrying is safe"
+            )
+        except _BodyTooLargeError:
+            error = MalformedResponseError(
+                f"the exchange answered with more than {MAX_BODY_BYTES >> 20} MiB; the answer "
+                "was not read and the request may or may not have been processed",
+                status=0,
+            )
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            error = ResponseTimeoutError(
+                f"no complete answer within {self._read_timeout:g} s of silence or "
+                f"{self._timeout.total:g} s in all; the request may or may not have been "
+                "processed"
+            )
+        except (
+            _ResendRefusedError,
+            aiohttp.ClientOSError,
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientPayloadError,
+        ) as failure:
+            what = (
+                "the client would have sent it a second time"
+                if isinstance(failure, _ResendRefusedError)
+                else type(failure).__name__
+            )
+            error = self._lost(http, lease, what)
+        except aiohttp.ClientError as failure:
+            error = OutcomeUnknownError(
+                f"the request failed ({type(failure).__name__}: {redact(str(failure))}); it may "
+                "or may not have been processed"
+            )
+        except RuntimeError:
+            # aiohttp's "Session is closed": the caller closed its http_session meanwhile.
+            if not http.closed:
+                raise
+            error = self._lost(http, lease, "closed")
+        except asyncio.CancelledError as cancelled:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                # This task's own cancellation, raised afresh: the original's traceback runs
+                # through the transport's frames, which hold the request's headers.
+                error = asyncio.CancelledError(*cancelled.args)
+            else:
+                # Not this task's cancellation: the caller closed its http_session, which
+                # cancels requests waiting for one of its connections.
+                error = self._lost(http, lease, "cancelled")
+        raise error
+
+    @staticmethod
+    def _lost(http: aiohttp.ClientSession, lease: Lease, what: str) -> UpbitError:
+        """The error for a request whose connection went away under it."""
+        if http.closed and lease.sent_at is None:
+            return SessionClosedError(
+                "the aiohttp.ClientSession given as http_session was closed; the request was "
+                "not sent"
+            )
+        reason = "the http_session was closed under it" if http.closed else what
+        return ConnectionLostError(
+            f"the connection dropped before the answer ({reason}); the request may or may not "
+            "have been processed"
+        )
+
+    async def _transmit(
+        self,
+        http: aiohttp.ClientSession,
+        request: Request,
+        url: URL,
+        hashed: str,
+        lease: Lease,
+        observer: Observer | None,
+    ) -> _Answer:
+        attempts = 0
+
+        async def one_attempt(
+            outgoing: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+        ) -> aiohttp.ClientResponse:
+            # aiohttp re-sends idempotent requests (DELETE among them) once when a kept-alive
+            # connection drops: a request the limiter never granted, carrying the same nonce.
+            # Refuse the copy and report the outcome as unknown instead.
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                raise _ResendRefusedError
+            lease.sending()
+            if observer is not None:
+                try:
+                    observer.sending()
+                except Exception:
+                    _log.exception("an observer of the request raised; the request goes on")
+            return await handler(outgoing)
+
+        async with http.request(
+            request.method,
+            url,
+            headers={
+                "Authorization": "Bearer " + make_token(self._access_key, self._secret_key, hashed)
+            },
+            timeout=self._timeout,
+            # Only this middleware: one of the caller's could retry, sending requests the
+            # limiter never granted.
+            middlewares=(one_attempt,),
+            allow_redirects=False,
+            raise_for_status=False,
+        ) as response:
+            body = await _read_capped(response)
+            headers = {
+                name: value
+                for name in ("Remaining-Req", "Retry-After")
+                if (value := response.headers.get(name)) is not None
+            }
+            headers["Content-Type"] = response.headers.get("Content-Type", "")
+            return _Answer(response.status, headers, body)
+
+    def _error(self, answer: _Answer, attempts: int) -> UpbitError:
+        """The error for an answer that is not a success."""
+        status = answer.status
+        name, message = error_details(status, answer.body, answer.headers["Content-Type"])
+        if status == 429:
+            return RateLimitError(
+                f"refused with 429 ({message}) {'once' if attempts == 1 else f'{attempts} times'}"
+                "; the request was not processed",
+                status=429,
+                name=name or "too_many_requests",
+            )
+        if answer.block is not None:
+            seconds, stated = answer.block
+            return BlockedError(
+                f"the exchange blocked the account ({message}); nothing is sent for "
+                f"{seconds:g} s" + ("" if stated else " (no duration stated)"),
+                name=name,
+                retry_after=seconds,
+            )
+        if status >= 500:
+            message = f"{message}; the request may or may not have been processed"
+        return error_from_response(status, name, message)
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    length = response.content_length
+    if length is not None:
+        if length > MAX_BODY_BYTES:
+            raise _BodyTooLargeError
+        return await response.read()
+    body = bytearray()
+    async for part in response.content.iter_chunked(1 << 16):
+        body += part
+        if len(body) > MAX_BODY_BYTES:
+            raise _BodyTooLargeError
+    return bytes(body)
+
+
+def _ids_label(ids: Sequence[str]) -> str:
+    """``1 id``, ``20 ids``: for log lines."""
+    return f"{len(ids)} id" if len(ids) == 1 else f"{len(ids)} ids"
+
+
+def _release_if_granted(grant: asyncio.Future[Lease]) -> None:
+    if grant.cancelled():
+        return
+    if grant.exception() is None:
+        grant.result().release()
+
+
+def _discard(grant: asyncio.Future[Lease]) -> None:
+    """Give up on a grant: release its lease unused, now or whenever it arrives."""
+    if grant.done():
+        _release_if_granted(grant)
+    else:
+        grant.cancel()
+        grant.add_done_callback(_release_if_granted)
