@@ -30,7 +30,7 @@ from .output import (
     states_table,
     unresolved_table,
 )
-from .signals import ignore_interrupts, interrupted, usage_error
+from .signals import ignore_interrupts, interrupted, stop_on_signals, usage_error
 
 __all__ = ["add_parser", "run"]
 
@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
             return usage_error("cancel", refused)
         print(f"upbit-cancel cancel: could not list the open orders: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         ignore_interrupts()
         partial = cancellers[0].last_result if cancellers else None
         if partial is None:
@@ -347,7 +347,10 @@ async def _cancel(
             else plural(distinct, kind.rstrip("s"))
         )
         print(f"Cancelling {what} through {session.base_url}", file=sys.stderr, flush=True)
+    task = asyncio.current_task()
+    assert task is not None
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(stop_on_signals(task))
         if isinstance(session.limiter, RedisLimiter):
             await stack.enter_async_context(session.limiter)
         await stack.enter_async_context(session)
