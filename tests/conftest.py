@@ -9,10 +9,12 @@ import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
 
+from upbit_cancel import UpbitSession
 from upbit_cancel.testing import FakeUpbit
 
 
@@ -21,6 +23,27 @@ async def fake() -> AsyncIterator[FakeUpbit]:
     """A running fake exchange with default settings (sliding window, 30 per second)."""
     async with FakeUpbit() as exchange:
         yield exchange
+
+
+class SessionFor(Protocol):
+    """Makes an :class:`UpbitSession` of a fake exchange (see the ``session_for`` fixture)."""
+
+    def __call__(
+        self, fake: FakeUpbit, *, keys: tuple[str, str] | None = None, **options: Any
+    ) -> UpbitSession: ...
+
+
+def _session_for(
+    fake: FakeUpbit, *, keys: tuple[str, str] | None = None, **options: Any
+) -> UpbitSession:
+    access_key, secret_key = keys or (fake.access_key, fake.secret_key)
+    return UpbitSession(access_key, secret_key, base_url=fake.base_url, **options)
+
+
+@pytest.fixture(scope="session")
+def session_for() -> SessionFor:
+    """Makes an UpbitSession of ``fake``: its key pair (or ``keys``), and any other options."""
+    return _session_for
 
 
 @pytest.fixture

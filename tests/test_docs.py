@@ -20,7 +20,7 @@ import pytest
 
 import upbit_cancel
 import upbit_cancel.testing
-from tests.test_cli_console import SCRIPT, Server, serve
+from tests.cli.test_console import SCRIPT, Server, serve
 from upbit_cancel.testing import FakeUpbit
 
 ROOT = Path(__file__).resolve().parent.parent

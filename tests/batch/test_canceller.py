@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import SessionFor
 from upbit_cancel import (
     AuthenticationError,
     BatchCanceller,
@@ -29,10 +30,6 @@ from upbit_cancel.testing import FakeUpbit, Faults
 
 UNKNOWN = [f"{n:08x}-0000-4000-8000-00000000abcd" for n in range(50)]
 MALFORMED = ["", "not-a-uuid", "CDD92199-2897-4E14-9448-F923320408AD", "cdd92199 2897"]
-
-
-def session_for(fake: FakeUpbit, **options: Any) -> UpbitSession:
-    return UpbitSession(fake.access_key, fake.secret_key, base_url=fake.base_url, **options)
 
 
 def fast_fake(**options: Any) -> FakeUpbit:
@@ -73,6 +70,7 @@ def client_tasks() -> list[asyncio.Task[Any]]:
 @pytest.mark.parametrize("unknown_ids", ["omit", "failed"])
 async def test_mixed_uuids_each_end_in_exactly_one_list(
     unknown_ids: Literal["omit", "failed"],
+    session_for: SessionFor,
 ) -> None:
     """Open, filled, canceled, unknown, duplicate and malformed uuids: each lands once, rightly."""
     async with fast_fake(unknown_ids=unknown_ids, faults=Faults(jitter_in=0.01)) as fake:
@@ -103,6 +101,7 @@ async def test_mixed_uuids_each_end_in_exactly_one_list(
 @pytest.mark.parametrize("unknown_ids", ["omit", "failed"])
 async def test_identifiers_are_matched_by_identifier(
     unknown_ids: Literal["omit", "failed"],
+    session_for: SessionFor,
 ) -> None:
     """By identifiers: open ones succeed, closed ones fail, unknown ones per the exchange."""
     async with fast_fake(unknown_ids=unknown_ids) as fake:
@@ -124,7 +123,7 @@ async def test_identifiers_are_matched_by_identifier(
         assert where[""] == "unresolved"
 
 
-async def test_results_come_in_input_order() -> None:
+async def test_results_come_in_input_order(session_for: SessionFor) -> None:
     """Lists follow the input's order, whatever order the requests completed in."""
     async with fast_fake(faults=Faults(jitter_in=0.02, jitter_out=0.02), seed=5) as fake:
         orders = fake.add_orders(200)
@@ -133,7 +132,9 @@ async def test_results_come_in_input_order() -> None:
         assert [order.uuid for order in result.success.orders] == orders
 
 
-async def test_any_iterable_is_read_lazily_with_bounded_work_in_flight() -> None:
+async def test_any_iterable_is_read_lazily_with_bounded_work_in_flight(
+    session_for: SessionFor,
+) -> None:
     """A generator is read as requests go out; tasks stay bounded however many ids there are."""
     async with fast_fake() as fake:
         orders = fake.add_orders(4000)
@@ -167,7 +168,7 @@ async def test_any_iterable_is_read_lazily_with_bounded_work_in_flight() -> None
         assert snapshots[-1][1].total == 4000
 
 
-async def test_progress_counts_up_to_the_known_total() -> None:
+async def test_progress_counts_up_to_the_known_total(session_for: SessionFor) -> None:
     """For a list the total is known from the start; done grows to it, one call per request."""
     async with fast_fake() as fake:
         orders = fake.add_orders(95)
@@ -185,6 +186,7 @@ async def test_progress_counts_up_to_the_known_total() -> None:
 
 async def test_a_broken_progress_callback_does_not_stop_the_batch(
     caplog: pytest.LogCaptureFixture,
+    session_for: SessionFor,
 ) -> None:
     """An exception in on_progress is logged; every order is still canceled."""
     async with fast_fake() as fake:
@@ -215,7 +217,9 @@ async def test_a_refused_key_stops_the_batch() -> None:
         assert fake.state_counts()["wait"] == 2000
 
 
-async def test_a_418_block_stops_the_batch_and_keeps_completed_results() -> None:
+async def test_a_418_block_stops_the_batch_and_keeps_completed_results(
+    session_for: SessionFor,
+) -> None:
     """A block mid-batch: completed chunks keep their results, the rest is unresolved."""
     async with fast_fake() as fake:
         orders = fake.add_orders(400)
@@ -244,7 +248,9 @@ async def test_a_418_block_stops_the_batch_and_keeps_completed_results() -> None
         assert len(statuses) - statuses.index(418) <= 5
 
 
-async def test_cancelling_the_caller_stops_promptly_and_keeps_what_was_done() -> None:
+async def test_cancelling_the_caller_stops_promptly_and_keeps_what_was_done(
+    session_for: SessionFor,
+) -> None:
     """Cancel mid-batch: no new request starts, no task is left behind, no id is lost."""
     async with FakeUpbit(faults=Faults(jitter_in=0.01)) as fake:
         orders = fake.add_orders(3000)
@@ -280,7 +286,7 @@ async def test_cancelling_the_caller_stops_promptly_and_keeps_what_was_done() ->
         assert all(fake.state(order.uuid) == "cancel" for order in partial.success.orders)
 
 
-async def test_stream_yields_each_request_as_it_completes() -> None:
+async def test_stream_yields_each_request_as_it_completes(session_for: SessionFor) -> None:
     """Streaming gives per-request results that together account for every id."""
     async with fast_fake() as fake:
         orders = fake.add_orders(110)
@@ -295,7 +301,7 @@ async def test_stream_yields_each_request_as_it_completes() -> None:
             assert sorted(accounted) == sorted(chunk.ids)
 
 
-async def test_leaving_a_stream_early_stops_sending() -> None:
+async def test_leaving_a_stream_early_stops_sending(session_for: SessionFor) -> None:
     """Breaking out of the loop cancels the rest: no request starts afterwards, no task remains."""
     async with FakeUpbit() as fake:
         orders = fake.add_orders(2000)
@@ -314,7 +320,7 @@ async def test_leaving_a_stream_early_stops_sending() -> None:
         assert all(fake.state(order.uuid) == "cancel" for c in kept for order in c.success.orders)
 
 
-async def test_raise_for_unresolved() -> None:
+async def test_raise_for_unresolved(session_for: SessionFor) -> None:
     """raise_for_unresolved raises UnresolvedError naming the ids; a clean result does not."""
     async with fast_fake() as fake:
         orders = fake.add_orders(3)
@@ -337,7 +343,7 @@ async def test_raise_for_unresolved() -> None:
     ],
 )
 async def test_bad_arguments_raise_type_error(
-    fake: FakeUpbit, arguments: dict[str, Any], message: str
+    fake: FakeUpbit, arguments: dict[str, Any], message: str, session_for: SessionFor
 ) -> None:
     """Not exactly one list of ids is a usage error, raised before anything is sent."""
     async with session_for(fake) as session:
@@ -345,7 +351,7 @@ async def test_bad_arguments_raise_type_error(
             await BatchCanceller(session).cancel(**arguments)
 
 
-async def test_an_empty_input_is_an_empty_result(fake: FakeUpbit) -> None:
+async def test_an_empty_input_is_an_empty_result(fake: FakeUpbit, session_for: SessionFor) -> None:
     """Nothing to cancel: nothing sent, an empty result."""
     async with session_for(fake) as session:
         result = await BatchCanceller(session).cancel(uuids=[])
@@ -353,7 +359,9 @@ async def test_an_empty_input_is_an_empty_result(fake: FakeUpbit) -> None:
     assert fake.records == []
 
 
-async def test_retry_ambiguous_flags_failures_the_lost_attempt_may_have_caused() -> None:
+async def test_retry_ambiguous_flags_failures_the_lost_attempt_may_have_caused(
+    session_for: SessionFor,
+) -> None:
     """A dropped answer is retried; ids then reported failed are flagged possibly canceled."""
     async with fast_fake(faults=Faults(drop_rate=0.6), seed=11) as fake:
         orders = fake.add_orders(400)
@@ -393,6 +401,7 @@ def test_every_id_exactly_once_whatever_fails(
     unknown_ids: Literal["omit", "failed"],
     retry_ambiguous: bool,
     seed: int,
+    session_for: SessionFor,
 ) -> None:
     """Under random faults: each id once; nothing failed that this run canceled (unless flagged
     possibly canceled); nothing in success that is still open or that this run did not cancel."""
@@ -425,7 +434,7 @@ def test_every_id_exactly_once_whatever_fails(
     asyncio.run(scenario())
 
 
-async def test_a_slow_stream_consumer_holds_the_batch_back() -> None:
+async def test_a_slow_stream_consumer_holds_the_batch_back(session_for: SessionFor) -> None:
     """Results are handed over, not piled up: while the consumer is busy, requests stop."""
     async with fast_fake() as fake:
         orders = fake.add_orders(2000)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import SessionFor
+from tests.helpers import placed
 from upbit_cancel import (
     BatchCanceller,
     BatchResult,
@@ -16,7 +18,6 @@ from upbit_cancel import (
     OutOfScopeError,
     ServerError,
     SlidingWindowLimiter,
-    UpbitSession,
 )
 from upbit_cancel.testing import FakeUpbit, Faults
 
@@ -24,26 +25,12 @@ GATEWAY = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 UNKNOWN = [f"{n:08x}-0000-4000-8000-00000000abcd" for n in range(5)]
 
 
-def session_for(
-    fake: FakeUpbit, keys: tuple[str, str] | None = None, **options: Any
-) -> UpbitSession:
-    access_key, secret_key = keys or (fake.access_key, fake.secret_key)
-    return UpbitSession(access_key, secret_key, base_url=fake.base_url, **options)
-
-
-def placed(result: BatchResult) -> list[str]:
-    ids = [
-        (order.uuid if result.kind == "uuids" else order.identifier) or ""
-        for order in (*result.success.orders, *result.failed.orders)
-    ]
-    return ids + [entry.id for entry in result.unresolved]
-
-
 # -- the fake exchange's order queries ----------------------------------------------------------
 
 
 async def test_the_fake_answers_order_queries_by_uuid_and_by_identifier(
     fake: FakeUpbit,
+    session_for: SessionFor,
 ) -> None:
     """GET /v1/orders/uuids lists the known ones, oldest first on request, unknown ones absent."""
     first = fake.add_order(identifier="a", side="ask")
@@ -64,6 +51,7 @@ async def test_the_fake_answers_order_queries_by_uuid_and_by_identifier(
 
 async def test_the_fake_lists_open_orders_by_market_and_state_page_by_page(
     fake: FakeUpbit,
+    session_for: SessionFor,
 ) -> None:
     """GET /v1/orders/open: wait and watch orders of a market, pages of up to 100."""
     waiting = fake.add_orders(150, market="SGD-BTC")
@@ -77,7 +65,9 @@ async def test_the_fake_lists_open_orders_by_market_and_state_page_by_page(
     assert [order.uuid for order in first + second] == waiting + watching
 
 
-async def test_a_cancel_may_take_effect_late_or_lose_the_race_to_a_fill() -> None:
+async def test_a_cancel_may_take_effect_late_or_lose_the_race_to_a_fill(
+    session_for: SessionFor,
+) -> None:
     """With cancel_delay an accepted order stays open a while; a second cancel is refused."""
     async with FakeUpbit(cancel_delay=0.2, fill_rate=0.5, seed=4) as fake:
         uuids = fake.add_orders(40)
@@ -103,6 +93,7 @@ async def test_a_cancel_may_take_effect_late_or_lose_the_race_to_a_fill() -> Non
 @pytest.mark.parametrize("by", ["uuids", "identifiers"])
 async def test_every_id_ends_with_the_exchanges_own_final_state(
     by: Literal["uuids", "identifiers"],
+    session_for: SessionFor,
 ) -> None:
     """Cancel delay, fills in the race, dropped answers and 5xx: states equal the fake's."""
     faults = Faults(drop_rate=0.10, error_rate=0.05, jitter_in=0.005)
@@ -138,12 +129,14 @@ async def test_every_id_ends_with_the_exchanges_own_final_state(
         assert len(invalid) == 1
 
 
-async def test_without_the_order_query_permission_states_are_unknown_and_cancels_stand() -> None:
+async def test_without_the_order_query_permission_states_are_unknown_and_cancels_stand(
+    session_for: SessionFor,
+) -> None:
     """A key that may cancel but not query: every state None with OutOfScopeError."""
     async with FakeUpbit() as fake:
         uuids = fake.add_orders(30)
         keys = fake.add_credentials(can_query=False)
-        async with session_for(fake, keys) as session:
+        async with session_for(fake, keys=keys) as session:
             result = await BatchCanceller(session).cancel(uuids=uuids, confirm=True)
     assert result.success.count == 30
     assert result.unknown_states == tuple(uuids)
@@ -151,12 +144,14 @@ async def test_without_the_order_query_permission_states_are_unknown_and_cancels
     assert all(fake.state(uuid) == "cancel" for uuid in uuids)
 
 
-async def test_a_key_that_may_not_cancel_gets_one_look_and_no_second_cancel() -> None:
+async def test_a_key_that_may_not_cancel_gets_one_look_and_no_second_cancel(
+    session_for: SessionFor,
+) -> None:
     """Cancels refused for the key: asked about once, never cancelled again, all still open."""
     async with FakeUpbit() as fake:
         uuids = fake.add_orders(30)
         keys = fake.add_credentials(can_order=False)
-        async with session_for(fake, keys) as session:
+        async with session_for(fake, keys=keys) as session:
             result = await BatchCanceller(session).cancel(uuids=uuids, confirm=True)
     assert sorted(result.still_open) == sorted(uuids)
     assert result.recanceled == frozenset()
@@ -166,7 +161,7 @@ async def test_a_key_that_may_not_cancel_gets_one_look_and_no_second_cancel() ->
     assert all(fake.state(uuid) == "wait" for uuid in uuids)
 
 
-async def test_confirm_works_on_an_earlier_result() -> None:
+async def test_confirm_works_on_an_earlier_result(session_for: SessionFor) -> None:
     """confirm(result) asks later about a result kept from before."""
     async with FakeUpbit(cancel_delay=0.1) as fake:
         uuids = fake.add_orders(25)
@@ -183,7 +178,7 @@ async def test_confirm_works_on_an_earlier_result() -> None:
 # -- cancelling everything open -------------------------------------------------------------------
 
 
-async def test_cancel_open_in_one_market_touches_no_other() -> None:
+async def test_cancel_open_in_one_market_touches_no_other(session_for: SessionFor) -> None:
     """cancel_open(market=...) finds every open order of that market, pages included."""
     async with FakeUpbit(cancel_delay=0.1) as fake:
         target = fake.add_orders(230, market="SGD-BTC") + fake.add_orders(4, "SGD-BTC", "watch")
@@ -198,7 +193,7 @@ async def test_cancel_open_in_one_market_touches_no_other() -> None:
         assert result.still_open == ()
 
 
-async def test_cancel_open_lists_again_for_orders_it_did_not_see() -> None:
+async def test_cancel_open_lists_again_for_orders_it_did_not_see(session_for: SessionFor) -> None:
     """Orders that show up after the first listing are found on the next one."""
     async with FakeUpbit() as fake:
         early = fake.add_orders(30)
@@ -214,7 +209,9 @@ async def test_cancel_open_lists_again_for_orders_it_did_not_see() -> None:
         assert fake.state_counts()["wait"] == 0
 
 
-async def test_cancel_open_asks_again_after_a_gateway_error(fake: FakeUpbit) -> None:
+async def test_cancel_open_asks_again_after_a_gateway_error(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """A 502 on the listing is no reason to give up: a listing changes nothing."""
     uuids = fake.add_orders(40)
     fake.queue_response(502, GATEWAY, content_type="text/html", count=2)
@@ -224,7 +221,9 @@ async def test_cancel_open_asks_again_after_a_gateway_error(fake: FakeUpbit) -> 
     assert all(fake.state(uuid) == "cancel" for uuid in uuids)
 
 
-async def test_cancel_open_raises_when_the_listing_keeps_failing(fake: FakeUpbit) -> None:
+async def test_cancel_open_raises_when_the_listing_keeps_failing(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """Three failed attempts at a page: the error is raised, and nothing was canceled."""
     uuids = fake.add_orders(40)
     fake.queue_response(503, GATEWAY, content_type="text/html", count=3)
@@ -238,7 +237,9 @@ async def test_cancel_open_raises_when_the_listing_keeps_failing(fake: FakeUpbit
 # -- interrupted -----------------------------------------------------------------------------------
 
 
-async def test_cancelled_during_a_second_cancel_every_id_is_in_last_result() -> None:
+async def test_cancelled_during_a_second_cancel_every_id_is_in_last_result(
+    session_for: SessionFor,
+) -> None:
     """Cancelled while confirmation cancels again: last_result still places every id."""
     async with FakeUpbit(faults=Faults(error_rate=0.4), seed=5) as fake:
         uuids = fake.add_orders(400)
@@ -261,7 +262,9 @@ async def test_cancelled_during_a_second_cancel_every_id_is_in_last_result() -> 
         assert {order.uuid for order in result.success.orders} <= canceled
 
 
-async def test_cancel_open_cancelled_in_its_second_round_keeps_the_first() -> None:
+async def test_cancel_open_cancelled_in_its_second_round_keeps_the_first(
+    session_for: SessionFor,
+) -> None:
     """Cancelled during the second listing's cancels: both rounds' ids are in last_result."""
     async with FakeUpbit() as fake:
         first = fake.add_orders(100)
@@ -315,6 +318,7 @@ def test_states_never_contradict_the_exchange(
     drops: float,
     errors: float,
     seed: int,
+    session_for: SessionFor,
 ) -> None:
     """For random orders, delays and faults: each state is the exchange's, or says unknown."""
 

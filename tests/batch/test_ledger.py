@@ -1,9 +1,10 @@
-"""The ledger, the matching of answers and the checks of ids: pure code, no event loop."""
+"""The ledger and the matching of answers: pure code, no event loop."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import attrs
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -30,7 +31,7 @@ from upbit_cancel import (
 )
 from upbit_cancel._batch.ledger import Chunk, Intake, Ledger
 from upbit_cancel._batch.matching import chunk_result, match_answer
-from upbit_cancel._ids import MAX_IDENTIFIER_BYTES, id_problem, label
+from upbit_cancel._ids import label
 
 UUIDS = [f"{n:08x}-0000-4000-8000-00000000abcd" for n in range(200)]
 
@@ -137,29 +138,6 @@ def test_answers_are_matched_by_identifier_and_contradictions_stay_unresolved() 
     assert result.unresolved[1].error is None
 
 
-@pytest.mark.parametrize(
-    ("kind", "item", "problem"),
-    [
-        ("uuids", UUIDS[0], None),
-        ("uuids", UUIDS[0].upper(), "lowercase"),
-        ("uuids", 7, "must be strings"),
-        ("identifiers", "", "empty"),
-        ("identifiers", "\ud800", "lone surrogate"),
-        ("identifiers", "é" * (MAX_IDENTIFIER_BYTES // 2 + 1), "bytes"),
-        ("identifiers", "é" * (MAX_IDENTIFIER_BYTES // 2), None),
-        ("identifiers", "a:b&c=d e", None),
-    ],
-)
-def test_what_an_id_may_be(kind: str, item: object, problem: str | None) -> None:
-    """The checks shared by the session and the batch."""
-    found = id_problem(kind, item)  # type: ignore[arg-type]
-    if problem is None:
-        assert found is None
-    else:
-        assert found is not None
-        assert problem in found
-
-
 def test_a_non_string_is_labelled_apart_from_the_string_it_resembles() -> None:
     """1001 and "1001" are two ids; results name the int so that it is recognisable."""
     ledger = intake("identifiers", [1001, "1001", 1001, ["a"]])
@@ -255,13 +233,7 @@ def test_a_result_continues_as_a_ledger() -> None:
     ledger = Ledger.from_result(earlier, started=5.0)
     assert ledger.well_formed() == UUIDS[:3]
     ledger.close(6.0)
-    assert ledger.result(6.0) == attrs_evolve_elapsed(earlier, 2.5)
-
-
-def attrs_evolve_elapsed(result: BatchResult, elapsed: float) -> BatchResult:
-    import attrs
-
-    return attrs.evolve(result, elapsed=elapsed)
+    assert ledger.result(6.0) == attrs.evolve(earlier, elapsed=2.5)
 
 
 class LedgerMachine(RuleBasedStateMachine):

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from tests.helpers import placed
 from upbit_cancel import (
     BatchCanceller,
     BatchResult,
@@ -223,11 +224,6 @@ class BatchMachine(RuleBasedStateMachine):
                 assert isinstance(entry.error, OutcomeUnknownError)
             if isinstance(entry.error, NotSentError):
                 assert entry.id not in self.open_before or fake.state(entry.id) == "wait"
-
-
-def placed(result: BatchResult) -> list[str]:
-    ids = [order.uuid for order in (*result.success.orders, *result.failed.orders)]
-    return ids + [entry.id for entry in result.unresolved]
 
 
 def chunk_result(chunk: ChunkResult) -> BatchResult:

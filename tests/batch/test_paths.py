@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import SessionFor
 from upbit_cancel import (
     AuthenticationError,
     BatchCanceller,
@@ -22,15 +23,13 @@ from upbit_cancel.testing import FakeUpbit
 GATEWAY = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 
 
-def session_for(fake: FakeUpbit, **options: Any) -> UpbitSession:
-    return UpbitSession(fake.access_key, fake.secret_key, base_url=fake.base_url, **options)
-
-
 def one_at_a_time(session: UpbitSession, **options: Any) -> BatchCanceller:
     return BatchCanceller(session, max_in_flight=1, **options)
 
 
-async def test_an_unknown_outcome_is_kept_when_the_retry_fails_otherwise(fake: FakeUpbit) -> None:
+async def test_an_unknown_outcome_is_kept_when_the_retry_fails_otherwise(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """A 5xx, then a refusal on the retry: still 'may be canceled', with both reasons."""
     uuids = fake.add_orders(20)
     fake.queue_response(502, GATEWAY, content_type="text/html")
@@ -46,7 +45,9 @@ async def test_an_unknown_outcome_is_kept_when_the_retry_fails_otherwise(fake: F
     assert "validation_error" in str(error)
 
 
-async def test_failures_after_an_unanswered_attempt_are_flagged(fake: FakeUpbit) -> None:
+async def test_failures_after_an_unanswered_attempt_are_flagged(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """A lost answer, then 'failed' on the retry: failed, and possibly canceled by the first."""
     uuids = fake.add_orders(20, state="done")
     fake.queue_response(502, GATEWAY, content_type="text/html")
@@ -57,7 +58,9 @@ async def test_failures_after_an_unanswered_attempt_are_flagged(fake: FakeUpbit)
     assert result.requests == 2
 
 
-async def test_without_retry_an_unknown_outcome_is_unresolved(fake: FakeUpbit) -> None:
+async def test_without_retry_an_unknown_outcome_is_unresolved(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """By default a lost answer is not retried: its ids are unresolved with that error."""
     uuids = fake.add_orders(40)
     fake.queue_response(502, GATEWAY, content_type="text/html")
@@ -69,7 +72,9 @@ async def test_without_retry_an_unknown_outcome_is_unresolved(fake: FakeUpbit) -
     assert [order.uuid for order in result.success.orders] == uuids[20:]
 
 
-async def test_a_hash_mismatch_concerns_one_request_not_the_batch(fake: FakeUpbit) -> None:
+async def test_a_hash_mismatch_concerns_one_request_not_the_batch(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """invalid_query_payload fails its own chunk; the next chunk is still sent."""
     uuids = fake.add_orders(40)
     fake.queue_response(401, {"error": {"name": "invalid_query_payload", "message": "hash"}})
@@ -79,7 +84,7 @@ async def test_a_hash_mismatch_concerns_one_request_not_the_batch(fake: FakeUpbi
     assert [entry.id for entry in result.unresolved] == uuids[:20]
 
 
-async def test_a_refused_key_stops_the_batch(fake: FakeUpbit) -> None:
+async def test_a_refused_key_stops_the_batch(fake: FakeUpbit, session_for: SessionFor) -> None:
     """Any other authentication error is fatal: the next chunk is never sent."""
     uuids = fake.add_orders(40)
     fake.queue_response(401, {"error": {"name": "invalid_access_key", "message": "who?"}})
@@ -91,7 +96,9 @@ async def test_a_refused_key_stops_the_batch(fake: FakeUpbit) -> None:
     assert fake.state_counts()["wait"] == 40
 
 
-async def test_other_refusals_concern_their_own_request(fake: FakeUpbit) -> None:
+async def test_other_refusals_concern_their_own_request(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """A 400 for one request leaves the others to go on."""
     uuids = fake.add_orders(40)
     fake.queue_response(400, {"error": {"name": "validation_error", "message": "odd"}})
@@ -101,7 +108,9 @@ async def test_other_refusals_concern_their_own_request(fake: FakeUpbit) -> None
     assert result.success.count == 20
 
 
-async def test_entries_matching_no_id_make_the_silence_suspect(fake: FakeUpbit) -> None:
+async def test_entries_matching_no_id_make_the_silence_suspect(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """An answer entry without the identifier: the unmatched ids get an error, not None."""
     fake.queue_response(
         200,
@@ -117,7 +126,9 @@ async def test_entries_matching_no_id_make_the_silence_suspect(fake: FakeUpbit) 
     assert all("match no id" in str(entry.error) for entry in result.unresolved)
 
 
-async def test_something_that_is_not_iterable_is_a_type_error(fake: FakeUpbit) -> None:
+async def test_something_that_is_not_iterable_is_a_type_error(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """uuids=123 is refused at the boundary with a message, nothing sent."""
     async with session_for(fake) as session:
         with pytest.raises(TypeError, match="iterable of them"):
@@ -125,7 +136,7 @@ async def test_something_that_is_not_iterable_is_a_type_error(fake: FakeUpbit) -
     assert fake.records == []
 
 
-async def test_a_few_ids_start_a_few_tasks_whatever_the_rate() -> None:
+async def test_a_few_ids_start_a_few_tasks_whatever_the_rate(session_for: SessionFor) -> None:
     """A generous limiter does not make a small batch start hundreds of workers."""
     async with FakeUpbit(limit=100_000) as fake:
         uuids = fake.add_orders(40)
@@ -153,7 +164,11 @@ async def test_a_few_ids_start_a_few_tasks_whatever_the_rate() -> None:
     ],
 )
 async def test_bad_options_are_refused_when_built(
-    fake: FakeUpbit, options: dict[str, Any], error: type[Exception], message: str
+    fake: FakeUpbit,
+    options: dict[str, Any],
+    error: type[Exception],
+    message: str,
+    session_for: SessionFor,
 ) -> None:
     """Options that make no sense fail at construction, naming the option."""
     async with session_for(fake) as session:
@@ -185,7 +200,9 @@ async def test_a_connection_that_never_opened_is_not_a_request_sent(fake: FakeUp
     assert result.possibly_canceled == frozenset()
 
 
-async def test_repr_of_a_result_is_a_short_summary(fake: FakeUpbit) -> None:
+async def test_repr_of_a_result_is_a_short_summary(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """One line of counts, not thousands of orders."""
     uuids = fake.add_orders(1000)
     async with session_for(fake) as session:

@@ -15,7 +15,7 @@ import aiohttp
 import attrs
 import pytest
 
-from tests.test_fake_cli import read_settings
+from tests.testing.test_cli import read_settings
 
 #: The console script that installing the package puts next to the interpreter.
 SCRIPT = Path(sys.executable).with_name("upbit-cancel")

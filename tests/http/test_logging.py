@@ -6,15 +6,12 @@ import logging
 
 import pytest
 
-from upbit_cancel import BatchCanceller, BlockedError, ConnectionLostError, UpbitSession
+from tests.conftest import SessionFor
+from upbit_cancel import BatchCanceller, BlockedError, ConnectionLostError
 from upbit_cancel.testing import FakeUpbit, Faults
 
 TOO_MANY = {"error": {"name": "too_many_requests", "message": "Too many API requests."}}
 BLOCKED = {"error": {"name": "blocked", "message": "Your access is blocked for 30 seconds."}}
-
-
-def session_for(fake: FakeUpbit) -> UpbitSession:
-    return UpbitSession(fake.access_key, fake.secret_key, base_url=fake.base_url)
 
 
 def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
@@ -26,7 +23,7 @@ def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 
 
 async def test_each_request_is_one_debug_line(
-    fake: FakeUpbit, caplog: pytest.LogCaptureFixture
+    fake: FakeUpbit, caplog: pytest.LogCaptureFixture, session_for: SessionFor
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="upbit_cancel")
     uuids = fake.add_orders(45)
@@ -40,7 +37,7 @@ async def test_each_request_is_one_debug_line(
 
 
 async def test_a_429_incident_is_one_warning(
-    fake: FakeUpbit, caplog: pytest.LogCaptureFixture
+    fake: FakeUpbit, caplog: pytest.LogCaptureFixture, session_for: SessionFor
 ) -> None:
     """Refused, paused, retried: one warning that says someone else spends the budget."""
     caplog.set_level(logging.WARNING, logger="upbit_cancel")
@@ -54,7 +51,7 @@ async def test_a_429_incident_is_one_warning(
 
 
 async def test_a_block_is_one_warning_with_its_length(
-    fake: FakeUpbit, caplog: pytest.LogCaptureFixture
+    fake: FakeUpbit, caplog: pytest.LogCaptureFixture, session_for: SessionFor
 ) -> None:
     caplog.set_level(logging.WARNING, logger="upbit_cancel")
     uuids = fake.add_orders(60)
@@ -74,6 +71,7 @@ async def test_a_block_is_one_warning_with_its_length(
 
 async def test_a_request_without_an_answer_is_a_debug_line_too(
     caplog: pytest.LogCaptureFixture,
+    session_for: SessionFor,
 ) -> None:
     """A dropped connection: the debug line names what happened instead of a status."""
     caplog.set_level(logging.DEBUG, logger="upbit_cancel")

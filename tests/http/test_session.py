@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.conftest import SessionFor
 from upbit_cancel import (
     REGIONS,
     APIError,
@@ -40,16 +41,14 @@ from upbit_cancel.testing import FakeUpbit, Faults
 UNKNOWN = "0000abcd-0000-4000-8000-000000000000"
 
 
-def session_for(fake: FakeUpbit, **options: Any) -> UpbitSession:
-    return UpbitSession(fake.access_key, fake.secret_key, base_url=fake.base_url, **options)
-
-
 def fast_limiter() -> SlidingWindowLimiter:
     """A limiter whose pauses last milliseconds, for tests that provoke 429s."""
     return SlidingWindowLimiter(30, 0.02, margin=0.0)
 
 
-async def test_cancels_open_orders_and_reports_closed_ones_as_failed(fake: FakeUpbit) -> None:
+async def test_cancels_open_orders_and_reports_closed_ones_as_failed(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """Open orders land in success, filled and canceled ones in failed, with their markets."""
     open_order = fake.add_order(market="SGD-ETH", identifier="bot-1")
     filled = fake.add_order(market="SGD-BTC", state="done")
@@ -68,7 +67,7 @@ async def test_cancels_open_orders_and_reports_closed_ones_as_failed(fake: FakeU
 
 @pytest.mark.parametrize("identifier", ["plain", "a:b", "x&y=z", "with space", "plus+sign", "ü/%"])
 async def test_identifiers_with_reserved_characters_are_signed_correctly(
-    fake: FakeUpbit, identifier: str
+    fake: FakeUpbit, identifier: str, session_for: SessionFor
 ) -> None:
     """Identifiers survive the trip: percent-encoded on the wire, hashed decoded."""
     uuid = fake.add_order(identifier=identifier)
@@ -109,7 +108,11 @@ def test_wire_query_decodes_to_the_hashed_text(values: list[str]) -> None:
     ],
 )
 async def test_bad_ids_are_refused_before_sending(
-    fake: FakeUpbit, arguments: dict[str, Any], error: type[Exception], message: str
+    fake: FakeUpbit,
+    arguments: dict[str, Any],
+    error: type[Exception],
+    message: str,
+    session_for: SessionFor,
 ) -> None:
     """Ids that cannot be sent raise TypeError or ValueError saying what to do; nothing sent."""
     async with session_for(fake) as session:
@@ -154,7 +157,7 @@ def test_a_truncated_secret_is_refused() -> None:
 
 
 async def test_secrets_never_appear_in_repr_errors_or_logs(
-    fake: FakeUpbit, caplog: pytest.LogCaptureFixture
+    fake: FakeUpbit, caplog: pytest.LogCaptureFixture, session_for: SessionFor
 ) -> None:
     """Neither the secret key nor a token shows up in repr, error text or debug logs."""
     caplog.set_level(logging.DEBUG, logger="upbit_cancel")
@@ -170,7 +173,9 @@ async def test_secrets_never_appear_in_repr_errors_or_logs(
     assert fake.access_key not in repr(session)
 
 
-async def test_request_signs_any_call_within_the_same_budget(fake: FakeUpbit) -> None:
+async def test_request_signs_any_call_within_the_same_budget(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """`request` returns the decoded JSON of any signed call, params hashed in order."""
     wanted = fake.add_order(market="SGD-ETH")
     fake.add_order(market="SGD-BTC")
@@ -180,7 +185,9 @@ async def test_request_signs_any_call_within_the_same_budget(fake: FakeUpbit) ->
     assert [order["uuid"] for order in orders] == [wanted]
 
 
-async def test_sessions_of_one_key_share_a_limiter_and_other_keys_do_not(fake: FakeUpbit) -> None:
+async def test_sessions_of_one_key_share_a_limiter_and_other_keys_do_not(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """Same access key, same budget; another key gets its own unless one is passed."""
     other_access, other_secret = fake.add_credentials()
     shared = SlidingWindowLimiter()
@@ -195,7 +202,9 @@ async def test_sessions_of_one_key_share_a_limiter_and_other_keys_do_not(fake: F
         assert first.limiter is not shared
 
 
-async def test_an_idle_limiter_of_closed_sessions_may_be_replaced(fake: FakeUpbit) -> None:
+async def test_an_idle_limiter_of_closed_sessions_may_be_replaced(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """Sessions opened one after another may each bring a limiter once the last one is idle."""
     async with session_for(fake, limiter=SlidingWindowLimiter(30, 1.0)):
         pass
@@ -204,7 +213,9 @@ async def test_an_idle_limiter_of_closed_sessions_may_be_replaced(fake: FakeUpbi
         assert second.limiter is replacement
 
 
-async def test_close_is_idempotent_and_a_closed_session_refuses_work(fake: FakeUpbit) -> None:
+async def test_close_is_idempotent_and_a_closed_session_refuses_work(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """aclose() twice is fine; any call afterwards raises SessionClosedError."""
     session = session_for(fake)
     await session.aclose()
@@ -217,7 +228,9 @@ async def test_close_is_idempotent_and_a_closed_session_refuses_work(fake: FakeU
             pass
 
 
-async def test_a_given_http_session_is_used_and_left_open(fake: FakeUpbit) -> None:
+async def test_a_given_http_session_is_used_and_left_open(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """The caller's aiohttp session carries the requests and stays open after aclose()."""
     order = fake.add_order()
     async with aiohttp.ClientSession() as http:
@@ -250,7 +263,7 @@ DOCUMENTED_NAMES = [
 
 @pytest.mark.parametrize(("status", "name", "error_class"), DOCUMENTED_NAMES)
 async def test_each_error_name_maps_to_its_class(
-    fake: FakeUpbit, status: int, name: str, error_class: type[APIError]
+    fake: FakeUpbit, status: int, name: str, error_class: type[APIError], session_for: SessionFor
 ) -> None:
     """The class follows Upbit's error name; status, name, message and ids are kept."""
     fake.queue_response(status, {"error": {"name": name, "message": "메시지 text"}})
@@ -264,7 +277,9 @@ async def test_each_error_name_maps_to_its_class(
     assert len(fake.records) == 1
 
 
-async def test_an_html_server_error_is_a_clear_outcome_unknown_error(fake: FakeUpbit) -> None:
+async def test_an_html_server_error_is_a_clear_outcome_unknown_error(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """A 5xx with an HTML page says so and is flagged as possibly processed."""
     fake.queue_response(502, "<html><body>Bad Gateway</body></html>", content_type="text/html")
     async with session_for(fake) as session:
@@ -281,7 +296,9 @@ async def test_an_html_server_error_is_a_clear_outcome_unknown_error(fake: FakeU
     "body",
     [b'{"success": {"count": 1, "orders": [', b"[]", b'{"success": {"count": 0}}', b"null"],
 )
-async def test_a_malformed_success_body_is_a_clear_error(fake: FakeUpbit, body: bytes) -> None:
+async def test_a_malformed_success_body_is_a_clear_error(
+    fake: FakeUpbit, body: bytes, session_for: SessionFor
+) -> None:
     """A 200 that is not the documented JSON raises MalformedResponseError, outcome unknown."""
     fake.queue_response(200, body)
     async with session_for(fake) as session:
@@ -290,7 +307,9 @@ async def test_a_malformed_success_body_is_a_clear_error(fake: FakeUpbit, body: 
     assert caught.value.ids == (UNKNOWN,)
 
 
-async def test_a_429_pauses_and_retries_with_a_fresh_token(fake: FakeUpbit) -> None:
+async def test_a_429_pauses_and_retries_with_a_fresh_token(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """After a 429 the request is retried (a reused nonce would be refused) and succeeds."""
     order = fake.add_order()
     fake.queue_response(429, {"error": {"name": "too_many_requests", "message": "slow down"}})
@@ -303,7 +322,7 @@ async def test_a_429_pauses_and_retries_with_a_fresh_token(fake: FakeUpbit) -> N
     assert fake.records[1].arrival >= fake.records[0].arrival + limiter.window
 
 
-async def test_a_plain_text_429_is_retried_too() -> None:
+async def test_a_plain_text_429_is_retried_too(session_for: SessionFor) -> None:
     """The plain-text variant of 429 is recognised like the JSON one."""
     async with FakeUpbit(limit=1, window=0.05, plain_text_429=True) as fake:
         orders = [fake.add_order() for _ in range(3)]
@@ -317,7 +336,7 @@ async def test_a_plain_text_429_is_retried_too() -> None:
     assert all(fake.state(order) == "cancel" for order in orders)
 
 
-async def test_429_retries_are_bounded(fake: FakeUpbit) -> None:
+async def test_429_retries_are_bounded(fake: FakeUpbit, session_for: SessionFor) -> None:
     """Refused every time, the request gives up after the retries with RateLimitError."""
     fake.queue_response(429, "Too many API requests.", content_type="text/plain", count=10)
     async with session_for(fake, limiter=fast_limiter(), rate_limit_retries=2) as session:
@@ -328,7 +347,9 @@ async def test_429_retries_are_bounded(fake: FakeUpbit) -> None:
     assert len(fake.records) == 3
 
 
-async def test_a_418_blocks_the_account_without_sending_anything(fake: FakeUpbit) -> None:
+async def test_a_418_blocks_the_account_without_sending_anything(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """418 raises BlockedError with the stated duration; later calls fail before sending."""
     order = fake.add_order()
     fake.queue_response(
@@ -354,7 +375,9 @@ async def test_a_418_blocks_the_account_without_sending_anything(fake: FakeUpbit
     assert fake.state(order) == "wait"
 
 
-async def test_a_418_without_a_duration_blocks_for_a_minute(fake: FakeUpbit) -> None:
+async def test_a_418_without_a_duration_blocks_for_a_minute(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """When the message states no duration, the block lasts a conservative 60 seconds."""
     fake.queue_response(418, "I'm a teapot", content_type="text/plain")
     async with session_for(fake) as session:
@@ -363,7 +386,9 @@ async def test_a_418_without_a_duration_blocks_for_a_minute(fake: FakeUpbit) -> 
     assert caught.value.retry_after == 60.0
 
 
-async def test_repeated_429s_turn_into_a_418_block_that_is_never_retried() -> None:
+async def test_repeated_429s_turn_into_a_418_block_that_is_never_retried(
+    session_for: SessionFor,
+) -> None:
     """The fake escalates to 418 after 429s; the session stops at the first 418."""
     async with FakeUpbit(limit=1, block_after=2, block_seconds=45) as fake:
         orders = [fake.add_order() for _ in range(4)]
@@ -381,7 +406,9 @@ async def test_repeated_429s_turn_into_a_418_block_that_is_never_retried() -> No
         assert statuses[-1] == 418
 
 
-async def test_a_dropped_connection_is_never_resent(fake: FakeUpbit) -> None:
+async def test_a_dropped_connection_is_never_resent(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """The exchange processed it, the answer never came: outcome unknown, sent exactly once."""
     order = fake.add_order()
     async with FakeUpbit(faults=Faults(drop_rate=1.0)) as dropping:
@@ -397,7 +424,7 @@ async def test_a_dropped_connection_is_never_resent(fake: FakeUpbit) -> None:
         assert all(record.error_name is None for record in dropping.records)
 
 
-async def test_a_slow_answer_times_out_as_outcome_unknown() -> None:
+async def test_a_slow_answer_times_out_as_outcome_unknown(session_for: SessionFor) -> None:
     """No answer within read_timeout raises ResponseTimeoutError."""
     async with FakeUpbit(faults=Faults(slow_rate=1.0, slow_seconds=2.0)) as fake:
         order = fake.add_order()
@@ -417,7 +444,7 @@ async def test_an_unreachable_exchange_is_a_connect_error() -> None:
             await session.cancel_orders(uuids=[UNKNOWN])
 
 
-async def test_remaining_req_is_exposed(fake: FakeUpbit) -> None:
+async def test_remaining_req_is_exposed(fake: FakeUpbit, session_for: SessionFor) -> None:
     """The last Remaining-Req header is parsed and available on the session."""
     async with session_for(fake) as session:
         assert session.remaining_req is None
@@ -447,7 +474,9 @@ def test_remaining_req_is_parsed_tolerantly(
     assert (None if parsed is None else (parsed.group, parsed.sec, parsed.min)) == expected
 
 
-async def test_a_lowercase_remaining_req_header_is_read(fake: FakeUpbit) -> None:
+async def test_a_lowercase_remaining_req_header_is_read(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """Over HTTP/2 the header name may arrive lowercase; sec=0 pauses the account."""
     fake.queue_response(
         200,
@@ -463,7 +492,9 @@ async def test_a_lowercase_remaining_req_header_is_read(fake: FakeUpbit) -> None
         assert limiter.paused_until > asyncio.get_running_loop().time()
 
 
-async def test_a_callers_raise_for_status_does_not_change_error_handling(fake: FakeUpbit) -> None:
+async def test_a_callers_raise_for_status_does_not_change_error_handling(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """A caller's aiohttp session with raise_for_status=True still gets retries and typed errors."""
     order = fake.add_order()
     fake.queue_response(429, {"error": {"name": "too_many_requests", "message": "slow down"}})
@@ -479,7 +510,9 @@ async def test_a_callers_raise_for_status_does_not_change_error_handling(fake: F
     assert result.success.count == 1
 
 
-async def test_a_closed_http_session_is_a_clear_error(fake: FakeUpbit) -> None:
+async def test_a_closed_http_session_is_a_clear_error(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """Given an aiohttp session that is already closed: SessionClosedError, not RuntimeError."""
     http = aiohttp.ClientSession()
     await http.close()
@@ -491,7 +524,9 @@ async def test_a_closed_http_session_is_a_clear_error(fake: FakeUpbit) -> None:
         await session.cancel_orders(uuids=[UNKNOWN])
 
 
-async def test_a_deeply_nested_body_is_malformed_not_a_crash(fake: FakeUpbit) -> None:
+async def test_a_deeply_nested_body_is_malformed_not_a_crash(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
     """JSON too deep to decode is a MalformedResponseError (200) or a plain APIError (400)."""
     fake.queue_response(200, "[" * 100_000)
     fake.queue_response(400, "[" * 100_000)
@@ -503,7 +538,7 @@ async def test_a_deeply_nested_body_is_malformed_not_a_crash(fake: FakeUpbit) ->
     assert caught.value.status == 400
 
 
-async def test_one_missing_list_is_read_as_empty(fake: FakeUpbit) -> None:
+async def test_one_missing_list_is_read_as_empty(fake: FakeUpbit, session_for: SessionFor) -> None:
     """An answer with only `success` keeps its orders; `failed` is empty."""
     fake.queue_response(200, {"success": {"count": 1, "orders": [{"uuid": UNKNOWN}]}})
     async with session_for(fake) as session:
@@ -543,6 +578,7 @@ class _BlockedAfterGrant:
 
 async def test_a_block_that_starts_after_the_grant_still_stops_the_request(
     fake: FakeUpbit,
+    session_for: SessionFor,
 ) -> None:
     """A 418 arriving between a request's grant and its sending keeps it from being sent."""
     inner = SlidingWindowLimiter()
@@ -564,7 +600,7 @@ async def test_a_block_that_starts_after_the_grant_still_stops_the_request(
     ],
 )
 async def test_the_block_lasts_as_long_as_the_message_says(
-    fake: FakeUpbit, message: str, seconds: float
+    fake: FakeUpbit, message: str, seconds: float, session_for: SessionFor
 ) -> None:
     """Durations are read from the 418 message, in English or Korean, all parts added up."""
     fake.queue_response(418, {"error": {"name": "blocked", "message": message}})

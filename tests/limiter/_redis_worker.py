@@ -1,6 +1,6 @@
 """A worker process for the multi-process tests: cancel the uuids of a file through RedisLimiter.
 
-``python -m tests._redis_worker BASE_URL REDIS_URL ACCOUNT UUIDS_FILE`` with the key pair in
+``python -m tests.limiter._redis_worker BASE_URL REDIS_URL ACCOUNT UUIDS_FILE`` with the key pair in
 ``UPBIT_ACCESS_KEY`` and ``UPBIT_SECRET_KEY``. Prints "ready" once its limiter is set up, then
 one JSON line with what its batch reported.
 """

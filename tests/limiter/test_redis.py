@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, SessionFor
+from tests.helpers import until
 from upbit_cancel import (
     BatchCanceller,
     BlockedError,
@@ -29,22 +30,8 @@ from upbit_cancel import (
 )
 from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNKNOWN = "0000abcd-0000-4000-8000-000000000000"
-
-
-def session_for(
-    fake: FakeUpbit, limiter: RedisLimiter, keys: tuple[str, str] | None = None
-) -> UpbitSession:
-    access_key, secret_key = keys or (fake.access_key, fake.secret_key)
-    return UpbitSession(access_key, secret_key, base_url=fake.base_url, limiter=limiter)
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait until ``condition()`` holds, looking every 10 ms; fail after 20 s."""
-    async with asyncio.timeout(20):
-        while not condition():  # noqa: ASYNC110 - the state changes in another task
-            await asyncio.sleep(0.01)
 
 
 def incidents(records: list[RequestRecord], window: float = 1.0) -> int:
@@ -57,7 +44,9 @@ def incidents(records: list[RequestRecord], window: float = 1.0) -> int:
     return count
 
 
-async def test_two_processes_of_one_account_share_one_budget(redis_url: str) -> None:
+async def test_two_processes_of_one_account_share_one_budget(
+    redis_url: str, session_for: SessionFor
+) -> None:
     """Two limiters (as two processes would have), two keys of one account: 30 a second in all."""
     async with FakeUpbit() as fake:
         uuids = fake.add_orders(120)
@@ -65,8 +54,8 @@ async def test_two_processes_of_one_account_share_one_budget(redis_url: str) -> 
         async with (
             RedisLimiter(redis_url, account="main") as first,
             RedisLimiter(redis_url, account="main") as second,
-            session_for(fake, first) as one,
-            session_for(fake, second, other) as two,
+            session_for(fake, limiter=first) as one,
+            session_for(fake, limiter=second, keys=other) as two,
         ):
             await asyncio.gather(
                 BatchCanceller(one).cancel(uuids=uuids[:60]),
@@ -77,10 +66,12 @@ async def test_two_processes_of_one_account_share_one_budget(redis_url: str) -> 
         assert fake.max_in_window() <= 30
 
 
-async def test_the_keys_carry_a_hash_tag_and_never_the_access_key(redis_url: str) -> None:
+async def test_the_keys_carry_a_hash_tag_and_never_the_access_key(
+    redis_url: str, session_for: SessionFor
+) -> None:
     """One hash tag per account (usable on Redis Cluster), keyed by a hash of the access key."""
     async with FakeUpbit() as fake, RedisLimiter(redis_url) as limiter:
-        async with session_for(fake, limiter) as session:
+        async with session_for(fake, limiter=limiter) as session:
             await session.cancel_orders(uuids=[UNKNOWN])
         client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
         keys = [str(key) for key in await client.keys("*")]
@@ -91,7 +82,9 @@ async def test_the_keys_carry_a_hash_tag_and_never_the_access_key(redis_url: str
     assert not any(fake.access_key in key for key in keys)
 
 
-async def test_a_block_met_by_one_process_stops_every_process(redis_url: str) -> None:
+async def test_a_block_met_by_one_process_stops_every_process(
+    redis_url: str, session_for: SessionFor
+) -> None:
     """A 418 answered to one limiter's request: the other's requests are refused unsent."""
     async with FakeUpbit() as fake:
         other = fake.add_credentials()
@@ -99,8 +92,8 @@ async def test_a_block_met_by_one_process_stops_every_process(redis_url: str) ->
         async with (
             RedisLimiter(redis_url, account="main") as first,
             RedisLimiter(redis_url, account="main") as second,
-            session_for(fake, first) as one,
-            session_for(fake, second, other) as two,
+            session_for(fake, limiter=first) as one,
+            session_for(fake, limiter=second, keys=other) as two,
         ):
             with pytest.raises(BlockedError):
                 await one.cancel_orders(uuids=[UNKNOWN])
@@ -190,7 +183,7 @@ async def test_when_redis_returns_it_takes_over_with_the_fallbacks_slots() -> No
             server.stop()
 
 
-async def test_a_restart_of_redis_mid_run_loses_no_id() -> None:
+async def test_a_restart_of_redis_mid_run_loses_no_id(session_for: SessionFor) -> None:
     """Redis stops and comes back while a batch runs: every id settled, the run completes."""
     server = RedisServer()
     server.start()
@@ -199,7 +192,7 @@ async def test_a_restart_of_redis_mid_run_loses_no_id() -> None:
             uuids = fake.add_orders(900)
             async with (
                 RedisLimiter(server.url, account="main", timeout=0.2) as limiter,
-                session_for(fake, limiter) as session,
+                session_for(fake, limiter=limiter) as session,
             ):
                 batch = asyncio.ensure_future(BatchCanceller(session).cancel(uuids=uuids))
                 await fake.wait_for(lambda fake: fake.received >= 10)
@@ -216,6 +209,7 @@ async def test_a_restart_of_redis_mid_run_loses_no_id() -> None:
 
 async def test_a_redis_turned_read_only_falls_back_and_settles_every_id(
     caplog: pytest.LogCaptureFixture,
+    session_for: SessionFor,
 ) -> None:
     """Redis answers with errors (a read-only replica after a failover): the batch goes on with
     the local share, back on Redis once it is writable, every id settled, one warning."""
@@ -228,7 +222,7 @@ async def test_a_redis_turned_read_only_falls_back_and_settles_every_id(
             uuids = fake.add_orders(20 * 60)
             async with (
                 RedisLimiter(server.url, account="main") as limiter,
-                session_for(fake, limiter) as session,
+                session_for(fake, limiter=limiter) as session,
             ):
                 batch = asyncio.ensure_future(BatchCanceller(session).cancel(uuids=uuids))
                 await fake.wait_for(lambda fake: fake.received >= 10)
@@ -247,7 +241,9 @@ async def test_a_redis_turned_read_only_falls_back_and_settles_every_id(
     assert "Redis reachable again" in caplog.text
 
 
-async def test_requests_waiting_on_the_fallback_go_back_to_redis_when_it_answers() -> None:
+async def test_requests_waiting_on_the_fallback_go_back_to_redis_when_it_answers(
+    session_for: SessionFor,
+) -> None:
     """Redis stops answering under a batch, then answers again: the local share counts what
     was taken through Redis, and the requests queued on it are granted by Redis again once it
     answers, so neither switch overruns the budget."""
@@ -259,7 +255,7 @@ async def test_requests_waiting_on_the_fallback_go_back_to_redis_when_it_answers
             uuids = fake.add_orders(20 * 240)
             async with (
                 RedisLimiter(server.url, account="main") as limiter,
-                session_for(fake, limiter) as session,
+                session_for(fake, limiter=limiter) as session,
             ):
                 batch = asyncio.ensure_future(BatchCanceller(session).cancel(uuids=uuids))
                 await fake.wait_for(lambda fake: fake.received >= 45)
@@ -321,6 +317,7 @@ async def test_the_timeout_bounds_every_call_on_a_client_given_too() -> None:
 
 async def test_a_faster_process_joining_later_lengthens_the_holds_already_set(
     redis_url: str,
+    session_for: SessionFor,
 ) -> None:
     """One process on a slow path (80 ms each way) spends the budget, then one next to the
     exchange starts: the slower one's holds grow to what the faster path needs, no 429."""
@@ -331,8 +328,8 @@ async def test_a_faster_process_joining_later_lengthens_the_holds_already_set(
         async with (
             RedisLimiter(redis_url, account="main") as slow_limiter,
             RedisLimiter(redis_url, account="main") as fast_limiter,
-            session_for(fake, slow_limiter) as slow,
-            session_for(fake, fast_limiter, fast_keys) as fast,
+            session_for(fake, limiter=slow_limiter) as slow,
+            session_for(fake, limiter=fast_limiter, keys=fast_keys) as fast,
         ):
             await BatchCanceller(slow).cancel(uuids=slow_uuids)
             await BatchCanceller(fast).cancel(uuids=fast_uuids)
@@ -463,7 +460,7 @@ async def start_workers(
         worker = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tests._redis_worker",
+            "tests.limiter._redis_worker",
             fake.base_url,
             redis_url,
             "main",
@@ -575,7 +572,7 @@ async def test_a_process_far_back_in_line_waits_instead_of_asking_again_and_agai
 
 
 async def test_a_limiter_closed_under_a_batch_settles_every_id_and_logs_no_error(
-    redis_url: str, caplog: pytest.LogCaptureFixture
+    redis_url: str, caplog: pytest.LogCaptureFixture, session_for: SessionFor
 ) -> None:
     """The caller closes its RedisLimiter mid-batch: what was sent is reported, the rest is
     unresolved with a clear error; no exception group, no failed task in the log."""
@@ -583,7 +580,7 @@ async def test_a_limiter_closed_under_a_batch_settles_every_id_and_logs_no_error
     async with FakeUpbit() as fake:
         uuids = fake.add_orders(2000)
         limiter = RedisLimiter(redis_url, account="main")
-        async with session_for(fake, limiter) as session:
+        async with session_for(fake, limiter=limiter) as session:
             batch = asyncio.ensure_future(BatchCanceller(session).cancel(uuids=uuids))
             await fake.wait_for(lambda fake: fake.received >= 40)
             await limiter.aclose()

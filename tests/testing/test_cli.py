@@ -14,7 +14,7 @@ import pytest
 from tests._signer import make_token, send
 from upbit_cancel._cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def read_settings(stdout: asyncio.StreamReader) -> dict[str, str]:
