@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import SessionFor
-from tests.helpers import placed
+from tests.helpers import placed, until
 from upbit_cancel import (
     BatchCanceller,
     BatchResult,
@@ -77,7 +77,7 @@ async def test_a_cancel_may_take_effect_late_or_lose_the_race_to_a_fill(
             assert first.success.count == 20
             assert again.failed.count == 20
             pending = await session.orders(uuids=uuids[:20])
-            await asyncio.sleep(0.25)  # the fake's clock passes the delay
+            await until(lambda: all(fake.state(uuid) != "wait" for uuid in uuids[:20]))
             settled = await session.orders(uuids=uuids[:20])
         # Open until the delay has passed, unless filled meanwhile; then canceled or filled.
         pending_states = {order.state for order in pending}

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import SessionFor
-from tests.helpers import placed
+from tests.helpers import placed, until
 from upbit_cancel import (
     BatchCanceller,
     BlockedError,
@@ -150,8 +150,8 @@ async def test_a_cancelled_batch_lists_every_id_its_generator_produced(
         async with session_for(fake) as session:
             batch = BatchCanceller(session, max_in_flight=2)
             task = asyncio.ensure_future(batch.cancel(uuids=generate()))
-            for _ in range(cancel_after):
-                await asyncio.sleep(0.001)
+            # Cancelled once the batch has read so many ids: at every stage of reading.
+            await until(lambda: len(produced) >= cancel_after * 15 or task.done())
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task

@@ -68,7 +68,8 @@ async def test_another_client_spending_the_budget_costs_a_few_429s_and_no_failur
 
         async with aiohttp.ClientSession() as http:
             background = asyncio.create_task(other_client(http))
-            await asyncio.sleep(0.5)
+            # The other client has spent part of the budget before this one starts.
+            await fake.wait_for(lambda exchange: exchange.received >= 6)
             async with UpbitSession(
                 fake.access_key, fake.secret_key, base_url=fake.base_url
             ) as session:

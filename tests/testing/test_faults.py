@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 
 import aiohttp
 import pytest
 
 from tests._signer import signed
+from tests.helpers import until
 from upbit_cancel import UpbitSession
 from upbit_cancel.testing import FakeUpbit, Faults
 
 LIST = "/v1/orders/uuids"
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Wait (bounded) for the server side to catch up with what the client already saw."""
-    for _ in range(200):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never became true")
 
 
 async def test_drop_processes_then_disconnects(fake_http: aiohttp.ClientSession) -> None:
@@ -74,7 +65,7 @@ async def test_slow_answer_times_out_client(fake_http: aiohttp.ClientSession) ->
         order = fake.add_order()
         with pytest.raises(asyncio.TimeoutError):
             await signed(fake_http, fake, "DELETE", LIST, [("uuids[]", order)], client_timeout=0.1)
-        await eventually(lambda: bool(fake.records))
+        await until(lambda: bool(fake.records))
         assert fake.state(order) == "cancel"
         assert fake.records[0].fault == "slow"
     # Closing did not wait for the slow answer: the server ended it.

@@ -351,6 +351,13 @@ class RedisLimiter:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    async def flush(self) -> None:
+        """Wait until what this process's leases said so far has reached Redis (or failed to:
+        then the limiter falls back). Releases are sent in the background; a test, or a
+        process about to hand over to another, may want them told first."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
     async def aclose(self) -> None:
         """Stop renewing, finish pending releases, and close the client if this limiter made it."""
         if self._closed:
