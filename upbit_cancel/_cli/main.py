@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def _add_fake_server_parser(subparsers: _SubParsers) -> None:
-    from ..testing._serve import DESCRIPTION, add_arguments
+    from ..testing._command import DESCRIPTION, add_arguments
 
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "fake-server", help="run the fake Upbit exchange until interrupted", description=DESCRIPTION
@@ -32,7 +32,7 @@ def _add_fake_server_parser(subparsers: _SubParsers) -> None:
 
 
 def _run_fake_server(args: argparse.Namespace) -> int:
-    from ..testing._serve import run
+    from ..testing._command import run
 
     return run(args, prog="upbit-cancel fake-server")
 

@@ -20,10 +20,12 @@ configurable, strict ``default``-group rate limiter. Point any client at it::
 
     asyncio.run(main())
 
-The same server runs standalone with ``upbit-cancel fake-server``.
+The same server runs on its own with ``python -m upbit_cancel.testing`` (or
+``upbit-cancel fake-server``). Inside: the server and each request's flow (``_server``), the
+order book (``_book``), the keys (``_auth``), the admin API (``_admin``), the rate-limit
+policies (``_policies``), the faults (``_faults``) and the records (``_records``).
 """
 
-from ._fake import FakeUpbit, UnknownIds
 from ._faults import FaultKind, Faults
 from ._policies import (
     FixedWindowPolicy,
@@ -34,6 +36,7 @@ from ._policies import (
     make_policy,
 )
 from ._records import FakeOrder, OrderState, RequestRecord
+from ._server import FakeUpbit, UnknownIds
 
 __all__ = [
     "FakeOrder",

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._fake import FakeUpbit
 from ._faults import Faults
+from ._server import FakeUpbit
 
 __all__ = ["DESCRIPTION", "add_arguments", "main", "run"]
 

@@ -1,0 +1,619 @@
+"""The fake exchange's server and the flow of each signed request through it.
+
+The order book (``_book``), the keys (``_auth``), the admin API (``_admin``) and the rate-limit
+policies (``_policies``) each have a module; this one receives requests, delays them, applies
+the account's budget and blocks, asks the others, records and answers.
+
+Request flow of a signed API endpoint, in order::
+
+    read the body
+    inbound delay (Faults.latency_in + jitter_in)
+    -- arrival: clock() is read; everything up to the answer runs without yielding --
+    queued answer?           -> served as given (no limiter, no auth, orders untouched)
+    fault "error"?           -> HTML 500/502/503 from the "gateway", not processed, not counted
+    account blocked?         -> 418
+    rate limiter             -> 429 (not processed; may start a block)
+    authentication           -> 401 no_authorization_token / jwt_verification /
+                                invalid_access_key / nonce_used / invalid_query_payload
+    permission               -> 403 out_of_scope ("Make Orders" for cancels, "order query"
+                                for queries)
+    body                     -> 400 QUERY_PARAMETER_NOT_SUPPORTED
+    parameters               -> 400 validation_error
+    the endpoint itself      -> 200 (or 404 order_not_found for a single cancel)
+    -- the request is recorded --
+    outbound delay (Faults.latency_out + jitter_out, + slow_seconds for a "slow" fault)
+    fault "drop"?            -> connection closed without an answer
+    fault "malformed"?       -> body cut short
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qsl
+
+import attrs
+from aiohttp import web
+
+from . import _admin
+from ._auth import Keys
+from ._book import OrderBook, UnknownIds
+from ._faults import FaultKind, Faults
+from ._policies import PolicyName, RatePolicy, make_policy
+from ._records import FakeOrder, OrderState, RequestRecord
+from ._wire import (
+    GATEWAY_ERRORS,
+    JSON,
+    Answer,
+    Call,
+    Refused,
+    claimed_access_key,
+    dumps,
+    error_name_of,
+    html_page,
+    remaining_header,
+)
+
+__all__ = ["FakeUpbit", "UnknownIds"]
+
+_TOO_MANY_REQUESTS = "Too many API requests."
+
+
+@attrs.frozen
+class _Queued:
+    status: int
+    body: bytes
+    content_type: str
+    headers: Mapping[str, str] | None
+    error_name: str | None
+
+
+class FakeUpbit:
+    """A fake Upbit exchange on loopback, strict about signing and rate limits.
+
+    It serves ``DELETE /v1/orders/uuids`` (Order List Cancel), ``DELETE /v1/order``,
+    ``GET /v1/orders/uuids``, ``GET /v1/orders/open``, ``GET /v1/order`` and
+    ``GET /v1/market/all`` for one account, plus an admin API under ``/_fake/`` for other
+    processes. The documentation's "fake exchange" page describes its full behaviour.
+
+    Example::
+
+        async with FakeUpbit(policy="sliding", limit=30, window=1.0) as fake:
+            uuids = fake.add_orders(100)
+            ...  # point a client at fake.base_url with fake.access_key / fake.secret_key
+            assert fake.max_in_window() <= 30
+
+    All keyword arguments are optional:
+
+    - ``policy``, ``limit``, ``window``: how the ``default`` group's budget is measured
+      (:class:`SlidingWindowPolicy`, :class:`FixedWindowPolicy`, :class:`TokenBucketPolicy`),
+      shared by every key of the account.
+    - ``host``, ``port``: where to listen; port 0 picks a free port.
+    - ``access_key``, ``secret_key``: the first key pair (random 40-character strings if not given).
+    - ``unknown_ids``: ``"omit"`` leaves unknown ids out of both lists, ``"failed"`` lists them in
+      ``failed`` with market ``"UNKNOWN"``.
+    - ``plain_text_429``: answer 429 with the plain text ``Too many API requests.``.
+    - ``block_after``, ``block_period``, ``block_seconds``: after ``block_after`` 429s within
+      ``block_period`` seconds, answer every signed request 418 for ``block_seconds``.
+    - ``faults``: delays and failures to inject (:class:`Faults`).
+    - ``cancel_delay``: seconds an accepted cancel takes to take effect; meanwhile the order
+      stays ``wait`` (``watch``), and a second cancel of it is listed in ``failed``.
+    - ``fill_rate``: the fraction of accepted cancels that lose the race: the order fills
+      (``done``) at a random moment within ``cancel_delay`` instead.
+    - ``seed``: seeds the one random generator behind keys, uuids, delays and faults.
+    - ``clock``: time source for arrivals, rate limiting and blocks; defaults to the running
+      loop's ``time()``. Delays are real ``asyncio`` sleeps whatever the clock.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: PolicyName = "sliding",
+        limit: int = 30,
+        window: float = 1.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        unknown_ids: UnknownIds = "omit",
+        plain_text_429: bool = False,
+        block_after: int | None = None,
+        block_period: float = 10.0,
+        block_seconds: float = 30.0,
+        faults: Faults = Faults(),  # noqa: B008 - Faults is immutable
+        cancel_delay: float = 0.0,
+        fill_rate: float = 0.0,
+        seed: int | None = 0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not (isinstance(cancel_delay, int | float) and 0 <= cancel_delay < math.inf):
+            raise ValueError(f"cancel_delay must be zero or more seconds, got {cancel_delay!r}")
+        if not (isinstance(fill_rate, int | float) and 0 <= fill_rate <= 1):
+            raise ValueError(f"fill_rate must be between 0 and 1, got {fill_rate!r}")
+        if fill_rate and not cancel_delay:
+            raise ValueError("fill_rate needs a cancel_delay: orders fill while a cancel waits")
+        if unknown_ids not in ("omit", "failed"):
+            raise ValueError(f"unknown_ids must be 'omit' or 'failed', got {unknown_ids!r}")
+        if block_after is not None and block_after < 1:
+            raise ValueError(f"block_after must be at least 1 or None, got {block_after}")
+        if not (block_period > 0 and block_seconds > 0):
+            raise ValueError("block_period and block_seconds must be positive")
+        self._policy_name = policy
+        self._policy: RatePolicy = make_policy(policy, limit, window)
+        self._host = host
+        self._port = port
+        self._plain_text_429 = plain_text_429
+        self._block_after = block_after
+        self._block_period = block_period
+        self._block_seconds = block_seconds
+        self._faults = faults
+        # Faults of requests signed with particular keys (clients elsewhere on the network).
+        self._key_faults: dict[str, Faults] = {}
+        # One generator behind keys, uuids, delays and faults, so that a seed replays a run.
+        self._rng = random.Random(seed)
+        self._clock = clock
+        self._keys = Keys(self._rng)
+        self._book = OrderBook(
+            self._rng,
+            cancel_delay=float(cancel_delay),
+            fill_rate=float(fill_rate),
+            unknown_ids=unknown_ids,
+        )
+
+        self._records: list[RequestRecord] = []
+        self._received = 0
+        self._in_transit = 0
+        self._changed: asyncio.Event | None = None
+        self._queued: deque[_Queued] = deque()
+        self._recent_429s: deque[float] = deque()
+        self._blocked_until: float | None = None
+
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+        self._closing: asyncio.Event | None = None
+        self._closed = False
+
+        first = self._keys.add(access_key, secret_key, can_order=True)
+        #: Access key of the first key pair (it has the "Make Orders" permission).
+        self.access_key: str = first.access_key
+        #: Secret key of the first key pair (a throwaway test credential).
+        self.secret_key: str = first.secret_key
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening. Does nothing if already started; a closed fake cannot restart."""
+        if self._closed:
+            raise RuntimeError("this FakeUpbit is closed; create a new one")
+        if self._runner is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._clock is None:
+            self._clock = loop.time
+        self._closing = asyncio.Event()
+        runner = web.AppRunner(self._make_app(), access_log=None, shutdown_timeout=5.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        host = f"[{host}]" if ":" in host else host
+        self._base_url = f"http://{host}:{port}"
+
+    async def close(self) -> None:
+        """Stop listening and end requests in progress. Safe to call more than once."""
+        self._closed = True
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        if self._closing is not None:
+            # Wakes requests sleeping through delays so shutdown never waits for them.
+            self._closing.set()
+        await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of the running server."""
+        if self._base_url is None:
+            raise RuntimeError("FakeUpbit is not started; use 'async with' or 'await start()'")
+        return self._base_url
+
+    @property
+    def faults(self) -> Faults:
+        """The delays and failures applied to requests received from now on.
+
+        Set it to change the network mid-run (a path that gets slower or faster): a request
+        already received keeps the delays it drew.
+        """
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self.set_faults(faults)
+
+    def set_faults(self, faults: Faults, *, access_key: str | None = None) -> None:
+        """Change the faults of requests received from now on: all of them, or only those
+        signed with ``access_key`` (a client of the account on another network path)."""
+        if not isinstance(faults, Faults):
+            raise TypeError(f"faults must be a Faults, not {type(faults).__name__}")
+        if access_key is None:
+            self._faults = faults
+        elif access_key not in self._keys:
+            raise KeyError(f"no such access key on this fake: {access_key[:4]}…")
+        else:
+            self._key_faults[access_key] = faults
+
+    @property
+    def policy(self) -> RatePolicy:
+        """The rate-limit policy of the account's ``default`` group."""
+        return self._policy
+
+    def __repr__(self) -> str:
+        where = self._base_url or "not started"
+        return (
+            f"<FakeUpbit {where} policy={self._policy_name} limit={self._policy.limit} "
+            f"window={self._policy.window} orders={len(self._book)}>"
+        )
+
+    # -- account ---------------------------------------------------------------------------
+
+    def add_credentials(self, *, can_order: bool = True, can_query: bool = True) -> tuple[str, str]:
+        """Create another key pair of the same account; return ``(access_key, secret_key)``.
+
+        It shares the account's rate budget. With ``can_order=False`` it lacks the "Make Orders"
+        permission, so its cancels are answered 403 ``out_of_scope``; with ``can_query=False`` it
+        lacks the "order query" permission, and its order queries are answered the same way.
+        """
+        credential = self._keys.add(can_order=can_order, can_query=can_query)
+        return credential.access_key, credential.secret_key
+
+    # -- orders ----------------------------------------------------------------------------
+
+    def add_order(
+        self,
+        market: str = "SGD-BTC",
+        state: OrderState = "wait",
+        identifier: str | None = None,
+        side: str = "bid",
+    ) -> str:
+        """Add one order to the account and return its uuid (a lowercase uuid4 string).
+
+        Identifiers are unique across the account, as on Upbit.
+        """
+        return self._book.add_order(market, state, identifier, side)
+
+    def add_orders(
+        self,
+        n: int,
+        market: str = "SGD-BTC",
+        state: OrderState = "wait",
+        identifiers: bool = False,
+        side: str = "bid",
+    ) -> list[str]:
+        """Add *n* orders in one go and return their uuids, in creation order.
+
+        With ``identifiers=True`` each gets a fresh identifier (``fake-000001``, ...); read it
+        back with :meth:`order`.
+        """
+        return self._book.add_orders(n, market, state, identifiers, side)
+
+    def _settle(self) -> None:
+        """Put into effect what the book has due by now (the clock runs once started)."""
+        if self._book.has_pending and self._clock is not None:
+            self._book.settle(self._now())
+
+    def order(self, uuid: str) -> FakeOrder:
+        """The order with this uuid as it stands now. Raises KeyError if unknown."""
+        self._settle()
+        order = self._book.get(uuid)
+        if order is None:
+            raise KeyError(uuid)
+        return order
+
+    def state(self, uuid: str) -> OrderState:
+        """The order's state now (see :data:`OrderState`). Raises KeyError if unknown."""
+        return self.order(uuid).state
+
+    def state_counts(self) -> dict[str, int]:
+        """How many orders are in each state."""
+        self._settle()
+        return self._book.state_counts()
+
+    # -- records ---------------------------------------------------------------------------
+
+    @property
+    def records(self) -> list[RequestRecord]:
+        """A copy of the records of signed API requests, in arrival order."""
+        return list(self._records)
+
+    @property
+    def received(self) -> int:
+        """Signed API requests whose bytes reached the server so far, arrived or not."""
+        return self._received
+
+    @property
+    def in_transit(self) -> int:
+        """Signed API requests received but still in their inbound delay (not yet arrived).
+
+        A request the client gave up on keeps travelling: wait for this to reach 0 before
+        reading the records of requests that may still arrive.
+        """
+        return self._in_transit
+
+    async def wait_for(self, condition: Callable[[FakeUpbit], bool]) -> None:
+        """Wait until ``condition(fake)`` holds, checked each time a request is received or
+        recorded (wrap it in ``asyncio.timeout`` to bound the wait).
+
+        Example: ``await fake.wait_for(lambda fake: fake.in_transit == 0)`` waits until every
+        request on its way has arrived, those its client gave up on included.
+        """
+        while not condition(self):
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    def reset_records(self) -> None:
+        """Forget the records (not the orders, nonces, rate budget or block)."""
+        self._records.clear()
+
+    def max_in_window(self, window: float | None = None) -> int:
+        """Largest number of admitted requests whose arrivals fit in one window.
+
+        Windows are half-open, ``[s, s + window)``, and ``window`` defaults to the fake's.
+        """
+        window = self._policy.window if window is None else window
+        arrivals = sorted(record.arrival for record in self._records if record.admitted)
+        best = start = 0
+        for end, arrival in enumerate(arrivals):
+            while arrival - arrivals[start] >= window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    def stats(self) -> dict[str, Any]:
+        """Counts over the records: admitted, rejected (429), per status, and max_in_window."""
+        statuses = Counter(record.status for record in self._records)
+        return {
+            "admitted": sum(record.admitted for record in self._records),
+            "rejected_429": statuses[429],
+            "status_counts": {str(status): count for status, count in sorted(statuses.items())},
+            "max_in_window": self.max_in_window(),
+        }
+
+    # -- canned answers --------------------------------------------------------------------
+
+    def queue_response(
+        self,
+        status: int,
+        body: object,
+        *,
+        content_type: str = JSON,
+        count: int = 1,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Answer the next *count* signed API requests with this response instead.
+
+        *body* is sent as is if ``str`` or ``bytes``, else serialised to JSON. Queued answers
+        skip the rate limiter, authentication and faults (delays still apply), change no order
+        and are recorded with ``admitted=False``. Unless *headers* are given, the answer carries
+        the usual ``Remaining-Req`` header.
+        """
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        if isinstance(body, bytes):
+            raw = body
+        elif isinstance(body, str):
+            raw = body.encode()
+        else:
+            raw = dumps(body)
+        queued = _Queued(status, raw, content_type, headers, error_name_of(raw))
+        self._queued.extend([queued] * count)
+
+    # -- server ----------------------------------------------------------------------------
+
+    def _make_app(self) -> web.Application:
+        app = web.Application()
+        add = app.router.add_route
+        book = self._book
+        add("DELETE", "/v1/orders/uuids", self._signed(book.cancel_list))
+        add("DELETE", "/v1/order", self._signed(book.cancel_one))
+        add("GET", "/v1/orders/open", self._signed(book.open_orders))
+        add("GET", "/v1/orders/uuids", self._signed(book.orders_by_ids))
+        add("GET", "/v1/order", self._signed(book.one_order))
+        add("GET", "/v1/market/all", self._market_all)
+        _admin.add_routes(app, self)
+        return app
+
+    def _now(self) -> float:
+        assert self._clock is not None, "the clock is bound in start()"
+        return self._clock()
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0 or self._closing is None or self._closing.is_set():
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
+        except TimeoutError:
+            pass
+
+    def _signed(
+        self, endpoint: Callable[[Call, float], Answer]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await self._handle_signed(request, endpoint)
+
+        return handler
+
+    async def _handle_signed(
+        self, request: web.Request, endpoint: Callable[[Call, float], Answer]
+    ) -> web.StreamResponse:
+        self._received += 1
+        self._in_transit += 1
+        self._notify()
+        authorization = request.headers.get("Authorization")
+        claimed = claimed_access_key(authorization)
+        faults = self._faults
+        if claimed is not None:
+            faults = self._key_faults.get(claimed, faults)
+        try:
+            body = await request.read()
+            await self._sleep(faults.inbound_delay(self._rng))
+        finally:
+            self._in_transit -= 1
+        # From here to the record nothing awaits, so each request sees the account and the
+        # limiter exactly as the previous arrival left them.
+        arrival = self._now()
+        self._book.settle(arrival)
+        raw_query = request.rel_url.raw_query_string
+        call = Call(
+            method=request.method,
+            path=request.path,
+            authorization=authorization,
+            raw_query=raw_query,
+            params=tuple(parse_qsl(raw_query, keep_blank_values=True)),
+            body=body,
+            claimed_access_key=claimed,
+        )
+        fault: FaultKind | None = None
+        if self._queued:
+            answer = self._queued_answer(self._queued.popleft(), arrival)
+        else:
+            fault = faults.choose(self._rng)
+            if fault == "error":
+                status = self._rng.choice(tuple(GATEWAY_ERRORS))
+                answer = Answer(status, html_page(status), content_type="text/html")
+            else:
+                answer = self._process(call, arrival, endpoint)
+        self._records.append(
+            RequestRecord(
+                arrival=arrival,
+                method=call.method,
+                path=call.path,
+                access_key=call.claimed_access_key,
+                status=answer.status,
+                error_name=answer.error_name,
+                ids=call.ids(),
+                admitted=answer.admitted,
+                fault=fault,
+                canceled=answer.canceled,
+            )
+        )
+        self._notify()
+
+        delay = faults.outbound_delay(self._rng)
+        if fault == "slow":
+            delay += faults.slow_seconds
+        await self._sleep(delay)
+        if fault == "drop" and request.transport is not None:
+            request.transport.abort()
+        body_out = answer.body
+        if fault == "malformed":
+            # A strict prefix of a JSON document is never valid JSON.
+            body_out = body_out[: len(body_out) // 2]
+        response = web.Response(status=answer.status, body=body_out, headers=answer.headers)
+        response.content_type = answer.content_type
+        if answer.content_type == JSON:
+            response.charset = "utf-8"
+        return response
+
+    def _queued_answer(self, queued: _Queued, now: float) -> Answer:
+        headers = queued.headers
+        if headers is None:
+            headers = {"Remaining-Req": remaining_header("default", self._remaining(now))}
+        return Answer(
+            queued.status,
+            queued.body,
+            content_type=queued.content_type,
+            error_name=queued.error_name,
+            headers=headers,
+        )
+
+    def _remaining(self, now: float) -> int:
+        if self._blocked_until is not None and now < self._blocked_until:
+            return 0
+        return self._policy.remaining(now)
+
+    def _process(self, call: Call, now: float, endpoint: Callable[[Call, float], Answer]) -> Answer:
+        admitted = False
+        try:
+            self._check_block(now)
+            admitted = self._policy.admit(now)
+            if not admitted:
+                raise self._too_many_requests(now)
+            credential = self._keys.authenticate(call)
+            if call.method == "DELETE" and not credential.can_order:
+                raise Refused(
+                    403, "out_of_scope", "This API key lacks the 'Make Orders' permission."
+                )
+            if call.method == "GET" and not credential.can_query:
+                raise Refused(
+                    403, "out_of_scope", "This API key lacks the 'order query' permission."
+                )
+            if call.body:
+                raise Refused(
+                    400,
+                    "QUERY_PARAMETER_NOT_SUPPORTED",
+                    "Parameters must be sent in the query string; a request body is not supported.",
+                )
+            answer = endpoint(call, now)
+        except Refused as refused:
+            answer = refused.answer()
+        remaining = remaining_header("default", self._remaining(now))
+        return attrs.evolve(answer, admitted=admitted, headers={"Remaining-Req": remaining})
+
+    def _check_block(self, now: float) -> None:
+        if self._blocked_until is None:
+            return
+        if now >= self._blocked_until:
+            self._blocked_until = None
+            return
+        seconds = max(1, math.ceil(round(self._blocked_until - now, 6)))
+        raise Refused(
+            418, "blocked", f"Too many requests. Your access is blocked for {seconds} seconds."
+        )
+
+    def _too_many_requests(self, now: float) -> Refused:
+        if self._block_after is not None:
+            recent = self._recent_429s
+            recent.append(now)
+            while now - recent[0] >= self._block_period:
+                recent.popleft()
+            if len(recent) >= self._block_after:
+                recent.clear()
+                self._blocked_until = now + self._block_seconds
+        return Refused(429, "too_many_requests", _TOO_MANY_REQUESTS, plain=self._plain_text_429)
+
+    async def _market_all(self, request: web.Request) -> web.StreamResponse:
+        # Quotation calls are limited per IP in their own group; the fake never limits them.
+        return web.json_response(
+            self._book.markets(),
+            dumps=lambda value: dumps(value).decode(),
+            headers={"Remaining-Req": remaining_header("market", 9)},
+        )
