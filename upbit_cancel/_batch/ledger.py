@@ -133,7 +133,7 @@ class Ledger:
     def _adopt(self, key: object, placement: Placement) -> None:
         if key is None or key in self._entries:
             return  # an entry that names no id of this kind, or twice: the first one stands
-        self.register(key)
+        self.register([key])
         self._set(key, placement)
         self.done += 1
 
@@ -151,10 +151,10 @@ class Ledger:
 
     # -- ids ---------------------------------------------------------------------------------
 
-    def register(self, key: object) -> None:
-        """The id of ``key`` (see ``_key``) was read: it is open until settled."""
-        self._entries[key] = None
-        self.registered += 1
+    def register(self, keys: list[object]) -> None:
+        """The ids of ``keys`` (see ``_key``) were read: each is open until settled."""
+        self._entries.update(dict.fromkeys(keys))
+        self.registered += len(keys)
 
     def __contains__(self, value: object) -> bool:
         return value in self._entries
@@ -166,13 +166,24 @@ class Ledger:
     def settle(self, keys: Sequence[object], outcome: Outcome) -> None:
         """The first word on each id of a chunk (by key, in the chunk's order): each must be
         open."""
+        # Runs for every id of every batch: counted in locals, not through _set.
         entries = self._entries
+        success = failed = 0
         for key, placement in zip(keys, outcome.placements, strict=True):
             if entries.get(key, ()) is not None:
                 raise RuntimeError(f"id {key!r} is not open: it was settled already")
-            self._set(key, placement)
+            entries[key] = placement
+            place = placement[0]
+            if place == "success":
+                success += 1
+            elif place == "failed":
+                failed += 1
+        self.success += success
+        self.failed += failed
+        self.unresolved += len(keys) - success - failed
         self.done += len(keys)
-        self._possibly_canceled.update(outcome.possibly_canceled)
+        if outcome.possibly_canceled:
+            self._possibly_canceled.update(outcome.possibly_canceled)
 
     def revise(self, keys: Sequence[object], outcome: Outcome) -> None:
         """A second cancel's word on ids already settled: it replaces the first, unless its
@@ -436,7 +447,7 @@ class Intake:
         self._open[chunk.index] = chunk
         try:
             for item in self._items:
-                self._register(chunk, item)
+                self._read(chunk, item)
                 if len(chunk.valid) == MAX_IDS_PER_REQUEST or len(chunk.ids) >= MAX_IDS_PER_CHUNK:
                     break
             else:
@@ -444,13 +455,17 @@ class Intake:
         except Exception as error:
             self.exhausted = True
             self.input_error = error
+        finally:
+            # Registered together, before anything else can run: nothing awaits in between.
+            if not self.revising:
+                self.ledger.register(chunk.keys)
         if not chunk.ids:
             del self._open[chunk.index]
             return None
         self._next_index += 1
         return chunk
 
-    def _register(self, chunk: Chunk, item: object) -> None:
+    def _read(self, chunk: Chunk, item: object) -> None:
         # The common case, a well-formed uuid, takes no function call beyond the regex: this
         # runs for every id of every batch.
         key: object
@@ -463,8 +478,6 @@ class Intake:
             return
         self._seen.add(key)
         self.read += 1
-        if not self.revising:
-            self.ledger.register(key)
         chunk.ids.append(name)
         chunk.keys.append(key)
         if self._is_uuid is not None and isinstance(item, str) and self._is_uuid(item):
