@@ -26,7 +26,7 @@ from upbit_cancel import (
     UnresolvedError,
     UpbitSession,
 )
-from upbit_cancel.testing import FakeUpbit, Faults
+from upbit_cancel.testing import FakeUpbit, Faults, PolicyName
 
 UNKNOWN = [f"{n:08x}-0000-4000-8000-00000000abcd" for n in range(50)]
 MALFORMED = ["", "not-a-uuid", "CDD92199-2897-4E14-9448-F923320408AD", "cdd92199 2897"]
@@ -448,3 +448,20 @@ async def test_a_slow_stream_consumer_holds_the_batch_back(session_for: SessionF
                     break
             # At most: the chunk being consumed, one handed over, and the four in flight.
             assert session.requests_sent <= 1 + 1 + 4
+
+
+@pytest.mark.parametrize("policy", ["sliding", "fixed", "bucket"])
+async def test_a_batch_across_many_windows_never_trips_any_reading_of_the_limit(
+    policy: PolicyName, session_for: SessionFor
+) -> None:
+    """Whatever way the exchange counts its windows, and with arrivals jittered: every order
+    canceled, no 429, never more than the limit in any window at the exchange."""
+    # Upbit's 30 a second, with the default limiter: 90 requests over three windows.
+    async with FakeUpbit(policy=policy, faults=Faults(jitter_in=0.02)) as fake:
+        orders = fake.add_orders(1_800)
+        async with session_for(fake) as session:
+            result = await BatchCanceller(session).cancel(uuids=orders)
+        assert result.success.count == 1_800
+        assert [record.status for record in fake.records] == [200] * 90
+        assert fake.max_in_window(1.0) <= 30
+        assert fake.state_counts()["wait"] == 0

@@ -2,10 +2,11 @@
 
 Usage::
 
-    python -m benchmarks._jobs JOB PARAMETERS_JSON
+    python -m benchmarks.jobs JOB PARAMETERS_JSON
 
-The benchmark starts this module; running it by hand needs fakes already serving (see
-`_fake_proc`) and their handles in the parameters. Every result is printed as one JSON line.
+The suite starts this module; running it by hand needs fakes already serving (see
+``benchmarks.exchange``) and their handles in the parameters, and a redis-server for the jobs
+that use one. Every result is printed as one JSON line.
 
 Jobs:
 
@@ -18,44 +19,63 @@ Jobs:
     kill-switch measurement). Reports wall time, requests, the fake's 429s, its busiest
     one-second window and the orders left open; with ``"series": true`` also the arrival times
     of the admitted requests and of the 429s (for a plot, or to find the 429 incidents).
-``acceptance``
-    The batch acceptance run: open orders plus filled, canceled, unknown, duplicate and
-    malformed ids, by ``uuids`` or by ``identifiers``; checks each criterion.
 ``stream``
     Streams ``n`` generated uuids through ``BatchCanceller.stream`` (or ``cancel`` with
     ``"collect": true``) against a fake with a raised limit; reports the peak resident memory
     against the memory before the run. A warm-up batch of `WARM_UP` ids goes first, so that the
     connection pool, the resolver's threads and their allocator arenas are in the baseline
     rather than in the growth; the peak is counted from the end of the warm-up on (Linux).
+``process``
+    One process of several of one account: seeds its ``n`` open orders on the account's fake,
+    measures one round trip on its ``probe`` fake if given one (a twin of its path), sets up its
+    session with its own key pair of the account and its limiter (``alone``: a
+    `SlidingWindowLimiter` of its own; ``redis``: a `RedisLimiter` on ``redis_url`` with the
+    ``account`` name every process of the run shares), then prints ``ready`` and waits for a
+    line on stdin: the start time, in ``time.monotonic()`` seconds (system-wide on Linux and
+    macOS). It sleeps until then, cancels its orders with one ``BatchCanceller.cancel`` call, and
+    reports when it started and finished, what its batch said, its CPU time and its calls to
+    each of RedisLimiter's Lua scripts (counted in this process).
+``limiter-cost``
+    ``requests`` x 20 orders cancelled against a fake whose limit is raised to 100,000 per
+    second, with 60 requests in flight, through ``SlidingWindowLimiter`` (``in-process``) or
+    ``RedisLimiter`` (``redis``), both raised to 100,000 per second: the process's CPU time over
+    the session and the script calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import json
+import logging
+import math
 import random
+import statistics
 import sys
 import time
 import uuid as uuid_module
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal, cast
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import aiohttp
 
-from benchmarks._fakes import Admin, FakeHandle
-from benchmarks._metrics import (
-    arrival_series,
-    current_rss_bytes,
-    ideal_seconds,
-    median,
-    peak_rss_bytes,
-    requests_needed,
-    reset_peak_rss,
+from benchmarks.clients import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+from benchmarks.exchange import Admin, FakeHandle
+from upbit_cancel import (
+    BatchCanceller,
+    BatchResult,
+    Limiter,
+    Progress,
+    RedisLimiter,
+    SlidingWindowLimiter,
+    UpbitSession,
 )
-from upbit_cancel import BatchCanceller, BatchResult, Progress, SlidingWindowLimiter, UpbitSession
-from upbit_cancel._ids import label
+
+if TYPE_CHECKING:
+    import redis.asyncio
 
 #: How many ids make the "first 600" of the kill-switch: one full window of 30 requests of 20.
 FIRST = 600
@@ -70,6 +90,33 @@ WARM_UP = 2_000
 #: after the request's latest possible arrival, or until a window after the answer.
 Hold = Literal["arrival", "answer"]
 HOLDS: tuple[Hold, ...] = ("arrival", "answer")
+
+
+#: Upbit's limit on ids per ``DELETE /v1/orders/uuids`` call.
+IDS_PER_REQUEST = 20
+
+
+def requests_needed(ids: int, per_request: int = IDS_PER_REQUEST) -> int:
+    """The fewest requests that carry *ids* ids."""
+    return math.ceil(ids / per_request)
+
+
+def arrival_series(records: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Arrival times at the fake, from its first request, of the admitted requests and the 429s.
+
+    *records* are the fake's records as served by ``GET /_fake/records``.
+    """
+    if not records:
+        return {"admitted": [], "rejected": []}
+    start = min(record["arrival"] for record in records)
+    admitted = [round(r["arrival"] - start, 4) for r in records if r["admitted"]]
+    rejected = [round(r["arrival"] - start, 4) for r in records if r["status"] == 429]
+    return {"admitted": admitted, "rejected": rejected}
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of a non-empty sequence."""
+    return float(statistics.median(values))
 
 
 def emit(result: Mapping[str, Any]) -> None:
@@ -228,144 +275,6 @@ async def job_cancel(parameters: Mapping[str, Any]) -> None:
             )
 
 
-def _inputs(
-    kind: str,
-    open_ids: Sequence[str],
-    closed_ids: Sequence[str],
-    parameters: Mapping[str, Any],
-) -> tuple[list[object], dict[str, int]]:
-    """The acceptance input: every class of id, shuffled, with duplicates and malformed ids."""
-    rng = random.Random(parameters.get("seed", 0))
-    unknown_count = parameters["unknown"]
-    if kind == "uuids":
-        unknown = list(random_uuids(unknown_count, seed=11))
-        malformed: list[object] = [
-            "not-a-uuid",
-            open_ids[0].upper(),
-            "{" + open_ids[1] + "}",
-            open_ids[2][:-1],
-            "",
-            12345,
-        ]
-    else:
-        unknown = [f"unknown-{index:06d}" for index in range(unknown_count)]
-        malformed = ["", 12345]
-    values: list[object] = [*open_ids, *closed_ids, *unknown]
-    rng.shuffle(values)
-    duplicates = rng.sample(values, parameters["duplicates"])
-    for value in [*duplicates, *malformed]:
-        values.insert(rng.randrange(len(values) + 1), value)
-    composition = {
-        "open": len(open_ids),
-        "closed": len(closed_ids),
-        "unknown": len(unknown),
-        "duplicates": len(duplicates),
-        "malformed": len(malformed),
-        "total_given": len(values),
-    }
-    return values, composition
-
-
-def _invariant(kind: str, values: Sequence[object], result: BatchResult) -> dict[str, Any]:
-    """Whether every distinct input id is in exactly one of success, failed and unresolved.
-
-    Ids are compared as the library names them: a string as itself, anything else by its label
-    (``12345`` is ``"<int 12345>"``, never the identifier ``"12345"``).
-    """
-    distinct = {label(value) for value in values}
-
-    def key(entry: Any) -> str:
-        return str(entry.uuid if kind == "uuids" else entry.identifier)
-
-    placed = [
-        *(key(entry) for entry in result.success.orders),
-        *(key(entry) for entry in result.failed.orders),
-        *(order.id for order in result.unresolved),
-    ]
-    counts = Counter(placed)
-    repeated = [value for value, count in counts.items() if count > 1]
-    missing = distinct - counts.keys()
-    extra = counts.keys() - distinct
-    return {
-        "distinct_ids": len(distinct),
-        "placed": len(placed),
-        "repeated": len(repeated),
-        "missing": len(missing),
-        "extra": len(extra),
-        "holds": not (repeated or missing or extra),
-    }
-
-
-async def job_acceptance(parameters: Mapping[str, Any]) -> None:
-    """The ``acceptance`` job: one mixed batch, by uuids or identifiers, judged per criterion."""
-    kind = parameters["kind"]
-    fake = FakeHandle.from_json(parameters["fake"])
-    probe = FakeHandle.from_json(parameters["probe"])
-    by_identifier = kind == "identifiers"
-    async with aiohttp.ClientSession() as http:
-        admin = Admin(http, fake.base_url)
-        open_before = (await admin.states())["wait"]
-        open_uuids, open_identifiers = await admin.add_orders(
-            parameters["open"], identifiers=by_identifier
-        )
-        closed_uuids: list[str] = []
-        closed_identifiers: list[str] = []
-        for state in ("done", "cancel"):
-            created, identifiers = await admin.add_orders(
-                parameters[state], state=state, identifiers=by_identifier
-            )
-            closed_uuids += created
-            closed_identifiers += identifiers or []
-        open_ids = (open_identifiers or []) if by_identifier else open_uuids
-        closed_ids = closed_identifiers if by_identifier else closed_uuids
-        values, composition = _inputs(kind, open_ids, closed_ids, parameters)
-        samples = await round_trip(probe)
-        await admin.reset_records()
-        gc.collect()
-        async with session_for(fake) as session:
-            result, wall, clock = await timed_cancel(session, kind, values)
-        outcome = await fake_outcome(admin, open_before)
-    assert result is not None
-    round_trip_seconds = median(samples)
-    valid = composition["open"] + composition["closed"] + composition["unknown"]
-    needed = requests_needed(valid)
-    ideal = ideal_seconds(needed, fake.spec.limit, fake.spec.window)
-    first = clock.first_resolved
-    invariant = _invariant(kind, values, result)
-    criteria = {
-        "invariant": invariant["holds"],
-        "all_open_canceled": outcome["left_open"] == 0
-        and result.success.count == composition["open"],
-        "no_429": outcome["rejected_429"] == 0 and result.rate_limited == 0,
-        "wall_within_bound": wall <= 1.05 * ideal + round_trip_seconds,
-        "first_600_within_bound": first is not None and first <= round_trip_seconds + 0.050,
-    }
-    emit(
-        {
-            "kind": kind,
-            "policy": fake.spec.policy,
-            "jitter": fake.spec.jitter,
-            "composition": composition,
-            "success": result.success.count,
-            "failed": result.failed.count,
-            "unresolved": len(result.unresolved),
-            "invariant": invariant,
-            "requests_needed": needed,
-            "requests": result.requests,
-            "client_rate_limited": result.rate_limited,
-            "wall_seconds": wall,
-            "ideal_seconds": ideal,
-            "wall_bound_seconds": 1.05 * ideal + round_trip_seconds,
-            "round_trip_seconds": round_trip_seconds,
-            "round_trip_samples": samples,
-            "first_600_resolved_seconds": first,
-            "first_600_bound_seconds": round_trip_seconds + 0.050,
-            "criteria": criteria,
-            **outcome,
-        }
-    )
-
-
 async def job_stream(parameters: Mapping[str, Any]) -> None:
     """The ``stream`` job: peak memory while *n* generated uuids go through one batch."""
     fake = FakeHandle.from_json(parameters["fake"])
@@ -414,10 +323,202 @@ async def job_stream(parameters: Mapping[str, Any]) -> None:
     )
 
 
+# --- several processes and the limiters' cost -----------------------------------------------
+
+
+#: How a process of several limits itself: alone (a limiter of its own) or with the account's
+#: budget in Redis.
+LimiterKind = Literal["alone", "redis"]
+LIMITER_KINDS: tuple[LimiterKind, ...] = ("alone", "redis")
+#: The limiter-cost runs: the in-process limiter, then RedisLimiter.
+CostKind = Literal["in-process", "redis"]
+COST_KINDS: tuple[CostKind, ...] = ("in-process", "redis")
+#: The account's limit and window, as the fake counts them.
+LIMIT = 30
+WINDOW = 1.0
+#: The arrival jitter of every path, in seconds.
+JITTER = 0.010
+#: The raised limit of the limiter-cost runs (the fake's and the limiters').
+HIGH_LIMIT = 100_000
+#: Requests in flight in the limiter-cost runs: upbit_cancel's default at 30 per second.
+COST_IN_FLIGHT = 60
+#: How far ahead of the moment every process is ready the start time is set, in seconds.
+START_AHEAD = 0.2
+#: Seconds a Redis call may take before RedisLimiter counts Redis as unreachable (its default).
+REDIS_TIMEOUT = 0.5
+#: RedisLimiter's Lua scripts.
+SCRIPTS = ("acquire", "release", "renew", "adopt")
+
+
+# --- the worker's side -------------------------------------------------------------------------
+
+
+def _script_names() -> dict[str, str]:
+    """RedisLimiter's scripts by the SHA-1 redis-py calls them by (``EVALSHA``)."""
+    folder = resources.files("upbit_cancel._limiter.redis")
+    return {
+        hashlib.sha1((folder / f"{name}.lua").read_text("utf-8").encode()).hexdigest(): name
+        for name in SCRIPTS
+    }
+
+
+def counting_redis(url: str, calls: Counter[str]) -> redis.asyncio.Redis:
+    """A redis-py client to *url* (RedisLimiter's timeouts) that counts ``EVALSHA`` calls by
+    script name into *calls*; the caller closes it."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+    )
+    names = _script_names()
+    evalsha = client.evalsha
+
+    def counted(sha: str, numkeys: int, *keys_and_args: Any) -> Awaitable[Any]:
+        calls[names.get(sha, "other")] += 1
+        return evalsha(sha, numkeys, *keys_and_args)
+
+    vars(client)["evalsha"] = counted
+    return client
+
+
+class _Fallbacks(logging.Handler):
+    """Counts RedisLimiter's "Redis unreachable" warnings (each a switch to the fallback)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Redis unreachable"):
+            self.count += 1
+
+
+async def _closing(limiter: Limiter, client: redis.asyncio.Redis | None) -> None:
+    if isinstance(limiter, RedisLimiter):
+        await limiter.aclose()
+    if client is not None:
+        await client.aclose()
+
+
+def _limiter(
+    kind: str, parameters: Mapping[str, Any], limit: int, calls: Counter[str]
+) -> tuple[Limiter, redis.asyncio.Redis | None]:
+    """The limiter a run asks for, and the Redis client behind it (None for an in-process one)."""
+    if kind in ("alone", "in-process"):
+        return SlidingWindowLimiter(limit, WINDOW), None
+    if kind != "redis":
+        raise ValueError(f"unknown limiter {kind!r}")
+    client = counting_redis(parameters["redis_url"], calls)
+    return RedisLimiter(client, account=parameters["account"], limit=limit, window=WINDOW), client
+
+
+async def _seed(fake: FakeHandle, count: int) -> list[str]:
+    async with aiohttp.ClientSession() as http:
+        uuids, _ = await Admin(http, fake.base_url).add_orders(count)
+    return uuids
+
+
+async def _start_time() -> float | None:
+    """The start time the suite writes on stdin, or None if stdin closed first."""
+    line = await asyncio.to_thread(sys.stdin.readline)
+    return float(line) if line.strip() else None
+
+
+async def job_process(parameters: Mapping[str, Any]) -> None:
+    """The ``process`` job: one of several processes of one account, released at a given time."""
+    fake = FakeHandle.from_json(parameters["fake"])
+    kind = parameters["limiter"]
+    uuids = await _seed(fake, parameters["n"])
+    samples: list[float] = []
+    if parameters.get("probe") is not None:
+        samples = await round_trip(FakeHandle.from_json(parameters["probe"]))
+    fallbacks = _Fallbacks()
+    logging.getLogger("upbit_cancel").addHandler(fallbacks)
+    calls: Counter[str] = Counter()
+    limiter, client = _limiter(kind, parameters, LIMIT, calls)
+    try:
+        async with UpbitSession(
+            parameters["access_key"],
+            parameters["secret_key"],
+            base_url=fake.base_url,
+            limiter=limiter,
+        ) as session:
+            print("ready", flush=True)
+            start_at = await _start_time()
+            if start_at is None:
+                return
+            gc.collect()
+            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+            cpu_started = time.process_time()
+            started = time.monotonic()
+            result = await BatchCanceller(session).cancel(uuids=uuids)
+            finished = time.monotonic()
+            cpu = time.process_time() - cpu_started
+    finally:
+        await _closing(limiter, client)
+    emit(
+        {
+            "index": parameters["index"],
+            "limiter": kind,
+            "latency": parameters["latency"],
+            "n": len(uuids),
+            "start_at": start_at,
+            "started_at": started,
+            "finished_at": finished,
+            "wall_seconds": finished - started,
+            "requests": result.requests,
+            "client_rate_limited": result.rate_limited,
+            "success": result.success.count,
+            "failed": result.failed.count,
+            "unresolved": len(result.unresolved),
+            "round_trip_seconds": median(samples) if samples else None,
+            "round_trip_samples": samples,
+            "cpu_seconds": cpu,
+            "redis_calls": dict(calls),
+            "fallbacks": fallbacks.count,
+        }
+    )
+
+
+async def job_limiter_cost(parameters: Mapping[str, Any]) -> None:
+    """The ``limiter-cost`` job: CPU per request through one limiter raised out of the way."""
+    fake = FakeHandle.from_json(parameters["fake"])
+    kind = parameters["limiter"]
+    uuids = await _seed(fake, parameters["requests"] * 20)
+    calls: Counter[str] = Counter()
+    limiter, client = _limiter(kind, parameters, HIGH_LIMIT, calls)
+    gc.collect()
+    cpu_started = time.process_time()
+    started = time.perf_counter()
+    try:
+        async with UpbitSession(
+            fake.access_key, fake.secret_key, base_url=fake.base_url, limiter=limiter
+        ) as session:
+            canceller = BatchCanceller(session, max_in_flight=COST_IN_FLIGHT)
+            result = await canceller.cancel(uuids=uuids)
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+    finally:
+        await _closing(limiter, client)
+    emit(
+        {
+            "limiter": kind,
+            "orders": len(uuids),
+            "client_requests": result.requests,
+            "client_rate_limited": result.rate_limited,
+            "success": result.success.count,
+            "cpu_seconds": cpu,
+            "wall_seconds": wall,
+            "redis_calls": dict(calls),
+        }
+    )
+
+
 JOBS: Mapping[str, Callable[[Mapping[str, Any]], Any]] = {
     "cancel": job_cancel,
-    "acceptance": job_acceptance,
     "stream": job_stream,
+    "process": job_process,
+    "limiter-cost": job_limiter_cost,
 }
 
 
@@ -425,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the job named by the first argument with the JSON parameters in the second."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if len(arguments) != 2 or arguments[0] not in JOBS:
-        print(f"usage: python -m benchmarks._jobs {{{','.join(JOBS)}}} JSON", file=sys.stderr)
+        print(f"usage: python -m benchmarks.jobs {{{','.join(JOBS)}}} JSON", file=sys.stderr)
         return 2
     asyncio.run(JOBS[arguments[0]](json.loads(arguments[1])))
     return 0

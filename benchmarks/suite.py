@@ -1,21 +1,17 @@
-"""The benchmark suite: what runs, in which process, and in which order.
+"""The suite: what runs, in which process, in which order, and the arithmetic of its figures.
 
-Every measured client runs in a process of its own (``_worker`` for the peers, ``_jobs`` for
-upbit_cancel's own measurements) and every fake exchange in another (``_fake_proc``), so a
-client's CPU time, memory and event loop are its own. Each run gets a fresh account (its own
-fake, same configuration), so no run inherits budget another spent; the round trip is measured
-on a twin fake of the same configuration, so the probes spend none of the run's budget either.
+Every measured client runs in a process of its own (``benchmarks.clients`` for the peers,
+``benchmarks.jobs`` for upbit_cancel's own measurements) and every fake exchange in another
+(``benchmarks.exchange``), so a client's CPU time, memory and event loop are its own. Each run
+gets a fresh account (its own fake, same configuration), so no run inherits budget another spent;
+the round trip is measured on a twin fake of the same configuration, so the probes spend none of
+the run's budget either. Sections run one at a time.
 
-The full run takes its sections one at a time. The quick run must finish within a minute, so
-after the kill-switch section (alone: it measures milliseconds) it overlaps the rate-limited
-sections, whose processes are idle between requests: the ceiling, its latency runs, the latency
-steps (each in a job process of its own) and the peers at once, and the batch acceptance once
-the peers' workers have started and finished (only ccxt, slow and light, is left). The
-CPU-bound sections (client cost, memory) run beside them at the lowest scheduling priority: CPU
-seconds and peak memory do not depend on the wall clock, and the low priority keeps them out of
-the way of the timed runs. The several-process section follows the CPU-bound ones, still beside
-the rate-limited sections: its processes are idle between requests too, and each run starts its
-processes (their imports are the costly part) before releasing them together.
+A client that sends ``r`` requests, never more than ``limit`` in any ``window``, can at best send
+request ``k`` (from 0) at ``floor(k / limit) * window``: the last one goes out at
+``floor((r - 1) / limit) * window`` and is answered one round trip later. That is the ideal
+schedule; efficiency is the ideal divided by the measured wall time less one round trip, 1.0
+for a client that waits for nothing but the limit.
 
 A latency step changes the path of a running batch: once half of the run's requests have
 reached its fake, the suite sets the fake's faults to the new latency through the admin API
@@ -25,34 +21,46 @@ reached its fake, the suite sets the fake's faults to the new latency through th
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import math
+import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import uuid as uuid_module
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import attrs
 
-from benchmarks._fake_proc import FakeSpec
-from benchmarks._fakes import Admin, FakeHandle, FakeProcess, run_json_lines
-from benchmarks._jobs import HOLDS, Hold
-from benchmarks._metrics import (
+from benchmarks.clients import CLIENTS
+from benchmarks.exchange import (
+    Admin,
+    FakeHandle,
+    FakeProcess,
+    FakeSpec,
+    RedisServer,
+    run_json_lines,
+    spawn,
+)
+from benchmarks.jobs import (
+    COST_KINDS,
+    HIGH_LIMIT,
+    HOLDS,
+    JITTER,
+    LIMIT,
+    LIMITER_KINDS,
+    START_AHEAD,
+    WINDOW,
+    Hold,
+    LimiterKind,
     arrival_series,
-    efficiency,
-    ideal_seconds,
-    incidents,
     median,
     requests_needed,
-)
-from benchmarks._peers import CLIENTS
-from benchmarks._several import (
-    LIMITER_KINDS,
-    SeveralCase,
-    section_limiter_cost,
-    section_several,
 )
 from upbit_cancel.testing import PolicyName
 
@@ -73,10 +81,6 @@ STEPS = ((0.150, 0.010), (0.010, 0.150))
 STEP_JITTER = 0.010
 #: How often the suite looks at a stepping run's fake for its request count, in seconds.
 STEP_POLL = 0.020
-#: The raised limit of the client-cost and memory runs, so that the client is the bottleneck.
-HIGH_LIMIT = 100_000
-#: The lowest scheduling priority, for CPU-bound runs that overlap timed ones.
-LOW_PRIORITY = 19
 #: The clients of the client-cost section, in report order. upbit-sdk is measured sending one
 #: chunk after another: with every chunk handed to ``asyncio.gather`` at once, the requests queue
 #: in httpx's connection pool, whose bookkeeping grows with the queue, so its CPU per request
@@ -93,6 +97,53 @@ SEVERAL_ORDERS = 900
 #: of orders that fill meanwhile.
 CONFIRM_CANCEL_DELAY = 0.3
 CONFIRM_FILL_RATE = 0.01
+
+
+def ideal_seconds(requests: int, limit: int = 30, window: float = 1.0) -> float:
+    """When the last of *requests* may leave at the earliest: ``floor((r - 1) / limit)`` windows."""
+    if requests < 1:
+        return 0.0
+    return ((requests - 1) // limit) * window
+
+
+def efficiency(ideal: float, wall: float, round_trip: float) -> float | None:
+    """``ideal / (wall - round_trip)``; None when the ideal is 0 (everything fits one window)."""
+    if ideal <= 0:
+        return None
+    return ideal / max(wall - round_trip, 1e-9)
+
+
+def incidents(times: Iterable[float], window: float = 1.0) -> int:
+    """How many bursts *times* (429 arrivals) make: one arriving more than *window* after the
+    previous one starts a new burst."""
+    count = 0
+    previous = -math.inf
+    for moment in sorted(times):
+        if moment - previous > window:
+            count += 1
+        previous = moment
+    return count
+
+
+@attrs.frozen
+class SeveralCase:
+    """One run of several processes: a process per path, every one of the same account with a
+    key of its own."""
+
+    limiter: LimiterKind
+    #: One-way latency of each process's path, in seconds (0: the fake's own, no latency),
+    #: always with `JITTER` of arrival jitter.
+    latencies: tuple[float, ...]
+
+    @property
+    def processes(self) -> int:
+        """How many processes cancel together."""
+        return len(self.latencies)
+
+    @property
+    def paths(self) -> bool:
+        """Whether the processes reach the exchange over paths of their own latencies."""
+        return any(latency > 0 for latency in self.latencies)
 
 
 @attrs.frozen
@@ -154,17 +205,12 @@ class Plan:
     #: comparison (``cancel`` instead of ``stream``).
     stream_ids: tuple[int, ...]
     collect_ids: tuple[int, ...]
-    #: Batch acceptance (issue 4): how many of each kind of id.
-    acceptance: Mapping[str, int]
-    acceptance_spec: FakeSpec
     #: Confirmation: the same batch plain and confirmed, against a fake whose cancels take a
     #: while to take effect.
     confirmation: tuple[Case, ...]
     #: Section 5: several processes of one account, each cancelling `several_orders` orders.
     several: tuple[SeveralCase, ...]
     several_orders: int
-    #: Whether sections overlap (the quick run).
-    overlap: bool
 
     def to_json(self) -> dict[str, Any]:
         """The plan as plain JSON-ready values."""
@@ -243,15 +289,6 @@ def make_plan(quick: bool) -> Plan:
         cost_requests=500 if quick else 3_000,
         stream_ids=(10_000, 100_000) if quick else (10_000, 100_000, 1_000_000),
         collect_ids=() if quick else (100_000,),
-        acceptance={
-            "open": 6_000,
-            "done": 100,
-            "cancel": 100,
-            "unknown": 100,
-            "duplicates": 100,
-            "seed": 5,
-        },
-        acceptance_spec=FakeSpec(policy="sliding", jitter=0.010, unknown="omit"),
         confirmation=tuple(
             Case(
                 3_000 if quick else 6_000,
@@ -265,7 +302,6 @@ def make_plan(quick: bool) -> Plan:
         ),
         several=several_cases(SEVERAL_PROCESSES_QUICK if quick else SEVERAL_PROCESSES),
         several_orders=SEVERAL_ORDERS,
-        overlap=quick,
     )
 
 
@@ -335,7 +371,7 @@ async def _cancel_runs(
         }
         try:
             results = await run_json_lines(
-                "benchmarks._jobs", ["cancel", json.dumps({"runs": runs})]
+                "benchmarks.jobs", ["cancel", json.dumps({"runs": runs})]
             )
         finally:
             for task in steppers.values():
@@ -422,32 +458,24 @@ async def section_kill(plan: Plan) -> dict[str, Any]:
 
 
 async def _worker(
-    client: str, fake: FakeHandle, uuids_file: Path, *, unthrottled: bool = False, nice: int = 0
+    client: str, fake: FakeHandle, uuids_file: Path, *, unthrottled: bool = False
 ) -> dict[str, Any]:
-    """Run one client in ``benchmarks._worker``; return the line it printed."""
+    """Run one client in ``benchmarks.clients``; return the line it printed."""
     arguments = ["--client", client, "--base-url", fake.base_url, "--uuids-file", str(uuids_file)]
     if unthrottled:
         arguments.append("--unthrottled")
     env = {"UPBIT_ACCESS_KEY": fake.access_key, "UPBIT_SECRET_KEY": fake.secret_key}
-    (line,) = await run_json_lines("benchmarks._worker", arguments, nice=nice, env=env)
+    (line,) = await run_json_lines("benchmarks.clients", arguments, env=env)
     return line
 
 
-async def section_peers(
-    plan: Plan, workdir: Path, light: asyncio.Event | None = None
-) -> dict[str, Any]:
-    """Section 3: every client on the same work against the same fake configuration.
-
-    *light* is set once only ccxt is left: a slow client that uses little CPU, after the
-    others' processes have started and finished.
-    """
+async def section_peers(plan: Plan, workdir: Path) -> dict[str, Any]:
+    """Section 3: every client on the same work against the same fake configuration."""
     clients = list(CLIENTS)
     specs = [plan.peer_spec] * (len(clients) + 1)
     runs = []
     async with FakeProcess(specs) as fakes, aiohttp.ClientSession() as http:
         for client, fake in zip(clients, fakes, strict=False):
-            if client == "ccxt" and light is not None:
-                light.set()
             admin = Admin(http, fake.base_url)
             open_before = (await admin.states())["wait"]
             uuids, _ = await admin.add_orders(plan.peer_orders)
@@ -473,8 +501,6 @@ async def section_peers(
                     "series": arrival_series(records),
                 }
             )
-        if light is not None:
-            light.set()
         probe_fake = fakes[-1]
         admin = Admin(http, probe_fake.base_url)
         uuids, _ = await admin.add_orders(2)
@@ -490,12 +516,12 @@ async def section_peers(
     }
 
 
-async def section_cost(plan: Plan, workdir: Path, nice: int) -> list[dict[str, Any]]:
+async def section_cost(plan: Plan, workdir: Path) -> list[dict[str, Any]]:
     """Section 4a: process CPU per request, against a fake whose limit is out of the way."""
     spec = FakeSpec(limit=HIGH_LIMIT)
     results = []
     async with (
-        FakeProcess([spec] * len(COST_CLIENTS), nice=nice) as fakes,
+        FakeProcess([spec] * len(COST_CLIENTS)) as fakes,
         aiohttp.ClientSession() as http,
     ):
         for client, fake in zip(COST_CLIENTS, fakes, strict=True):
@@ -504,7 +530,7 @@ async def section_cost(plan: Plan, workdir: Path, nice: int) -> list[dict[str, A
             uuids, _ = await admin.add_orders(plan.cost_requests * per_request)
             uuids_file = workdir / f"cost-{client}.txt"
             uuids_file.write_text("\n".join(uuids) + "\n", encoding="utf-8")
-            outcome = await _worker(client, fake, uuids_file, unthrottled=True, nice=nice)
+            outcome = await _worker(client, fake, uuids_file, unthrottled=True)
             stats = await admin.stats()
             requests = sum(stats["status_counts"].values())
             results.append(
@@ -524,179 +550,318 @@ async def section_cost(plan: Plan, workdir: Path, nice: int) -> list[dict[str, A
     return results
 
 
-async def section_memory(plan: Plan, nice: int) -> list[dict[str, Any]]:
+async def section_memory(plan: Plan) -> list[dict[str, Any]]:
     """Section 4b: peak memory of upbit_cancel streaming N ids, one process per N."""
     spec = FakeSpec(limit=HIGH_LIMIT, unknown="omit")
     results = []
     cases = [(n, False) for n in plan.stream_ids] + [(n, True) for n in plan.collect_ids]
-    async with FakeProcess([spec] * len(cases), nice=nice) as fakes:
+    async with FakeProcess([spec] * len(cases)) as fakes:
         for (n, collect), fake in zip(cases, fakes, strict=True):
             parameters = {"fake": fake.to_json(), "n": n, "collect": collect}
-            (result,) = await run_json_lines(
-                "benchmarks._jobs", ["stream", json.dumps(parameters)], nice=nice
-            )
+            (result,) = await run_json_lines("benchmarks.jobs", ["stream", json.dumps(parameters)])
             results.append(result)
     return results
 
 
-async def section_acceptance(plan: Plan) -> list[dict[str, Any]]:
-    """Batch acceptance (issue 4): mixed ids by uuids and by identifiers, criterion by criterion."""
+# --- several processes of one account, and the limiters' cost -----------------------------
+
+
+def missing_redis() -> str | None:
+    """Why the Redis runs cannot run here (no redis-server, no redis-py), or None."""
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed"
+    if importlib.util.find_spec("redis") is None:
+        return "redis-py is not installed (pip install -e '.[dev,bench]')"
+    return None
+
+
+def _json_line(stdout: bytes) -> dict[str, Any]:
+    """The one JSON line a job printed."""
+    (line,) = [text for text in stdout.decode().splitlines() if text.startswith("{")]
+    return dict(json.loads(line))
+
+
+def _difference(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
+    return {name: after[name] - before.get(name, 0.0) for name in after}
+
+
+def _add_calls(outcomes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for outcome in outcomes:
+        total.update(outcome.get("redis_calls") or {})
+    return dict(total)
+
+
+async def _release_together(
+    processes: Sequence[asyncio.subprocess.Process],
+) -> list[dict[str, Any]]:
+    """Wait until every process printed ``ready``, give them one start time, collect their
+    results (one JSON line each)."""
+    for process in processes:
+        assert process.stdout is not None
+        while True:
+            line = await process.stdout.readline()
+            if not line:
+                raise RuntimeError("a benchmark process ended before it was ready")
+            if line.strip() == b"ready":
+                break
+    start_at = time.monotonic() + START_AHEAD
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write(f"{start_at!r}\n".encode())
+        await process.stdin.drain()
+    outputs = await asyncio.gather(*(process.communicate() for process in processes))
     results = []
-    spec = plan.acceptance_spec
-    async with FakeProcess([spec] * 4) as fakes:
-        for index, kind in enumerate(("uuids", "identifiers")):
-            parameters = {
-                **plan.acceptance,
-                "kind": kind,
-                "fake": fakes[2 * index].to_json(),
-                "probe": fakes[2 * index + 1].to_json(),
-            }
-            results += await run_json_lines(
-                "benchmarks._jobs", ["acceptance", json.dumps(parameters)]
-            )
+    for process, (stdout, _) in zip(processes, outputs, strict=True):
+        if process.returncode != 0:
+            raise RuntimeError(f"a benchmark process exited with status {process.returncode}")
+        results.append(_json_line(stdout))
     return results
+
+
+async def _kill(processes: Sequence[asyncio.subprocess.Process]) -> None:
+    for process in processes:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def _fake_specs(case: SeveralCase) -> list[FakeSpec]:
+    """The account's fake, then a twin per distinct path (the round trip's probes)."""
+    paths = sorted(set(case.latencies))
+    return [
+        FakeSpec(jitter=JITTER),
+        *(FakeSpec(jitter=JITTER, latency=latency) for latency in paths),
+    ]
+
+
+async def _several_run(
+    case: SeveralCase,
+    fakes: Sequence[FakeHandle],
+    http: aiohttp.ClientSession,
+    server: RedisServer,
+    *,
+    orders: int,
+    account: str,
+) -> dict[str, Any]:
+    """One run: start a process per path, release them together, read the fake and Redis."""
+    fake, *probe_fakes = fakes
+    probes = dict(zip(sorted(set(case.latencies)), probe_fakes, strict=True))
+    admin = Admin(http, fake.base_url)
+    keys = [await admin.add_credentials() for _ in case.latencies]
+    for (access_key, _), latency in zip(keys, case.latencies, strict=True):
+        if latency > 0:
+            await admin.set_faults(
+                access_key=access_key, latency_in=latency, latency_out=latency, jitter_in=JITTER
+            )
+    probing: set[float] = set()
+    parameters = []
+    for index, ((access_key, secret_key), latency) in enumerate(
+        zip(keys, case.latencies, strict=True)
+    ):
+        # The first process of each path measures its round trip.
+        probe = None if latency in probing else probes[latency].to_json()
+        probing.add(latency)
+        parameters.append(
+            {
+                "index": index,
+                "limiter": case.limiter,
+                "latency": latency,
+                "n": orders,
+                "fake": fake.to_json(),
+                "access_key": access_key,
+                "secret_key": secret_key,
+                "probe": probe,
+                "redis_url": server.url,
+                "account": account,
+            }
+        )
+    before = await server.counters()
+    processes = [
+        await spawn("benchmarks.jobs", ["process", json.dumps(mine)]) for mine in parameters
+    ]
+    try:
+        outcomes = await _release_together(processes)
+    finally:
+        await _kill(processes)
+    redis_counters = _difference(await server.counters(), before)
+    stats = await admin.stats()
+    states = await admin.states()
+    needed = requests_needed(orders) * case.processes
+    ideal = ideal_seconds(needed, LIMIT, WINDOW)
+    trips = [o["round_trip_seconds"] for o in outcomes if o["round_trip_seconds"] is not None]
+    # The last answer may come over the slowest path: one of its round trips.
+    trip = max(trips)
+    wall = max(o["finished_at"] for o in outcomes) - min(o["started_at"] for o in outcomes)
+    requests = sum(o["requests"] for o in outcomes)
+    return {
+        "processes": case.processes,
+        "limiter": case.limiter,
+        "latencies": list(case.latencies),
+        "orders_each": orders,
+        "orders": orders * case.processes,
+        "requests_needed": needed,
+        "requests": requests,
+        "signed_requests": sum(stats["status_counts"].values()),
+        "wall_seconds": wall,
+        "round_trip_seconds": trip,
+        "ideal_seconds": ideal,
+        "efficiency": efficiency(ideal, wall, trip),
+        "rejected_429": stats["rejected_429"],
+        "status_counts": stats["status_counts"],
+        "max_in_window": stats["max_in_window"],
+        "left_open": states["wait"],
+        "client_rate_limited": sum(o["client_rate_limited"] for o in outcomes),
+        "start_spread_seconds": max(o["started_at"] for o in outcomes)
+        - min(o["started_at"] for o in outcomes),
+        "process_wall_min_seconds": min(o["wall_seconds"] for o in outcomes),
+        "process_wall_max_seconds": max(o["wall_seconds"] for o in outcomes),
+        "redis_calls": _add_calls(outcomes),
+        "evalsha_calls": redis_counters["evalsha"] if case.limiter == "redis" else None,
+        "fallbacks": sum(o["fallbacks"] for o in outcomes),
+        "per_process": outcomes,
+    }
+
+
+async def section_several(
+    cases: Sequence[SeveralCase], orders: int, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Several processes of one account cancelling together, each case on a fresh account."""
+    section: dict[str, Any] = {"orders_each": orders, "jitter": JITTER, "runs": []}
+    reason = missing_redis()
+    if reason is not None:
+        section["skipped"] = reason
+        return section
+    specs = [spec for case in cases for spec in _fake_specs(case)]
+    token = uuid_module.uuid4().hex[:8]
+    async with (
+        RedisServer() as server,
+        FakeProcess(specs) as fakes,
+        aiohttp.ClientSession() as http,
+    ):
+        offset = 0
+        for index, case in enumerate(cases):
+            count = len(_fake_specs(case))
+            run = await _several_run(
+                case,
+                fakes[offset : offset + count],
+                http,
+                server,
+                orders=orders,
+                account=f"bench-{token}-{index}",
+            )
+            offset += count
+            section["runs"].append(run)
+            if log is not None:
+                log(
+                    f"several processes: {case.processes} x {case.limiter}"
+                    + (" (paths)" if case.paths else "")
+                    + f": {run['wall_seconds']:.2f} s, {run['rejected_429']} x 429"
+                )
+    return section
+
+
+async def section_limiter_cost(requests: int) -> dict[str, Any]:
+    """CPU per request through the in-process limiter and through RedisLimiter, both raised
+    out of the way, with Redis's script calls and the server's own CPU per request."""
+    section: dict[str, Any] = {"requests": requests, "runs": []}
+    reason = missing_redis()
+    if reason is not None:
+        section["skipped"] = reason
+        return section
+    spec = FakeSpec(limit=HIGH_LIMIT)
+    async with (
+        RedisServer() as server,
+        FakeProcess([spec] * len(COST_KINDS)) as fakes,
+        aiohttp.ClientSession() as http,
+    ):
+        for kind, fake in zip(COST_KINDS, fakes, strict=True):
+            admin = Admin(http, fake.base_url)
+            before = await server.counters()
+            parameters = {
+                "limiter": kind,
+                "requests": requests,
+                "fake": fake.to_json(),
+                "redis_url": server.url,
+                "account": f"bench-cost-{uuid_module.uuid4().hex[:8]}",
+            }
+            process = await spawn("benchmarks.jobs", ["limiter-cost", json.dumps(parameters)])
+            stdout, _ = await process.communicate()
+            if process.returncode != 0:
+                raise RuntimeError(f"limiter-cost ({kind}) exited with status {process.returncode}")
+            outcome = _json_line(stdout)
+            counters = _difference(await server.counters(), before)
+            stats = await admin.stats()
+            signed = sum(stats["status_counts"].values())
+            calls = outcome["redis_calls"]
+            via_redis = kind == "redis"
+            section["runs"].append(
+                {
+                    **outcome,
+                    "requests": signed,
+                    "status_counts": stats["status_counts"],
+                    "left_open": (await admin.states())["wait"],
+                    "cpu_per_request": outcome["cpu_seconds"] / max(signed, 1),
+                    "acquire_per_request": calls.get("acquire", 0) / max(signed, 1)
+                    if via_redis
+                    else None,
+                    "evalsha_calls": counters["evalsha"] if via_redis else None,
+                    "evalsha_per_request": counters["evalsha"] / max(signed, 1)
+                    if via_redis
+                    else None,
+                    "redis_cpu_seconds": counters["cpu_seconds"] if via_redis else None,
+                    "redis_cpu_per_request": counters["cpu_seconds"] / max(signed, 1)
+                    if via_redis
+                    else None,
+                }
+            )
+    return section
 
 
 # --- the whole suite ---------------------------------------------------------------------------
 
 
-async def _timed(started: float, name: str, work: Callable[[], Awaitable[T]]) -> tuple[T, float]:
-    log(started, f"{name}: started")
-    begun = time.perf_counter()
-    result = await work()
-    seconds = time.perf_counter() - begun
-    log(started, f"{name}: done in {seconds:.1f} s")
-    return result, seconds
-
-
 async def run_suite(plan: Plan) -> dict[str, Any]:
-    """Run every section of *plan*; return the results (without the report's metadata)."""
+    """Run every section of *plan*, one after another; return the results."""
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    async def timed(name: str, work: Callable[[], Awaitable[T]]) -> T:
+        log(started, f"{name}: started")
+        begun = time.perf_counter()
+        result = await work()
+        timings[name] = time.perf_counter() - begun
+        log(started, f"{name}: done in {timings[name]:.1f} s")
+        return result
+
     with tempfile.TemporaryDirectory(prefix="upbit-cancel-bench-") as directory:
         workdir = Path(directory)
-        nice = LOW_PRIORITY if plan.overlap else 0
-        timings: dict[str, float] = {}
-
-        async def ceiling() -> list[dict[str, Any]]:
-            result, timings["ceiling"] = await _timed(
-                started, "ceiling", lambda: section_ceiling(plan.ceiling)
-            )
-            return result
-
-        async def latency() -> list[dict[str, Any]]:
-            result, timings["latency"] = await _timed(
-                started, "ceiling: latency", lambda: section_ceiling(plan.latency)
-            )
-            return result
-
-        async def steps() -> list[dict[str, Any]]:
-            result, timings["steps"] = await _timed(
-                started, "ceiling: latency steps", lambda: section_steps(plan)
-            )
-            return result
-
-        # In the quick run the acceptance's first window, timed to the millisecond, waits until
-        # the peers' workers, which spend a second of CPU each starting, are out of the way.
-        light = asyncio.Event()
-        if not plan.overlap:
-            light.set()
-
-        async def peers() -> dict[str, Any]:
-            result, timings["peers"] = await _timed(
-                started, "peers", lambda: section_peers(plan, workdir, light)
-            )
-            return result
-
-        async def confirmation() -> list[dict[str, Any]]:
-            result, timings["confirmation"] = await _timed(
-                started, "confirmation", lambda: section_confirmation(plan)
-            )
-            return result
-
-        async def acceptance_then_confirmation() -> tuple[
-            list[dict[str, Any]], list[dict[str, Any]]
-        ]:
-            return await acceptance(), await confirmation()
-
-        async def acceptance() -> list[dict[str, Any]]:
-            await light.wait()
-            result, timings["acceptance"] = await _timed(
-                started, "acceptance", lambda: section_acceptance(plan)
-            )
-            return result
-
-        async def cost_and_memory() -> tuple[
-            list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]
-        ]:
-            cost, timings["cost"] = await _timed(
-                started, "client cost", lambda: section_cost(plan, workdir, nice)
-            )
-            limiter_cost, timings["limiter_cost"] = await _timed(
-                started,
-                "client cost: limiters",
-                lambda: section_limiter_cost(plan.cost_requests, nice),
-            )
-            memory, timings["memory"] = await _timed(
-                started, "memory", lambda: section_memory(plan, nice)
-            )
-            return cost, limiter_cost, memory
-
-        async def several() -> dict[str, Any]:
-            result, timings["several"] = await _timed(
-                started,
-                "several processes",
-                lambda: section_several(
-                    plan.several, plan.several_orders, lambda message: log(started, message)
-                ),
-            )
-            return result
-
-        async def cpu_bound_then_several() -> tuple[
-            tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]], dict[str, Any]
-        ]:
-            # The processes of several start once the CPU-bound runs are done: on a small machine
-            # their imports and the runs' own CPU would otherwise crowd each other.
-            cpu_bound = await cost_and_memory()
-            return cpu_bound, await several()
-
-        kill, timings["kill"] = await _timed(started, "kill switch", lambda: section_kill(plan))
-        if plan.overlap:
-            (
-                ceiling_results,
-                latency_results,
-                step_results,
-                peer_results,
-                (acceptance_results, confirmation_results),
-                ((cost, limiter_cost, memory), several_results),
-            ) = await asyncio.gather(
-                ceiling(),
-                latency(),
-                steps(),
-                peers(),
-                acceptance_then_confirmation(),
-                cpu_bound_then_several(),
-            )
-        else:
-            ceiling_results = await ceiling()
-            latency_results = await latency()
-            step_results = await steps()
-            peer_results = await peers()
-            acceptance_results = await acceptance()
-            confirmation_results = await confirmation()
-            cost, limiter_cost, memory = await cost_and_memory()
-            several_results = await several()
+        kill = await timed("kill switch", lambda: section_kill(plan))
+        ceiling = await timed("ceiling", lambda: section_ceiling(plan.ceiling))
+        latency = await timed("latency", lambda: section_ceiling(plan.latency))
+        steps = await timed("latency steps", lambda: section_steps(plan))
+        peers = await timed("peers", lambda: section_peers(plan, workdir))
+        confirmation = await timed("confirmation", lambda: section_confirmation(plan))
+        cost = await timed("client cost", lambda: section_cost(plan, workdir))
+        limiter_cost = await timed("limiter cost", lambda: section_limiter_cost(plan.cost_requests))
+        memory = await timed("memory", lambda: section_memory(plan))
+        several = await timed(
+            "several processes",
+            lambda: section_several(
+                plan.several, plan.several_orders, lambda message: log(started, message)
+            ),
+        )
     return {
         "plan": plan.to_json(),
-        "ceiling": ceiling_results + latency_results,
-        "latency_steps": step_results,
+        "ceiling": ceiling + latency,
+        "latency_steps": steps,
         "kill_switch": kill,
-        "peers": peer_results,
+        "peers": peers,
         "cost": cost,
         "limiter_cost": limiter_cost,
         "memory": memory,
-        "several": several_results,
-        "acceptance": acceptance_results,
-        "confirmation": confirmation_results,
+        "several": several,
+        "confirmation": confirmation,
         "section_seconds": timings,
         "suite_seconds": time.perf_counter() - started,
     }

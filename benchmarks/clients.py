@@ -1,4 +1,15 @@
-"""One runner per client: cancel a list of order uuids against a given base URL, and tally it.
+"""The clients measured side by side: one runner per client, run in a process of its own.
+
+Usage (the suite starts it)::
+
+    UPBIT_ACCESS_KEY=... UPBIT_SECRET_KEY=... \\
+        python -m benchmarks.clients --client ccxt --base-url http://127.0.0.1:PORT \\
+        --uuids-file uuids.txt
+
+It prints the run's outcome as one JSON line, with ``cpu_seconds`` (this process's CPU time over
+the run alone) and ``peak_rss_mb``; the client's modules are imported before the clocks start, and
+only the client's. ``--client ccxt-list-probe`` prints what ccxt puts on the wire for a list of
+uuids instead. ``--unthrottled`` switches the client's own pacing off (see below).
 
 Every runner has the same shape::
 
@@ -30,13 +41,19 @@ How each peer is pointed at a local exchange:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import importlib
+import json
+import os
+import resource
+import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlencode
 
@@ -95,26 +112,6 @@ class RunOutcome:
             "reported_failed": self.reported_failed,
             "reported_unresolved": self.reported_unresolved,
         }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RunOutcome:
-        """Rebuild an outcome from `to_json`'s output (extra keys are ignored)."""
-        statuses = data.get("statuses")
-        return cls(
-            client=data["client"],
-            wall_seconds=float(data["wall_seconds"]),
-            requests_attempted=data.get("requests_attempted"),
-            errors=int(data["errors"]),
-            error_types=Counter(data.get("error_types") or {}),
-            statuses=(
-                None
-                if statuses is None
-                else Counter({int(code): int(n) for code, n in statuses.items()})
-            ),
-            reported_success=data.get("reported_success"),
-            reported_failed=data.get("reported_failed"),
-            reported_unresolved=data.get("reported_unresolved"),
-        )
 
 
 @attrs.frozen
@@ -487,3 +484,106 @@ CLIENTS: Mapping[str, Runner] = {
     "upbit-sdk-sequential": run_upbit_sdk_sequential,
     "ccxt": run_ccxt,
 }
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size, in bytes: since the last `reset_peak_rss`, or
+    since the process began (Linux: ``VmHWM``; elsewhere the whole life's ``ru_maxrss``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def reset_peak_rss() -> bool:
+    """Count the peak resident set from now on; False where that cannot be done (not Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")  # resets the peak resident set size (Linux 4.0 and later)
+    except OSError:
+        return False
+    return True
+
+
+def current_rss_bytes() -> int | None:
+    """This process's resident set size now, in bytes (None where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            resident_pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return resident_pages * resource.getpagesize()
+
+
+# --- the worker process --------------------------------------------------------------------------
+
+
+#: The client name that probes ccxt's list encoding rather than cancelling every order.
+LIST_PROBE = "ccxt-list-probe"
+
+
+def read_uuids(path: Path) -> list[str]:
+    """The uuids in *path*: a JSON list, or one a line (blank lines skipped)."""
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        return [str(item) for item in json.loads(text)]
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.clients", description=__doc__)
+    parser.add_argument("--client", required=True, choices=[*CLIENTS, LIST_PROBE])
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--access-key", default=os.environ.get("UPBIT_ACCESS_KEY"))
+    parser.add_argument("--secret-key", default=os.environ.get("UPBIT_SECRET_KEY"))
+    parser.add_argument("--uuids-file", required=True, type=Path)
+    parser.add_argument("--unthrottled", action="store_true", help="switch the client's pacing off")
+    arguments = parser.parse_args(argv)
+    if not arguments.access_key or not arguments.secret_key:
+        parser.error("give the keys in UPBIT_ACCESS_KEY and UPBIT_SECRET_KEY, or as options")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the client named on the command line; print its outcome as a JSON line."""
+    arguments = _parse_arguments(argv)
+    uuids = read_uuids(arguments.uuids_file)
+    preload("ccxt" if arguments.client == LIST_PROBE else arguments.client)
+    report: dict[str, Any]
+    cpu_started = time.process_time()
+    if arguments.client == LIST_PROBE:
+        probe = asyncio.run(
+            probe_ccxt_list_encoding(
+                arguments.base_url, arguments.access_key, arguments.secret_key, uuids
+            )
+        )
+        report = {"client": LIST_PROBE, **probe.to_json()}
+    else:
+        runner = CLIENTS[arguments.client]
+        outcome = asyncio.run(
+            runner(
+                arguments.base_url,
+                arguments.access_key,
+                arguments.secret_key,
+                uuids,
+                throttled=not arguments.unthrottled,
+            )
+        )
+        report = outcome.to_json()
+    report["cpu_seconds"] = time.process_time() - cpu_started
+    report["peak_rss_mb"] = peak_rss_bytes() / (1024 * 1024)
+    print(json.dumps(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
