@@ -131,7 +131,7 @@ async def _serve(fake: FakeUpbit, args: argparse.Namespace) -> None:
         print(f"secret_key={fake.secret_key}")
         print("# The secret key is a throwaway credential of this fake exchange.")
         print(f"# policy={args.policy} limit={args.limit} window={args.window}")
-        seeded = f"{len(uuids)} open order{'' if len(uuids) == 1 else 's'}"
+        seeded = f"{len(uuids):,} open order{'' if len(uuids) == 1 else 's'}"
         if args.uuids_file is not None:
             print(f"# seeded {seeded}; uuids written to {args.uuids_file}")
         else:
