@@ -5,21 +5,44 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import attrs
 from aiohttp import web
 
 from ._book import ORDER_STATES, SIDES
 from ._faults import Faults
-
-if TYPE_CHECKING:
-    from ._server import FakeUpbit
+from ._records import FakeOrder, OrderState, RequestRecord
 
 __all__ = ["add_routes"]
 
 
-def add_routes(app: web.Application, fake: FakeUpbit) -> None:
+class _Fake(Protocol):
+    """What the admin API asks of the fake exchange (``FakeUpbit``'s own methods)."""
+
+    @property
+    def records(self) -> list[RequestRecord]: ...
+
+    def add_orders(
+        self, n: int, market: str, state: OrderState, identifiers: bool, side: str
+    ) -> list[str]: ...
+
+    def order(self, uuid: str) -> FakeOrder: ...
+
+    def state_counts(self) -> dict[str, int]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def reset_records(self) -> None: ...
+
+    def set_faults(self, faults: Faults, *, access_key: str | None = None) -> None: ...
+
+    def add_credentials(
+        self, *, can_order: bool = True, can_query: bool = True
+    ) -> tuple[str, str]: ...
+
+
+def add_routes(app: web.Application, fake: _Fake) -> None:
     """Serve ``fake``'s admin API from ``app``."""
     admin = _Admin(fake)
     add = app.router.add_route
@@ -42,7 +65,7 @@ def _error(message: str) -> web.Response:
 class _Admin:
     __slots__ = ("fake",)
 
-    def __init__(self, fake: FakeUpbit) -> None:
+    def __init__(self, fake: _Fake) -> None:
         self.fake = fake
 
     async def add_orders(self, request: web.Request) -> web.StreamResponse:
@@ -105,7 +128,7 @@ class _Admin:
         if not isinstance(payload, dict):
             return _error("The body must be a JSON object of Faults fields.")
         access_key = payload.pop("access_key", None)
-        if access_key is not None and access_key not in self.fake._keys:
+        if access_key is not None and not isinstance(access_key, str):
             return _error("access_key must be a key of this fake, or left out.")
         names = attrs.fields_dict(Faults)
         unknown = sorted(set(payload) - names.keys())
@@ -123,7 +146,10 @@ class _Admin:
             faults = Faults(**{name: float(value) for name, value in payload.items()})
         except ValueError as error:
             return _error(f"{error}.")
-        self.fake.set_faults(faults, access_key=access_key)
+        try:
+            self.fake.set_faults(faults, access_key=access_key)
+        except KeyError:
+            return _error("access_key must be a key of this fake, or left out.")
         return web.json_response(attrs.asdict(faults))
 
     async def add_credentials(self, request: web.Request) -> web.StreamResponse:
