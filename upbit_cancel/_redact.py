@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["redact", "redact_url"]
+__all__ = ["REDACTED", "redact", "redact_url"]
 
 # A JWT is three base64url parts; Upbit's start with the encoded header '{"', hence "eyJ".
 _JWT = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 
 import redis.asyncio
@@ -98,3 +99,36 @@ async def test_sessions_of_one_key_share_every_groups_budget() -> None:
         assert group is not first.limiter
         assert isinstance(group, SlidingWindowLimiter)
         assert (group.limit, group.window, group.group) == (1, 2.0, "order-cancel-all")
+
+
+async def test_keys_given_one_limiter_share_the_batch_cancels_budget_too() -> None:
+    """The keys of one account given one limiter: their batch cancels arrive a window of their
+    group apart, as one key's would."""
+    arrivals: list[tuple[str, float]] = []
+    limiter = SlidingWindowLimiter()
+    async with (
+        exchange(arrivals) as base_url,
+        UpbitSession("a" * 40, SECRET, base_url=base_url, limiter=limiter) as first,
+        UpbitSession("b" * 40, SECRET, base_url=base_url, limiter=limiter) as second,
+    ):
+        await asyncio.gather(
+            first.request("DELETE", "/v1/orders/open"),
+            second.request("DELETE", "/v1/orders/open"),
+        )
+    deletes = sorted(at for method, at in arrivals if method == "DELETE")
+    assert len(deletes) == 2
+    assert deletes[1] - deletes[0] >= 2.0
+
+
+async def test_the_batch_cancel_spelled_otherwise_is_still_the_batch_cancel() -> None:
+    """A path a server would decode or tidy into the batch cancel spends that group's budget."""
+    arrivals: list[tuple[str, float]] = []
+    spellings = ["/v1/orders/open", "/v1/orders/%6Fpen", "/v1//orders/open/"]
+    async with (
+        exchange(arrivals) as base_url,
+        UpbitSession("a" * 40, SECRET, base_url=base_url) as session,
+    ):
+        await asyncio.gather(*(session.request("DELETE", path) for path in spellings))
+    deletes = sorted(at for method, at in arrivals if method == "DELETE")
+    assert len(deletes) == len(spellings)
+    assert all(later - earlier >= 2.0 for earlier, later in itertools.pairwise(deletes))

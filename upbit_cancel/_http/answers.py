@@ -7,17 +7,17 @@ strict where a wrong reading could hide what happened to an order.
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .._limiter.contract import RemainingReq
 from .._limiter.feedback import DEFAULT_BLOCK_SECONDS
+from .._log import log as _log
 from .._models import CancelResult, Order, OrderEntry, OrderList
-from .._redact import redact
+from .._redact import REDACTED, redact
 
 __all__ = [
     "block_seconds",
@@ -28,9 +28,11 @@ __all__ = [
     "retry_after_seconds",
 ]
 
-_log = logging.getLogger("upbit_cancel")
 
 _MESSAGE_LIMIT = 200
+_NAME_LIMIT = 64
+#: How Upbit's newer pages prefix a group's name in ``Remaining-Req``.
+_GROUP_PREFIX = "exchange."
 
 # One duration: "30 seconds", "1.5 min", "30s", "30초", "2분", "1시간". Longer units first, so
 # that "minutes" is not read as "m" followed by letters.
@@ -50,7 +52,8 @@ def parse_remaining_req(value: str | None) -> RemainingReq | None:
     """Parse ``group=default; min=1800; sec=29``; ``None`` (logged at debug) when unusable.
 
     Tolerant by design: the exchange's header is advisory, and a malformed one must never fail a
-    request that otherwise succeeded.
+    request that otherwise succeeded. Upbit's newer pages name the groups ``exchange.default``,
+    ``exchange.order-cancel-all``: one group by either name.
     """
     if value is None:
         return None
@@ -60,14 +63,14 @@ def parse_remaining_req(value: str | None) -> RemainingReq | None:
         if sep:
             fields[key.strip().lower()] = item.strip()
     try:
-        group = fields["group"]
+        group = fields["group"].removeprefix(_GROUP_PREFIX)
         sec = int(fields["sec"])
         minute = int(fields["min"]) if "min" in fields else None
     except (KeyError, ValueError):
-        _log.debug("ignoring malformed Remaining-Req header %r", value)
-        return None
+        group, sec, minute = "", -1, None
     if not group or sec < 0:
-        _log.debug("ignoring malformed Remaining-Req header %r", value)
+        # What the exchange sent back may quote the request's token: redacted.
+        _log.debug("ignoring malformed Remaining-Req header %r", redact(value))
         return None
     return RemainingReq(group=group, sec=sec, min=minute)
 
@@ -141,11 +144,14 @@ def parse_orders(body: Any) -> list[Order]:
     return orders
 
 
-def error_details(status: int, body: bytes, content_type: str) -> tuple[str | None, str]:
+def error_details(
+    status: int, body: bytes, content_type: str, *, secrets: Sequence[str] = ()
+) -> tuple[str | None, str]:
     """Upbit's error ``name`` and ``message`` from an error answer, JSON or not, redacted.
 
-    The message is cut to 200 characters and stripped of anything that looks like a credential:
-    a server may quote the request's ``Authorization`` header back.
+    Both are stripped of anything that looks like a credential, and of ``secrets`` (the
+    client's own secret key): a server may quote the request's ``Authorization`` header back,
+    in either. The message is cut to 200 characters, the name to 64.
     """
     name, message = _json_error(body)
     if message is None:
@@ -156,10 +162,21 @@ def error_details(status: int, body: bytes, content_type: str) -> tuple[str | No
             message = f"the exchange answered HTTP {status} with an empty body"
         else:
             message = text
-    message = redact(message)
+    message = _scrubbed(message, secrets)
     if len(message) > _MESSAGE_LIMIT:
         message = message[: _MESSAGE_LIMIT - 1] + "…"
+    if name is not None:
+        name = _scrubbed(name, secrets)
+        if len(name) > _NAME_LIMIT:
+            name = name[: _NAME_LIMIT - 1] + "…"
     return name, message
+
+
+def _scrubbed(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return redact(text)
 
 
 def _json_error(body: bytes) -> tuple[str | None, str | None]:

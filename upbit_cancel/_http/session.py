@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
+import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
+from urllib.parse import unquote
 
 import aiohttp
 import attrs
@@ -24,6 +25,7 @@ from .._check import seconds, whole_number
 from .._ids import MAX_IDS_PER_QUERY, MAX_IDS_PER_REQUEST, Ids, checked_request_ids
 from .._limiter.contract import Limiter, RemainingReq
 from .._limiter.registry import as_limiter
+from .._log import log as _log
 from .._models import CancelResult, Order
 from .._redact import redact_url
 from .._regions import REGIONS
@@ -34,7 +36,6 @@ __all__ = ["CANCEL_BY_IDS", "OPEN_ORDERS", "ORDERS_BY_IDS", "Endpoint", "UpbitSe
 
 T = TypeVar("T")
 
-_log = logging.getLogger("upbit_cancel")
 
 #: What a path may be: ASCII from '/', without query, fragment or spaces.
 _PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
@@ -75,6 +76,13 @@ OPEN_ORDERS = Endpoint("GET", "/v1/orders/open", parse_orders)
 
 #: The endpoints outside the ``default`` group, for :meth:`UpbitSession.request`.
 _GROUP_OF: Mapping[tuple[str, str], str] = {("DELETE", "/v1/orders/open"): "order-cancel-all"}
+
+
+def _group_of(method: str, path: str) -> str:
+    """The rate-limit group of ``method path`` as a server that decodes and tidies the path
+    would route it (``/v1/orders/%6Fpen/``, ``/v1//orders/./open`` are the batch cancel)."""
+    tidy = posixpath.normpath("/" + unquote(path).lower()).replace("//", "/")
+    return _GROUP_OF.get((method, tidy), "default")
 
 
 class _OnSend:
@@ -427,7 +435,7 @@ class UpbitSession:
                 f"params=), not {path!r}"
             )
         method = method.upper()
-        endpoint = Endpoint(method, path, _decoded, group=_GROUP_OF.get((method, path), "default"))
+        endpoint = Endpoint(method, path, _decoded, group=_group_of(method, path))
         return await self._call(endpoint, params=_flatten(params))
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -42,14 +41,14 @@ from .._errors import (
     with_ids,
 )
 from .._limiter.contract import Feedback, Lease, Limiter, RemainingReq
-from .._limiter.registry import claim, unclaim
+from .._limiter.registry import claim, handed_over, unclaim, waits_for_predecessor
+from .._log import log as _log
 from .._redact import redact
 from .answers import block_seconds, error_details, parse_remaining_req
 from .signing import encode_query, make_token
 
 __all__ = ["MAX_BODY_BYTES", "Observer", "Request", "Transport"]
 
-_log = logging.getLogger("upbit_cancel")
 
 T = TypeVar("T")
 
@@ -299,6 +298,9 @@ class Transport:
         """A lease for one attempt: raises BlockedError, or NotSentError once ``stop`` is set."""
         if stop is not None and stop.is_set():
             raise NotSentError("not sent: stopped before its turn came")
+        if waits_for_predecessor(limiter):
+            # It replaced a limiter still holding slots: none of them may be spent twice.
+            await handed_over(limiter)
         # Most grants need no wait: only a wait is raced with ``stop``.
         lease = limiter.try_acquire()
         if lease is not None:
@@ -342,7 +344,9 @@ class Transport:
             self.remaining_req = remaining
         feedback = Feedback(answer.status, remaining)
         if answer.status == 418:
-            _, message = error_details(418, answer.body, answer.headers["Content-Type"])
+            _, message = error_details(
+                418, answer.body, answer.headers["Content-Type"], secrets=(self._secret_key,)
+            )
             block = block_seconds(
                 message, answer.headers.get("Retry-After"), window=_EXCHANGE_WINDOW
             )
@@ -491,7 +495,9 @@ class Transport:
     def _error(self, answer: _Answer, attempts: int) -> UpbitError:
         """The error for an answer that is not a success."""
         status = answer.status
-        name, message = error_details(status, answer.body, answer.headers["Content-Type"])
+        name, message = error_details(
+            status, answer.body, answer.headers["Content-Type"], secrets=(self._secret_key,)
+        )
         if status == 429:
             return RateLimitError(
                 f"refused with 429 ({message}) {'once' if attempts == 1 else f'{attempts} times'}"

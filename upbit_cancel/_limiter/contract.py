@@ -27,7 +27,15 @@ from typing import Literal, Protocol, runtime_checkable
 
 import attrs
 
-__all__ = ["AccountBound", "Feedback", "Lease", "Limiter", "Outcome", "RemainingReq"]
+__all__ = [
+    "AccountBound",
+    "Feedback",
+    "HandsOver",
+    "Lease",
+    "Limiter",
+    "Outcome",
+    "RemainingReq",
+]
 
 
 @attrs.frozen
@@ -122,6 +130,24 @@ class AccountBound(Protocol):
 
     def for_group(self, group: str) -> Limiter:
         """The same account's budget for another rate-limit group (one limiter per group)."""
+        ...
+
+
+@runtime_checkable
+class HandsOver(Protocol):
+    """A limiter that can pass the slots it still holds to another, or take another's.
+
+    When a key's limiter is replaced while it still holds slots (its sessions were closed a
+    moment ago), its successor takes them over rather than spend them again.
+    """
+
+    def remaining_holds(self) -> list[float]:
+        """Seconds until each slot this limiter holds in this process frees (a request in
+        flight counts as abandoned now)."""
+        ...
+
+    def hold_slots(self, seconds: list[float]) -> None:
+        """Count slots taken elsewhere as held, each for so many seconds from now."""
         ...
 
 

@@ -19,13 +19,13 @@ was decided. Feedback only ever slows the account down:
 from __future__ import annotations
 
 import bisect
-import logging
 import math
 import random
 
 import attrs
 
 from .._errors import BlockedError
+from .._log import log as _log
 from .contract import Feedback
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
 DEFAULT_BLOCK_SECONDS = 60.0
 
 _MAX_BACKOFF_LEVEL = 4
-_log = logging.getLogger("upbit_cancel")
 
 #: The share of the budget over time: ``(from, slots)`` steps in time order, the last one at the
 #: full limit; empty when the share is the full limit.

@@ -8,7 +8,6 @@ import contextlib
 import math
 import random
 from collections import deque
-from collections.abc import Iterable
 
 from .contract import Lease
 from .core import HoldRule, Pacer, Settings
@@ -266,7 +265,7 @@ class SlidingWindowLimiter:
         held = [until - now for until, _ in self._holds if until > now]
         return held + [self._pacer.settings.abandoned_hold] * self._active
 
-    def hold_slots(self, seconds: Iterable[float]) -> None:
+    def hold_slots(self, seconds: list[float]) -> None:
         """Count slots taken through another limiter as held, each for so many seconds from now:
         the reverse of :meth:`remaining_holds`, for a limiter that takes over from another (as
         RedisLimiter's local fallback does when Redis fails)."""

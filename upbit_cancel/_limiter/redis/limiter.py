@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import math
 import random
 import uuid
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._check import seconds, whole_number
 from ..._errors import BlockedError, SessionClosedError
+from ..._log import log as _log
 from ..contract import Lease, Limiter
 from ..core import GROUPS, HoldRule, Pacer, Settings
 from ..window import SlidingWindowLimiter
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisLimiter"]
 
-_log = logging.getLogger("upbit_cancel")
 
 #: How often a process renews its active leases, in seconds.
 _RENEW_EVERY = 0.5
