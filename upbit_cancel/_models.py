@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Final, overload
+from typing import Final, TypeVar, overload
 
 import attrs
 
@@ -12,6 +12,7 @@ from ._errors import UnresolvedError, UpbitError
 from ._ids import Kind
 
 __all__ = [
+    "CLOSED_STATES",
     "OPEN_STATES",
     "BatchResult",
     "CancelResult",
@@ -67,6 +68,26 @@ class OrderList:
         return self.orders[index]
 
 
+def _order_list(value: OrderList | Iterable[OrderEntry]) -> OrderList:
+    """``success=`` or ``failed=`` as an :class:`OrderList`, whatever iterable it came as."""
+    if isinstance(value, OrderList):
+        return value
+    return OrderList(_entries(value, OrderEntry))
+
+
+_Entry = TypeVar("_Entry")
+
+
+def _entries(value: Iterable[_Entry], kind: type[_Entry]) -> tuple[_Entry, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"expected {kind.__name__} entries, not {type(value).__name__}")
+    entries = tuple(value)
+    for entry in entries:
+        if not isinstance(entry, kind):
+            raise TypeError(f"expected {kind.__name__} entries, not {type(entry).__name__}")
+    return entries
+
+
 @attrs.frozen
 class CancelResult:
     """The exchange's answer to one ``DELETE /v1/orders/uuids`` request.
@@ -77,15 +98,25 @@ class CancelResult:
     """
 
     #: The orders whose cancel the exchange accepted.
-    success: OrderList = OrderList()
+    success: OrderList = attrs.field(factory=OrderList, converter=_order_list)
     #: The orders whose cancel the exchange refused (already filled or canceled, the market
     #: suspended; Upbit gives no reason).
-    failed: OrderList = OrderList()
+    failed: OrderList = attrs.field(factory=OrderList, converter=_order_list)
 
 
 #: The states of an order that is still open: waiting to fill, or a reserved order waiting to
-#: trigger.
+#: trigger (what ``GET /v1/orders/open`` lists).
 OPEN_STATES: Final = frozenset({"wait", "watch"})
+
+#: The states of an order that is closed for good: filled, canceled, or canceled by self-match
+#: prevention. Any other state, one this library does not know included, may still fill.
+CLOSED_STATES: Final = frozenset({"done", "cancel", "prevented"})
+
+
+def may_fill(state: str | None) -> bool:
+    """Whether an order in ``state`` may still fill: any state the exchange reported but a
+    closed one (``None``: not learned; ``"not_found"``: no such order)."""
+    return state is not None and state != "not_found" and state not in CLOSED_STATES
 
 
 @attrs.frozen
@@ -94,7 +125,8 @@ class Order:
 
     ``state`` is ``"wait"`` (open), ``"watch"`` (a reserved order waiting to trigger),
     ``"done"`` (fully filled), ``"cancel"`` (canceled) or ``"prevented"`` (canceled by
-    self-match prevention). Amounts are kept as the exchange's decimal strings.
+    self-match prevention), or a state Upbit adds later, which counts as open. Amounts are
+    kept as the exchange's decimal strings.
     """
 
     uuid: str
@@ -114,8 +146,9 @@ class Order:
 
     @property
     def is_open(self) -> bool:
-        """Whether the order can still fill (its state is ``wait`` or ``watch``)."""
-        return self.state in OPEN_STATES
+        """Whether the order can still fill: its state is not a closed one (``done``,
+        ``cancel``, ``prevented``)."""
+        return may_fill(self.state)
 
 
 def _frozen_mapping(value: Mapping[str, object]) -> Mapping[str, object]:
@@ -173,10 +206,10 @@ class UnresolvedList:
 
 
 def _unresolved_list(value: UnresolvedList | Iterable[UnresolvedOrder]) -> UnresolvedList:
+    """``unresolved=`` as an :class:`UnresolvedList`, whatever iterable it came as."""
     if isinstance(value, UnresolvedList):
         return value
-    entries: tuple[UnresolvedOrder, ...] = tuple(value)
-    return UnresolvedList(entries)
+    return UnresolvedList(_entries(value, UnresolvedOrder))
 
 
 @attrs.frozen
@@ -188,10 +221,10 @@ class BatchResult:
     """
 
     #: The orders whose cancel the exchange accepted.
-    success: OrderList = OrderList()
+    success: OrderList = attrs.field(factory=OrderList, converter=_order_list)
     #: The orders whose cancel the exchange refused (already filled or canceled, the market
     #: suspended; Upbit gives no reason).
-    failed: OrderList = OrderList()
+    failed: OrderList = attrs.field(factory=OrderList, converter=_order_list)
     #: Ids whose fate is unknown, each with the reason.
     unresolved: UnresolvedList = attrs.field(factory=UnresolvedList, converter=_unresolved_list)
     #: Ids in ``failed`` that an earlier, unanswered attempt may have canceled (only with
@@ -223,6 +256,11 @@ class BatchResult:
     #: Ids that confirmation found open with no accepted cancel (their request failed or its
     #: outcome was unknown) and so canceled again; the lists say what that cancel answered.
     recanceled: frozenset[str] = frozenset()
+    #: For :meth:`BatchCanceller.cancel_open`: whether its last listing came to its end and
+    #: showed nothing left to cancel. ``False`` when a listing did not end (the exchange kept
+    #: answering pages, or repeated one) or the listings found new orders until the last one:
+    #: then orders may be left open that no listing showed. ``None`` for other operations.
+    listing_complete: bool | None = None
     #: Ids placed by what confirmation found rather than by a cancel's answer: their cancel got
     #: no usable answer, and the exchange then reported them closed (``cancel`` or
     #: ``prevented``: in ``success``; ``done``: in ``failed``) or unknown (``not_found``: in
@@ -231,8 +269,9 @@ class BatchResult:
 
     @property
     def still_open(self) -> tuple[str, ...]:
-        """Ids whose state is still ``wait`` or ``watch`` after confirmation, the ones to act on."""
-        return tuple(value for value, state in self.states.items() if state in OPEN_STATES)
+        """Ids whose order may still fill after confirmation, the ones to act on: ``wait``,
+        ``watch``, or a state this library does not know."""
+        return tuple(value for value, state in self.states.items() if may_fill(state))
 
     @property
     def unknown_states(self) -> tuple[str, ...]:
@@ -272,10 +311,10 @@ class ChunkResult:
     #: The chunk's distinct ids, in input order.
     ids: tuple[str, ...]
     #: The orders whose cancel the exchange accepted.
-    success: OrderList = OrderList()
+    success: OrderList = attrs.field(factory=OrderList, converter=_order_list)
     #: The orders whose cancel the exchange refused (already filled or canceled, the market
     #: suspended; Upbit gives no reason).
-    failed: OrderList = OrderList()
+    failed: OrderList = attrs.field(factory=OrderList, converter=_order_list)
     #: The chunk's ids whose fate is unknown, each with the reason.
     unresolved: UnresolvedList = attrs.field(factory=UnresolvedList, converter=_unresolved_list)
     #: Ids in ``failed`` that an earlier, unanswered attempt may have canceled.

@@ -7,12 +7,13 @@ against the library's counters.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import SessionFor
 from tests.helpers import placed
-from upbit_cancel import BatchCanceller, BatchResult, SlidingWindowLimiter
+from upbit_cancel import BatchCanceller, BatchResult, OrderEntry, SlidingWindowLimiter
 from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord
 
 CLOSED_STATES = {"cancel", "done", "prevented", "not_found"}
@@ -122,3 +123,103 @@ def test_unresolved_reads_like_the_other_lists() -> None:
     for listing in (result.success, result.failed, result.unresolved):
         assert isinstance(listing.count, int)
         assert listing.count == len(listing) == len(list(listing)) == 0
+
+
+def test_every_list_reads_alike_whatever_it_was_made_from() -> None:
+    """A result made by hand from tuples: each list is a list of the library's, with a number
+    for ``count``; entries of another kind are refused."""
+    entry = OrderEntry("cdd92199-2897-4e14-9448-f923320408ad", "SGD-BTC")
+    result = BatchResult(success=(entry,), failed=[entry], unresolved=())
+    assert result.success.count == result.failed.count == 1
+    assert result.unresolved.count == 0
+    with pytest.raises(TypeError, match="UnresolvedOrder"):
+        BatchResult(unresolved=("cdd92199-2897-4e14-9448-f923320408ad",))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="OrderEntry"):
+        BatchResult(success="cdd92199")  # type: ignore[arg-type]
+
+
+async def test_two_non_strings_that_look_alike_are_two_ids(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
+    """Non-strings are never sent; each is an id of its own, however alike their names."""
+    given = [10**70, 10**70 + 1, 10**70]
+    async with session_for(fake) as session:
+        result = await BatchCanceller(session).cancel(identifiers=given)  # type: ignore[arg-type]
+    assert result.unresolved.count == len(given)
+    assert all(entry.id.startswith("<int ") for entry in result.unresolved)
+
+
+async def test_an_input_that_raises_cancelled_error_loses_no_id(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
+    """The input's own CancelledError (no cancellation of the task) is raised once every id it
+    gave is settled; none is lost."""
+    uuids = fake.add_orders(30)
+
+    def given() -> Iterator[str]:
+        yield from uuids
+        raise asyncio.CancelledError("the input's own")
+
+    async with session_for(fake) as session:
+        canceller = BatchCanceller(session)
+        with pytest.raises(asyncio.CancelledError, match="the input's own"):
+            await canceller.cancel(uuids=given())
+    result = canceller.last_result
+    assert result is not None
+    assert sorted(placed(result)) == sorted(uuids)
+    assert all(fake.state(uuid) == "cancel" for uuid in uuids)
+
+
+async def test_confirming_an_earlier_result_counts_only_its_own_requests(
+    session_for: SessionFor,
+) -> None:
+    """confirm(result) is an operation of its own: its counts are what it sent."""
+    async with FakeUpbit(faults=Faults(drop_rate=1.0)) as fake:
+        uuids = fake.add_orders(150)
+        async with session_for(fake) as session:
+            canceller = BatchCanceller(session)
+            first = await canceller.cancel(uuids=uuids)
+            sent_by_first = len(fake.records)
+            fake.faults = Faults()
+            confirmed = await canceller.confirm(first)
+    assert first.requests == sent_by_first
+    assert confirmed.requests == len(fake.records) - sent_by_first
+
+
+async def test_a_second_cancel_refused_while_the_first_takes_effect_is_not_a_refusal(
+    session_for: SessionFor,
+) -> None:
+    """Cancels the exchange accepted but whose answers were lost, confirmed while they still
+    take effect: the second cancels are refused as under way, and the orders end canceled,
+    among the canceled."""
+    async with FakeUpbit(cancel_delay=0.3, faults=Faults(drop_rate=1.0)) as fake:
+        uuids = fake.add_orders(5)
+        async with session_for(fake) as session:
+            canceller = BatchCanceller(session)
+            first = await canceller.cancel(uuids=uuids)
+            fake.faults = Faults()
+            result = await canceller.confirm(first)
+    assert all(fake.state(uuid) == "cancel" for uuid in uuids)
+    assert result.recanceled == frozenset(uuids)  # the case was exercised
+    assert sorted(order.uuid for order in result.success) == sorted(uuids)
+    assert result.placed_by_confirmation == frozenset(uuids)
+    assert result.possibly_canceled == frozenset()
+
+
+async def test_a_result_made_by_hand_is_confirmed_entry_by_entry(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
+    """An entry that names no id of the result's kind, or an id twice: each entry stays."""
+    [uuid] = fake.add_orders(1, identifiers=True)
+    identifier = fake.order(uuid).identifier
+    assert identifier is not None
+    entries = [
+        OrderEntry(uuid, "SGD-BTC", identifier),
+        OrderEntry(uuid, "SGD-BTC", identifier),
+        OrderEntry(uuid, "SGD-BTC", None),
+    ]
+    given = BatchResult(success=entries, kind="identifiers")
+    async with session_for(fake) as session:
+        result = await BatchCanceller(session).confirm(given)
+    assert result.success.count == 3
+    assert result.states == {identifier: "wait"}

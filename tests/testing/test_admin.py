@@ -224,7 +224,7 @@ async def test_admin_sets_faults(fake: FakeUpbit, fake_http: aiohttp.ClientSessi
         ({"latency": 0.1}, "Unknown Faults field(s): latency"),
         ({"latency_in": "0.1"}, "latency_in must be a number"),
         ({"jitter_in": True}, "jitter_in must be a number"),
-        ({"latency_out": -1}, "latency_out must be >= 0"),
+        ({"latency_out": -1}, "latency_out must be a finite number >= 0"),
         ({"drop_rate": 1.5}, "drop_rate must be between 0 and 1"),
         ({"error_rate": 0.6, "drop_rate": 0.6}, "must be <= 1"),
         ({"access_key": "nobody", "latency_in": 0.1}, "access_key must be a key of this fake"),

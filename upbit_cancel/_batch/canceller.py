@@ -19,7 +19,7 @@ from .._ids import chosen_ids
 from .._models import BatchResult, ChunkResult, Progress
 from .confirm import confirm
 from .ledger import Intake, Ledger
-from .listing import list_open, open_ids
+from .listing import list_open
 from .run import RunSettings, execute, interrupted, stopped
 
 __all__ = ["BatchCanceller"]
@@ -219,10 +219,13 @@ class BatchCanceller:
     ) -> BatchResult:
         """Cancel every open order of the account, or of one ``market``.
 
-        Lists open orders (``GET /v1/orders/open``, ``wait`` and ``watch``, 100 a page) and
-        cancels them all; lists again, and cancels what is new, until a listing shows nothing
-        new or ``rounds`` listings were made. Every order it found is in the result, and its
-        requests count the listings'. Orders placed meanwhile by the bot itself are listed too
+        Lists open orders (``GET /v1/orders/open``, ``wait`` and ``watch``, 100 a page, until
+        an empty page) and cancels them all; lists again, and cancels what is new, until a
+        listing shows nothing new or ``rounds`` listings were made. Every order it found is in
+        the result, and its requests count the listings'. ``result.listing_complete`` says
+        whether the last listing came to its end and showed nothing left to cancel: only then
+        is nothing left open that a listing could show. Orders of other markets that a listing
+        holds are left alone. Orders placed meanwhile by the bot itself are listed too
         when they show up in time: a kill switch stops placing orders first. Needs the "order
         query" permission to list. A page of the listing that fails with a 5xx, a lost answer
         or no connection is asked again (three attempts); if it still fails, that error is
@@ -237,11 +240,13 @@ class BatchCanceller:
                 f"rounds must be a whole number of listings, at least 1, not {rounds!r}"
             )
         ledger = self._begin(Ledger("uuids", started=time.monotonic()))
+        ledger.listing_complete = False
         try:
             for _ in range(rounds):
-                found = open_ids(await list_open(self._session, market, observer=ledger))
-                new = [uuid for uuid in found if uuid not in ledger]
+                listing = await list_open(self._session, market, observer=ledger)
+                new = [uuid for uuid in listing.uuids if uuid not in ledger]
                 if not new:
+                    ledger.listing_complete = listing.ended
                     break
                 await self._run(ledger, new)
             if confirm:

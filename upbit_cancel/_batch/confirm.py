@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from .._errors import ResponseTimeoutError, UpbitError, stops_the_account
 from .._http.session import ORDERS_BY_IDS, UpbitSession
 from .._ids import MAX_IDS_PER_QUERY, Ids, Kind
-from .._models import OPEN_STATES, Order, UnresolvedOrder
+from .._models import Order, UnresolvedOrder, may_fill
 from .ledger import Ledger
 from .matching import Placement
 
@@ -60,8 +60,14 @@ async def _ask(
                     fatal.append(error)
                 continue
             known = {_key(kind, order): order for order in orders}
+            # An answer may leave out the identifier: then the order is known by its uuid, when
+            # a cancel's answer gave it.
+            by_uuid = {order.uuid: order for order in orders} if kind == "identifiers" else {}
             for value in chunk:
-                ledger.learn(value, known.get(value))
+                order = known.get(value)
+                if order is None and by_uuid:
+                    order = by_uuid.get(ledger.uuid_of(value) or "")
+                ledger.learn(value, order)
                 learned.add(value)
 
     async with asyncio.TaskGroup() as group:
@@ -112,9 +118,7 @@ async def confirm(
                     ledger.unlearned(value, fatal)
             break
         again = [
-            value
-            for value in ids
-            if ledger.state(value) in OPEN_STATES and _retry(ledger.place(value))
+            value for value in ids if may_fill(ledger.state(value)) and _retry(ledger.place(value))
         ]
         if again and loop.time() < deadline:
             # Known to be open and covered by no accepted cancel: cancel it again.
@@ -126,7 +130,7 @@ async def confirm(
             value
             for value in ids
             if ledger.state(value) is None
-            or (ledger.state(value) in OPEN_STATES and not _hopeless(ledger.place(value)))
+            or (may_fill(ledger.state(value)) and not _hopeless(ledger.place(value)))
         ]
         left = deadline - loop.time()
         if not asking or left <= 0:

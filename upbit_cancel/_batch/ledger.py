@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Final
 
-from .._errors import InvalidIdError, NotSentError, UpbitError
+from .._errors import InvalidIdError, NotSentError, OutcomeUnknownError, UpbitError
 from .._ids import MAX_IDS_PER_REQUEST, UUID_PATTERN, Kind, id_problem, label
 from .._models import (
     BatchResult,
@@ -50,18 +50,25 @@ _CANCELED_STATES: Final = frozenset({"cancel", "prevented"})
 _FILLED_STATES: Final = frozenset({"done"})
 
 
-def _key(item: object) -> object:
-    """What tells ids apart: a string itself; anything else by its label, apart from strings,
-    so that ``1001`` is never the same id as ``"1001"`` nor as ``"<int 1001>"``."""
-    return item if isinstance(item, str) else ("not a string", label(item))
+def _distinct(items: Iterable[object]) -> int:
+    """How many ids ``items`` holds: each string once, each non-string every time (see
+    :meth:`Intake._read`)."""
+    strings: set[str] = set()
+    others = 0
+    for item in items:
+        if isinstance(item, str):
+            strings.add(item)
+        else:
+            others += 1
+    return len(strings) + others
 
 
 class Ledger:
     """Every id of one operation, from the moment it is read until the operation ends.
 
-    ``started`` and the times given to :meth:`result` come from one monotonic clock;
-    ``elapsed`` and the counters start from those of an earlier result when the operation
-    continues one (:meth:`from_result`).
+    ``started`` and the times given to :meth:`result` come from one monotonic clock. Its
+    counters and ``elapsed`` are the operation's own, also when it takes an earlier result's
+    ids over (:meth:`from_result`).
     """
 
     __slots__ = (
@@ -70,13 +77,14 @@ class Ledger:
         "_placed_by_confirmation",
         "_possibly_canceled",
         "_recanceled",
+        "_refused_after_unknown",
         "_state_errors",
         "_states",
         "confirmed",
         "done",
-        "elapsed_before",
         "failed",
         "kind",
+        "listing_complete",
         "rate_limited",
         "registered",
         "requests",
@@ -90,18 +98,20 @@ class Ledger:
         self.kind: Kind = kind
         #: When the operation started.
         self.started = started
-        self.elapsed_before = 0.0
         self._closed_at: float | None = None
         # Each id in input order, by its key (see _key), with its place once settled (None
         # while open).
         self._entries: dict[object, Placement | None] = {}
         self._possibly_canceled: set[str] = set()
+        self._refused_after_unknown: set[object] = set()
         self._recanceled: set[str] = set()
         self._placed_by_confirmation: set[str] = set()
         self._states: dict[str, str | None] = {}
         self._state_errors: dict[str, UpbitError] = {}
         #: Whether a confirmation ran to its end.
         self.confirmed = False
+        #: For cancel_open: whether its last listing ended showing nothing left to cancel.
+        self.listing_complete: bool | None = None
         #: Ids registered so far.
         self.registered = 0
         #: Ids settled so far, and in which list they are now.
@@ -111,28 +121,37 @@ class Ledger:
 
     @classmethod
     def from_result(cls, result: BatchResult, *, started: float) -> Ledger:
-        """A ledger that continues ``result``'s operation (to confirm it)."""
+        """A ledger of a new operation (a confirmation) that starts from ``result``'s ids where
+        they were placed; its counts start from zero."""
         ledger = cls(result.kind, started=started)
-        ledger.elapsed_before = result.elapsed
-        ledger.requests, ledger.rate_limited = result.requests, result.rate_limited
-        for entry in result.success:
-            ledger._adopt(_order_key(result.kind, entry), ("success", entry))
-        for entry in result.failed:
-            ledger._adopt(_order_key(result.kind, entry), ("failed", entry))
+        lists: tuple[tuple[Place, OrderList], ...] = (
+            ("success", result.success),
+            ("failed", result.failed),
+        )
+        key: object
+        for place, entries in lists:
+            for position, entry in enumerate(entries):
+                key = _order_key(result.kind, entry)
+                if key is None or key in ledger._entries:
+                    # No id of this kind (an identifier the answer left out), or the same id
+                    # twice in a result made by hand: kept as it is, never asked about.
+                    key = ("as given", place, position)
+                ledger._adopt(key, (place, entry))
         for position, unresolved in enumerate(result.unresolved):
             # A malformed id is never asked about nor sent again; its name may be the label of
             # a non-string, which a string may share: its key is its own.
             malformed = isinstance(unresolved.error, InvalidIdError)
             key = ("malformed", position) if malformed else unresolved.id
+            if key in ledger._entries:
+                key = ("as given", "unresolved", position)
             ledger._adopt(key, ("unresolved", unresolved))
         ledger._possibly_canceled.update(result.possibly_canceled)
         ledger._recanceled.update(result.recanceled)
+        ledger.listing_complete = result.listing_complete
         ledger._placed_by_confirmation.update(result.placed_by_confirmation)
         return ledger
 
     def _adopt(self, key: object, placement: Placement) -> None:
-        if key is None or key in self._entries:
-            return  # an entry that names no id of this kind, or twice: the first one stands
         self.register([key])
         self._set(key, placement)
         self.done += 1
@@ -195,6 +214,17 @@ class Ledger:
             entry = placement[1]
             if isinstance(entry, UnresolvedOrder) and isinstance(entry.error, NotSentError):
                 continue
+            earlier = previous[1]
+            if (
+                placement[0] == "failed"
+                and isinstance(earlier, UnresolvedOrder)
+                and isinstance(earlier.error, OutcomeUnknownError)
+            ):
+                # Refused, while the first cancel's outcome is unknown: that cancel may be why
+                # (it is under way, or done). What the exchange reports next tells.
+                self._refused_after_unknown.add(key)
+                if isinstance(key, str):
+                    self._possibly_canceled.add(key)
             self._count(previous[0], -1)
             self._set(key, placement)
         self._possibly_canceled.update(outcome.possibly_canceled)
@@ -235,7 +265,15 @@ class Ledger:
         self._states[value] = state
         self._state_errors.pop(value, None)
         entry = self._entries.get(value)
-        if entry is None or entry[0] != "unresolved":
+        if entry is None:
+            return
+        if entry[0] == "failed" and value in self._refused_after_unknown:
+            if not _final(state):
+                return
+            # The refusal of a second cancel is not the last word: the first one's fate is.
+            self._possibly_canceled.discard(value)
+            self._refused_after_unknown.discard(value)
+        elif entry[0] != "unresolved":
             return
         place: Place
         if order is None:
@@ -250,7 +288,7 @@ class Ledger:
             placed = OrderEntry(uuid=order.uuid, market=order.market, identifier=order.identifier)
         else:
             return
-        self._count("unresolved", -1)
+        self._count(entry[0], -1)
         self._set(value, (place, placed))
         self._placed_by_confirmation.add(value)
 
@@ -262,6 +300,13 @@ class Ledger:
     def state(self, value: str) -> str | None:
         """The state learned for ``value``, if any."""
         return self._states.get(value)
+
+    def uuid_of(self, value: str) -> str | None:
+        """The uuid an answer gave for the id ``value`` (an identifier), if one did."""
+        entry = self._entries.get(value)
+        if entry is None or isinstance(entry[1], UnresolvedOrder):
+            return None
+        return entry[1].uuid or None
 
     def has_reason(self, value: str) -> bool:
         """Whether an error says why ``value``'s state is unknown."""
@@ -322,12 +367,13 @@ class Ledger:
             possibly_canceled=frozenset(self._possibly_canceled),
             requests=self.requests,
             rate_limited=self.rate_limited,
-            elapsed=self.elapsed_before + max(0.0, end - self.started),
+            elapsed=max(0.0, end - self.started),
             kind=self.kind,
             confirmed=self.confirmed,
             states=states,
             state_errors=errors,
             recanceled=frozenset(self._recanceled),
+            listing_complete=self.listing_complete,
             placed_by_confirmation=frozenset(self._placed_by_confirmation),
         )
 
@@ -343,6 +389,10 @@ class Ledger:
         return [
             value for value in self._entries if isinstance(value, str) and value in self._states
         ]
+
+
+def _final(state: str) -> bool:
+    return state in _CANCELED_STATES or state in _FILLED_STATES
 
 
 def _malformed(entry: Placement) -> bool:
@@ -402,6 +452,7 @@ class Intake:
         "_items",
         "_next_index",
         "_open",
+        "_others",
         "_seen",
         "_total",
         "exhausted",
@@ -430,12 +481,13 @@ class Intake:
         self._seen: set[object] = set()
         self._is_uuid = UUID_PATTERN.fullmatch if ledger.kind == "uuids" else None
         self._next_index = 0
+        self._others = 0
         self._open: dict[int, Chunk] = {}
         self._total: int | None = None
         #: Whether the input has no more ids (it ended, or it raised).
         self.exhausted = False
         #: What the input raised while being read, if it did.
-        self.input_error: Exception | None = None
+        self.input_error: BaseException | None = None
         #: Distinct ids read so far.
         self.read = 0
 
@@ -444,6 +496,8 @@ class Intake:
         if self.exhausted:
             return None
         chunk = Chunk(self._next_index, self.ledger)
+        # Taken before reading: whatever the input raises, no later chunk reuses the index.
+        self._next_index += 1
         self._open[chunk.index] = chunk
         try:
             for item in self._items:
@@ -452,7 +506,13 @@ class Intake:
                     break
             else:
                 self.exhausted = True
-        except Exception as error:
+        except (KeyboardInterrupt, SystemExit):
+            self.exhausted = True  # the chunk stays open: whoever stops the run settles it
+            raise
+        except BaseException as error:
+            # Whatever else the input raises ends it; the ids read so far are kept and sent,
+            # then the error is raised. A CancelledError raised by the input (reading it never
+            # awaits, so no cancellation of the task lands there) is such an error too.
             self.exhausted = True
             self.input_error = error
         finally:
@@ -462,7 +522,6 @@ class Intake:
         if not chunk.ids:
             del self._open[chunk.index]
             return None
-        self._next_index += 1
         return chunk
 
     def _read(self, chunk: Chunk, item: object) -> None:
@@ -471,12 +530,15 @@ class Intake:
         key: object
         if isinstance(item, str):
             key = name = item
+            if key in self._seen:
+                return
+            self._seen.add(key)
         else:
+            # A non-string is never sent: each one read is an id of its own, by its position
+            # (two of them may share a label, and comparing them could run their own code).
             name = label(item)
-            key = _key(item)
-        if key in self._seen:
-            return
-        self._seen.add(key)
+            key = ("not a string", self._others)
+            self._others += 1
         self.read += 1
         chunk.ids.append(name)
         chunk.keys.append(key)
@@ -507,7 +569,7 @@ class Intake:
             return None
         if self._total is None:
             try:
-                self._total = len({_key(item) for item in self._collection})
+                self._total = _distinct(self._collection)
             except Exception:  # a collection that cannot be iterated twice: say nothing
                 return None
         return self._total

@@ -1,37 +1,85 @@
-"""Listing what is open, for ``cancel_open``: every page of the account's open orders."""
+"""Listing what is open, for ``cancel_open``: every page of the account's open orders.
+
+Trust nothing the exchange did not promise: a listing asks for pages until one comes back
+empty (a page shorter than asked for does not prove the end: an exchange may cap its pages),
+keeps only the asked market's orders whatever the answer holds, and stops, saying that it did
+not end, when a page brings no order it had not seen (an exchange that ignores ``page``) or
+after :data:`MOST_PAGES` pages.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from typing import Final
+
+import attrs
 
 from .._errors import ConnectError, OutcomeUnknownError
 from .._http.session import OPEN_ORDERS, UpbitSession, open_orders_params
 from .._http.transport import Observer
+from .._log import log as _log
 from .._models import Order
 
-__all__ = ["PAGE_SIZE", "list_open", "open_ids"]
+__all__ = ["MOST_PAGES", "PAGE_SIZE", "Listing", "list_open"]
 
-#: Orders per page of the listing (the most Upbit gives).
-PAGE_SIZE = 100
+
+#: Orders asked for per page of the listing (the most Upbit gives).
+PAGE_SIZE: Final = 100
+#: Pages one listing asks for at most (30,000 orders at 100 a page).
+MOST_PAGES: Final = 300
 #: Attempts at one page: a listing changes nothing, so a failed one is asked again.
-_LISTING_ATTEMPTS = 3
+_LISTING_ATTEMPTS: Final = 3
 #: Pause before asking a failed page again, doubling.
-_FIRST_PAUSE = 0.1
+_FIRST_PAUSE: Final = 0.1
+
+
+@attrs.frozen
+class Listing:
+    """What one listing found."""
+
+    #: The uuids of the open orders found, each once, in the order listed.
+    uuids: tuple[str, ...]
+    #: Whether the listing came to its end (an empty page); ``False`` when it stopped early.
+    ended: bool
 
 
 async def list_open(
     session: UpbitSession, market: str | None, *, observer: Observer | None = None
-) -> list[Order]:
-    """Every open order of the account (in ``market``), page after page until a short one."""
-    found: list[Order] = []
-    page = 1
-    while True:
+) -> Listing:
+    """Every open order of the account (in ``market``), page after page until an empty one."""
+    found: dict[str, None] = {}
+    other_markets = 0
+    for page in range(1, MOST_PAGES + 1):
         orders = await _page(session, market, page, observer)
-        found += orders
-        if len(orders) < PAGE_SIZE:
-            return found
-        page += 1
+        if not orders:
+            return Listing(tuple(found), ended=True)
+        before = len(found)
+        for order in orders:
+            if market is not None and order.market != market:
+                other_markets += 1
+                continue
+            found.setdefault(order.uuid, None)
+        if other_markets:
+            _log.warning(
+                "the listing of %s's open orders held %d order(s) of other markets; they are "
+                "left alone",
+                market,
+                other_markets,
+            )
+            other_markets = 0
+        if len(found) == before and any(_kept(order, market) for order in orders):
+            _log.warning(
+                "page %d of the open orders held none not already listed: the listing is "
+                "stopped, and did not end",
+                page,
+            )
+            return Listing(tuple(found), ended=False)
+    _log.warning("the listing of open orders did not end within %d pages", MOST_PAGES)
+    return Listing(tuple(found), ended=False)
+
+
+def _kept(order: Order, market: str | None) -> bool:
+    return market is None or order.market == market
 
 
 async def _page(
@@ -47,8 +95,3 @@ async def _page(
             await asyncio.sleep(pause)
             pause *= 2
     return await session._call(OPEN_ORDERS, params=params, observer=observer)
-
-
-def open_ids(orders: Iterable[Order]) -> list[str]:
-    """The uuids of ``orders``, each once, in order."""
-    return list(dict.fromkeys(order.uuid for order in orders))

@@ -7,7 +7,6 @@ in, with its entry there. Positions, not names, tie a placement to its id (the s
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -15,6 +14,7 @@ import attrs
 
 from .._errors import MalformedResponseError, UpbitError
 from .._ids import Kind
+from .._log import log as _log
 from .._models import (
     CancelResult,
     ChunkResult,
@@ -26,7 +26,6 @@ from .._models import (
 
 __all__ = ["Outcome", "Place", "Placement", "chunk_result", "match_answer", "unresolved_with"]
 
-_log = logging.getLogger("upbit_cancel")
 
 #: The list an id is in.
 Place = Literal["success", "failed", "unresolved"]

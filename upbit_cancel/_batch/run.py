@@ -11,7 +11,6 @@ event that every request checks while it waits for the limiter and before it is 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -25,13 +24,13 @@ from .._errors import (
 )
 from .._http.session import CANCEL_BY_IDS, UpbitSession
 from .._ids import MAX_IDS_PER_REQUEST, Ids
+from .._log import log as _log
 from .._models import CancelResult, ChunkResult, Progress
 from .ledger import Chunk, Intake
 from .matching import Outcome, chunk_result
 
 __all__ = ["RunSettings", "execute", "interrupted", "stopped"]
 
-_log = logging.getLogger("upbit_cancel")
 
 #: Workers at most, whatever the limiter's capacity.
 _MAX_WORKERS = 200

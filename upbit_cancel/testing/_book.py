@@ -13,6 +13,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
+from ._quirks import Quirks
 from ._records import FakeOrder, OrderState
 from ._wire import Answer, Call, Refused, dumps
 
@@ -77,6 +78,7 @@ class OrderBook:
         "_sequence",
         "_state_counts",
         "_unknown_ids",
+        "quirks",
     )
 
     def __init__(
@@ -86,7 +88,10 @@ class OrderBook:
         cancel_delay: float,
         fill_rate: float,
         unknown_ids: UnknownIds,
+        quirks: Quirks,
     ) -> None:
+        #: How the order endpoints depart from the docs.
+        self.quirks = quirks
         self._rng = rng
         self._cancel_delay = cancel_delay
         self._fill_rate = fill_rate
@@ -281,7 +286,8 @@ class OrderBook:
 
     def one_order(self, call: Call, now: float) -> Answer:
         """``GET /v1/order``: one order by uuid or identifier."""
-        return Answer(200, dumps(order_json(self._one(call, cancellable=False))))
+        order = self._one(call, cancellable=False)
+        return Answer(200, dumps(order_json(order, self.quirks.identifiers_omitted)))
 
     def _one(self, call: Call, *, cancellable: bool) -> FakeOrder:
         has_uuid, has_identifier = call.has("uuid"), call.has("identifier")
@@ -300,10 +306,15 @@ class OrderBook:
 
     def open_orders(self, call: Call, now: float) -> Answer:
         """``GET /v1/orders/open``: a page of open orders, optionally of one market."""
+        quirks = self.quirks
         markets = call.values("market")
-        market = markets[-1] if markets else None
+        market = markets[-1] if markets and not quirks.open_market_ignored else None
         page = call.int_param("page", default=1, low=1, high=10**9)
         limit = call.int_param("limit", default=100, low=1, high=100)
+        if quirks.open_pages_ignored:
+            page = 1
+        if quirks.open_page_size is not None:
+            limit = min(limit, quirks.open_page_size)
         order_by = call.order_by()
         states = set(call.values("states[]")) or {"wait"}
         if call.has("state"):
@@ -351,7 +362,8 @@ class OrderBook:
         ordered = sorted(found.values(), key=lambda order: self._sequence[order.uuid])
         if call.order_by() == "desc":
             ordered.reverse()
-        return Answer(200, dumps([order_json(order) for order in ordered]))
+        omitted = self.quirks.identifiers_omitted
+        return Answer(200, dumps([order_json(order, omitted) for order in ordered]))
 
 
 def _check_id(value: str, *, by_uuid: bool) -> None:
@@ -368,8 +380,8 @@ def _summary(order: FakeOrder) -> dict[str, str]:
     return entry
 
 
-def order_json(order: FakeOrder) -> dict[str, Any]:
-    """An order as Upbit's order endpoints describe it."""
+def order_json(order: FakeOrder, identifier_omitted: bool = False) -> dict[str, Any]:
+    """An order as Upbit's order endpoints describe it (leaving out its identifier if asked)."""
     payload: dict[str, Any] = {
         "uuid": order.uuid,
         "side": order.side,
@@ -387,6 +399,6 @@ def order_json(order: FakeOrder) -> dict[str, Any]:
         "executed_volume": "0",
         "trades_count": 0,
     }
-    if order.identifier is not None:
+    if order.identifier is not None and not identifier_omitted:
         payload["identifier"] = order.identifier
     return payload

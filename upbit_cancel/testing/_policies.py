@@ -60,8 +60,8 @@ class RatePolicy(Protocol):
 def _check(limit: int, window: float) -> None:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
-    if not window > 0:
-        raise ValueError(f"window must be positive, got {window}")
+    if not 0 < window < math.inf:
+        raise ValueError(f"window must be a positive number of seconds, got {window}")
 
 
 class SlidingWindowPolicy:

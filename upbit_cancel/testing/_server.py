@@ -45,6 +45,7 @@ from ._auth import Keys
 from ._book import OrderBook, UnknownIds
 from ._faults import FaultKind, Faults
 from ._policies import PolicyName, RatePolicy, make_policy
+from ._quirks import Quirks
 from ._records import FakeOrder, OrderState, RequestRecord
 from ._wire import (
     GATEWAY_ERRORS,
@@ -105,6 +106,8 @@ class FakeUpbit:
       stays ``wait`` (``watch``), and a second cancel of it is listed in ``failed``.
     - ``fill_rate``: the fraction of accepted cancels that lose the race: the order fills
       (``done``) at a random moment within ``cancel_delay`` instead.
+    - ``quirks``: ways to depart from Upbit's docs (:class:`Quirks`), for clients that must
+      trust nothing the exchange did not promise.
     - ``seed``: seeds the one random generator behind keys, uuids, delays and faults.
     - ``clock``: time source for arrivals, rate limiting and blocks; defaults to the running
       loop's ``time()``. Delays are real ``asyncio`` sleeps whatever the clock.
@@ -128,6 +131,7 @@ class FakeUpbit:
         faults: Faults = Faults(),  # noqa: B008 - Faults is immutable
         cancel_delay: float = 0.0,
         fill_rate: float = 0.0,
+        quirks: Quirks = Quirks(),  # noqa: B008 - Quirks is immutable
         seed: int | None = 0,
         clock: Callable[[], float] | None = None,
     ) -> None:
@@ -141,8 +145,11 @@ class FakeUpbit:
             raise ValueError(f"unknown_ids must be 'omit' or 'failed', got {unknown_ids!r}")
         if block_after is not None and block_after < 1:
             raise ValueError(f"block_after must be at least 1 or None, got {block_after}")
-        if not (block_period > 0 and block_seconds > 0):
-            raise ValueError("block_period and block_seconds must be positive")
+        if not (0 < block_period < math.inf and 0 < block_seconds < math.inf):
+            raise ValueError(
+                "block_period and block_seconds must be positive numbers of seconds, "
+                f"got {block_period!r} and {block_seconds!r}"
+            )
         self._policy_name = policy
         self._policy: RatePolicy = make_policy(policy, limit, window)
         self._host = host
@@ -163,6 +170,7 @@ class FakeUpbit:
             cancel_delay=float(cancel_delay),
             fill_rate=float(fill_rate),
             unknown_ids=unknown_ids,
+            quirks=quirks,
         )
 
         self._records: list[RequestRecord] = []
