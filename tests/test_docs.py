@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sphinx.util.matching import Matcher
 
 import upbit_cancel
 import upbit_cancel.testing
-from tests.cli.test_console import SCRIPT, Server, serve
+from tests.cli.processes import SCRIPT, Server, serve
 from upbit_cancel.testing import FakeUpbit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,12 +203,28 @@ def test_the_api_reference_documents_every_public_name() -> None:
     assert documented - public == set()
 
 
+def excluded_from_the_site(path: str) -> bool:
+    """Whether the docs' ``conf.py`` leaves this file (relative to ``docs/``) out of the site."""
+    namespace: dict[str, object] = {}
+    exec((DOCS / "conf.py").read_text(), namespace)
+    patterns = namespace["exclude_patterns"]
+    assert isinstance(patterns, list)
+    return bool(Matcher(patterns)(path))
+
+
 def test_every_page_is_in_the_table_of_contents() -> None:
     index = (DOCS / "index.md").read_text()
-    pages = {path.relative_to(DOCS).with_suffix("").as_posix() for path in DOCS.glob("**/*.md")}
-    pages -= {"index", "benchmarks/results"}
+    files = [path.relative_to(DOCS).as_posix() for path in DOCS.glob("**/*.md")]
+    pages = {name.removesuffix(".md") for name in files if not excluded_from_the_site(name)}
+    pages -= {"index"}
     listed = set(re.findall(r"^([\w/-]+)$", index, flags=re.MULTILINE))
     assert pages - listed == set()
+
+
+def test_a_quick_benchmark_run_leaves_the_site_building() -> None:
+    """The quick run's tables (which are in no table of contents) are left out of the site."""
+    for written in ("results-quick.md", "results.md"):
+        assert excluded_from_the_site(f"benchmarks/{written}"), written
 
 
 def test_the_benchmarks_page_shows_the_committed_plots() -> None:

@@ -9,12 +9,15 @@ Example::
         print(result.success.count, result.failed.count, result.unresolved.count)
 """
 
-import importlib
-import logging as _logging
-from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
 
+import importlib
+
+# Not typing.TYPE_CHECKING: importing typing costs the command line's start more than the rest.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._batch.canceller import BatchCanceller
     from ._errors import (
         APIError,
@@ -54,17 +57,8 @@ if TYPE_CHECKING:
     )
     from ._regions import REGIONS
 
-try:
-    #: The installed version of upbit_cancel.
-    __version__ = version("upbit-cancel")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
-
-# A library logs, the application decides where it goes.
-_logging.getLogger("upbit_cancel").addHandler(_logging.NullHandler())
-
 # Public names are imported when first used, so that importing the package (the command line
-# does, before it can handle Ctrl+C) stays quick.
+# does, before it can take Ctrl+C over) stays quick; ``__version__`` too.
 _EXPORTS = {
     "REGIONS": "._regions",
     "APIError": "._errors",
@@ -106,7 +100,20 @@ _EXPORTS = {
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("upbit-cancel")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value: Any = _version()
+        globals()[name] = value
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'upbit_cancel' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """``python -m upbit_cancel``: the ``upbit-cancel`` command line."""
 
-from upbit_cancel._cli import main
+from upbit_cancel._cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())

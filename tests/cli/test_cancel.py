@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli.processes import use_key
 from upbit_cancel import (
     BlockedError,
     InvalidIdError,
@@ -26,19 +27,6 @@ from upbit_cancel.testing import FakeUpbit
 
 UNKNOWN_UUID = "cdd92199-2897-4e14-9448-f923320408ad"
 WRONG_SECRET = "W" * 40
-
-
-@pytest.fixture
-def credentials(monkeypatch: pytest.MonkeyPatch, fake_in_thread: FakeUpbit) -> FakeUpbit:
-    """The fake's key pair in the environment, as ``cancel`` reads it."""
-    use_key(monkeypatch, fake_in_thread.access_key, fake_in_thread.secret_key)
-    return fake_in_thread
-
-
-def use_key(monkeypatch: pytest.MonkeyPatch, access_key: str, secret_key: str) -> None:
-    """The key pair in the environment, as ``cancel`` reads it."""
-    monkeypatch.setenv("UPBIT_ACCESS_KEY", access_key)
-    monkeypatch.setenv("UPBIT_SECRET_KEY", secret_key)
 
 
 def cancel(fake: FakeUpbit, *args: str) -> int:
@@ -312,11 +300,15 @@ def test_the_version_is_the_packages(capsys: pytest.CaptureFixture[str]) -> None
     ids=["no-source", "two-sources", "option-and-stdin", "file-and-stdin", "region", "by"],
 )
 def test_argument_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    """No source, two sources or a bad choice are refused by the parser with status 2."""
+    """No source, two sources or a bad choice are refused by the parser with status 2, in one
+    line that points at the help."""
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("upbit-cancel cancel: ")
+    assert lines[0].endswith("(see upbit-cancel cancel --help)")
 
 
 @pytest.mark.parametrize(

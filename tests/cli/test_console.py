@@ -7,113 +7,20 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import attrs
-import pytest
 
-from tests.testing.test_cli import read_settings
-
-#: The console script that installing the package puts next to the interpreter.
-SCRIPT = Path(sys.executable).with_name("upbit-cancel")
-UNKNOWN_UUID = "cdd92199-2897-4e14-9448-f923320408ad"
-
-
-@attrs.frozen
-class Server:
-    base_url: str
-    access_key: str
-    secret_key: str
-    uuids: list[str]
-
-
-@attrs.frozen
-class Finished:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> dict[str, Any]:
-        document: dict[str, Any] = json.loads(self.stdout)
-        return document
-
-
-async def start(
-    *args: str,
-    keys_of: Server | None = None,
-    stdin: int | None = None,
-    launcher: tuple[str, ...] = (),
-) -> asyncio.subprocess.Process:
-    """Start the console script, with the API key of ``keys_of`` in its environment if given.
-
-    ``launcher``: a command that runs the script, given as its following arguments.
-    """
-    assert SCRIPT.exists(), f"the console script is not installed at {SCRIPT}"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("UPBIT_")}
-    env["PYTHONWARNINGS"] = "error"
-    if keys_of is not None:
-        env["UPBIT_ACCESS_KEY"] = keys_of.access_key
-        env["UPBIT_SECRET_KEY"] = keys_of.secret_key
-    return await asyncio.create_subprocess_exec(
-        *launcher,
-        str(SCRIPT),
-        *args,
-        stdin=stdin,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-
-
-async def stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.kill()
-        await process.wait()
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    """``upbit-cancel fake-server`` with 50 open orders."""
-    async for running in serve(tmp_path, "--orders", "50"):
-        yield running
-
-
-async def serve(tmp_path: Path, *args: str) -> AsyncIterator[Server]:
-    uuids_file = tmp_path / "seeded.txt"
-    process = await start("fake-server", "--port", "0", "--uuids-file", str(uuids_file), *args)
-    try:
-        assert process.stdout is not None
-        settings = await asyncio.wait_for(read_settings(process.stdout), timeout=20)
-        yield Server(
-            base_url=settings["base_url"],
-            access_key=settings["access_key"],
-            secret_key=settings["secret_key"],
-            uuids=uuids_file.read_text().split(),
-        )
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.communicate(), timeout=20)
-        assert process.returncode == 0
-    finally:
-        await stop(process)
-
-
-async def run_cancel(server: Server, *args: str, stdin: bytes | None = None) -> Finished:
-    pipe = asyncio.subprocess.PIPE if stdin is not None else None
-    process = await start(
-        "cancel", "--base-url", server.base_url, *args, keys_of=server, stdin=pipe
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout=30)
-    finally:
-        await stop(process)
-    assert process.returncode is not None
-    finished = Finished(process.returncode, stdout.decode(), stderr.decode())
-    assert "Traceback" not in finished.stderr
-    assert server.secret_key not in finished.stdout + finished.stderr
-    return finished
+from tests.cli.processes import (
+    SCRIPT,
+    UNKNOWN_UUID,
+    Server,
+    run_cancel,
+    serve,
+    start,
+    stop,
+)
 
 
 async def interrupt(process: asyncio.subprocess.Process, times: int = 1) -> bytes:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import socket
 import sys
@@ -12,22 +14,15 @@ import aiohttp
 import pytest
 
 from tests._signer import make_token, send
+from tests.cli.processes import (
+    ctrl_c_while_importing,
+    python_m_testing,
+    read_settings,
+    slow_import,
+)
 from upbit_cancel._cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def read_settings(stdout: asyncio.StreamReader) -> dict[str, str]:
-    """Read the key=value lines the server prints before its notes."""
-    settings: dict[str, str] = {}
-    while len(settings) < 3:
-        line = (await stdout.readline()).decode()
-        if not line:
-            raise AssertionError("fake-server exited before printing its settings")
-        key, sep, value = line.strip().partition("=")
-        if sep and not line.startswith("#"):
-            settings[key] = value
-    return settings
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -122,3 +117,77 @@ def test_command_is_required() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
+
+
+def test_bad_options_are_one_line_that_points_at_the_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An option argparse cannot read is one line and status 2, not the whole usage."""
+    for argv in (["--orders", "x"], ["--policy", "bogus"], ["--bogus"], ["--market"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fake-server", *argv])
+        assert exit_info.value.code == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("upbit-cancel")
+        assert line.endswith(" --help)")
+
+
+@pytest.mark.parametrize("option", ["--window", "--latency", "--block-seconds"])
+def test_an_endless_duration_is_refused(option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fake-server", option, "inf"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "inf" in line
+
+
+async def test_python_m_says_its_own_name_in_one_line() -> None:
+    process = await python_m_testing("--limit", "1e9")
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 2
+    [line] = stderr.decode().splitlines()
+    assert line.startswith("python -m upbit_cancel.testing: argument --limit: ")
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        (signal.SIGINT, signal.SIGINT),
+        (signal.SIGTERM, signal.SIGTERM),
+        (signal.SIGTERM, signal.SIGINT),
+    ],
+    ids=["SIGINT-SIGINT", "SIGTERM-SIGTERM", "SIGTERM-SIGINT"],
+)
+async def test_signals_while_it_stops_are_ignored(
+    first: signal.Signals, then: signal.Signals
+) -> None:
+    """Once stopping, every further signal, whenever it lands, is ignored: the exit is 0."""
+    process = await python_m_testing("--port", "0", "--orders", "3")
+    try:
+        assert process.stdout is not None
+        await asyncio.wait_for(read_settings(process.stdout), timeout=20)
+        while b"# Admin" not in await process.stdout.readline():
+            pass
+        process.send_signal(first)
+        # Signals all the way through the shutdown, until the process has exited. Sent with
+        # os.kill: send_signal() would reap the child itself, behind the event loop's back.
+        waited = asyncio.ensure_future(process.wait())
+        while not waited.done():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, then)
+            await asyncio.wait({waited}, timeout=0.002)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, stderr
+    assert b"# stopped" in stdout
+    assert b"Traceback" not in stderr
+
+
+async def test_a_signal_while_it_starts_is_a_clean_exit(tmp_path: Path) -> None:
+    """Ctrl+C while ``python -m upbit_cancel.testing`` still imports: a line and 130."""
+    (tmp_path / "sitecustomize.py").write_text(slow_import("upbit_cancel.testing._server"))
+    process = await python_m_testing(env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    stderr = await ctrl_c_while_importing(process)
+    assert process.returncode == 130
+    assert stderr.decode().splitlines() == ["python -m upbit_cancel.testing: interrupted"]

@@ -9,16 +9,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TextIO, TypeAlias
 
 from .._errors import (
     AuthenticationError,
     InvalidIdError,
+    NotSentError,
     OutcomeUnknownError,
     OutOfScopeError,
     UpbitError,
 )
-from .._models import BatchResult
+from .._models import BatchResult, UnresolvedOrder
 from .._regions import REGIONS
 from .output import (
     ProgressBar,
@@ -30,7 +31,7 @@ from .output import (
     states_table,
     unresolved_table,
 )
-from .signals import ignore_interrupts, interrupted, stop_on_signals, usage_error
+from .signals import Parser, ignore_interrupts, interrupted, stop_on_signals, usage_error
 
 __all__ = ["add_parser", "run"]
 
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
     from .._batch.canceller import BatchCanceller
     from .._http.session import UpbitSession
 
-    _SubParsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+    _SubParsers: TypeAlias = argparse._SubParsersAction[Parser]
+
+PROG = "upbit-cancel cancel"
 
 #: Where ``cancel`` takes the credentials from; never from arguments, which other users of the
 #: machine can read in the process list and which end up in shell history.
@@ -48,6 +51,10 @@ _BASE_URL_ENV = "UPBIT_BASE_URL"
 
 #: Distinct ids above which ``cancel`` shows a progress bar by itself (on a terminal).
 _PROGRESS_THRESHOLD = 100
+
+#: The longest line of an input file read: far more than an id (128 bytes at most) with a
+#: comment, far less than a file without line ends.
+_LONGEST_LINE = 4096
 
 _Kind = Literal["uuids", "identifiers"]
 
@@ -171,9 +178,23 @@ def _credentials() -> tuple[str, str] | str:
     return access_key, secret_key
 
 
-def _parse_lines(text: str) -> list[str]:
+class _LineTooLongError(ValueError):
+    """A line of the input longer than any id with a comment could be."""
+
+
+def _read_lines(stream: TextIO, source: str) -> list[str]:
+    """The ids of ``stream``, a line at a time: blank lines and ``#`` comments skipped, and no
+    line read past :data:`_LONGEST_LINE` characters (a file without line ends, such as
+    ``/dev/zero``, is refused rather than read into memory)."""
     ids = []
-    for line in text.splitlines():
+    number = 0
+    while line := stream.readline(_LONGEST_LINE + 1):
+        number += 1
+        if len(line) > _LONGEST_LINE and not line.endswith("\n"):
+            raise _LineTooLongError(
+                f"line {number:,} of {source} is longer than {_LONGEST_LINE:,} characters; "
+                "give one id on each line"
+            )
         value = line.strip()
         if value and not value.startswith("#"):
             ids.append(value)
@@ -191,9 +212,10 @@ def _read_ids(args: argparse.Namespace) -> tuple[_Kind, list[str]]:
         if not args.quiet:
             end = " (end with Ctrl+D)" if sys.stdin.isatty() else ""
             print(f"Reading {kind} from standard input{end}", file=sys.stderr, flush=True)
-        return kind, _parse_lines(sys.stdin.read())
+        return kind, _read_lines(sys.stdin, "standard input")
     # utf-8-sig: files saved by Windows editors start with a byte order mark.
-    return kind, _parse_lines(Path(args.file).read_text(encoding="utf-8-sig"))
+    with Path(args.file).open(encoding="utf-8-sig") as file:
+        return kind, _read_lines(file, args.file)
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
@@ -221,10 +243,10 @@ def run(args: argparse.Namespace) -> int:
 
     problem = _usage_problem(args)
     if problem is not None:
-        return usage_error("cancel", problem)
+        return usage_error(PROG, problem)
     credentials = _credentials()
     if isinstance(credentials, str):
-        return usage_error("cancel", credentials)
+        return usage_error(PROG, credentials)
     access_key, secret_key = credentials
     base_url = args.base_url or os.environ.get(_BASE_URL_ENV, "").strip() or None
     try:
@@ -234,21 +256,23 @@ def run(args: argparse.Namespace) -> int:
             access_key, secret_key, region=args.region, base_url=base_url, limiter=limiter
         )
     except (ValueError, ImportError) as error:
-        return usage_error("cancel", str(error))
+        return usage_error(PROG, str(error))
     try:
         kind, ids = ("uuids", []) if args.all_open else _read_ids(args)
     except OSError as error:
-        return usage_error("cancel", f"cannot read {args.file}: {error.strerror or error}")
+        return usage_error(PROG, f"cannot read {args.file}: {error.strerror or error}")
     except UnicodeDecodeError as error:
-        return usage_error("cancel", f"cannot read {args.file}: not UTF-8 text ({error.reason})")
+        return usage_error(PROG, f"cannot read {args.file}: not UTF-8 text ({error.reason})")
+    except _LineTooLongError as error:
+        return usage_error(PROG, str(error))
     except KeyboardInterrupt:
-        print("upbit-cancel cancel: interrupted; nothing was sent", file=sys.stderr)
+        print(f"{PROG}: interrupted; nothing was sent", file=sys.stderr)
         return interrupted()
     if not args.all_open and not ids:
         source = "standard input" if args.file in (None, "-") else args.file
         if args.json:
             _report(BatchResult(kind=kind), args, given=0, tables=False)
-        print(f"upbit-cancel cancel: nothing to cancel: {source} holds no ids", file=sys.stderr)
+        print(f"{PROG}: nothing to cancel: {source} holds no ids", file=sys.stderr)
         return 0
     # Filled in by _cancel, so that after Ctrl+C the canceller's partial result can be shown.
     cancellers: list[BatchCanceller] = []
@@ -262,14 +286,22 @@ def run(args: argparse.Namespace) -> int:
             _report(partial, args, given=None, json_too=False)
         refused = _refusal_of(error)
         if refused is not None:
-            return usage_error("cancel", refused)
-        print(f"upbit-cancel cancel: could not list the open orders: {error}", file=sys.stderr)
+            return usage_error(PROG, refused)
+        print(f"{PROG}: could not list the open orders: {error}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, asyncio.CancelledError):
         ignore_interrupts()
         partial = cancellers[0].last_result if cancellers else None
         if partial is None:
-            print("upbit-cancel cancel: interrupted; nothing was sent", file=sys.stderr)
+            print(f"{PROG}: interrupted; nothing was sent", file=sys.stderr)
+            if args.json:
+                # Every id is still accounted for: none was sent.
+                never = NotSentError("not sent: interrupted before the run began")
+                unsent = BatchResult(
+                    kind=kind,
+                    unresolved=[UnresolvedOrder(id, never) for id in dict.fromkeys(ids)],
+                )
+                _report(unsent, args, given=len(ids) if ids else None, tables=False)
             return interrupted()
         if not _distinct(partial):
             what = "no cancel was sent"
@@ -277,19 +309,35 @@ def run(args: argparse.Namespace) -> int:
             what = "orders whose request was in flight may or may not be canceled"
         else:
             what = "no request was in flight"
-        print(f"upbit-cancel cancel: interrupted; {what}", file=sys.stderr)
+        print(f"{PROG}: interrupted; {what}", file=sys.stderr)
         _report(partial, args, given=len(ids) if ids else None)
         return interrupted()
     refusal = _refusal(result)
     if refusal is not None:
         _report(result, args, given=None, tables=False)
-        return usage_error("cancel", refusal)
+        return usage_error(PROG, refusal)
     _report(result, args, given=len(ids) if ids else None)
     if args.all_open and not args.quiet and not _distinct(result):
         where = f" in {args.market}" if args.market else ""
-        print(f"upbit-cancel cancel: the exchange listed no open orders{where}", file=sys.stderr)
+        print(f"{PROG}: the exchange listed no open orders{where}", file=sys.stderr)
+    if result.listing_complete is False:
+        print(
+            f"{PROG}: the open orders' listing did not show that nothing is left "
+            "open (it did not end, or new orders kept coming); check the account",
+            file=sys.stderr,
+        )
+        return 1
     if result.confirmed:
-        malformed = any(isinstance(entry.error, InvalidIdError) for entry in result.unresolved)
+        # What --confirm answers: is any order still open, or of unknown state? An id that
+        # cannot be an order's was never sent: the order it was meant for may be open.
+        malformed = sum(isinstance(entry.error, InvalidIdError) for entry in result.unresolved)
+        if malformed and not args.quiet:
+            were = "was" if malformed == 1 else "were"
+            print(
+                f"{PROG}: {plural(malformed, 'id')} could not be an order's and "
+                f"{were} not sent: the orders meant may still be open",
+                file=sys.stderr,
+            )
         return 1 if result.still_open or result.unknown_states or malformed else 0
     return 1 if result.unresolved else 0
 
@@ -339,22 +387,23 @@ async def _cancel(
     show_progress = args.progress
     if show_progress is None:
         show_progress = not args.quiet and distinct > _PROGRESS_THRESHOLD and sys.stderr.isatty()
-    if not args.quiet:
-        # Printed once the event loop runs, so that from here on Ctrl+C yields a partial result.
-        what = (
-            "every open order" + (f" of {args.market}" if args.market else "")
-            if args.all_open
-            else plural(distinct, kind.rstrip("s"))
-        )
-        print(f"Cancelling {what} through {session.base_url}", file=sys.stderr, flush=True)
     task = asyncio.current_task()
     assert task is not None
     async with contextlib.AsyncExitStack() as stack:
-        stack.enter_context(stop_on_signals(task))
+        stack.enter_context(stop_on_signals(task.cancel))
+        if not args.quiet:
+            # Printed once Ctrl+C cancels this task: from here on it yields a partial result.
+            what = (
+                "every open order" + (f" of {args.market}" if args.market else "")
+                if args.all_open
+                else plural(distinct, kind.rstrip("s"))
+            )
+            print(f"Cancelling {what} through {session.base_url}", file=sys.stderr, flush=True)
         if isinstance(session.limiter, RedisLimiter):
             await stack.enter_async_context(session.limiter)
         await stack.enter_async_context(session)
-        with ProgressBar(distinct, enabled=show_progress and not args.all_open) as bar:
+        total = None if args.all_open else distinct
+        with ProgressBar(total, enabled=show_progress) as bar:
             canceller = canceller_class(
                 session, on_progress=bar.update, retry_ambiguous=args.retry_ambiguous
             )

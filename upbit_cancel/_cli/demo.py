@@ -30,12 +30,12 @@ from .output import (
     states_table,
     unresolved_breakdown,
 )
-from .signals import usage_error
+from .signals import Parser, usage_error
 
 if TYPE_CHECKING:
     from ..testing import FakeUpbit
 
-    _SubParsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+    _SubParsers: TypeAlias = argparse._SubParsersAction[Parser]
 
 __all__ = [
     "Measured",
@@ -395,4 +395,4 @@ def run(args: argparse.Namespace) -> int:
     try:
         return run_demo(args.orders, args.jitter, args.seed)
     except ValueError as error:
-        return usage_error("demo", str(error))
+        return usage_error("upbit-cancel demo", str(error))

@@ -8,6 +8,7 @@ library to cancel orders.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections import Counter
 from types import TracebackType
@@ -45,6 +46,10 @@ HAVE_RICH = importlib.util.find_spec("rich") is not None
 
 #: Unresolved ids listed by name in a summary before "... and N more".
 UNRESOLVED_SHOWN = 10
+
+#: The narrowest terminal believed, and the width used instead of one not believed.
+_NARROWEST = 20
+_FALLBACK_WIDTH = 80
 
 
 def count(number: int) -> str:
@@ -246,10 +251,15 @@ def unresolved_table(unresolved: UnresolvedList, *, shown: int = UNRESOLVED_SHOW
 
 
 def console(file: TextIO) -> rich.console.Console:
-    """A rich console writing to ``file`` (colours only on a terminal)."""
+    """A rich console writing to ``file`` (colours only on a terminal), at the terminal's width,
+    or at 80 columns when ``COLUMNS`` says something no terminal is (``0``, ``wide``)."""
     from rich.console import Console
 
-    return Console(file=file, highlight=False)
+    columns = os.environ.get("COLUMNS")
+    width = None
+    if columns is not None and not (columns.strip().isdigit() and int(columns) >= _NARROWEST):
+        width = _FALLBACK_WIDTH
+    return Console(file=file, highlight=False, width=width)
 
 
 def say(text: str, file: TextIO) -> None:
@@ -331,7 +341,8 @@ class ProgressBar:
     """A progress bar on standard error, fed by ``BatchCanceller(on_progress=bar.update)``.
 
     Writes to ``file`` (default: standard error); does nothing when ``enabled`` is false or rich
-    is not installed.
+    is not installed. ``total`` is ``None`` when the number of ids is not known up front (the
+    open orders of ``--all-open``).
 
     Example::
 
@@ -341,7 +352,7 @@ class ProgressBar:
 
     __slots__ = ("_bar", "_task", "_total")
 
-    def __init__(self, total: int, *, enabled: bool, file: TextIO | None = None) -> None:
+    def __init__(self, total: int | None, *, enabled: bool, file: TextIO | None = None) -> None:
         self._total = total
         self._bar: rich.progress.Progress | None = None
         self._task: rich.progress.TaskID | None = None

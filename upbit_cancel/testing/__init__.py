@@ -26,17 +26,59 @@ order book (``_book``), the keys (``_auth``), the admin API (``_admin``), the ra
 policies (``_policies``), the faults (``_faults``) and the records (``_records``).
 """
 
-from ._faults import FaultKind, Faults
-from ._policies import (
-    FixedWindowPolicy,
-    PolicyName,
-    RatePolicy,
-    SlidingWindowPolicy,
-    TokenBucketPolicy,
-    make_policy,
-)
-from ._records import FakeOrder, OrderState, RequestRecord
-from ._server import FakeUpbit, UnknownIds
+from __future__ import annotations
+
+import importlib
+
+# Not typing.TYPE_CHECKING: ``python -m upbit_cancel.testing`` imports this package before it can
+# take Ctrl+C over, so it imports nothing until a name is used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._faults import FaultKind, Faults
+    from ._policies import (
+        FixedWindowPolicy,
+        PolicyName,
+        RatePolicy,
+        SlidingWindowPolicy,
+        TokenBucketPolicy,
+        make_policy,
+    )
+    from ._quirks import Quirks
+    from ._records import FakeOrder, OrderState, RequestRecord
+    from ._server import FakeUpbit, UnknownIds
+
+_EXPORTS = {
+    "FakeOrder": "._records",
+    "FakeUpbit": "._server",
+    "FaultKind": "._faults",
+    "Faults": "._faults",
+    "FixedWindowPolicy": "._policies",
+    "OrderState": "._records",
+    "PolicyName": "._policies",
+    "Quirks": "._quirks",
+    "RatePolicy": "._policies",
+    "RequestRecord": "._records",
+    "SlidingWindowPolicy": "._policies",
+    "TokenBucketPolicy": "._policies",
+    "UnknownIds": "._server",
+    "make_policy": "._policies",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'upbit_cancel.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
+
 
 __all__ = [
     "FakeOrder",
@@ -46,6 +88,7 @@ __all__ = [
     "FixedWindowPolicy",
     "OrderState",
     "PolicyName",
+    "Quirks",
     "RatePolicy",
     "RequestRecord",
     "SlidingWindowPolicy",

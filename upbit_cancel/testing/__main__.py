@@ -1,5 +1,9 @@
-"""``python -m upbit_cancel.testing``: run the fake Upbit exchange until interrupted."""
+"""``python -m upbit_cancel.testing``: ``upbit-cancel fake-server`` under its own name.
 
-from upbit_cancel.testing._command import main
+The command line is the console's (``upbit_cancel._cli``); the fake exchange itself shares no
+code with the client it checks.
+"""
 
-raise SystemExit(main())
+from upbit_cancel._cli import run_fake_server
+
+raise SystemExit(run_fake_server())
