@@ -19,6 +19,9 @@ import ast
 import asyncio
 import inspect
 import logging
+import os
+import shutil
+import tempfile
 import threading
 from typing import Any
 
@@ -27,6 +30,19 @@ from sybil.parsers.myst import CodeBlockParser
 
 from upbit_cancel import _regions
 from upbit_cancel.testing import FakeUpbit
+
+_STATE_DIR = tempfile.mkdtemp(prefix="upbit-cancel-state-")
+
+
+def pytest_configure(config: object) -> None:
+    """The host's budgets of this run in a directory of their own (subprocesses inherit it),
+    never in the user's cache."""
+    os.environ["UPBIT_CANCEL_STATE_DIR"] = _STATE_DIR
+
+
+def pytest_unconfigure(config: object) -> None:
+    shutil.rmtree(_STATE_DIR, ignore_errors=True)
+
 
 # Complete programs shown on the pages; tests/test_docs.py runs each as its page describes.
 collect_ignore = ["docs/examples", "docs/conf.py"]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         APIError,
         AuthenticationError,
         BlockedError,
+        BudgetUnavailableError,
         ConnectError,
         ConnectionLostError,
         InvalidIdError,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     )
     from ._http.session import UpbitSession
     from ._limiter.contract import Feedback, Lease, Limiter, RemainingReq
+    from ._limiter.host import HostLimiter
     from ._limiter.redis import RedisLimiter
     from ._limiter.window import SlidingWindowLimiter
     from ._models import (
@@ -66,11 +68,13 @@ _EXPORTS = {
     "BatchCanceller": "._batch.canceller",
     "BatchResult": "._models",
     "BlockedError": "._errors",
+    "BudgetUnavailableError": "._errors",
     "CancelResult": "._models",
     "ChunkResult": "._models",
     "ConnectError": "._errors",
     "ConnectionLostError": "._errors",
     "Feedback": "._limiter.contract",
+    "HostLimiter": "._limiter.host",
     "InvalidIdError": "._errors",
     "InvalidRequestError": "._errors",
     "Lease": "._limiter.contract",
@@ -134,11 +138,13 @@ __all__ = [
     "BatchCanceller",
     "BatchResult",
     "BlockedError",
+    "BudgetUnavailableError",
     "CancelResult",
     "ChunkResult",
     "ConnectError",
     "ConnectionLostError",
     "Feedback",
+    "HostLimiter",
     "InvalidIdError",
     "InvalidRequestError",
     "Lease",

@@ -44,6 +44,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BlockedError",
+    "BudgetUnavailableError",
     "ConnectError",
     "ConnectionLostError",
     "InvalidIdError",
@@ -104,6 +105,13 @@ class InvalidIdError(UpbitError, ValueError):
 
 class NotSentError(UpbitError):
     """Stopped before this request was sent (cancelled, or the batch stopped): nothing happened."""
+
+
+class BudgetUnavailableError(NotSentError):
+    """The account's shared rate-limit budget refuses this process: its file cannot be written,
+    Redis refuses the URL's credentials, the key's budget is kept under another name, or the
+    store has been out of reach for a while and this process has no share of the budget of its
+    own. Nothing was sent; the message says what to check."""
 
 
 class ConnectError(UpbitError):
@@ -244,7 +252,8 @@ class UnresolvedError(UpbitError):
 
 def stops_the_account(error: UpbitError) -> bool:
     """Whether no further request of the account can succeed after ``error``: the key refused
-    or without the permission, the account blocked, or the session closed.
+    or without the permission, the account blocked, the session closed, or its budget refusing
+    the process.
 
     A query-hash mismatch (``invalid_query_payload``) concerns one request's query (an odd
     identifier), not the key.
@@ -252,7 +261,12 @@ def stops_the_account(error: UpbitError) -> bool:
     if isinstance(error, AuthenticationError) and error.name == "invalid_query_payload":
         return False
     return isinstance(
-        error, AuthenticationError | OutOfScopeError | BlockedError | SessionClosedError
+        error,
+        AuthenticationError
+        | OutOfScopeError
+        | BlockedError
+        | SessionClosedError
+        | BudgetUnavailableError,
     )
 
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["log"]
+__all__ = ["budget_log", "log"]
 
 #: The logger of every record upbit_cancel writes.
 log = logging.getLogger("upbit_cancel")
 log.addHandler(logging.NullHandler())
+
+#: The records of a budget shared through a store (its fallback, its recovery, a lost state):
+#: a child of :data:`log`, so that a program (the command line) can show them apart.
+budget_log = logging.getLogger("upbit_cancel.budget")

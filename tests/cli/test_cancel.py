@@ -575,11 +575,11 @@ def test_all_open_counts_the_listing_requests_and_says_when_nothing_is_open(
     assert "the exchange listed no open orders in SGD-BTC" in err
 
 
-def test_account_without_redis_is_a_usage_error(
+def test_an_empty_account_name_is_a_usage_error(
     credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cancel(credentials, "--account", "main", "--uuids", UNKNOWN_UUID) == 2
-    assert "--account applies to --redis" in capsys.readouterr().err
+    assert cancel(credentials, "--account", " ", "--uuids", UNKNOWN_UUID) == 2
+    assert "--account needs a name" in capsys.readouterr().err
 
 
 def test_two_commands_share_one_budget_through_redis(

@@ -40,7 +40,7 @@ async def test_the_newer_spelling_of_the_default_group_pauses_the_account(
     fake.queue_response(
         200, EMPTY, headers={"Remaining-Req": "group=exchange.default; min=1800; sec=0"}
     )
-    async with session_for(fake) as session:
+    async with session_for(fake, limiter=SlidingWindowLimiter()) as session:
         await session.cancel_orders(uuids=[UNKNOWN])
         limiter = session.limiter
         assert isinstance(limiter, SlidingWindowLimiter)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio
 from aiohttp import web
 
-from upbit_cancel import RedisLimiter, SlidingWindowLimiter, UpbitSession
+from upbit_cancel import HostLimiter, RedisLimiter, SlidingWindowLimiter, UpbitSession
 
 SECRET = "s" * 40
 
@@ -83,8 +83,8 @@ async def test_a_redis_limiter_keeps_every_groups_budget_in_redis(redis_url: str
         client = redis.asyncio.Redis.from_url(redis_url)
         keys = {key.decode() if isinstance(key, bytes) else key for key in await client.keys("*")}
         await client.aclose()
-    assert any(":order-cancel-all:" in key for key in keys)
-    assert not any(":default:" in key for key in keys)
+    assert any(key.endswith(":order-cancel-all") for key in keys)
+    assert not any(key.endswith(":default") for key in keys)
 
 
 async def test_sessions_of_one_key_share_every_groups_budget() -> None:
@@ -97,7 +97,7 @@ async def test_sessions_of_one_key_share_every_groups_budget() -> None:
         group = first._transport.limiter("order-cancel-all")
         assert second._transport.limiter("order-cancel-all") is group
         assert group is not first.limiter
-        assert isinstance(group, SlidingWindowLimiter)
+        assert isinstance(group, HostLimiter)
         assert (group.limit, group.window, group.group) == (1, 2.0, "order-cancel-all")
 
 

@@ -355,9 +355,10 @@ async def test_a_418_blocks_the_account_without_sending_anything(
     fake.queue_response(
         418, {"error": {"name": "blocked", "message": "Your access is blocked for 30 seconds."}}
     )
+    shared = SlidingWindowLimiter()
     async with (
-        session_for(fake) as session,
-        session_for(fake) as sibling,
+        session_for(fake, limiter=shared) as session,
+        session_for(fake, limiter=shared) as sibling,
     ):
         with pytest.raises(BlockedError) as first:
             await session.cancel_orders(uuids=[order])
@@ -483,7 +484,7 @@ async def test_a_lowercase_remaining_req_header_is_read(
         {"success": {"count": 0, "orders": []}, "failed": {"count": 0, "orders": []}},
         headers={"remaining-req": "group=default; min=1800; sec=0"},
     )
-    async with session_for(fake) as session:
+    async with session_for(fake, limiter=SlidingWindowLimiter()) as session:
         await session.cancel_orders(uuids=[UNKNOWN])
         assert session.remaining_req is not None
         assert session.remaining_req.sec == 0

@@ -6,7 +6,12 @@ from __future__ import annotations
 from aiolimiter import AsyncLimiter
 
 from tests.conftest import RedisServer, SessionFor
-from upbit_cancel import BatchCanceller, RedisLimiter, SlidingWindowLimiter
+from upbit_cancel import (
+    BatchCanceller,
+    BudgetUnavailableError,
+    RedisLimiter,
+    SlidingWindowLimiter,
+)
 from upbit_cancel.testing import FakeUpbit
 
 
@@ -39,23 +44,42 @@ async def test_a_limiter_that_cannot_take_slots_over_waits_for_them(
         assert fake.max_in_window() <= 30
 
 
-async def test_a_redis_limiter_closed_after_a_fallback_is_replaced_at_once(
-    session_for: SessionFor,
+async def test_a_redis_limiter_closed_is_replaced_at_once(
+    session_for: SessionFor, redis_url: str
 ) -> None:
-    """Closed while its fallback still holds slots: a new one of the key is not refused, and
-    waits for those slots."""
-    server = RedisServer()  # never started: the limiters fall back
+    """A RedisLimiter closed while its slots still count: a new one of the key is not refused,
+    and the exchange never sees more than the limit in a window."""
     async with FakeUpbit() as fake:
-        uuids = fake.add_orders(6)
+        uuids = fake.add_orders(1_200)
         async with (
-            RedisLimiter(server.url, fallback_limit=3, timeout=0.2) as old,
+            RedisLimiter(redis_url) as old,
             session_for(fake, limiter=old) as first,
         ):
-            await BatchCanceller(first).cancel(uuids=uuids[:3])
+            await BatchCanceller(first).cancel(uuids=uuids[:600])
         async with (
-            RedisLimiter(server.url, fallback_limit=3, timeout=0.2) as new,
+            RedisLimiter(redis_url) as new,
             session_for(fake, limiter=new) as second,
         ):
-            result = await BatchCanceller(second).cancel(uuids=uuids[3:])
-        assert result.success.count == 3
-        assert fake.max_in_window() <= 3
+            result = await BatchCanceller(second).cancel(uuids=uuids[600:])
+        assert result.success.count == 600
+        assert fake.max_in_window() <= 30
+        assert fake.stats()["rejected_429"] == 0
+
+
+async def test_a_redis_limiter_that_never_reached_redis_refuses_without_sending(
+    session_for: SessionFor,
+) -> None:
+    """A process that never reached Redis has no share of the budget of its own: its requests
+    are refused as not sent, with an error that says why, and nothing reaches the exchange."""
+    server = RedisServer()  # never started
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(3)
+        async with (
+            RedisLimiter(server.url, timeout=0.2) as limiter,
+            session_for(fake, limiter=limiter) as session,
+        ):
+            result = await BatchCanceller(session).cancel(uuids=uuids)
+        assert result.unresolved.count == 3
+        assert {type(entry.error) for entry in result.unresolved} == {BudgetUnavailableError}
+        assert "no share" in str(result.unresolved[0].error)
+        assert fake.records == []

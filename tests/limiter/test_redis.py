@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import AsyncIterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +26,23 @@ from upbit_cancel import (
     SessionClosedError,
     UpbitSession,
 )
+from upbit_cancel._limiter.redis.store import RedisStore
+from upbit_cancel._limiter.shared.rules import decode
 from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 UNKNOWN = "0000abcd-0000-4000-8000-000000000000"
+
+
+async def queued(client: redis.asyncio.Redis) -> int:
+    """Tickets waiting in line in every budget Redis holds: only Redis can tell."""
+    count = 0
+    for key in await client.keys("upbit_cancel:{*"):
+        value = await client.get(key)
+        if value is not None:
+            state = decode(value.decode().partition("|")[2])
+            count += 0 if state is None else len(state.queue)
+    return count
 
 
 def incidents(records: list[RequestRecord], window: float = 1.0) -> int:
@@ -76,9 +87,12 @@ async def test_the_keys_carry_a_hash_tag_and_never_the_access_key(
         client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
         keys = [str(key) for key in await client.keys("*")]
         await client.aclose()
-    assert keys
-    assert len({key.split("}")[0] for key in keys}) == 1
-    assert all(key.startswith("upbit_cancel:{") for key in keys)
+    budgets = [key for key in keys if not key.startswith("upbit_cancel:key:")]
+    claims = [key for key in keys if key.startswith("upbit_cancel:key:")]
+    assert budgets
+    assert claims  # which name the key's budget is kept under
+    assert len({key.split("}")[0] for key in budgets}) == 1
+    assert all(key.startswith("upbit_cancel:{") for key in budgets)
     assert not any(fake.access_key in key for key in keys)
 
 
@@ -140,7 +154,7 @@ async def test_waiting_processes_are_served_in_the_order_they_asked(redis_url: s
         early = asyncio.ensure_future(take(second, "second, earlier"))
         client = redis.asyncio.Redis.from_url(redis_url)
         # Until the earlier ticket is in line: only Redis can tell.
-        while not await client.keys("*:queue"):  # noqa: ASYNC110
+        while not await queued(client):  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         await client.aclose()
         late = asyncio.ensure_future(take(first, "first, later"))
@@ -148,40 +162,46 @@ async def test_waiting_processes_are_served_in_the_order_they_asked(redis_url: s
     assert served == ["second, earlier", "first, later"]
 
 
-async def test_an_unreachable_redis_falls_back_to_a_local_share_logged_once(
+async def test_a_member_that_loses_redis_waits_then_spends_its_share_then_goes_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """No Redis: a conservative local budget, never unlimited, and one warning."""
-    server = RedisServer()  # never started: its port refuses connections
-    async with RedisLimiter(server.url, fallback_limit=3, window=5.0, timeout=0.2) as limiter:
-        leases = [await limiter.acquire() for _ in range(3)]
-        assert limiter.degraded
-        for lease in leases:
-            with lease:
-                lease.sending()
-                lease.answered(Feedback(200))
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(limiter.acquire(), timeout=0.3)
-    assert caplog.text.count("Redis unreachable") == 1
-
-
-async def test_when_redis_returns_it_takes_over_with_the_fallbacks_slots() -> None:
-    """Back from a fallback: Redis serves again, holding what the fallback granted meanwhile."""
+    """Redis goes away under a member: nothing is granted until the others can have noticed
+    (a membership and the time a slot may still count), then its share and never more, one
+    warning; once Redis answers, Redis grants again."""
+    caplog.set_level(logging.WARNING, logger="upbit_cancel")
     server = RedisServer()
-    async with RedisLimiter(server.url, fallback_limit=3, timeout=0.2) as limiter:
-        lease = await limiter.acquire()
-        assert limiter.degraded
-        lease.release()
-        server.start()
-        try:
-            # The fallback tries Redis again once a second: until then leases are local.
+    server.start()
+    try:
+        async with RedisLimiter(server.url, fallback_limit=3, timeout=0.2) as limiter:
+            (await limiter.acquire()).release()
+            await asyncio.sleep(2 * 0.5 + 0.1)  # a member long enough for every other to know
+            (await limiter.acquire()).release()
+            assert limiter.fallback_share == 3
+            server.stop()
+            loop = asyncio.get_running_loop()
+            lost = loop.time()
+            leases = [await limiter.acquire() for _ in range(3)]
+            first = loop.time() - lost
+            assert limiter.degraded
+            assert all(lease.handle is None for lease in leases)  # the fallback's
+            # A membership (2 s) and the longest a granted slot may count (3.01 s + 1 s).
+            assert first >= 2.0 + 4.0
+            for lease in leases:
+                with lease:
+                    lease.sending()
+                    lease.answered(Feedback(200))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(limiter.acquire(), timeout=0.3)
+            server.start()
             async with asyncio.timeout(10):
                 while (lease := await limiter.acquire()).handle is None:
                     lease.release()  # never sent
             assert not limiter.degraded
             lease.release()
-        finally:
-            server.stop()
+    finally:
+        server.stop()
+    assert caplog.text.count("did not answer (ConnectionError)") == 1
+    assert caplog.text.count("answers again; the shared") == 1
 
 
 async def test_a_restart_of_redis_mid_run_loses_no_id(session_for: SessionFor) -> None:
@@ -238,8 +258,8 @@ async def test_a_redis_turned_read_only_falls_back_and_settles_every_id(
     finally:
         await admin.aclose()
         server.stop()
-    assert caplog.text.count("Redis unreachable (ReadOnlyError)") == 1
-    assert "Redis reachable again" in caplog.text
+    assert caplog.text.count("did not answer (ReadOnlyError)") == 1
+    assert "answers again" in caplog.text
 
 
 async def test_requests_waiting_on_the_fallback_go_back_to_redis_when_it_answers(
@@ -294,8 +314,8 @@ def most_in_window(arrivals: list[float], window: float = 1.0) -> int:
 
 
 async def test_the_timeout_bounds_every_call_on_a_client_given_too() -> None:
-    """A client made elsewhere (without socket timeouts), Redis stops answering: the fallback
-    grants after about `timeout`, as with a client the limiter makes."""
+    """A client made elsewhere (without socket timeouts), Redis stops answering: the limiter
+    knows after about `timeout`, as with a client the limiter makes."""
     server = RedisServer()
     server.start()
     assert server.process is not None
@@ -304,13 +324,13 @@ async def test_the_timeout_bounds_every_call_on_a_client_given_too() -> None:
         async with RedisLimiter(client, account="main", timeout=0.2) as limiter:
             (await limiter.acquire()).release()
             server.process.send_signal(signal.SIGSTOP)
+            waiting = asyncio.ensure_future(limiter.acquire())
             try:
                 async with asyncio.timeout(2.0):  # redis-py alone waits 5 s or more
-                    lease = await limiter.acquire()
+                    await until(lambda: limiter.degraded)
             finally:
                 server.process.send_signal(signal.SIGCONT)
-            assert limiter.degraded
-            lease.release()
+            (await waiting).release()
     finally:
         await client.aclose()
         server.stop()
@@ -352,32 +372,15 @@ async def test_a_waiter_given_up_on_leaves_the_line_in_redis_at_once(redis_url: 
             lease = await first.acquire()
             waiting = asyncio.ensure_future(second.acquire())
             async with asyncio.timeout(10):
-                while not (queues := await client.keys("*:queue")):  # noqa: ASYNC110
+                while not await queued(client):  # noqa: ASYNC110
                     await asyncio.sleep(0.005)
             waiting.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiting
-            async with asyncio.timeout(5):  # nobody else asks: without it, it stays forever
-                while await client.zcard(queues[0]):  # noqa: ASYNC110
+            async with asyncio.timeout(1):  # nobody else asks: it goes at the next visit
+                while await queued(client):  # noqa: ASYNC110
                     await asyncio.sleep(0.005)
             lease.release()
-    finally:
-        await client.aclose()
-
-
-async def test_a_process_gone_quiet_leaves_no_floor_behind(redis_url: str) -> None:
-    """The path floor of a process that stopped asking is deleted along with it."""
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        async with RedisLimiter(redis_url, account="main") as limiter:
-            (await limiter.acquire()).release()
-            [processes] = [str(key) for key in await client.keys("*:processes")]
-            floors = processes.removesuffix("processes") + "floors"
-            await client.zadd(processes, {"gone": 0})  # asked last in 1970
-            await client.hset(floors, "gone", "0.05:0")
-            (await limiter.acquire()).release()
-            assert await client.zscore(processes, "gone") is None
-            assert not await client.hexists(floors, "gone")
     finally:
         await client.aclose()
 
@@ -387,11 +390,11 @@ async def test_an_unexpected_failure_reaches_every_waiter_and_is_logged(
 ) -> None:
     """A fault nobody foresaw stops the limiter's driver: every waiter raises it, none hangs."""
 
-    async def broken(**_: Any) -> Any:
+    async def broken(*_: Any) -> Any:
         raise ZeroDivisionError("a fault nobody foresaw")
 
     async with RedisLimiter(redis_url, account="main") as limiter:
-        monkeypatch.setitem(limiter._scripts._scripts, "acquire", broken)
+        monkeypatch.setattr(RedisStore, "transact", broken)
         outcomes = await asyncio.wait_for(
             asyncio.gather(*(limiter.acquire() for _ in range(3)), return_exceptions=True),
             timeout=10,
@@ -415,7 +418,7 @@ def test_without_redis_py_the_error_names_the_extra(monkeypatch: pytest.MonkeyPa
         ({"redis": 5}, TypeError, "redis"),
         ({"account": ""}, TypeError, "account"),
         ({"prefix": "a{b}"}, ValueError, "prefix"),
-        ({"fallback_limit": 0}, ValueError, "fallback_limit"),
+        ({"fallback_limit": -1}, ValueError, "fallback_limit"),
         ({"limit": 0}, ValueError, "limit"),
         ({"timeout": -1}, ValueError, "timeout"),
     ],
@@ -515,33 +518,33 @@ async def test_a_killed_process_leaves_no_stuck_budget(redis_url: str, tmp_path:
         assert [result["success"] for result in results] == [1200] * 2
         assert fake.stats()["rejected_429"] == 0
         assert fake.max_in_window() <= 30
-    # Once the dead process's leases expire, a fresh process gets the whole budget at once.
+    # Once the dead process's leases expire, a fresh process gets the budget but the dead one's
+    # fallback share (5), reserved in case it only lost Redis, until the reservation ends.
     async with RedisLimiter(redis_url, account="main") as limiter:
         leases = await asyncio.wait_for(
-            asyncio.gather(*(limiter.acquire() for _ in range(30))), timeout=15
+            asyncio.gather(*(limiter.acquire() for _ in range(25))), timeout=15
         )
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(limiter.acquire(), timeout=0.5)
         for lease in leases:
             lease.release()
 
 
 async def test_a_process_far_back_in_line_waits_instead_of_asking_again_and_again(
-    redis_url: str,
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A process whose requests wait behind another's, several windows' worth, is told so: it
     asks again ten times a second at most, not every few milliseconds."""
-    acquire_sha = hashlib.sha1(
-        (resources.files("upbit_cancel._limiter.redis") / "acquire.lua").read_text("utf-8").encode()
-    ).hexdigest()
     asked = 0
     client = redis.asyncio.Redis.from_url(redis_url)
-    evalsha = client.evalsha
+    transact = RedisStore.transact
 
-    def counted(sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+    async def counted(store: RedisStore, key: str, change: Any) -> Any:
         nonlocal asked
-        asked += sha == acquire_sha
-        return evalsha(sha, numkeys, *keys_and_args)
+        asked += store is behind._store
+        return await transact(store, key, change)
 
-    vars(client)["evalsha"] = counted
+    monkeypatch.setattr(RedisStore, "transact", counted)
 
     async def take(limiter: RedisLimiter) -> None:
         lease = await limiter.acquire()
@@ -558,10 +561,8 @@ async def test_a_process_far_back_in_line_waits_instead_of_asking_again_and_agai
             await asyncio.gather(*(take(first) for _ in range(5)))
             waiting_ahead = asyncio.gather(*(take(ahead) for _ in range(10)))
             # Until the ten are in line: only Redis can tell.
-            queued = 0
-            while queued < 10:
+            while await queued(client) < 10:  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
-                queued = sum([await client.zcard(key) for key in await client.keys("*:queue")])
             asked = 0
             # Five more behind those ten and the five held: two windows (1 s) to wait.
             await asyncio.gather(*(take(behind) for _ in range(5)))
@@ -609,10 +610,8 @@ async def test_a_limiter_closed_with_requests_waiting_and_in_flight_can_be_repla
             lease = await first.acquire()
             lease.sending()
             waiting = asyncio.ensure_future(first.acquire())
-            queued = 0
-            while queued < 1:
+            while not await queued(admin):  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
-                queued = sum([await admin.zcard(key) for key in await admin.keys("*:queue")])
             await first.aclose()
             with pytest.raises(SessionClosedError, match="closed while the request waited"):
                 await waiting

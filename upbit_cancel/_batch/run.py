@@ -175,10 +175,14 @@ async def _settle(run: _Run, chunk: Chunk) -> Outcome:
             return intake.settle_unresolved(chunk, _after_unknown(run.fatal, unknown))
         try:
             answer = await run.session._call(CANCEL_BY_IDS, ids=ids, stop=run.stop, observer=chunk)
-        except NotSentError:
-            # The stop event: the run met a fatal error while this one waited.
-            assert run.fatal is not None
-            return intake.settle_unresolved(chunk, _after_unknown(run.fatal, unknown))
+        except NotSentError as error:
+            if run.fatal is not None:
+                # The stop event: the run met a fatal error while this one waited.
+                return intake.settle_unresolved(chunk, _after_unknown(run.fatal, unknown))
+            # The limiter refused it (the budget cannot be kept): nothing more can be sent.
+            if stops_the_account(error):
+                run.fail(error)
+            return intake.settle_unresolved(chunk, _after_unknown(error, unknown))
         except (ConnectError, OutcomeUnknownError) as error:
             if isinstance(error, OutcomeUnknownError):
                 unknown = error

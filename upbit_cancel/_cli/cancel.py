@@ -6,13 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO, TypeAlias
 
 from .._errors import (
     AuthenticationError,
+    BudgetUnavailableError,
     InvalidIdError,
     NotSentError,
     OutcomeUnknownError,
@@ -93,14 +96,18 @@ def add_parser(subparsers: _SubParsers) -> None:
         "--redis",
         metavar="URL",
         help=(
-            "share the account's budget with the other processes that use this Redis through "
-            "RedisLimiter (needs the redis extra)"
+            "share the account's budget across hosts with the processes that use this Redis "
+            "through RedisLimiter (needs the redis extra); by default the budget is shared with "
+            "every process of this host (HostLimiter)"
         ),
     )
     parser.add_argument(
         "--account",
         metavar="NAME",
-        help="with --redis: the account name those processes give RedisLimiter",
+        help=(
+            "the name of the account's budget that the other processes give (account=), for "
+            "several keys of one account"
+        ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--uuids", nargs="+", metavar="ID", help="order uuids to cancel")
@@ -219,8 +226,8 @@ def _read_ids(args: argparse.Namespace) -> tuple[_Kind, list[str]]:
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
-    if args.account is not None and args.redis is None:
-        return "--account applies to --redis"
+    if args.account is not None and not args.account.strip():
+        return "--account needs a name, the one the other processes of the account give"
     if args.market is not None and not args.all_open:
         return "--market applies to --all-open"
     if args.market is not None and not args.market.strip():
@@ -239,6 +246,7 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from .._batch.canceller import BatchCanceller
     from .._http.session import UpbitSession
+    from .._limiter.host import HostLimiter
     from .._limiter.redis import RedisLimiter
 
     problem = _usage_problem(args)
@@ -250,7 +258,11 @@ def run(args: argparse.Namespace) -> int:
     access_key, secret_key = credentials
     base_url = args.base_url or os.environ.get(_BASE_URL_ENV, "").strip() or None
     try:
-        limiter = None if args.redis is None else RedisLimiter(args.redis, account=args.account)
+        limiter = (
+            HostLimiter(account=args.account)
+            if args.redis is None
+            else RedisLimiter(args.redis, account=args.account)
+        )
         # Checks the settings (region, base URL, key shape) without opening anything.
         session = UpbitSession(
             access_key, secret_key, region=args.region, base_url=base_url, limiter=limiter
@@ -277,7 +289,8 @@ def run(args: argparse.Namespace) -> int:
     # Filled in by _cancel, so that after Ctrl+C the canceller's partial result can be shown.
     cancellers: list[BatchCanceller] = []
     try:
-        result = asyncio.run(_cancel(session, BatchCanceller, kind, ids, args, cancellers))
+        with _warnings_on_stderr(quiet=args.quiet):
+            result = asyncio.run(_cancel(session, BatchCanceller, kind, ids, args, cancellers))
     except UpbitError as error:
         # Only listing the open orders raises: the cancels themselves report every failure.
         partial = cancellers[0].last_result if cancellers else None
@@ -357,7 +370,10 @@ def _refusal(result: BatchResult) -> str | None:
 
 
 def _refusal_of(error: UpbitError) -> str | None:
-    """One line on what to check, if ``error`` says the exchange refused the key."""
+    """One line on what to check, if ``error`` says the exchange refused the key (or the
+    account's budget refused this process)."""
+    if isinstance(error, BudgetUnavailableError):
+        return f"the account's budget cannot be kept: {error}"
     if isinstance(error, OutOfScopeError):
         return (
             f"the exchange refused the API key ({error.name}: {error.message}); give the "
@@ -381,6 +397,7 @@ async def _cancel(
     args: argparse.Namespace,
     cancellers: list[BatchCanceller],
 ) -> BatchResult:
+    from .._limiter.host import HostLimiter
     from .._limiter.redis import RedisLimiter
 
     distinct = len(dict.fromkeys(ids))
@@ -399,7 +416,7 @@ async def _cancel(
                 else plural(distinct, kind.rstrip("s"))
             )
             print(f"Cancelling {what} through {session.base_url}", file=sys.stderr, flush=True)
-        if isinstance(session.limiter, RedisLimiter):
+        if isinstance(session.limiter, HostLimiter | RedisLimiter):
             await stack.enter_async_context(session.limiter)
         await stack.enter_async_context(session)
         total = None if args.all_open else distinct
@@ -454,3 +471,33 @@ def _close_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+class _OneLine(logging.Handler):
+    """The budget's warnings as lines of the command's own (the messages are redacted)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = " ".join(record.getMessage().split())
+            print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+        except Exception:  # a message that cannot be shown never ends the run
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _warnings_on_stderr(*, quiet: bool) -> Iterator[None]:
+    """Show what the account's budget warns of (its store out of reach and a fallback share in
+    use, the store back, a lost state) while the command runs, one line each; with ``--quiet``
+    only its errors."""
+    library = logging.getLogger("upbit_cancel.budget")
+    handler = _OneLine(logging.ERROR if quiet else logging.WARNING)
+    before = library.level, library.propagate
+    library.addHandler(handler)
+    library.setLevel(min(handler.level, library.getEffectiveLevel()))
+    library.propagate = False
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(before[0])
+        library.propagate = before[1]

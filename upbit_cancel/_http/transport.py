@@ -40,7 +40,7 @@ from .._errors import (
     error_from_response,
     with_ids,
 )
-from .._limiter.contract import Feedback, Lease, Limiter, RemainingReq
+from .._limiter.contract import Feedback, Lease, LeaseExpiredError, Limiter, RemainingReq
 from .._limiter.registry import claim, handed_over, unclaim, waits_for_predecessor
 from .._log import log as _log
 from .._redact import redact
@@ -252,6 +252,11 @@ class Transport:
                         http, request, url, query.hashed, lease, stop, observer
                     )
                 status = answer.status
+            except LeaseExpiredError:
+                # Granted too long ago to leave on it (a shared budget's lease lapsed): it did
+                # not leave; ask for another.
+                attempt -= 1
+                continue
             except UpbitError as raised:
                 _log.debug(
                     "%s %s (%s): %s", request.method, request.path, label, type(raised).__name__
@@ -372,6 +377,8 @@ class Transport:
         error: UpbitError | asyncio.CancelledError
         try:
             return await self._transmit(http, request, url, hashed, lease, observer)
+        except LeaseExpiredError:
+            raise
         except BlockedError as blocked:
             # Refused as it was leaving: a copy, whose traceback is not the transport's.
             error = with_ids(blocked, blocked.ids)

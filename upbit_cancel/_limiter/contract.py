@@ -32,6 +32,7 @@ __all__ = [
     "Feedback",
     "HandsOver",
     "Lease",
+    "LeaseExpiredError",
     "Limiter",
     "Outcome",
     "RemainingReq",
@@ -66,6 +67,12 @@ class Feedback:
     block_seconds: float | None = None
     #: The exchange's explanation of a block (for a 418), redacted.
     block_reason: str = ""
+
+
+class LeaseExpiredError(Exception):
+    """Raised by :meth:`Limiter.departing` when a lease was granted too long ago for its slot to
+    be counted still (a shared budget's lease lapses): its request must not leave; acquire
+    another lease for it. Never raised by an in-process limiter."""
 
 
 #: How a lease's request ended: an answer came back, it certainly never left, or it left and

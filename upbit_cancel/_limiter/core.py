@@ -22,7 +22,7 @@ from .feedback import NO_CHANGE, Decision, FeedbackPolicy
 from .hold import hold_until
 from .path import PathObserver
 
-__all__ = ["GROUPS", "HoldRule", "Pacer", "Release", "Settings"]
+__all__ = ["GROUPS", "HoldRule", "Paced", "Pacer", "Release", "Settings"]
 
 #: How an answered request's slot is held: until a window after its latest possible arrival
 #: (``"arrival"``), or a window after its answer (``"answer"``).
@@ -196,3 +196,41 @@ class Pacer:
             margin=settings.margin,
             max_transit=settings.max_transit,
         )
+
+
+class Paced:
+    """The settings of a limiter that paces its budget with a :class:`Pacer`, read from it."""
+
+    __slots__ = ()
+
+    _pacer: Pacer
+
+    @property
+    def settings(self) -> Settings:
+        """The limit, window, margin, ``max_transit`` and hold rule."""
+        return self._pacer.settings
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed per window (for every process that shares the budget)."""
+        return self._pacer.settings.limit
+
+    @property
+    def window(self) -> float:
+        """Length of the window, in seconds."""
+        return self._pacer.settings.window
+
+    @property
+    def margin(self) -> float:
+        """Seconds added to every hold."""
+        return self._pacer.settings.margin
+
+    @property
+    def max_transit(self) -> float:
+        """Longest time, in seconds, a request may take to reach the exchange after it left."""
+        return self._pacer.settings.max_transit
+
+    @property
+    def hold(self) -> HoldRule:
+        """How an answered request's slot is held (``"arrival"`` or ``"answer"``)."""
+        return self._pacer.settings.hold

@@ -2,7 +2,8 @@
 
 Every session of a key claims the key's limiter of a group when it first sends in that group.
 The first claim decides: a session given ``limiter=`` registers that limiter for its key's
-``default`` group, a session without one creates the in-process default. Later sessions of the
+``default`` group, a session without one creates the default, the host's budget
+(:class:`~upbit_cancel.HostLimiter`). Later sessions of the
 key without ``limiter=`` share the registered one; a session that brings a different limiter is
 refused while the registered one is in use (another open session holds it, or it still holds
 slots), since two budgets for one key would let twice the limit through. Once the registered
@@ -34,6 +35,7 @@ from aiolimiter import AsyncLimiter
 from .bucket import TokenBucketLimiter
 from .contract import AccountBound, HandsOver, Limiter
 from .core import GROUPS
+from .host import HostLimiter
 from .window import SlidingWindowLimiter
 
 __all__ = ["as_limiter", "claim", "handed_over", "unclaim", "waits_for_predecessor"]
@@ -97,7 +99,7 @@ def _given_for(group: str, given: Limiter | None) -> Limiter | None:
         entry = _siblings[id(identity)] = (_reference(identity), {})
     groups = entry[1]
     if group not in groups:
-        groups[group] = _default_for(group)
+        groups[group] = _in_process_for(group)
     return groups[group]
 
 
@@ -110,6 +112,12 @@ def _reference(value: object) -> Callable[[], object]:
 
 
 def _default_for(group: str) -> Limiter:
+    """The limiter of a session given none: the host's budget of the group."""
+    limit, window = GROUPS[group]
+    return HostLimiter(limit=limit, window=window, group=group)
+
+
+def _in_process_for(group: str) -> Limiter:
     limit, window = GROUPS[group]
     return SlidingWindowLimiter(limit, window, group=group)
 
@@ -137,13 +145,23 @@ def claim(owner: object, access_key: str, given: Limiter | None, group: str = "d
                 "same limiter, such as limiter=other_session.limiter"
             )
     limiter = given if given is not None else _default_for(group)
-    if current is not None and not current.limiter.idle:
+    if current is not None and _holds_slots(current.limiter):
         _hand_over(current.limiter, limiter)
     if isinstance(limiter, AccountBound):
         limiter.bind(access_key)
     table[access_key, group] = _Claim(limiter, _identity(limiter))
     table[access_key, group].owners.add(owner)
     return limiter
+
+
+def _holds_slots(limiter: Limiter) -> bool:
+    """Whether ``limiter`` holds slots in this process (one whose budget is kept elsewhere may be
+    idle, every release told, while what it released still counts there)."""
+    if not limiter.idle:
+        return True
+    return isinstance(limiter, HandsOver) and any(
+        seconds > 0 for seconds in limiter.remaining_holds()
+    )
 
 
 def _hand_over(old: Limiter, new: Limiter) -> None:
@@ -165,7 +183,7 @@ async def handed_over(limiter: Limiter) -> None:
     predecessor = _predecessors.get(limiter)
     if predecessor is None:
         return
-    while not predecessor.idle:  # noqa: ASYNC110 - a limiter offers no event for it
+    while _holds_slots(predecessor):  # noqa: ASYNC110 - a limiter offers no event for it
         await asyncio.sleep(_PREDECESSOR_POLL)
     _predecessors.pop(limiter, None)
 

@@ -10,12 +10,12 @@ import random
 from collections import deque
 
 from .contract import Lease
-from .core import HoldRule, Pacer, Settings
+from .core import HoldRule, Paced, Pacer, Settings
 
 __all__ = ["SlidingWindowLimiter"]
 
 
-class SlidingWindowLimiter:
+class SlidingWindowLimiter(Paced):
     """At most ``limit`` requests reach the exchange in any window of ``window`` seconds.
 
     Each :class:`Lease` takes a slot from its grant until a request sent then can no longer be
@@ -110,33 +110,6 @@ class SlidingWindowLimiter:
             group=group,
             rng=rng,
         )
-
-    # -- the settings ------------------------------------------------------------------------
-
-    @property
-    def settings(self) -> Settings:
-        """The limit, window, margin, ``max_transit`` and hold rule."""
-        return self._pacer.settings
-
-    @property
-    def limit(self) -> int:
-        """Requests allowed per window."""
-        return self._pacer.settings.limit
-
-    @property
-    def window(self) -> float:
-        """Length of the window, in seconds."""
-        return self._pacer.settings.window
-
-    @property
-    def margin(self) -> float:
-        """Seconds added to every hold."""
-        return self._pacer.settings.margin
-
-    @property
-    def max_transit(self) -> float:
-        """Longest time, in seconds, a request may take to reach the exchange after it left."""
-        return self._pacer.settings.max_transit
 
     # -- the contract ------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ import jwt
 
 from ._wire import Call, Refused
 
+_SYSTEM_RANDOM = random.SystemRandom()
+
 __all__ = ["Credential", "Keys"]
 
 _ACCEPTED_ALGORITHMS: Final = ("HS256", "HS512")
@@ -64,7 +66,9 @@ class Keys:
         return credential
 
     def _random_key(self) -> str:
-        return "".join(self._rng.choices(_KEY_ALPHABET, k=40))
+        # Never from the seed: every fake is an account of its own, so that budgets kept
+        # outside the process (a host's, a Redis's) never carry over between fakes or runs.
+        return "".join(_SYSTEM_RANDOM.choices(_KEY_ALPHABET, k=40))
 
     def authenticate(self, call: Call) -> Credential:
         """The key pair that signed ``call``, or a 401 (``Refused``) saying what is wrong.
