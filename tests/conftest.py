@@ -77,7 +77,9 @@ def fake_in_thread() -> Iterator[FakeUpbit]:
 class RedisServer:
     """A real redis-server on a free loopback port, without persistence, that can be restarted."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
+        #: More options of the server, such as ``"--requirepass", "secret"``.
+        self.options = options
         executable = shutil.which("redis-server")
         if executable is None:
             pytest.fail(
@@ -92,7 +94,7 @@ class RedisServer:
 
     def start(self) -> None:
         command = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no"]
+        command += ["--save", "", "--appendonly", "no", *self.options]
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -101,7 +103,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                     conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
+                    if conn.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 pass

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +13,8 @@ import pytest
 import redis.asyncio
 
 from tests.conftest import RedisServer, SessionFor
-from tests.helpers import until
+from tests.helpers import most_in_window, until
+from tests.limiter.workers import workers_of
 from upbit_cancel import (
     BatchCanceller,
     BlockedError,
@@ -40,7 +37,8 @@ async def queued(client: redis.asyncio.Redis) -> int:
     for key in await client.keys("upbit_cancel:{*"):
         value = await client.get(key)
         if value is not None:
-            state = decode(value.decode().partition("|")[2])
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            state = decode(text.partition("|")[2])
             count += 0 if state is None else len(state.queue)
     return count
 
@@ -302,17 +300,6 @@ async def test_requests_waiting_on_the_fallback_go_back_to_redis_when_it_answers
         server.stop()
 
 
-def most_in_window(arrivals: list[float], window: float = 1.0) -> int:
-    """The most arrivals in one half-open window, as the fake counts them."""
-    arrivals = sorted(arrivals)
-    best = start = 0
-    for end, arrival in enumerate(arrivals):
-        while arrival - arrivals[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 async def test_the_timeout_bounds_every_call_on_a_client_given_too() -> None:
     """A client made elsewhere (without socket timeouts), Redis stops answering: the limiter
     knows after about `timeout`, as with a client the limiter makes."""
@@ -432,70 +419,17 @@ def test_bad_settings_are_refused(
         RedisLimiter(**options)
 
 
-@contextlib.asynccontextmanager
-async def running_workers(
-    fake: FakeUpbit, redis_url: str, tmp_path: Path, count: int, orders: int
-) -> AsyncIterator[list[asyncio.subprocess.Process]]:
-    """Worker processes, each with a key of the account and its own orders, all ready to go."""
-    workers: list[asyncio.subprocess.Process] = []
-    try:
-        await start_workers(workers, fake, redis_url, tmp_path, count, orders)
-        yield workers
-    finally:
-        for worker in workers:
-            if worker.returncode is None:
-                worker.kill()
-            await worker.communicate()
-
-
-async def start_workers(
-    workers: list[asyncio.subprocess.Process],
-    fake: FakeUpbit,
-    redis_url: str,
-    tmp_path: Path,
-    count: int,
-    orders: int,
-) -> None:
-    for index in range(count):
-        access_key, secret_key = fake.add_credentials()
-        uuids_file = tmp_path / f"worker-{index}.txt"
-        uuids_file.write_text("\n".join(fake.add_orders(orders)), encoding="utf-8")
-        env = {**os.environ, "UPBIT_ACCESS_KEY": access_key, "UPBIT_SECRET_KEY": secret_key}
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.limiter._redis_worker",
-            fake.base_url,
-            redis_url,
-            "main",
-            str(uuids_file),
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        workers.append(worker)
-    for worker in workers:
-        assert worker.stdout is not None
-        assert await worker.stdout.readline() == b"ready\n"
-
-
-async def outcome(worker: asyncio.subprocess.Process) -> dict[str, Any]:
-    stdout, stderr = await worker.communicate()
-    assert worker.returncode == 0, stderr.decode(errors="replace")
-    result: dict[str, Any] = json.loads(stdout)
-    return result
-
-
 async def test_three_processes_cancel_together_within_one_budget(
     redis_url: str, tmp_path: Path
 ) -> None:
     """Three worker processes, 900 orders each: all canceled, never over 30 in a second."""
     async with (
         FakeUpbit(faults=Faults(jitter_in=0.01)) as fake,
-        running_workers(fake, redis_url, tmp_path, count=3, orders=900) as workers,
+        workers_of(fake, tmp_path) as workers,
     ):
-        results = await asyncio.gather(*(outcome(worker) for worker in workers))
+        await workers.start(orders=900, redis_url=redis_url, count=3)
+        await workers.go()
+        results = await workers.outcomes()
         assert [result["success"] for result in results] == [900] * 3
         assert all(result["placed"] for result in results)
         assert fake.state_counts()["wait"] == 0
@@ -508,13 +442,15 @@ async def test_a_killed_process_leaves_no_stuck_budget(redis_url: str, tmp_path:
     async with (
         FakeUpbit(faults=Faults(jitter_in=0.01)) as fake,
         # 60 requests each: the first to start may take a whole idle window, never all of them.
-        running_workers(fake, redis_url, tmp_path, count=3, orders=1200) as workers,
+        workers_of(fake, tmp_path) as workers,
     ):
+        doomed, *others = await workers.start(orders=1200, redis_url=redis_url, count=3)
+        await workers.go()
         await fake.wait_for(lambda fake: fake.received >= 40)
-        assert workers[0].returncode is None, "the worker to kill ended on its own"
-        workers[0].send_signal(signal.SIGKILL)
-        await workers[0].wait()
-        results = await asyncio.gather(*(outcome(worker) for worker in workers[1:]))
+        assert doomed.returncode is None, "the worker to kill ended on its own"
+        doomed.send_signal(signal.SIGKILL)
+        await doomed.wait()
+        results = await workers.outcomes(others)
         assert [result["success"] for result in results] == [1200] * 2
         assert fake.stats()["rejected_429"] == 0
         assert fake.max_in_window() <= 30

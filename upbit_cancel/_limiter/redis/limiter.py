@@ -52,8 +52,9 @@ class RedisLimiter(SharedLimiter):
 
     While Redis is out of reach, the process sends on its own *fallback share*
     (``fallback_limit`` requests per window, given when it joins, never more in total than
-    ``limit``), once the others can no longer count on its slots and for at most ``reserve``
-    seconds; a process without a share waits for Redis.
+    ``limit``), once the others can no longer count on its slots, for as long as they keep it
+    reserved (about 26 s); a process without a share waits for Redis, and its requests are
+    refused (:class:`BudgetUnavailableError`, not sent) after 5 s.
 
     Args:
         redis: A ``redis://`` (or ``rediss://``, ``unix://``) URL, or a

@@ -11,6 +11,7 @@ differ, so only durations cross the network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any, Final, TypeVar
 
@@ -171,8 +172,12 @@ class RedisStore:
                 )
 
     async def aclose(self) -> None:
+        """Close the client this store made; a Redis that does not answer (stopped, its
+        connections stuck) is given ``timeout`` and then left behind."""
         if self._owns_client:
-            await self._client.aclose()
+            with contextlib.suppress(TimeoutError, *self._unavailable):
+                async with asyncio.timeout(self._timeout):
+                    await self._client.aclose()
 
 
 def _first_line(error: BaseException) -> str:

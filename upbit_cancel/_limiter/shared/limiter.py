@@ -28,7 +28,7 @@ import math
 import random
 import uuid
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from ..._errors import BlockedError, BudgetUnavailableError, SessionClosedError
 from ..._log import budget_log as _log
@@ -337,7 +337,7 @@ class SharedLimiter(Paced):
         if self._owns_store:
             await self._store.aclose()
 
-    async def __aenter__(self) -> SharedLimiter:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
