@@ -582,3 +582,31 @@ async def test_a_release_failing_as_the_limiter_closes_logs_no_error(
     finally:
         await admin.aclose()
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_releases_told_as_the_limiter_closes_reach_redis(redis_url: str) -> None:
+    """Leases released just before ``aclose()``, while a visit carrying them is on its way:
+    they reach Redis with the leaving visit, never left active to lapse on their own."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        for yields in range(8):  # the visit caught at each of its first steps
+            await client.flushdb()
+            limiter = RedisLimiter(redis_url, account="main")
+            leases = await asyncio.gather(*(limiter.acquire() for _ in range(5)))
+            for lease in leases:
+                lease.sending()
+            await asyncio.sleep(0.1)  # answered a moment later
+            for lease in leases:
+                lease.release()  # the driver sets out to tell Redis
+            for _ in range(yields):
+                await asyncio.sleep(0)
+            await limiter.aclose()
+            [key] = await client.keys("upbit_cancel:{*")
+            value = await client.get(key)
+            assert isinstance(value, bytes)
+            state = decode(value.decode().partition("|")[2])
+            assert state is not None
+            assert state.active == {}
+            assert len(state.holds) == 5
+    finally:
+        await client.aclose()

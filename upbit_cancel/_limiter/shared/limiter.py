@@ -472,6 +472,13 @@ class SharedLimiter(Paced):
             # Nothing can be told to a store that refuses this process: its leases expire there.
             self._refuse(BudgetUnavailableError(str(error)))
             return
+        except asyncio.CancelledError:
+            # Closed mid-visit: what it carried goes with the leaving visit (told twice at
+            # worst, if this one was written: a slot then held a little longer, never shorter).
+            self._releases[:0] = releases
+            self._dropped[:0] = dropped
+            self._adopt[:0] = adopt
+            raise
         self._back(loop)
         reply = done.result
         self._latest_read = max(self._latest_read, done.read_at)
@@ -498,6 +505,8 @@ class SharedLimiter(Paced):
             wanted_share=0,
             floor=None,
             releases=tuple(self._told(release, now) for release in self._releases),
+            adopt=tuple(self._adopt),
+            dropped=tuple(self._dropped),
             leave=True,
         )
 
