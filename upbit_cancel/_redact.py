@@ -10,6 +10,8 @@ __all__ = ["REDACTED", "redact", "redact_url"]
 _JWT = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
 _BEARER = re.compile(r"(Bearer)\s+[^\s\"',;]+", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^/\s:@]*):[^/\s@]*@")
+# A password in a URL's query (redis-py reads ``?password=``), whatever the case of its name.
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pass|pwd)=)[^&#\s]*", re.IGNORECASE)
 
 #: What stands where a secret was.
 REDACTED = "[redacted]"
@@ -23,5 +25,7 @@ def redact(text: str) -> str:
 
 
 def redact_url(text: str) -> str:
-    """``text`` with the password of every ``scheme://user:password@host`` replaced."""
-    return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)
+    """``text`` with the password of every ``scheme://user:password@host`` (or ``?password=``)
+    replaced."""
+    text = _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)
+    return _QUERY_PASSWORD.sub(rf"\1{REDACTED}", text)

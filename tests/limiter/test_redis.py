@@ -495,12 +495,12 @@ async def test_a_process_far_back_in_line_waits_instead_of_asking_again_and_agai
             RedisLimiter(client, account="main", limit=5, window=0.5) as behind,
         ):
             await asyncio.gather(*(take(first) for _ in range(5)))
-            waiting_ahead = asyncio.gather(*(take(ahead) for _ in range(10)))
-            # Until the ten are in line: only Redis can tell.
-            while await queued(client) < 10:  # noqa: ASYNC110
+            waiting_ahead = asyncio.gather(*(take(ahead) for _ in range(5)))
+            # Until the five are in line: only Redis can tell.
+            while await queued(client) < 5:  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
             asked = 0
-            # Five more behind those ten and the five held: two windows (1 s) to wait.
+            # Five more behind those five and the five held: two windows (1 s) to wait.
             await asyncio.gather(*(take(behind) for _ in range(5)))
             await waiting_ahead
     finally:

@@ -24,6 +24,7 @@ import asyncio
 import collections
 import contextlib
 import hashlib
+import itertools
 import math
 import random
 import uuid
@@ -233,7 +234,7 @@ class SharedLimiter(Paced):
         """Wait for a slot of the shared budget; raises :class:`BlockedError` while blocked."""
         loop = self._bind()
         self._pacer.check_grant(loop.time())
-        ticket = uuid.uuid4().hex
+        ticket = uuid.uuid4().hex[:12]
         waiter: asyncio.Future[Lease] = loop.create_future()
         self._waiters[ticket] = waiter
         self._nudge(at_once=True)
@@ -427,7 +428,14 @@ class SharedLimiter(Paced):
 
     async def _visit(self, loop: asyncio.AbstractEventLoop) -> None:
         """One visit: tell and ask everything pending, apply the reply."""
-        waiting = tuple(ticket for ticket, waiter in self._waiters.items() if not waiter.done())
+        # The oldest waiters, a window's worth: the line in the store (and so each visit's
+        # work) stays short however many requests wait here; the others join as those go.
+        waiting = tuple(
+            itertools.islice(
+                (ticket for ticket, waiter in self._waiters.items() if not waiter.done()),
+                self.limit,
+            )
+        )
         releases, self._releases = self._releases, []
         dropped, self._dropped = self._dropped, []
         adopt, self._adopt = self._adopt, []

@@ -462,7 +462,7 @@ def encode(state: State) -> str:
             "shares": state.shares,
             "holds": [[hold.owner, hold.others, hold.own, hold.floor] for hold in state.holds],
             "active": state.active,
-            "queue": state.queue,
+            "queue": _runs(state.queue),
             "members": state.members,
             "departed": state.departed,
             "recovered": state.recovered[-8:],
@@ -497,7 +497,13 @@ def decode(text: str | bytes) -> State | None:
                 str(lease): (str(owner), float(expires))
                 for lease, (owner, expires) in data["active"].items()
             },
-            queue=[(str(ticket), str(owner), float(seen)) for ticket, owner, seen in data["queue"]],
+            queue=[
+                (str(ticket), owner, seen)
+                for owner, seen, tickets in (
+                    (str(owner), float(seen), tickets) for owner, seen, tickets in data["queue"]
+                )
+                for ticket in tickets
+            ],
             members={
                 str(name): (float(expires), int(share))
                 for name, (expires, share) in data["members"].items()
@@ -513,6 +519,18 @@ def decode(text: str | bytes) -> State | None:
         )
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
+
+
+def _runs(queue: Sequence[tuple[str, str, float]]) -> list[list[Any]]:
+    """The line as runs of tickets of one process asked for at one time, in order: a process
+    asks for its waiting requests together, so a run is long and the text short."""
+    runs: list[list[Any]] = []
+    for ticket, owner, seen in queue:
+        if runs and runs[-1][0] == owner and runs[-1][1] == seen:
+            runs[-1][2].append(ticket)
+        else:
+            runs.append([owner, seen, [ticket]])
+    return runs
 
 
 def _finite(value: float) -> float | None:
