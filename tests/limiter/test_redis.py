@@ -25,6 +25,7 @@ from upbit_cancel import (
 )
 from upbit_cancel._limiter.redis.store import RedisStore
 from upbit_cancel._limiter.shared.rules import decode
+from upbit_cancel._limiter.shared.store import StoreUnavailableError
 from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -610,3 +611,38 @@ async def test_releases_told_as_the_limiter_closes_reach_redis(redis_url: str) -
             assert len(state.holds) == 5
     finally:
         await client.aclose()
+
+
+async def test_a_write_whose_answer_is_lost_delays_the_fallback_from_its_reading(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis applies a visit's write but its answer is lost: the membership may have been
+    renewed then, so the fallback waits a membership and a settle from that visit's reading,
+    not from the last visit whose answer came back."""
+    async with RedisLimiter(redis_url, account="main", timeout=0.2) as limiter:
+        (await limiter.acquire()).release()
+        await asyncio.sleep(1.1)  # a member long enough to have a share of its own
+        (await limiter.acquire()).release()
+        await limiter.flush()
+        call = RedisStore._call
+        written: list[bool] = []
+        lost_at: list[float] = []
+
+        async def answer_lost(store: RedisStore, script: Any, keys: Any, args: Any) -> Any:
+            # One write applied, its answer lost; then Redis answers nothing.
+            if written:
+                raise StoreUnavailableError("Redis did not answer (ConnectionError)")
+            answer = await call(store, script, keys, args)
+            if script is store._write:
+                written.append(True)
+                lost_at.append(asyncio.get_running_loop().time())
+                raise StoreUnavailableError("Redis did not answer (TimeoutError)")
+            return answer
+
+        monkeypatch.setattr(RedisStore, "_call", answer_lost)
+        await until(lambda: limiter.degraded)  # the next renewal's write was the lost one
+        lease = await asyncio.wait_for(limiter.acquire(), timeout=15)
+        waited = asyncio.get_running_loop().time() - lost_at[0]
+        lease.release()
+    # The membership (2 s) and a settle (4.01 s) from the lost write's reading.
+    assert waited >= 2.0 + 4.0

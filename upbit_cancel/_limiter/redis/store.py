@@ -125,7 +125,14 @@ class RedisStore:
                 version, _, text = stored.partition("|")
             written, result = change(text, now)
             replacement = "" if written is None else f"{uuid.uuid4().hex[:12]}|{written}"
-            if await self._call(self._write, [key], [version, replacement, _LIFETIME]):
+            try:
+                written_now = await self._call(
+                    self._write, [key], [version, replacement, _LIFETIME]
+                )
+            except StoreUnavailableError as error:
+                error.read_at = read_at  # it may have been written all the same
+                raise
+            if written_now:
                 return Transacted(result, sent_at, read_at)
 
     async def claim(self, name: str, owner: str, seconds: float) -> str | None:

@@ -470,6 +470,9 @@ class SharedLimiter(Paced):
             await self._claim_name(loop)
             done = await self._store.transact(self._key(), self._change(arriving))
         except StoreUnavailableError as error:
+            if error.read_at is not None:
+                # Its write may have renewed the membership: the fallback waits from there.
+                self._latest_read = max(self._latest_read, error.read_at)
             # Told again at the next visit: held longer meanwhile, never shorter.
             self._releases[:0] = releases
             self._dropped[:0] = dropped

@@ -23,7 +23,14 @@ Change = Callable[[str | None, float], tuple[str | None, R]]
 
 
 class StoreUnavailableError(Exception):
-    """The store cannot be reached or did not answer in time: it may work again soon."""
+    """The store cannot be reached or did not answer in time: it may work again soon.
+
+    A write whose answer was lost may still have been applied, renewing the process's
+    membership: ``read_at`` is then when the reading it was computed from came back (the
+    process's clock), so that the process counts its membership from there.
+    """
+
+    read_at: float | None = None
 
 
 class StoreRefusedError(Exception):

@@ -1,0 +1,482 @@
+"""The rules of a budget shared through a store, as pure code: processes visit one store on a
+virtual clock, with no I/O and no event loop. A few examples show each rule; one property
+plays processes that visit, release, are cut off and spend their fallback shares, die, leave
+and lose the state, and checks that no more than `limit` requests ever count at once."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import attrs
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+from upbit_cancel._limiter.shared.rules import (
+    Hold,
+    Release,
+    Reply,
+    State,
+    Terms,
+    Visit,
+    decode,
+    encode,
+    visit,
+)
+
+# Small enough that a few dozen steps reach every rule. With these, a process cut off from the
+# store may use its fallback share from 5 s until 9 s after its last visit.
+TERMS = Terms(
+    limit=6,
+    unit=1.0,
+    abandoned=2.0,
+    renew=0.5,
+    membership=2.0,
+    reserve=10.0,
+    ticket_ttl=1.5,
+    poll=0.02,
+)
+
+# Times are multiples of 1/16 s, exact in binary: a boundary is met exactly, never by rounding.
+STEPS = st.integers(min_value=0, max_value=16).map(lambda sixteenths: sixteenths / 16)
+HOLDS = st.integers(min_value=0, max_value=16).map(lambda eighths: eighths / 8)
+CUTS = st.integers(min_value=0, max_value=60).map(lambda quarters: quarters / 4)
+
+
+class Store:
+    """One budget's state kept as text, as a store keeps it: every visit reads and writes it."""
+
+    def __init__(self, terms: Terms = TERMS) -> None:
+        self.terms = terms
+        self.text: str | None = None
+        self._epochs = 0
+
+    def new_epoch(self) -> str:
+        self._epochs += 1
+        return f"e{self._epochs}"
+
+    def state(self) -> State | None:
+        if self.text is None:
+            return None
+        state = decode(self.text)
+        assert state is not None
+        return state
+
+    def visit(self, now: float, arriving: Visit) -> Reply:
+        state, reply = visit(self.state(), now, self.terms, arriving, self.new_epoch)
+        self.text = encode(state)
+        return reply
+
+    def lose(self) -> None:
+        """The state vanishes (an eviction, a restart with nothing saved)."""
+        self.text = None
+
+
+def newcomer(process: str, wanted_share: int = 0, waiting: tuple[str, ...] = ()) -> Visit:
+    """The first visit of a process that knows no state yet."""
+    return Visit(process, None, 0, 0, wanted_share, None, waiting=waiting)
+
+
+def back(
+    process: str,
+    reply: Reply,
+    *,
+    releases: tuple[Release, ...] = (),
+    renew: tuple[str, ...] = (),
+    waiting: tuple[str, ...] = (),
+) -> Visit:
+    """A visit of a process that knows the state of ``reply``, its last one."""
+    return Visit(
+        process,
+        reply.epoch,
+        reply.share,
+        reply.total,
+        0,
+        None,
+        releases=releases,
+        renew=renew,
+        waiting=waiting,
+    )
+
+
+# -- examples -----------------------------------------------------------------------------------
+
+
+def test_a_departed_members_share_is_reserved_until_its_reservation_ends() -> None:
+    """A member that stops visiting keeps its fallback share out of every grant until a
+    membership plus `reserve` after its last visit; then the whole budget is granted again."""
+    store = Store()
+    assert store.visit(0.0, newcomer("a", wanted_share=2)).share == 2
+    first = store.visit(11.5, newcomer("b", waiting=tuple(f"b:{n}" for n in range(6))))
+    assert first.total == 2
+    assert first.granted == ("b:0", "b:1", "b:2", "b:3")
+    freed = tuple(Release(lease, others=0.0, own=0.0) for lease in first.granted)
+    second = store.visit(12.0, back("b", first, releases=freed, waiting=("b:4", "b:5", "b:6")))
+    assert second.total == 0
+    assert second.granted == ("b:4", "b:5", "b:6")
+    state = store.state()
+    assert state is not None
+    assert state.departed == {}
+
+
+def test_a_lost_state_visited_by_a_process_that_knew_it_grants_nothing_until_settled() -> None:
+    """A process that knew the lost state makes the new one wait `settle`: what was granted
+    before may count that long. A newcomer to an empty store is granted at once."""
+    store = Store()
+    first = store.visit(0.0, newcomer("a", wanted_share=2, waiting=("a:1",)))
+    assert first.granted == ("a:1",)
+    store.lose()
+    lost = store.visit(1.0, back("a", first, renew=("a:1",), waiting=("a:2",)))
+    assert lost.lost
+    assert lost.epoch != first.epoch
+    assert lost.granted == ()
+    assert lost.retry == TERMS.settle
+    assert store.visit(3.5, back("a", lost, renew=("a:1",), waiting=("a:2",))).granted == ()
+    settled = store.visit(1.0 + TERMS.settle, back("a", lost, renew=("a:1",), waiting=("a:2",)))
+    assert not settled.lost
+    assert settled.granted == ("a:2",)
+
+
+def test_a_hold_counts_less_for_its_owner_only() -> None:
+    """A released slot counts a window after the answer for every process, and for its owner
+    only until a request of its own could arrive after it; a path that turned out faster than
+    when the hold was set subtracts less."""
+    hold = Hold("a", others=5.0, own=3.0, floor=0.25)
+    assert hold.until_for("b", 0.25) == 5.0
+    assert hold.until_for("a", None) == 5.0
+    assert hold.until_for("a", 0.25) == 3.0
+    assert hold.until_for("a", 0.5) == 3.0
+    assert hold.until_for("a", 0.125) == 3.125
+
+    def one_slot_held_by_a() -> tuple[Store, Reply]:
+        store = Store(attrs.evolve(TERMS, limit=1))
+        granted = store.visit(0.0, newcomer("a", waiting=("a:1",)))
+        release = Release("a:1", others=2.0, own=1.0, floor=0.25)
+        told = store.visit(0.5, attrs.evolve(back("a", granted, releases=(release,)), floor=0.25))
+        return store, told
+
+    store, told = one_slot_held_by_a()
+    owner = attrs.evolve(back("a", told, waiting=("a:2",)), floor=0.25)
+    assert store.visit(1.5, owner).granted == ("a:2",)
+    store, _ = one_slot_held_by_a()
+    other = store.visit(1.5, newcomer("b", waiting=("b:1",)))
+    assert other.granted == ()
+    assert other.retry == 1.0
+
+
+def test_a_418_told_in_a_visit_blocks_every_process() -> None:
+    """A block one process met stays in the state: no process is granted a slot until it
+    ends, and every reply says for how long and why."""
+    store = Store()
+    granted = store.visit(0.0, newcomer("a", waiting=("a:1",)))
+    teapot = Release("a:1", others=2.0, own=2.0, block=60.0, block_reason="418")
+    store.visit(0.5, back("a", granted, releases=(teapot,)))
+    blocked = store.visit(1.0, newcomer("b", waiting=("b:1",)))
+    assert blocked.granted == ()
+    assert blocked.blocked == (59.5, "418")
+    assert store.visit(30.0, back("a", granted, waiting=("a:2",))).granted == ()
+    after = store.visit(60.5, back("b", blocked, waiting=("b:1",)))
+    assert after.blocked is None
+    assert after.granted == ("b:1",)
+
+
+# -- the property -------------------------------------------------------------------------------
+
+
+@attrs.define
+class Span:
+    """A request's occupancy: from its grant (or its send on a fallback) until it can no longer
+    be counted at the exchange."""
+
+    what: str
+    start: float
+    end: float = math.inf
+
+
+@attrs.define
+class Process:
+    """What a process's limiter keeps of the shared budget."""
+
+    name: str
+    wanted_share: int
+    #: When it starts.
+    starts: float = 0.0
+    status: Literal["later", "up", "cut", "dead", "gone"] = "later"
+    epoch: str | None = None
+    share: int = 0
+    seen_total: int = 0
+    #: When it first visited the state of its epoch.
+    joined_at: float = math.inf
+    #: Its last visit written, and the store's clock read (the same in this model).
+    last_visit: float = -math.inf
+    #: Leases granted and not released: lease -> its span.
+    active: dict[str, Span] = attrs.Factory(dict)
+    waiting: list[str] = attrs.Factory(list)
+    tickets: int = 0
+    #: Until when each slot it released counts for every other process.
+    own_holds: list[float] = attrs.Factory(list)
+    #: The last reply said the state it knew was lost: hand back its own holds.
+    lost_holds: bool = False
+    #: Cut off since its last visit: the slots of its fallback go with the next visit.
+    outage: bool = False
+    fallback_share: int = 0
+    fallback: list[Span] = attrs.Factory(list)
+    cut_until: float = -math.inf
+
+
+class Budget:
+    """Processes sharing one store on a virtual clock; every request's span is recorded."""
+
+    def __init__(self, terms: Terms, processes: list[tuple[int, float]]) -> None:
+        self.terms = terms
+        self.store = Store(terms)
+        self.processes = [
+            Process(f"p{n}", share, starts if n > 0 else 0.0)
+            for n, (share, starts) in enumerate(processes)
+        ]
+        self.now = 0.0
+        self.spans: list[Span] = []
+
+    def visit(self, process: Process, data: st.DataObject, *, leave: bool = False) -> None:
+        """One visit of ``process``, applied as its limiter applies the reply."""
+        terms, now = self.terms, self.now
+        releases: list[Release] = []
+        for lease in process.active:
+            if data.draw(st.booleans(), label=f"release {lease}"):
+                hold = data.draw(HOLDS, label="held for")
+                releases.append(Release(lease, others=hold, own=hold, floor=0.0))
+        released = {release.lease for release in releases}
+        if not leave:
+            for _ in range(data.draw(st.integers(min_value=0, max_value=3), label="asks")):
+                process.tickets += 1
+                process.waiting.append(f"{process.name}:{process.tickets}")
+        adopt: list[float] = []
+        if process.outage:
+            adopt += [span.end - now for span in process.fallback if span.end > now]
+        if process.lost_holds:
+            adopt += [until - now for until in process.own_holds if until > now]
+            process.lost_holds = False
+        arriving = Visit(
+            process=process.name,
+            epoch=process.epoch,
+            old_share=process.share,
+            seen_total=process.seen_total,
+            wanted_share=0 if leave else process.wanted_share,
+            floor=None,
+            releases=tuple(releases),
+            renew=()
+            if leave
+            else tuple(lease for lease in process.active if lease not in released),
+            adopt=() if leave else tuple(adopt),
+            waiting=() if leave else tuple(process.waiting),
+            leave=leave,
+        )
+        reply = self.store.visit(now, arriving)
+        state = self.store.state()
+        assert state is not None
+        assert reply.share >= 0
+        assert reply.total == state.total_shares() <= terms.limit
+        assert set(reply.granted) <= set(arriving.waiting)
+        note(
+            f"{now}: {process.name} {'leaves' if leave else 'visits'}: released "
+            f"{[(release.lease, release.others) for release in releases]}, adopted {adopt}, "
+            f"granted {list(reply.granted)}; share {reply.share}, total {reply.total}, "
+            f"epoch {reply.epoch}{' (lost)' if reply.lost else ''}"
+        )
+        for release in releases:
+            span = process.active.pop(release.lease)
+            # A request leaves at most 2 * renew after its grant and counts at most `abandoned`
+            # after that: never past its grant plus `active_ttl`, whatever its hold says.
+            span.end = min(now + release.others, span.start + terms.active_ttl)
+            process.own_holds.append(now + release.others)
+        if leave:
+            self.drop_leases(process)
+            process.status = "gone"
+            return
+        process.outage = False
+        process.fallback.clear()
+        if reply.epoch != process.epoch:
+            process.epoch = reply.epoch
+            process.joined_at = now
+        if reply.lost:
+            process.lost_holds = True
+        process.share = reply.share
+        process.seen_total = reply.total
+        process.last_visit = now
+        for ticket in reply.granted:
+            process.waiting.remove(ticket)
+            span = Span(f"{ticket} granted", now)
+            process.active[ticket] = span
+            self.spans.append(span)
+
+    def drop_leases(self, process: Process) -> None:
+        """Its leases are no longer renewed: at worst they count until their grant plus
+        `active_ttl`."""
+        for span in process.active.values():
+            span.end = span.start + self.terms.active_ttl
+        process.active.clear()
+
+    def cut(self, process: Process, seconds: float) -> None:
+        """``process`` cannot reach the store for ``seconds``."""
+        note(f"{self.now}: {process.name} is cut off for {seconds} s")
+        process.status = "cut"
+        process.cut_until = self.now + seconds
+        if not process.outage:
+            process.outage = True
+            member_long_enough = process.last_visit - process.joined_at >= 2 * self.terms.renew
+            process.fallback_share = process.share if member_long_enough else 0
+        self.drop_leases(process)
+
+    def leave(self, process: Process, data: st.DataObject) -> None:
+        """``process`` closes: it ends its membership, unless it has not reached the store
+        since it was cut off (then it tells nothing)."""
+        if process.outage or process.epoch is None:
+            note(f"{self.now}: {process.name} closes")
+            process.status = "gone"
+            self.drop_leases(process)
+        else:
+            self.visit(process, data, leave=True)
+
+    def die(self, process: Process) -> None:
+        """``process`` stops for good, its requests in flight."""
+        note(f"{self.now}: {process.name} dies")
+        process.status = "dead"
+        self.drop_leases(process)
+
+    def start_and_end_cuts(self) -> None:
+        """Processes whose time has come start; those whose cut is over may visit again."""
+        for process in self.processes:
+            if process.status == "later" and self.now >= process.starts:
+                note(f"{self.now}: {process.name} starts")
+                process.status = "up"
+            if process.status == "cut" and self.now >= process.cut_until:
+                note(f"{self.now}: {process.name} reaches the store again")
+                process.status = "up"
+
+    def send_on_fallbacks(self) -> None:
+        """Every process cut off sends as much as its fallback share allows, when it allows."""
+        terms, now = self.terms, self.now
+        for process in self.processes:
+            if process.status != "cut" or process.fallback_share == 0:
+                continue
+            opens = process.last_visit + terms.membership + terms.settle
+            closes = process.last_visit + terms.membership + terms.reserve - terms.active_ttl
+            if not opens <= now < closes:
+                continue
+            counting = sum(1 for span in process.fallback if span.end > now)
+            for _ in range(process.fallback_share - counting):
+                span = Span(f"{process.name} fallback", now, now + terms.abandoned)
+                process.fallback.append(span)
+                self.spans.append(span)
+            if process.fallback_share > counting:
+                note(f"{now}: {process.name} sends {process.fallback_share - counting} on its own")
+
+    def most_at_once(self) -> tuple[int, float]:
+        """The most spans that overlap at one instant, and the first such instant."""
+        events = sorted(
+            event
+            for span in self.spans
+            if span.end > span.start
+            for event in ((span.start, 1), (span.end, -1))
+        )
+        most, at, count = 0, -math.inf, 0
+        for time, change in events:
+            count += change
+            if count > most:
+                most, at = count, time
+        return most, at
+
+
+def pick(data: st.DataObject, processes: list[Process], label: str) -> Process:
+    """One of ``processes``, drawn by name."""
+    names = {process.name: process for process in processes}
+    return names[data.draw(st.sampled_from(sorted(names)), label=label)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    fresh_pause=st.sampled_from([0.0, 1.0]),
+    lineup=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=3),  # the fallback share it asks for
+            st.integers(min_value=0, max_value=20).map(float),  # when it starts (p0: at once)
+        ),
+        min_size=2,
+        max_size=4,
+    ),
+    steps=st.integers(min_value=30, max_value=60),
+    data=st.data(),
+)
+def test_never_more_than_limit_requests_count_at_once(
+    fresh_pause: float, lineup: list[tuple[int, float]], steps: int, data: st.DataObject
+) -> None:
+    """Whatever the processes do (visit, ask, release, lose the store for a while and send on
+    their fallback shares as much as allowed, die, leave) and whenever the store loses the
+    state, at no instant do more than `limit` requests count at the exchange, so that no
+    window of the exchange sees more than `limit` of them.
+
+    A request counts from its grant (or its send on a fallback) until its hold ends, or until
+    its grant plus `active_ttl` at the latest. The state is lost only while no process is cut
+    off and some process that knew it is up, and every process that is up then visits within
+    `fresh_pause` (at once if it is 0, before any newcomer).
+    """
+    terms = attrs.evolve(TERMS, fresh_pause=fresh_pause)
+    budget = Budget(terms, lineup)
+    processes = budget.processes
+    # Each example weighs the actions its own way (swarm testing): some cut processes off
+    # often, some lose the state often, some never do either.
+    kinds = ["visit"] * 6
+    for kind in ("wait", "cut", "die", "leave", "lose"):
+        kinds += [kind] * data.draw(st.integers(min_value=0, max_value=2), label=f"{kind} weight")
+    step = 0
+    lost_at, due = -math.inf, set[str]()  # the last loss, and who has yet to visit after it
+    while step < steps or due:
+        step += 1
+        if due:
+            if fresh_pause > 0:
+                left = math.floor((lost_at + fresh_pause - budget.now) * 16)
+                budget.now += (
+                    data.draw(st.integers(min_value=0, max_value=left), label="after") / 16
+                )
+            # A newcomer may come first only if it cannot be granted a slot before those that
+            # knew the state come back.
+            newcomers = [
+                process
+                for process in processes
+                if process.status == "up"
+                and process.epoch is None
+                and budget.now < lost_at + fresh_pause
+            ]
+            knew = [process for process in processes if process.name in due]
+            process = pick(data, knew + newcomers, "visits after the loss")
+            budget.visit(process, data)
+            due.discard(process.name)
+            continue
+        budget.now += data.draw(STEPS, label="time passes")
+        budget.start_and_end_cuts()
+        kind = data.draw(st.sampled_from(kinds), label="action")
+        up = [process for process in processes if process.status == "up"]
+        alive = [process for process in processes if process.status in ("up", "cut")]
+        if kind == "lose":
+            # As the protocol assumes: a process that knew the state is up to say it was lost
+            # (a loss after every one of them died, within `settle`, is not covered).
+            knowers = [process for process in up if process.epoch is not None]
+            if budget.store.text is not None and alive == up and knowers:
+                note(f"{budget.now}: the store loses the state")
+                budget.store.lose()
+                lost_at = budget.now
+                due = {process.name for process in up if process.epoch is not None}
+        elif kind == "die" and alive:
+            budget.die(pick(data, alive, "dies"))
+        elif kind == "visit" and up:
+            budget.visit(pick(data, up, "visits"), data)
+        elif kind == "cut" and up:
+            budget.cut(pick(data, up, "is cut off"), data.draw(CUTS, label="for"))
+        elif kind == "leave" and up:
+            budget.leave(pick(data, up, "leaves"), data)
+        budget.send_on_fallbacks()
+    for process in processes:
+        budget.drop_leases(process)
+    most, at = budget.most_at_once()
+    counting = [span for span in budget.spans if span.start <= at < span.end]
+    assert most <= terms.limit, f"{most} requests count at {at}: {counting}"
