@@ -29,17 +29,28 @@ Jobs:
     One process of several of one account: seeds its ``n`` open orders on the account's fake,
     measures one round trip on its ``probe`` fake if given one (a twin of its path), sets up its
     session with its own key pair of the account and its limiter (``alone``: a
-    `SlidingWindowLimiter` of its own; ``redis``: a `RedisLimiter` on ``redis_url`` with the
-    ``account`` name every process of the run shares), then prints ``ready`` and waits for a
-    line on stdin: the start time, in ``time.monotonic()`` seconds (system-wide on Linux and
-    macOS). It sleeps until then, cancels its orders with one ``BatchCanceller.cancel`` call, and
-    reports when it started and finished, what its batch said, its CPU time and its calls to
-    each of RedisLimiter's Lua scripts (counted in this process).
+    `SlidingWindowLimiter` of its own; ``host``: a `HostLimiter` with the ``account`` name every
+    process of the run shares, its file in ``$UPBIT_CANCEL_STATE_DIR``; ``redis``: a
+    `RedisLimiter` on ``redis_url`` with that name). A process of a shared budget joins it first
+    (one slot taken and handed back unsent), as the processes of a running account have. It then
+    prints ``ready`` and waits for a line on stdin: the start time, in ``time.monotonic()``
+    seconds (system-wide on Linux and macOS). It sleeps until then, cancels its orders with one
+    ``BatchCanceller.cancel`` call, and reports when it started and finished, what its batch
+    said, its CPU time, and, during the batch, its store's transactions, how long each SQLite
+    transaction held the event loop and its calls to each of RedisLimiter's scripts.
 ``limiter-cost``
     ``requests`` x 20 orders cancelled against a fake whose limit is raised to 100,000 per
-    second, with 60 requests in flight, through ``SlidingWindowLimiter`` (``in-process``) or
-    ``RedisLimiter`` (``redis``), both raised to 100,000 per second: the process's CPU time over
-    the session and the script calls.
+    second, with 60 requests in flight, through ``SlidingWindowLimiter`` (``in-process``),
+    ``HostLimiter`` (``host``) or ``RedisLimiter`` (``redis``), all raised to 100,000 per
+    second (a shared one joined first): the process's CPU time over the session, the store's
+    transactions, the SQLite transactions' holds of the event loop and the script calls.
+``holder``
+    Takes every slot of a shared budget (``host`` or ``redis``, 30 per second), marks each
+    request as leaving, prints ``held`` and keeps its leases (renewed) until it is killed.
+``return``
+    Another process of the same budget: prints ``ready``, reads on stdin when the holder was
+    killed (``time.monotonic()``), asks for every slot at once and reports when each was
+    granted, in seconds from the kill (for at most `RETURN_WAIT` seconds).
 """
 
 from __future__ import annotations
@@ -57,7 +68,6 @@ import time
 import uuid as uuid_module
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import aiohttp
@@ -67,6 +77,8 @@ from benchmarks.exchange import Admin, FakeHandle
 from upbit_cancel import (
     BatchCanceller,
     BatchResult,
+    HostLimiter,
+    Lease,
     Limiter,
     Progress,
     RedisLimiter,
@@ -326,13 +338,16 @@ async def job_stream(parameters: Mapping[str, Any]) -> None:
 # --- several processes and the limiters' cost -----------------------------------------------
 
 
-#: How a process of several limits itself: alone (a limiter of its own) or with the account's
-#: budget in Redis.
-LimiterKind = Literal["alone", "redis"]
-LIMITER_KINDS: tuple[LimiterKind, ...] = ("alone", "redis")
-#: The limiter-cost runs: the in-process limiter, then RedisLimiter.
-CostKind = Literal["in-process", "redis"]
-COST_KINDS: tuple[CostKind, ...] = ("in-process", "redis")
+#: How a process of several limits itself: alone (a limiter of its own), or with the account's
+#: budget in the host's file (HostLimiter) or in Redis (RedisLimiter).
+LimiterKind = Literal["alone", "host", "redis"]
+LIMITER_KINDS: tuple[LimiterKind, ...] = ("alone", "host", "redis")
+#: The limiters whose budget lives outside the process.
+SharedKind = Literal["host", "redis"]
+SHARED_KINDS: tuple[SharedKind, ...] = ("host", "redis")
+#: The limiter-cost runs: the in-process limiter, then HostLimiter and RedisLimiter.
+CostKind = Literal["in-process", "host", "redis"]
+COST_KINDS: tuple[CostKind, ...] = ("in-process", "host", "redis")
 #: The account's limit and window, as the fake counts them.
 LIMIT = 30
 WINDOW = 1.0
@@ -346,8 +361,8 @@ COST_IN_FLIGHT = 60
 START_AHEAD = 0.2
 #: Seconds a Redis call may take before RedisLimiter counts Redis as unreachable (its default).
 REDIS_TIMEOUT = 0.5
-#: RedisLimiter's Lua scripts.
-SCRIPTS = ("acquire", "release", "renew", "adopt")
+#: How long the ``return`` job waits for the whole budget at most, in seconds.
+RETURN_WAIT = 90.0
 
 
 # --- the worker's side -------------------------------------------------------------------------
@@ -355,11 +370,10 @@ SCRIPTS = ("acquire", "release", "renew", "adopt")
 
 def _script_names() -> dict[str, str]:
     """RedisLimiter's scripts by the SHA-1 redis-py calls them by (``EVALSHA``)."""
-    folder = resources.files("upbit_cancel._limiter.redis")
-    return {
-        hashlib.sha1((folder / f"{name}.lua").read_text("utf-8").encode()).hexdigest(): name
-        for name in SCRIPTS
-    }
+    from upbit_cancel._limiter.redis import store
+
+    scripts = {"read": store._READ, "write": store._WRITE, "claim": store._CLAIM}
+    return {hashlib.sha1(text.encode()).hexdigest(): name for name, text in scripts.items()}
 
 
 def counting_redis(url: str, calls: Counter[str]) -> redis.asyncio.Redis:
@@ -381,20 +395,108 @@ def counting_redis(url: str, calls: Counter[str]) -> redis.asyncio.Redis:
     return client
 
 
+class StoreProbe:
+    """What the shared limiters' stores do in this process: their transactions (one a visit of
+    a limiter), the largest state a visit read, and how long each transaction of the host's
+    SQLite file held the event loop (it runs in the loop's thread, from ``BEGIN IMMEDIATE`` to
+    ``COMMIT``, the rules' work on the state included).
+
+    It patches the store classes, so one job per process uses it.
+    """
+
+    __slots__ = ("held", "largest_state", "locked", "visits")
+
+    def __init__(self) -> None:
+        #: Transactions that went through.
+        self.visits = 0
+        #: Seconds each SQLite transaction that went through held the event loop.
+        self.held: list[float] = []
+        #: SQLite tries that found the file locked by another process (given up at once and
+        #: tried again after a short sleep).
+        self.locked = 0
+        #: The largest state a transaction read, in characters.
+        self.largest_state = 0
+
+    def install(self) -> None:
+        """Patch both stores' ``transact`` and the SQLite store's synchronous part."""
+        from upbit_cancel._limiter.host.store import SqliteStore
+        from upbit_cancel._limiter.redis.store import RedisStore
+
+        SqliteStore.transact = self._counted(SqliteStore.transact)  # type: ignore[method-assign]
+        RedisStore.transact = self._counted(RedisStore.transact)  # type: ignore[method-assign]
+        SqliteStore._transact = self._timed(SqliteStore._transact)  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        """Forget what was counted so far."""
+        self.visits = self.locked = self.largest_state = 0
+        self.held = []
+
+    def report(self) -> dict[str, Any]:
+        """The counts, with every SQLite transaction's hold in microseconds."""
+        return {
+            "visits": self.visits,
+            "locked_tries": self.locked,
+            "largest_state": self.largest_state,
+            "loop_hold_us": [round(seconds * 1e6, 1) for seconds in self.held],
+        }
+
+    def _counted(self, transact: Callable[..., Any]) -> Callable[..., Any]:
+        async def counted(store: object, key: str, change: Callable[..., Any]) -> Any:
+            def measured(text: str | None, now: float) -> Any:
+                self.largest_state = max(self.largest_state, len(text or ""))
+                return change(text, now)
+
+            done = await transact(store, key, measured)
+            self.visits += 1
+            return done
+
+        return counted
+
+    def _timed(self, transact: Callable[..., Any]) -> Callable[..., Any]:
+        from upbit_cancel._limiter.host.store import _LockedError
+
+        def timed(store: object, key: str, change: Callable[..., Any]) -> Any:
+            started = time.perf_counter()
+            try:
+                done = transact(store, key, change)
+            except _LockedError:
+                self.locked += 1
+                raise
+            self.held.append(time.perf_counter() - started)
+            return done
+
+        return timed
+
+
+def hold_summary(samples_us: Sequence[float]) -> dict[str, Any]:
+    """How many transactions, and their median, 99th percentile and longest hold (µs)."""
+    if not samples_us:
+        return {"count": 0, "median_us": None, "p99_us": None, "max_us": None}
+    ordered = sorted(samples_us)
+    return {
+        "count": len(ordered),
+        "median_us": median(ordered),
+        "p99_us": ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)],
+        "max_us": ordered[-1],
+    }
+
+
 class _Fallbacks(logging.Handler):
-    """Counts RedisLimiter's "Redis unreachable" warnings (each a switch to the fallback)."""
+    """Counts a shared limiter's "store out of reach" warnings (each a switch to its fallback
+    share, or to waiting)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.count = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("Redis unreachable"):
+        message = record.getMessage()
+        if "this process allows itself" in message or "and waits for it" in message:
             self.count += 1
 
 
 async def _closing(limiter: Limiter, client: redis.asyncio.Redis | None) -> None:
-    if isinstance(limiter, RedisLimiter):
+    if isinstance(limiter, HostLimiter | RedisLimiter):
         await limiter.aclose()
     if client is not None:
         await client.aclose()
@@ -403,13 +505,25 @@ async def _closing(limiter: Limiter, client: redis.asyncio.Redis | None) -> None
 def _limiter(
     kind: str, parameters: Mapping[str, Any], limit: int, calls: Counter[str]
 ) -> tuple[Limiter, redis.asyncio.Redis | None]:
-    """The limiter a run asks for, and the Redis client behind it (None for an in-process one)."""
+    """The limiter a run asks for, and the Redis client behind it (None for the others).
+
+    HostLimiter's file is in ``$UPBIT_CANCEL_STATE_DIR``, which the suite sets per run."""
     if kind in ("alone", "in-process"):
         return SlidingWindowLimiter(limit, WINDOW), None
+    if kind == "host":
+        return HostLimiter(account=parameters["account"], limit=limit, window=WINDOW), None
     if kind != "redis":
         raise ValueError(f"unknown limiter {kind!r}")
     client = counting_redis(parameters["redis_url"], calls)
     return RedisLimiter(client, account=parameters["account"], limit=limit, window=WINDOW), client
+
+
+async def _join(limiter: Limiter) -> float:
+    """Take one slot and hand it back unsent, as a process that has run for a while has joined
+    its account's budget; the seconds the grant took."""
+    started = time.monotonic()
+    (await limiter.acquire()).release()
+    return time.monotonic() - started
 
 
 async def _seed(fake: FakeHandle, count: int) -> list[str]:
@@ -419,7 +533,7 @@ async def _seed(fake: FakeHandle, count: int) -> list[str]:
 
 
 async def _start_time() -> float | None:
-    """The start time the suite writes on stdin, or None if stdin closed first."""
+    """The time the suite writes on stdin, or None if stdin closed first."""
     line = await asyncio.to_thread(sys.stdin.readline)
     return float(line) if line.strip() else None
 
@@ -434,8 +548,11 @@ async def job_process(parameters: Mapping[str, Any]) -> None:
         samples = await round_trip(FakeHandle.from_json(parameters["probe"]))
     fallbacks = _Fallbacks()
     logging.getLogger("upbit_cancel").addHandler(fallbacks)
+    store = StoreProbe()
+    store.install()
     calls: Counter[str] = Counter()
     limiter, client = _limiter(kind, parameters, LIMIT, calls)
+    join_seconds = None
     try:
         async with UpbitSession(
             parameters["access_key"],
@@ -443,17 +560,23 @@ async def job_process(parameters: Mapping[str, Any]) -> None:
             base_url=fake.base_url,
             limiter=limiter,
         ) as session:
+            if kind in SHARED_KINDS and parameters.get("join", True):
+                join_seconds = await _join(limiter)
             print("ready", flush=True)
             start_at = await _start_time()
             if start_at is None:
                 return
             gc.collect()
             await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+            calls.clear()
+            store.reset()
             cpu_started = time.process_time()
             started = time.monotonic()
             result = await BatchCanceller(session).cancel(uuids=uuids)
             finished = time.monotonic()
             cpu = time.process_time() - cpu_started
+            during = store.report()
+            redis_calls = dict(calls)
     finally:
         await _closing(limiter, client)
     emit(
@@ -462,6 +585,7 @@ async def job_process(parameters: Mapping[str, Any]) -> None:
             "limiter": kind,
             "latency": parameters["latency"],
             "n": len(uuids),
+            "join_seconds": join_seconds,
             "start_at": start_at,
             "started_at": started,
             "finished_at": finished,
@@ -474,7 +598,8 @@ async def job_process(parameters: Mapping[str, Any]) -> None:
             "round_trip_seconds": median(samples) if samples else None,
             "round_trip_samples": samples,
             "cpu_seconds": cpu,
-            "redis_calls": dict(calls),
+            "redis_calls": redis_calls,
+            **during,
             "fallbacks": fallbacks.count,
         }
     )
@@ -485,12 +610,19 @@ async def job_limiter_cost(parameters: Mapping[str, Any]) -> None:
     fake = FakeHandle.from_json(parameters["fake"])
     kind = parameters["limiter"]
     uuids = await _seed(fake, parameters["requests"] * 20)
+    store = StoreProbe()
+    store.install()
     calls: Counter[str] = Counter()
     limiter, client = _limiter(kind, parameters, HIGH_LIMIT, calls)
-    gc.collect()
-    cpu_started = time.process_time()
-    started = time.perf_counter()
     try:
+        if kind in SHARED_KINDS:
+            # A process that has run for a while: its store's file or connection is open.
+            await _join(limiter)
+        calls.clear()
+        store.reset()
+        gc.collect()
+        cpu_started = time.process_time()
+        started = time.perf_counter()
         async with UpbitSession(
             fake.access_key, fake.secret_key, base_url=fake.base_url, limiter=limiter
         ) as session:
@@ -510,6 +642,65 @@ async def job_limiter_cost(parameters: Mapping[str, Any]) -> None:
             "cpu_seconds": cpu,
             "wall_seconds": wall,
             "redis_calls": dict(calls),
+            **store.report(),
+        }
+    )
+
+
+# --- the budget's return after a SIGKILL ------------------------------------------------------
+
+
+async def job_holder(parameters: Mapping[str, Any]) -> None:
+    """The ``holder`` job: take every slot of the shared budget, mark each request as leaving,
+    print ``held`` and keep the leases (renewed) until killed or stdin closes."""
+    calls: Counter[str] = Counter()
+    limiter, client = _limiter(parameters["limiter"], parameters, LIMIT, calls)
+    try:
+        leases = await asyncio.gather(*(limiter.acquire() for _ in range(LIMIT)))
+        for lease in leases:
+            lease.sending()
+        print("held", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+    finally:
+        await _closing(limiter, client)
+
+
+async def job_return(parameters: Mapping[str, Any]) -> None:
+    """The ``return`` job: a process of the same account that prints ``ready``, reads the
+    moment the holder was killed (``time.monotonic()``) on stdin, then asks for every slot of
+    the budget at once and reports when each was granted, in seconds from the kill."""
+    calls: Counter[str] = Counter()
+    limiter, client = _limiter(parameters["limiter"], parameters, LIMIT, calls)
+    grants: list[float] = []
+    try:
+        print("ready", flush=True)
+        killed_at = await _start_time()
+        if killed_at is None:
+            return
+        asked = time.monotonic() - killed_at
+
+        async def one() -> Lease:
+            lease = await limiter.acquire()
+            grants.append(time.monotonic() - killed_at)
+            return lease
+
+        tasks = [asyncio.ensure_future(one()) for _ in range(LIMIT)]
+        await asyncio.wait(tasks, timeout=RETURN_WAIT)
+        for task in tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Lease):
+                outcome.release()  # never sent: free at once
+    finally:
+        await _closing(limiter, client)
+    emit(
+        {
+            "limiter": parameters["limiter"],
+            "limit": LIMIT,
+            "asked_seconds": asked,
+            "grants_seconds": sorted(grants),
+            "granted": len(grants),
+            "redis_calls": dict(calls),
         }
     )
 
@@ -519,6 +710,8 @@ JOBS: Mapping[str, Callable[[Mapping[str, Any]], Any]] = {
     "stream": job_stream,
     "process": job_process,
     "limiter-cost": job_limiter_cost,
+    "holder": job_holder,
+    "return": job_return,
 }
 
 

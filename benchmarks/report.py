@@ -26,6 +26,13 @@ KILL_SLACK = 0.050
 PACKAGES = ("upbit-cancel", "upbit-sdk", "ccxt", "aiohttp", "aiolimiter", "PyJWT", "httpx")
 #: The policies in report order.
 POLICY_ORDER = ("sliding", "fixed", "bucket")
+#: How the tables name each limiter kind of the jobs.
+LIMITER_NAMES = {
+    "alone": "alone",
+    "in-process": "in-process",
+    "host": "HostLimiter",
+    "redis": "RedisLimiter",
+}
 
 Run = Mapping[str, Any]
 
@@ -421,10 +428,27 @@ def marginal_bytes(entry: Run, memory: Sequence[Run]) -> float | None:
 
 
 def cost_section(
-    cost: Sequence[Run], memory: Sequence[Run], limiter_cost: Mapping[str, Any] | None
-) -> str:
-    """Section 4: CPU per request, the limiters' cost, memory."""
-    ours = next(entry for entry in cost if entry["client"] == "upbit_cancel")
+    cost: Sequence[Run] | None,
+    memory: Sequence[Run] | None,
+    limiter_cost: Mapping[str, Any] | None,
+) -> str | None:
+    """Section 4: CPU per request, the limiters' cost, memory (the parts that were run)."""
+    if cost is None and memory is None and limiter_cost is None:
+        return None
+    return _section(
+        "## 4. Client cost",
+        "Process CPU time per signed request, against a fake whose limit is out of the way, "
+        "each client's own pacing switched off.",
+        *_client_cost(cost or []),
+        *_limiter_cost(limiter_cost),
+        *_memory(memory or []),
+    )
+
+
+def _client_cost(cost: Sequence[Run]) -> list[str]:
+    ours = next((entry for entry in cost if entry["client"] == "upbit_cancel"), None)
+    if ours is None:
+        return []
     cost_rows = [
         (
             entry["client"],
@@ -436,6 +460,17 @@ def cost_section(
         )
         for entry in cost
     ]
+    return [
+        table(
+            ["client", "requests", "orders", "CPU s", "CPU ms / request", "x upbit_cancel"],
+            cost_rows,
+        )
+    ]
+
+
+def _memory(memory: Sequence[Run]) -> list[str]:
+    if not memory:
+        return []
     mib = 1024 * 1024
     memory_rows = [
         (
@@ -447,12 +482,7 @@ def cost_section(
         )
         for entry in memory
     ]
-    parts = [
-        table(
-            ["client", "requests", "orders", "CPU s", "CPU ms / request", "x upbit_cancel"],
-            cost_rows,
-        ),
-        *_limiter_cost(limiter_cost),
+    return [
         "Memory while streaming N generated ids (growth over the resident set before the "
         "batch; per extra id against the previous N):",
         table(
@@ -460,29 +490,41 @@ def cost_section(
             memory_rows,
         ),
     ]
-    return _section(
-        "## 4. Client cost",
-        "Process CPU time per signed request, against a fake whose limit is out of the way, "
-        "each client's own pacing switched off.",
-        *parts,
-    )
+
+
+def hold_cell(summary: Mapping[str, Any] | None) -> str:
+    """A SQLite transaction's hold of the event loop, ``median / max`` in microseconds."""
+    if not summary or not summary.get("count"):
+        return "—"
+    return f"{summary['median_us']:.0f} / {summary['max_us']:.0f}"
+
+
+def _skipped_redis(section: Mapping[str, Any]) -> list[str]:
+    reason = section.get("redis_skipped")
+    return [] if not reason else [f"RedisLimiter not measured: {reason}."]
 
 
 def _limiter_cost(limiter_cost: Mapping[str, Any] | None) -> list[str]:
     if not limiter_cost:
         return []
-    caption = "Through each limiter, raised to 100,000 per second, 60 requests in flight:"
+    caption = (
+        "Through each limiter, raised to 100,000 per second, 60 requests in flight. A visit is "
+        "one transaction of the shared budget's store; a SQLite transaction holds the event "
+        "loop from `BEGIN IMMEDIATE` to `COMMIT`:"
+    )
     if limiter_cost.get("skipped"):
         return [f"{caption} not measured ({limiter_cost['skipped']})."]
     runs = limiter_cost["runs"]
     base = next((run for run in runs if run["limiter"] == "in-process"), None)
     rows = [
         (
-            "RedisLimiter" if run["limiter"] == "redis" else "in-process",
+            LIMITER_NAMES.get(run["limiter"], run["limiter"]),
             count(run["requests"]),
             f"{run['cpu_per_request'] * 1000:.3f}",
             "—" if base is None else f"{run['cpu_per_request'] / base['cpu_per_request']:.2f}x",
-            ratio(run.get("acquire_per_request")),
+            ratio(run.get("visits_per_request")),
+            count(run.get("largest_state") or None),
+            hold_cell(run.get("loop_hold")),
             ratio(run.get("evalsha_per_request")),
             "—"
             if run.get("redis_cpu_per_request") is None
@@ -498,23 +540,28 @@ def _limiter_cost(limiter_cost: Mapping[str, Any] | None) -> list[str]:
                 "requests",
                 "CPU ms / request",
                 "x in-process",
-                "acquire calls / request",
+                "visits / request",
+                "largest state (chars)",
+                "SQLite hold µs median / max",
                 "evalsha / request",
                 "redis-server CPU µs / request",
             ],
             rows,
         ),
+        *_skipped_redis(limiter_cost),
     ]
 
 
 def several_section(several: Mapping[str, Any] | None) -> str | None:
-    """Section 5: several processes of one account."""
+    """Section 5: several processes of one account, and the budget's return after a SIGKILL."""
     if several is None:
         return None
     title = "## 5. Several processes of one account"
     caption = (
         f"{several['orders_each']:,} orders per process, each with a key of its own, released "
-        "together; every process alone (a limiter of its own) or all sharing RedisLimiter."
+        "together; every process alone (a limiter of its own), or all sharing HostLimiter (a "
+        "SQLite file of the host) or RedisLimiter. A shared budget's processes joined it before "
+        "the start."
     )
     if several.get("skipped"):
         return _section(title, f"{caption} Not measured: {several['skipped']}.")
@@ -523,7 +570,7 @@ def several_section(several: Mapping[str, Any] | None) -> str | None:
             " + ".join(f"{latency * 1000:.0f} ms" for latency in run["latencies"])
             if any(run["latencies"])
             else str(run["processes"]),
-            "alone" if run["limiter"] == "alone" else "RedisLimiter",
+            LIMITER_NAMES.get(run["limiter"], run["limiter"]),
             count(run["requests"]),
             seconds(run["wall_seconds"], 3),
             ms(run["round_trip_seconds"]),
@@ -533,17 +580,13 @@ def several_section(several: Mapping[str, Any] | None) -> str | None:
             count(run["max_in_window"]),
             count(run["left_open"]),
             f"{run['process_wall_min_seconds']:.2f} / {run['process_wall_max_seconds']:.2f}",
-            ratio(
-                run["redis_calls"].get("acquire", 0) / run["requests"]
-                if run["limiter"] == "redis" and run["requests"]
-                else None
-            ),
+            "—" if run.get("cpu_per_request") is None else f"{run['cpu_per_request'] * 1000:.3f}",
+            ratio(run.get("visits_per_request")),
+            hold_cell(run.get("loop_hold")),
         )
         for run in several["runs"]
     ]
-    return _section(
-        title,
-        caption + " A row of one-way latencies is a pair of processes on paths of their own.",
+    parts = [
         table(
             [
                 "processes",
@@ -557,11 +600,49 @@ def several_section(several: Mapping[str, Any] | None) -> str | None:
                 "max in 1 s",
                 "left open",
                 "process wall s min / max",
-                "acquire calls / request",
+                "CPU ms / request",
+                "visits / request",
+                "SQLite hold µs median / max",
             ],
             rows,
         ),
+        *_skipped_redis(several),
+        *_returns(several.get("returns") or []),
+    ]
+    return _section(
+        title,
+        caption + " A row of one-way latencies is a pair of processes on paths of their own. "
+        "CPU: the processes' own, during the batch. A visit is one transaction of the store; a "
+        "SQLite transaction holds the event loop from `BEGIN IMMEDIATE` to `COMMIT`.",
+        *parts,
     )
+
+
+def _returns(returns: Sequence[Run]) -> list[str]:
+    """The budget's return after a SIGKILL: a row per kill."""
+    if not returns:
+        return []
+    rows = [
+        (
+            LIMITER_NAMES.get(run["limiter"], run["limiter"]),
+            count(run["repeat"] + 1),
+            seconds(run["asked_seconds"]),
+            seconds(run["first_seconds"]),
+            seconds(run["all_seconds"]),
+            ", ".join(f"{slots} at {at:.2f} s" for slots, at in run["steps"]) or "—",
+        )
+        for run in returns
+    ]
+    limit = returns[0]["limit"]
+    return [
+        f"After a SIGKILL: a process takes all {limit} slots of a fresh budget, marks each "
+        "request as sent and is killed; another process of the account, started before, then "
+        f"asks for all {limit} slots at once. Seconds from the kill:",
+        table(
+            ["limiter", "kill", "asked at s", "first slot s", f"all {limit} s", "slots granted"],
+            rows,
+        ),
+    ]
 
 
 def confirmation_section(runs: Sequence[Run] | None) -> str | None:
@@ -621,8 +702,10 @@ def render(results: Mapping[str, Any]) -> str:
         "commit": meta.get("commit"),
         "uncommitted": meta.get("uncommitted"),
     }
+    sections = results.get("sections")
+    only = "" if sections is None else f", {' and '.join(sections)} only"
     header = (
-        f"# Benchmarks ({'quick' if results['plan']['quick'] else 'full'} run)\n\n"
+        f"# Benchmarks ({'quick' if results['plan']['quick'] else 'full'} run{only})\n\n"
         f"{meta['date']} on {meta['cpus']} CPUs ({meta['cpu_model']}), {meta['platform']}, "
         f"Python {meta['python']}; {packages}"
         + (f"; commit {meta['commit']}" if meta.get("commit") else "")
@@ -630,18 +713,19 @@ def render(results: Mapping[str, Any]) -> str:
         + (" (the library changed during the run)" if changed else "")
         + f". {results['suite_seconds']:.0f} s in all."
     )
-    sections = [
+    ceiling = results.get("ceiling")
+    parts = [
         header,
-        ceiling_section(results["ceiling"]),
-        latency_section(results["ceiling"]),
+        None if ceiling is None else ceiling_section(ceiling),
+        None if ceiling is None else latency_section(ceiling),
         steps_section(results.get("latency_steps") or []),
-        kill_section(results["kill_switch"]),
-        peers_section(results["peers"]),
-        cost_section(results["cost"], results["memory"], results.get("limiter_cost")),
+        None if "kill_switch" not in results else kill_section(results["kill_switch"]),
+        None if "peers" not in results else peers_section(results["peers"]),
+        cost_section(results.get("cost"), results.get("memory"), results.get("limiter_cost")),
         several_section(results.get("several")),
         confirmation_section(results.get("confirmation")),
     ]
-    return "\n\n".join(section for section in sections if section is not None) + "\n"
+    return "\n\n".join(part for part in parts if part is not None) + "\n"
 
 
 # --- pictures: requests admitted per 100 ms against the limit ---------------------------------

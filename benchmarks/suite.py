@@ -7,6 +7,11 @@ gets a fresh account (its own fake, same configuration), so no run inherits budg
 the round trip is measured on a twin fake of the same configuration, so the probes spend none of
 the run's budget either. Sections run one at a time.
 
+Several processes of one account share a budget through HostLimiter (a SQLite file of the host)
+or RedisLimiter; each run gets its own HostLimiter directory (``UPBIT_CANCEL_STATE_DIR``) and its
+own account name in Redis, so no run inherits another's state. The section also kills a process
+holding the whole budget (SIGKILL) and times, in a fresh process, when each slot comes back.
+
 A client that sends ``r`` requests, never more than ``limit`` in any ``window``, can at best send
 request ``k`` (from 0) at ``floor(k / limit) * window``: the last one goes out at
 ``floor((r - 1) / limit) * window`` and is answered one round trip later. That is the ideal
@@ -21,6 +26,7 @@ reached its fake, the suite sets the fake's faults to the new latency through th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import math
@@ -54,14 +60,19 @@ from benchmarks.jobs import (
     JITTER,
     LIMIT,
     LIMITER_KINDS,
+    SHARED_KINDS,
     START_AHEAD,
     WINDOW,
+    CostKind,
     Hold,
     LimiterKind,
+    SharedKind,
     arrival_series,
+    hold_summary,
     median,
     requests_needed,
 )
+from upbit_cancel._limiter.host.store import STATE_DIR_VARIABLE
 from upbit_cancel.testing import PolicyName
 
 T = TypeVar("T")
@@ -86,11 +97,21 @@ STEP_POLL = 0.020
 #: in httpx's connection pool, whose bookkeeping grows with the queue, so its CPU per request
 #: grows with the batch; that would flatter the others.
 COST_CLIENTS = ("upbit_cancel", "naive-aiolimiter", "upbit-sdk-sequential", "ccxt")
-#: Several processes of one account: how many, and the one-way latencies of the two processes
-#: on paths of their own (seconds).
+#: Several processes of one account: how many, how many of them also run alone (each with a
+#: limiter of its own: what happens without sharing), and the one-way latencies of the two
+#: processes on paths of their own (seconds).
 SEVERAL_PROCESSES = (1, 2, 3, 6)
-SEVERAL_PROCESSES_QUICK = (1, 3)
+SEVERAL_PROCESSES_QUICK = (3, 6)
+SEVERAL_ALONE = (1, 3)
+SEVERAL_ALONE_QUICK = (3,)
 SEVERAL_PATHS = (0.005, 0.080)
+#: The budget's return after a SIGKILL: how long the holder holds before it is killed, how
+#: often each shared limiter is measured, and the pause between grants that starts a new step
+#: (seconds; a waiting process asks again at least every 0.5 s).
+HOLD_BEFORE_KILL = 1.0
+RETURN_REPEATS = 3
+RETURN_REPEATS_QUICK = 1
+RETURN_GAP = 0.75
 #: Orders each of several processes cancels.
 SEVERAL_ORDERS = 900
 #: The confirmation runs' fake: seconds an accepted cancel takes to take effect, and the share
@@ -211,6 +232,8 @@ class Plan:
     #: Section 5: several processes of one account, each cancelling `several_orders` orders.
     several: tuple[SeveralCase, ...]
     several_orders: int
+    #: Section 5: how often the budget's return after a SIGKILL is measured, per shared limiter.
+    return_repeats: int
 
     def to_json(self) -> dict[str, Any]:
         """The plan as plain JSON-ready values."""
@@ -244,16 +267,22 @@ def _latency_cases(
     )
 
 
-def several_cases(processes: Sequence[int]) -> tuple[SeveralCase, ...]:
-    """Each count of processes alone and sharing Redis, then the pair on paths of their own."""
+def several_cases(processes: Sequence[int], alone: Sequence[int]) -> tuple[SeveralCase, ...]:
+    """Each count of processes alone (the counts in *alone*), sharing HostLimiter and sharing
+    RedisLimiter; then the pair on paths of their own with each shared limiter."""
     return (
-        *(SeveralCase(kind, (0.0,) * count) for count in processes for kind in LIMITER_KINDS),
-        SeveralCase("redis", SEVERAL_PATHS),
+        *(
+            SeveralCase(kind, (0.0,) * count)
+            for count in processes
+            for kind in LIMITER_KINDS
+            if kind != "alone" or count in alone
+        ),
+        *(SeveralCase(kind, SEVERAL_PATHS) for kind in SHARED_KINDS),
     )
 
 
 def make_plan(quick: bool) -> Plan:
-    """The quick plan (under a minute) or the full one (about twenty minutes)."""
+    """The quick plan (about five minutes) or the full one (about twenty-five minutes)."""
     small = tuple(Case(600, policy, jitter) for policy in POLICIES for jitter in JITTERS)
     if quick:
         ceiling = (*small, *(Case(6_000, policy, 0.020) for policy in POLICIES))
@@ -300,8 +329,12 @@ def make_plan(quick: bool) -> Plan:
             )
             for confirm in (False, True)
         ),
-        several=several_cases(SEVERAL_PROCESSES_QUICK if quick else SEVERAL_PROCESSES),
+        several=several_cases(
+            SEVERAL_PROCESSES_QUICK if quick else SEVERAL_PROCESSES,
+            SEVERAL_ALONE_QUICK if quick else SEVERAL_ALONE,
+        ),
         several_orders=SEVERAL_ORDERS,
+        return_repeats=RETURN_REPEATS_QUICK if quick else RETURN_REPEATS,
     )
 
 
@@ -592,19 +625,40 @@ def _add_calls(outcomes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     return dict(total)
 
 
+def _state_env(directory: Path) -> dict[str, str]:
+    """The environment that puts HostLimiter's file in *directory*."""
+    return {STATE_DIR_VARIABLE: str(directory)}
+
+
+def _summarise_store(outcome: dict[str, Any]) -> list[float]:
+    """Replace a job's SQLite holds (µs) by their summary; return them."""
+    samples = list(outcome.pop("loop_hold_us", []))
+    outcome["loop_hold"] = hold_summary(samples)
+    return samples
+
+
+def _per_request(value: float | None, requests: int) -> float | None:
+    return None if value is None else value / max(requests, 1)
+
+
+async def _wait_for(process: asyncio.subprocess.Process, word: bytes) -> None:
+    """Read *process*'s stdout until it printed the line *word*."""
+    assert process.stdout is not None
+    while True:
+        line = await process.stdout.readline()
+        if not line:
+            raise RuntimeError("a benchmark process ended before it was ready")
+        if line.strip() == word:
+            return
+
+
 async def _release_together(
     processes: Sequence[asyncio.subprocess.Process],
 ) -> list[dict[str, Any]]:
     """Wait until every process printed ``ready``, give them one start time, collect their
     results (one JSON line each)."""
     for process in processes:
-        assert process.stdout is not None
-        while True:
-            line = await process.stdout.readline()
-            if not line:
-                raise RuntimeError("a benchmark process ended before it was ready")
-            if line.strip() == b"ready":
-                break
+        await _wait_for(process, b"ready")
     start_at = time.monotonic() + START_AHEAD
     for process in processes:
         assert process.stdin is not None
@@ -639,10 +693,11 @@ async def _several_run(
     case: SeveralCase,
     fakes: Sequence[FakeHandle],
     http: aiohttp.ClientSession,
-    server: RedisServer,
+    server: RedisServer | None,
     *,
     orders: int,
     account: str,
+    state_dir: Path,
 ) -> dict[str, Any]:
     """One run: start a process per path, release them together, read the fake and Redis."""
     fake, *probe_fakes = fakes
@@ -672,19 +727,22 @@ async def _several_run(
                 "access_key": access_key,
                 "secret_key": secret_key,
                 "probe": probe,
-                "redis_url": server.url,
+                "redis_url": None if server is None else server.url,
                 "account": account,
             }
         )
-    before = await server.counters()
+    counted = server if case.limiter == "redis" else None
+    before = {} if counted is None else await counted.counters()
     processes = [
-        await spawn("benchmarks.jobs", ["process", json.dumps(mine)]) for mine in parameters
+        await spawn("benchmarks.jobs", ["process", json.dumps(mine)], env=_state_env(state_dir))
+        for mine in parameters
     ]
     try:
         outcomes = await _release_together(processes)
     finally:
         await _kill(processes)
-    redis_counters = _difference(await server.counters(), before)
+    counters = {} if counted is None else _difference(await counted.counters(), before)
+    holds = [sample for outcome in outcomes for sample in _summarise_store(outcome)]
     stats = await admin.stats()
     states = await admin.states()
     needed = requests_needed(orders) * case.processes
@@ -694,6 +752,11 @@ async def _several_run(
     trip = max(trips)
     wall = max(o["finished_at"] for o in outcomes) - min(o["started_at"] for o in outcomes)
     requests = sum(o["requests"] for o in outcomes)
+    signed = sum(stats["status_counts"].values())
+    shared = case.limiter in SHARED_KINDS
+    visits = sum(o["visits"] for o in outcomes) if shared else None
+    redis_calls = _add_calls(outcomes)
+    joins = [o["join_seconds"] for o in outcomes if o.get("join_seconds") is not None]
     return {
         "processes": case.processes,
         "limiter": case.limiter,
@@ -702,7 +765,7 @@ async def _several_run(
         "orders": orders * case.processes,
         "requests_needed": needed,
         "requests": requests,
-        "signed_requests": sum(stats["status_counts"].values()),
+        "signed_requests": signed,
         "wall_seconds": wall,
         "round_trip_seconds": trip,
         "ideal_seconds": ideal,
@@ -716,29 +779,89 @@ async def _several_run(
         - min(o["started_at"] for o in outcomes),
         "process_wall_min_seconds": min(o["wall_seconds"] for o in outcomes),
         "process_wall_max_seconds": max(o["wall_seconds"] for o in outcomes),
-        "redis_calls": _add_calls(outcomes),
-        "evalsha_calls": redis_counters["evalsha"] if case.limiter == "redis" else None,
+        "join_max_seconds": max(joins, default=None),
+        "cpu_per_request": sum(o["cpu_seconds"] for o in outcomes) / max(signed, 1),
+        "visits": visits,
+        "visits_per_request": _per_request(visits, signed),
+        "loop_hold": hold_summary(holds) if case.limiter == "host" else None,
+        "locked_tries": sum(o["locked_tries"] for o in outcomes) if shared else None,
+        "redis_calls": redis_calls,
+        "reads_per_visit": redis_calls.get("read", 0) / max(visits or 0, 1)
+        if case.limiter == "redis"
+        else None,
+        "evalsha_calls": counters.get("evalsha"),
         "fallbacks": sum(o["fallbacks"] for o in outcomes),
         "per_process": outcomes,
     }
 
 
-async def section_several(
-    cases: Sequence[SeveralCase], orders: int, log: Callable[[str], None] | None = None
+def grant_steps(grants: Sequence[float], gap: float = RETURN_GAP) -> list[tuple[int, float]]:
+    """Grant times (seconds from a kill) as ``(slots, seconds of the first)`` groups, a new
+    group after a pause longer than *gap*."""
+    steps: list[tuple[int, float]] = []
+    previous = -math.inf
+    for moment in sorted(grants):
+        if moment - previous > gap:
+            steps.append((0, moment))
+        slots, first = steps[-1]
+        steps[-1] = (slots + 1, first)
+        previous = moment
+    return steps
+
+
+async def _return_run(
+    kind: SharedKind, *, redis_url: str | None, state_dir: Path, account: str
 ) -> dict[str, Any]:
-    """Several processes of one account cancelling together, each case on a fresh account."""
-    section: dict[str, Any] = {"orders_each": orders, "jitter": JITTER, "runs": []}
+    """One SIGKILL: a holder takes the whole budget and is killed; another process then asks
+    for every slot. When each came back, in seconds from the kill."""
+    parameters = {"limiter": kind, "account": account, "redis_url": redis_url}
+    env = _state_env(state_dir)
+    holder = await spawn("benchmarks.jobs", ["holder", json.dumps(parameters)], env=env)
+    asking = await spawn("benchmarks.jobs", ["return", json.dumps(parameters)], env=env)
+    try:
+        await _wait_for(holder, b"held")
+        await _wait_for(asking, b"ready")
+        # A moment of holding, so that the kill finds leases renewed a while.
+        await asyncio.sleep(HOLD_BEFORE_KILL)
+        killed_at = time.monotonic()
+        holder.kill()
+        await holder.wait()
+        assert asking.stdin is not None
+        asking.stdin.write(f"{killed_at!r}\n".encode())
+        await asking.stdin.drain()
+        stdout, _ = await asking.communicate()
+        if asking.returncode != 0:
+            raise RuntimeError(f"the return job exited with status {asking.returncode}")
+    finally:
+        await _kill([holder, asking])
+    outcome = _json_line(stdout)
+    grants = outcome["grants_seconds"]
+    return {
+        **outcome,
+        "first_seconds": grants[0] if grants else None,
+        "all_seconds": grants[-1] if len(grants) == outcome["limit"] else None,
+        "steps": grant_steps(grants),
+    }
+
+
+async def section_several(plan: Plan, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Several processes of one account cancelling together, each case on a fresh account (a
+    fresh HostLimiter directory, a fresh Redis key); then the budget's return after a process
+    holding all of it is killed."""
+    orders = plan.several_orders
+    section: dict[str, Any] = {"orders_each": orders, "jitter": JITTER, "runs": [], "returns": []}
     reason = missing_redis()
+    cases = plan.several
     if reason is not None:
-        section["skipped"] = reason
-        return section
+        section["redis_skipped"] = reason
+        cases = tuple(case for case in cases if case.limiter != "redis")
     specs = [spec for case in cases for spec in _fake_specs(case)]
     token = uuid_module.uuid4().hex[:8]
-    async with (
-        RedisServer() as server,
-        FakeProcess(specs) as fakes,
-        aiohttp.ClientSession() as http,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        server = None if reason is not None else await stack.enter_async_context(RedisServer())
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="upbit-state-")))
+        fakes = await stack.enter_async_context(FakeProcess(specs))
+        http = await stack.enter_async_context(aiohttp.ClientSession())
         offset = 0
         for index, case in enumerate(cases):
             count = len(_fake_specs(case))
@@ -749,6 +872,7 @@ async def section_several(
                 server,
                 orders=orders,
                 account=f"bench-{token}-{index}",
+                state_dir=directory / f"run-{index}",
             )
             offset += count
             section["runs"].append(run)
@@ -756,45 +880,68 @@ async def section_several(
                 log(
                     f"several processes: {case.processes} x {case.limiter}"
                     + (" (paths)" if case.paths else "")
-                    + f": {run['wall_seconds']:.2f} s, {run['rejected_429']} x 429"
+                    + f": {run['wall_seconds']:.2f} s, efficiency {run['efficiency'] or 0:.3f}, "
+                    f"{run['rejected_429']} x 429"
                 )
+        kinds = [kind for kind in SHARED_KINDS if kind != "redis" or server is not None]
+        for repeat in range(plan.return_repeats):
+            for kind in kinds:
+                back = await _return_run(
+                    kind,
+                    redis_url=None if server is None else server.url,
+                    state_dir=directory / f"return-{kind}-{repeat}",
+                    account=f"bench-{token}-return-{kind}-{repeat}",
+                )
+                section["returns"].append({"repeat": repeat, **back})
+                if log is not None:
+                    log(
+                        f"after a SIGKILL, {kind}: "
+                        + ", ".join(f"{slots} at {at:.2f} s" for slots, at in back["steps"])
+                    )
     return section
 
 
 async def section_limiter_cost(requests: int) -> dict[str, Any]:
-    """CPU per request through the in-process limiter and through RedisLimiter, both raised
-    out of the way, with Redis's script calls and the server's own CPU per request."""
+    """CPU per request through the in-process limiter, HostLimiter and RedisLimiter, each raised
+    out of the way, with the stores' transactions, the SQLite transactions' holds of the event
+    loop, Redis's script calls and the server's own CPU per request."""
     section: dict[str, Any] = {"requests": requests, "runs": []}
     reason = missing_redis()
+    kinds: tuple[CostKind, ...] = COST_KINDS
     if reason is not None:
-        section["skipped"] = reason
-        return section
+        section["redis_skipped"] = reason
+        kinds = tuple(kind for kind in kinds if kind != "redis")
     spec = FakeSpec(limit=HIGH_LIMIT)
-    async with (
-        RedisServer() as server,
-        FakeProcess([spec] * len(COST_KINDS)) as fakes,
-        aiohttp.ClientSession() as http,
-    ):
-        for kind, fake in zip(COST_KINDS, fakes, strict=True):
+    async with contextlib.AsyncExitStack() as stack:
+        server = None if reason is not None else await stack.enter_async_context(RedisServer())
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="upbit-state-")))
+        fakes = await stack.enter_async_context(FakeProcess([spec] * len(kinds)))
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        for kind, fake in zip(kinds, fakes, strict=True):
             admin = Admin(http, fake.base_url)
-            before = await server.counters()
+            counted = server if kind == "redis" else None
+            before = {} if counted is None else await counted.counters()
             parameters = {
                 "limiter": kind,
                 "requests": requests,
                 "fake": fake.to_json(),
-                "redis_url": server.url,
+                "redis_url": None if server is None else server.url,
                 "account": f"bench-cost-{uuid_module.uuid4().hex[:8]}",
             }
-            process = await spawn("benchmarks.jobs", ["limiter-cost", json.dumps(parameters)])
+            process = await spawn(
+                "benchmarks.jobs",
+                ["limiter-cost", json.dumps(parameters)],
+                env=_state_env(directory / kind),
+            )
             stdout, _ = await process.communicate()
             if process.returncode != 0:
                 raise RuntimeError(f"limiter-cost ({kind}) exited with status {process.returncode}")
             outcome = _json_line(stdout)
-            counters = _difference(await server.counters(), before)
+            _summarise_store(outcome)
+            counters = {} if counted is None else _difference(await counted.counters(), before)
             stats = await admin.stats()
             signed = sum(stats["status_counts"].values())
-            calls = outcome["redis_calls"]
-            via_redis = kind == "redis"
+            shared = kind in SHARED_KINDS
             section["runs"].append(
                 {
                     **outcome,
@@ -802,17 +949,14 @@ async def section_limiter_cost(requests: int) -> dict[str, Any]:
                     "status_counts": stats["status_counts"],
                     "left_open": (await admin.states())["wait"],
                     "cpu_per_request": outcome["cpu_seconds"] / max(signed, 1),
-                    "acquire_per_request": calls.get("acquire", 0) / max(signed, 1)
-                    if via_redis
+                    "visits_per_request": _per_request(outcome["visits"], signed)
+                    if shared
                     else None,
-                    "evalsha_calls": counters["evalsha"] if via_redis else None,
-                    "evalsha_per_request": counters["evalsha"] / max(signed, 1)
-                    if via_redis
-                    else None,
-                    "redis_cpu_seconds": counters["cpu_seconds"] if via_redis else None,
-                    "redis_cpu_per_request": counters["cpu_seconds"] / max(signed, 1)
-                    if via_redis
-                    else None,
+                    "loop_hold": outcome["loop_hold"] if kind == "host" else None,
+                    "evalsha_calls": counters.get("evalsha"),
+                    "evalsha_per_request": _per_request(counters.get("evalsha"), signed),
+                    "redis_cpu_seconds": counters.get("cpu_seconds"),
+                    "redis_cpu_per_request": _per_request(counters.get("cpu_seconds"), signed),
                 }
             )
     return section
@@ -821,47 +965,67 @@ async def section_limiter_cost(requests: int) -> dict[str, Any]:
 # --- the whole suite ---------------------------------------------------------------------------
 
 
-async def run_suite(plan: Plan) -> dict[str, Any]:
-    """Run every section of *plan*, one after another; return the results."""
+#: The sections, in the order they run (``--only`` picks some).
+SECTIONS = (
+    "kill",
+    "ceiling",
+    "latency",
+    "steps",
+    "peers",
+    "confirmation",
+    "cost",
+    "limiter-cost",
+    "memory",
+    "several",
+)
+
+
+async def run_suite(plan: Plan, sections: Sequence[str] = SECTIONS) -> dict[str, Any]:
+    """Run the *sections* of *plan*, one after another, in the suite's order; return the
+    results (a section not run is left out)."""
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown section(s): {', '.join(sorted(unknown))}")
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
-    async def timed(name: str, work: Callable[[], Awaitable[T]]) -> T:
-        log(started, f"{name}: started")
-        begun = time.perf_counter()
-        result = await work()
-        timings[name] = time.perf_counter() - begun
-        log(started, f"{name}: done in {timings[name]:.1f} s")
-        return result
-
     with tempfile.TemporaryDirectory(prefix="upbit-cancel-bench-") as directory:
         workdir = Path(directory)
-        kill = await timed("kill switch", lambda: section_kill(plan))
-        ceiling = await timed("ceiling", lambda: section_ceiling(plan.ceiling))
-        latency = await timed("latency", lambda: section_ceiling(plan.latency))
-        steps = await timed("latency steps", lambda: section_steps(plan))
-        peers = await timed("peers", lambda: section_peers(plan, workdir))
-        confirmation = await timed("confirmation", lambda: section_confirmation(plan))
-        cost = await timed("client cost", lambda: section_cost(plan, workdir))
-        limiter_cost = await timed("limiter cost", lambda: section_limiter_cost(plan.cost_requests))
-        memory = await timed("memory", lambda: section_memory(plan))
-        several = await timed(
-            "several processes",
-            lambda: section_several(
-                plan.several, plan.several_orders, lambda message: log(started, message)
-            ),
-        )
-    return {
-        "plan": plan.to_json(),
-        "ceiling": ceiling + latency,
-        "latency_steps": steps,
-        "kill_switch": kill,
-        "peers": peers,
-        "cost": cost,
-        "limiter_cost": limiter_cost,
-        "memory": memory,
-        "several": several,
-        "confirmation": confirmation,
-        "section_seconds": timings,
-        "suite_seconds": time.perf_counter() - started,
+        works: dict[str, Callable[[], Awaitable[Any]]] = {
+            "kill": lambda: section_kill(plan),
+            "ceiling": lambda: section_ceiling(plan.ceiling),
+            "latency": lambda: section_ceiling(plan.latency),
+            "steps": lambda: section_steps(plan),
+            "peers": lambda: section_peers(plan, workdir),
+            "confirmation": lambda: section_confirmation(plan),
+            "cost": lambda: section_cost(plan, workdir),
+            "limiter-cost": lambda: section_limiter_cost(plan.cost_requests),
+            "memory": lambda: section_memory(plan),
+            "several": lambda: section_several(plan, lambda message: log(started, message)),
+        }
+        done: dict[str, Any] = {}
+        for name in SECTIONS:
+            if name not in sections:
+                continue
+            log(started, f"{name}: started")
+            begun = time.perf_counter()
+            done[name] = await works[name]()
+            timings[name] = time.perf_counter() - begun
+            log(started, f"{name}: done in {timings[name]:.1f} s")
+    results: dict[str, Any] = {"plan": plan.to_json(), "sections": list(done)}
+    if "ceiling" in done or "latency" in done:
+        results["ceiling"] = done.get("ceiling", []) + done.get("latency", [])
+    keys = {
+        "steps": "latency_steps",
+        "kill": "kill_switch",
+        "peers": "peers",
+        "cost": "cost",
+        "limiter-cost": "limiter_cost",
+        "memory": "memory",
+        "several": "several",
+        "confirmation": "confirmation",
     }
+    results.update({key: done[name] for name, key in keys.items() if name in done})
+    results["section_seconds"] = timings
+    results["suite_seconds"] = time.perf_counter() - started
+    return results

@@ -17,8 +17,14 @@ extensions = [
 
 source_suffix = {".md": "markdown"}
 # The benchmarks' full tables are linked from benchmarks.md, not a page of their own; a quick run
-# (``python -m benchmarks --quick``) writes its own files beside them, never part of the site.
-exclude_patterns = ["_build", "benchmarks/results.md", "benchmarks/*-quick.*"]
+# (``python -m benchmarks --quick``) or of some sections (``--only``) writes its own files beside
+# them, never part of the site.
+exclude_patterns = [
+    "_build",
+    "benchmarks/results.md",
+    "benchmarks/results-*",
+    "benchmarks/*-quick.*",
+]
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
