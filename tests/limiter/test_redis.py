@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 
 from tests.conftest import RedisServer, SessionFor
 from tests.helpers import most_in_window, until
@@ -646,3 +650,97 @@ async def test_a_write_whose_answer_is_lost_delays_the_fallback_from_its_reading
         lease.release()
     # The membership (2 s) and a settle (4.01 s) from the lost write's reading.
     assert waited >= 2.0 + 4.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def cluster(directory: Path, nodes: int = 3) -> AsyncIterator[list[RedisServer]]:
+    """A Redis Cluster of ``nodes`` masters on loopback, its slots split between them."""
+    # A node's bus port defaults to its port plus 10,000, which may not exist or be free.
+    buses = [free_port() for _ in range(nodes)]
+    servers = [
+        RedisServer(
+            "--cluster-enabled",
+            "yes",
+            "--cluster-port",
+            str(buses[index]),
+            "--cluster-config-file",
+            str(directory / f"nodes-{index}.conf"),
+            "--dir",
+            str(directory),
+        )
+        for index in range(nodes)
+    ]
+    clients: list[redis.asyncio.Redis] = []
+    try:
+        for server in servers:
+            server.start()
+            clients.append(redis.asyncio.Redis.from_url(server.url))
+        size = 16384 // nodes
+        for index, client in enumerate(clients):
+            last = 16383 if index == nodes - 1 else (index + 1) * size - 1
+            await client.execute_command(  # type: ignore[no-untyped-call]
+                "CLUSTER ADDSLOTSRANGE", index * size, last
+            )
+            if index:
+                await clients[0].execute_command(  # type: ignore[no-untyped-call]
+                    "CLUSTER MEET", "127.0.0.1", servers[index].port, buses[index]
+                )
+
+        async def ready() -> bool:
+            for client in clients:
+                info = await client.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]
+                fields = {str(name): str(value) for name, value in dict(info).items()}
+                if fields.get("cluster_state") != "ok":
+                    return False
+                if fields.get("cluster_known_nodes") != str(nodes):
+                    return False
+            return True
+
+        async with asyncio.timeout(20):
+            while not await ready():  # noqa: ASYNC110 - the nodes agree in their own time
+                await asyncio.sleep(0.05)
+        yield servers
+    finally:
+        for client in clients:
+            await client.aclose()
+        for server in servers:
+            server.stop()
+
+
+async def test_a_redis_cluster_client_keeps_the_budget_across_its_nodes(
+    tmp_path: Path, session_for: SessionFor
+) -> None:
+    """Given a RedisCluster client, two limiters of one account (as two processes would be)
+    share one budget on a real three-node cluster."""
+    async with cluster(tmp_path) as servers:
+        port = servers[0].port
+        clients = [RedisCluster(host="127.0.0.1", port=port) for _ in range(2)]
+        try:
+            async with FakeUpbit(faults=Faults(jitter_in=0.005)) as fake:
+                uuids = fake.add_orders(1_200)
+                other = fake.add_credentials()
+                async with (
+                    RedisLimiter(clients[0], account="main") as first,
+                    RedisLimiter(clients[1], account="main") as second,
+                    session_for(fake, limiter=first) as one,
+                    session_for(fake, limiter=second, keys=other) as two,
+                ):
+                    results = await asyncio.gather(
+                        BatchCanceller(one).cancel(uuids=uuids[:600]),
+                        BatchCanceller(two).cancel(uuids=uuids[600:]),
+                    )
+                    assert not first.degraded
+                    assert not second.degraded
+                assert most_in_window(record.arrival for record in fake.records) <= 30
+                assert [result.success.count for result in results] == [600, 600]
+                assert fake.stats()["rejected_429"] == 0
+        finally:
+            for client in clients:
+                await client.aclose()
