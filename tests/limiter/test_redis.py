@@ -28,7 +28,7 @@ from upbit_cancel import (
     UpbitSession,
 )
 from upbit_cancel._limiter.redis.store import RedisStore
-from upbit_cancel._limiter.shared.rules import decode
+from upbit_cancel._limiter.shared.rules import State, decode
 from upbit_cancel._limiter.shared.store import StoreUnavailableError
 from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord
 
@@ -46,6 +46,16 @@ async def queued(client: redis.asyncio.Redis) -> int:
             state = decode(text.partition("|")[2])
             count += 0 if state is None else len(state.queue)
     return count
+
+
+async def the_state(client: redis.asyncio.Redis) -> State:
+    """The one budget's state Redis holds."""
+    [key] = await client.keys("upbit_cancel:{*")
+    value = await client.get(key)
+    assert isinstance(value, bytes)
+    state = decode(value.decode().partition("|")[2])
+    assert state is not None
+    return state
 
 
 def incidents(records: list[RequestRecord], window: float = 1.0) -> int:
@@ -606,13 +616,48 @@ async def test_releases_told_as_the_limiter_closes_reach_redis(redis_url: str) -
             for _ in range(yields):
                 await asyncio.sleep(0)
             await limiter.aclose()
-            [key] = await client.keys("upbit_cancel:{*")
-            value = await client.get(key)
-            assert isinstance(value, bytes)
-            state = decode(value.decode().partition("|")[2])
-            assert state is not None
+            state = await the_state(client)
             assert state.active == {}
             assert len(state.holds) == 5
+    finally:
+        await client.aclose()
+
+
+async def test_a_visit_under_way_as_the_limiter_closes_is_not_told_twice(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``aclose()`` while a visit's write is applied but its answer not back yet: the visit
+    ends first, and its releases are not told again by the leaving visit (each slot held once,
+    not twice)."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    call = RedisStore._call
+    written = asyncio.Event()
+    answer = asyncio.Event()
+
+    async def slow_answer(store: RedisStore, script: Any, keys: Any, args: Any) -> Any:
+        result = await call(store, script, keys, args)
+        if script is store._write and not written.is_set():
+            written.set()
+            await answer.wait()  # the answer is on its way back
+        return result
+
+    try:
+        limiter = RedisLimiter(redis_url, account="main")
+        leases = await asyncio.gather(*(limiter.acquire() for _ in range(5)))
+        await limiter.flush()
+        for lease in leases:
+            lease.sending()
+        monkeypatch.setattr(RedisStore, "_call", slow_answer)
+        for lease in leases:
+            lease.release()  # the driver sets out to tell Redis
+        await written.wait()
+        closing = asyncio.create_task(limiter.aclose())
+        await until(lambda: limiter._closed)  # aclose reaches the visit under way
+        answer.set()
+        await closing
+        state = await the_state(client)
+        assert state.active == {}
+        assert len(state.holds) == 5
     finally:
         await client.aclose()
 

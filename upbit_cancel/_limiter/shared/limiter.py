@@ -72,6 +72,7 @@ class SharedLimiter(Paced):
         "_heartbeat",
         "_joined_at",
         "_latest_read",
+        "_left",
         "_loop",
         "_lost_holds",
         "_name",
@@ -88,6 +89,7 @@ class SharedLimiter(Paced):
         "_siblings",
         "_store",
         "_terms",
+        "_visiting",
         "_waiters",
         "_wake",
         "group",
@@ -148,8 +150,11 @@ class SharedLimiter(Paced):
         self._retry_at = -math.inf
         self._fallback: SlidingWindowLimiter | None = None
         self._driver: asyncio.Task[None] | None = None
+        self._visiting = False
         self._wake: asyncio.Event | None = None
         self._closed = False
+        # Closed and the leaving visit told (or given up): nothing more reaches the store.
+        self._left = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._siblings: dict[str, SharedLimiter] = {}
 
@@ -261,11 +266,12 @@ class SharedLimiter(Paced):
         """Learn from the answer; tell the store, at the driver's next visit, how long the slot
         stays taken."""
         handle = lease.handle
-        if self._closed:
+        loop = self._loop if self._closed else self._bind()
+        if self._left or loop is None or loop.is_closed():
             if handle is not None:
                 self._active.discard(handle)  # its slot expires in the store on its own
             return
-        now = self._bind().time()
+        now = loop.time()
         release = self._pacer.release(lease, now, own_full=self._full)
         if handle is None:
             return  # a fallback lease: the fallback holds its slot until the store takes it
@@ -277,7 +283,9 @@ class SharedLimiter(Paced):
         holds.append(longest)
         own = release.until if release.floor is not None else longest
         self._releases.append((handle, longest, own, release.floor or 0.0, release.decision))
-        self._nudge(at_once=True)
+        if not self._closed:
+            self._nudge(at_once=True)
+        # Closed: told by the leaving visit, still to come.
 
     def remaining_holds(self) -> list[float]:
         """Seconds until each slot this process took frees, at the longest (a lease in flight
@@ -327,12 +335,21 @@ class SharedLimiter(Paced):
         self._closed = True
         driver = self._driver
         if driver is not None:
+            if self._visiting:
+                # A visit under way ends first (every store bounds its own time): cancelled, it
+                # may be written with its reply lost, and the leaving visit would then tell its
+                # releases again, each slot held twice.
+                await asyncio.wait({driver})
             driver.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await driver
-        if self._loop is not None and self._epoch is not None and self._outage is None:
-            with contextlib.suppress(StoreUnavailableError, StoreRefusedError):
-                await self._store.transact(self._key(), self._change(self._leaving()))
+        try:
+            if self._loop is not None and self._epoch is not None and self._outage is None:
+                with contextlib.suppress(StoreUnavailableError, StoreRefusedError):
+                    await self._store.transact(self._key(), self._change(self._leaving()))
+        finally:
+            self._left = True
+            self._releases.clear()
         for sibling in self._siblings.values():
             await sibling.aclose()
         if self._owns_store:
@@ -466,6 +483,7 @@ class SharedLimiter(Paced):
             dropped=tuple(dropped),
             waiting=waiting,
         )
+        self._visiting = True
         try:
             await self._claim_name(loop)
             done = await self._store.transact(self._key(), self._change(arriving))
@@ -490,6 +508,8 @@ class SharedLimiter(Paced):
             self._dropped[:0] = dropped
             self._adopt[:0] = adopt
             raise
+        finally:
+            self._visiting = False
         self._back(loop)
         reply = done.result
         self._latest_read = max(self._latest_read, done.read_at)
