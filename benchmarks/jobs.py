@@ -404,13 +404,16 @@ class StoreProbe:
     It patches the store classes, so one job per process uses it.
     """
 
-    __slots__ = ("held", "largest_state", "locked", "visits")
+    __slots__ = ("held", "held_cpu", "largest_state", "locked", "visits")
 
     def __init__(self) -> None:
         #: Transactions that went through.
         self.visits = 0
         #: Seconds each SQLite transaction that went through held the event loop.
         self.held: list[float] = []
+        #: The CPU time of each (the thread's own: what is left once the scheduler's
+        #: preemptions by other processes are taken out).
+        self.held_cpu: list[float] = []
         #: SQLite tries that found the file locked by another process (given up at once and
         #: tried again after a short sleep).
         self.locked = 0
@@ -430,6 +433,7 @@ class StoreProbe:
         """Forget what was counted so far."""
         self.visits = self.locked = self.largest_state = 0
         self.held = []
+        self.held_cpu = []
 
     def report(self) -> dict[str, Any]:
         """The counts, with every SQLite transaction's hold in microseconds."""
@@ -438,6 +442,7 @@ class StoreProbe:
             "locked_tries": self.locked,
             "largest_state": self.largest_state,
             "loop_hold_us": [round(seconds * 1e6, 1) for seconds in self.held],
+            "loop_hold_cpu_us": [round(seconds * 1e6, 1) for seconds in self.held_cpu],
         }
 
     def _counted(self, transact: Callable[..., Any]) -> Callable[..., Any]:
@@ -457,12 +462,14 @@ class StoreProbe:
 
         def timed(store: object, key: str, change: Callable[..., Any]) -> Any:
             started = time.perf_counter()
+            cpu = time.thread_time()
             try:
                 done = transact(store, key, change)
             except _LockedError:
                 self.locked += 1
                 raise
             self.held.append(time.perf_counter() - started)
+            self.held_cpu.append(time.thread_time() - cpu)
             return done
 
         return timed

@@ -493,10 +493,11 @@ def _memory(memory: Sequence[Run]) -> list[str]:
 
 
 def hold_cell(summary: Mapping[str, Any] | None) -> str:
-    """A SQLite transaction's hold of the event loop, ``median / max`` in microseconds."""
+    """A SQLite transaction's hold of the event loop, ``median / p99 / max`` in
+    microseconds."""
     if not summary or not summary.get("count"):
         return "—"
-    return f"{summary['median_us']:.0f} / {summary['max_us']:.0f}"
+    return f"{summary['median_us']:.0f} / {summary['p99_us']:.0f} / {summary['max_us']:.0f}"
 
 
 def _skipped_redis(section: Mapping[str, Any]) -> list[str]:
@@ -525,6 +526,7 @@ def _limiter_cost(limiter_cost: Mapping[str, Any] | None) -> list[str]:
             ratio(run.get("visits_per_request")),
             count(run.get("largest_state") or None),
             hold_cell(run.get("loop_hold")),
+            hold_cell(run.get("loop_hold_cpu")),
             ratio(run.get("evalsha_per_request")),
             "—"
             if run.get("redis_cpu_per_request") is None
@@ -542,7 +544,8 @@ def _limiter_cost(limiter_cost: Mapping[str, Any] | None) -> list[str]:
                 "x in-process",
                 "visits / request",
                 "largest state (chars)",
-                "SQLite hold µs median / max",
+                "SQLite hold µs median / p99 / max",
+                "its CPU µs median / p99 / max",
                 "evalsha / request",
                 "redis-server CPU µs / request",
             ],
@@ -583,6 +586,7 @@ def several_section(several: Mapping[str, Any] | None) -> str | None:
             "—" if run.get("cpu_per_request") is None else f"{run['cpu_per_request'] * 1000:.3f}",
             ratio(run.get("visits_per_request")),
             hold_cell(run.get("loop_hold")),
+            hold_cell(run.get("loop_hold_cpu")),
         )
         for run in several["runs"]
     ]
@@ -602,7 +606,8 @@ def several_section(several: Mapping[str, Any] | None) -> str | None:
                 "process wall s min / max",
                 "CPU ms / request",
                 "visits / request",
-                "SQLite hold µs median / max",
+                "SQLite hold µs median / p99 / max",
+                "its CPU µs median / p99 / max",
             ],
             rows,
         ),
@@ -613,7 +618,9 @@ def several_section(several: Mapping[str, Any] | None) -> str | None:
         title,
         caption + " A row of one-way latencies is a pair of processes on paths of their own. "
         "CPU: the processes' own, during the batch. A visit is one transaction of the store; a "
-        "SQLite transaction holds the event loop from `BEGIN IMMEDIATE` to `COMMIT`.",
+        "SQLite transaction holds the event loop from `BEGIN IMMEDIATE` to `COMMIT` (wall time, "
+        "which includes any preemption of the process by the others sharing the CPUs; its CPU "
+        "time is the work itself).",
         *parts,
     )
 

@@ -630,11 +630,14 @@ def _state_env(directory: Path) -> dict[str, str]:
     return {STATE_DIR_VARIABLE: str(directory)}
 
 
-def _summarise_store(outcome: dict[str, Any]) -> list[float]:
-    """Replace a job's SQLite holds (µs) by their summary; return them."""
+def _summarise_store(outcome: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """Replace a job's SQLite holds (µs: wall time, CPU time) by their summaries; return
+    them."""
     samples = list(outcome.pop("loop_hold_us", []))
+    cpu = list(outcome.pop("loop_hold_cpu_us", []))
     outcome["loop_hold"] = hold_summary(samples)
-    return samples
+    outcome["loop_hold_cpu"] = hold_summary(cpu)
+    return samples, cpu
 
 
 def _per_request(value: float | None, requests: int) -> float | None:
@@ -742,7 +745,9 @@ async def _several_run(
     finally:
         await _kill(processes)
     counters = {} if counted is None else _difference(await counted.counters(), before)
-    holds = [sample for outcome in outcomes for sample in _summarise_store(outcome)]
+    summarised = [_summarise_store(outcome) for outcome in outcomes]
+    holds = [sample for wall, _ in summarised for sample in wall]
+    holds_cpu = [sample for _, cpu in summarised for sample in cpu]
     stats = await admin.stats()
     states = await admin.states()
     needed = requests_needed(orders) * case.processes
@@ -784,6 +789,7 @@ async def _several_run(
         "visits": visits,
         "visits_per_request": _per_request(visits, signed),
         "loop_hold": hold_summary(holds) if case.limiter == "host" else None,
+        "loop_hold_cpu": hold_summary(holds_cpu) if case.limiter == "host" else None,
         "locked_tries": sum(o["locked_tries"] for o in outcomes) if shared else None,
         "redis_calls": redis_calls,
         "reads_per_visit": redis_calls.get("read", 0) / max(visits or 0, 1)
@@ -953,6 +959,7 @@ async def section_limiter_cost(requests: int) -> dict[str, Any]:
                     if shared
                     else None,
                     "loop_hold": outcome["loop_hold"] if kind == "host" else None,
+                    "loop_hold_cpu": outcome["loop_hold_cpu"] if kind == "host" else None,
                     "evalsha_calls": counters.get("evalsha"),
                     "evalsha_per_request": _per_request(counters.get("evalsha"), signed),
                     "redis_cpu_seconds": counters.get("cpu_seconds"),

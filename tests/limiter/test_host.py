@@ -8,13 +8,14 @@ import asyncio
 import shutil
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SessionFor
 from upbit_cancel import BudgetUnavailableError, HostLimiter, RedisLimiter
-from upbit_cancel._limiter.host.store import state_dir
+from upbit_cancel._limiter.host.store import SqliteStore, state_dir
 from upbit_cancel._limiter.shared.rules import decode
 from upbit_cancel._redact import redact_url
 from upbit_cancel.testing import FakeUpbit
@@ -108,6 +109,26 @@ async def test_a_deleted_state_directory_is_made_again_and_used_by_every_process
         assert state.recovered  # the loss was noticed: nothing granted while old slots count
     finally:
         await limiter.aclose()
+
+
+async def test_the_file_is_made_and_opened_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creating the directory, the file and its tables takes milliseconds: done in a thread,
+    not in the event loop's."""
+    opened_in: list[threading.Thread] = []
+    open_file = SqliteStore._open
+
+    def recorded(store: SqliteStore) -> sqlite3.Connection:
+        opened_in.append(threading.current_thread())
+        return open_file(store)
+
+    monkeypatch.setattr(SqliteStore, "_open", recorded)
+    async with HostLimiter(state_dir=tmp_path / "new") as limiter:
+        limiter.bind("a" * 40)
+        (await limiter.acquire()).release()
+    assert len(opened_in) == 1
+    assert opened_in[0] is not threading.main_thread()
 
 
 async def test_a_long_line_of_waiting_requests_keeps_the_state_short(tmp_path: Path) -> None:

@@ -148,7 +148,16 @@ class SqliteStore:
     async def transact(self, key: str, change: Change[R]) -> Transacted[R]:
         """Apply ``change`` in one ``BEGIN IMMEDIATE`` transaction, trying again while another
         process holds the file."""
+        await self._opened()
         return await self._retried(self._transact, key, change)
+
+    async def _opened(self) -> None:
+        """Open the file in a thread the first time: creating it, its directory and its tables
+        takes milliseconds that the event loop is not held for (each transaction then takes a
+        fraction of one)."""
+        if self._directory not in _connections:
+            with contextlib.suppress(_LockedError):  # then opened by the first transaction
+                await asyncio.to_thread(self._connect)
 
     async def _retried(self, call: Callable[..., T], *arguments: Any) -> T:
         """``call(*arguments)``, again after a short sleep while another process holds the
@@ -211,6 +220,7 @@ class SqliteStore:
     async def claim(self, name: str, owner: str, seconds: float) -> str | None:
         """Mark ``name`` as kept under ``owner`` (wall clock expiry); the other owner if one
         holds it."""
+        await self._opened()
         return await self._retried(self._claim, name, owner, seconds)
 
     def _claim(self, name: str, owner: str, seconds: float) -> str | None:
