@@ -35,6 +35,7 @@ TERMS = Terms(
     reserve=10.0,
     ticket_ttl=1.5,
     poll=0.02,
+    lead=0.125,
 )
 
 # Times are multiples of 1/16 s, exact in binary: a boundary is met exactly, never by rounding.
@@ -161,7 +162,25 @@ def test_a_hold_counts_less_for_its_owner_only() -> None:
     store, _ = one_slot_held_by_a()
     other = store.visit(1.5, newcomer("b", waiting=("b:1",)))
     assert other.granted == ()
-    assert other.retry == 1.0
+    assert other.retry == 1.0 - TERMS.lead  # back a lead before the hold ends for it
+
+
+def test_a_slot_about_to_free_is_granted_ahead_to_be_used_once_it_frees() -> None:
+    """A visit within the lead of a hold's end is granted that slot now, to be used from the
+    hold's end on; one later in line than the slots that free within the lead waits."""
+    store = Store(attrs.evolve(TERMS, limit=2))
+    first = store.visit(0.0, newcomer("a", waiting=("a:1", "a:2")))
+    assert first.granted == ("a:1", "a:2")
+    assert first.not_before == (0.0, 0.0)
+    releases = (
+        Release("a:1", others=1.0, own=1.0),
+        Release("a:2", others=1.5, own=1.5),
+    )
+    store.visit(0.5, back("a", first, releases=releases))  # held until 1.5 and 2.0
+    early = store.visit(1.5 - TERMS.lead, newcomer("b", waiting=("b:1", "b:2")))
+    assert early.granted == ("b:1",)
+    assert early.not_before == (TERMS.lead,)
+    assert early.retry == 2.0 - TERMS.lead - (1.5 - TERMS.lead)
 
 
 def test_a_418_told_in_a_visit_blocks_every_process() -> None:
@@ -303,9 +322,11 @@ class Budget:
         process.share = reply.share
         process.seen_total = reply.total
         process.last_visit = now
-        for ticket in reply.granted:
+        for ticket, wait in zip(reply.granted, reply.not_before, strict=True):
             process.waiting.remove(ticket)
-            span = Span(f"{ticket} granted", now)
+            # Its request leaves once its slot frees, never before.
+            assert 0.0 <= wait <= terms.lead
+            span = Span(f"{ticket} granted", now + wait)
             process.active[ticket] = span
             self.spans.append(span)
 

@@ -80,6 +80,7 @@ class SharedLimiter(Paced):
         "_own_holds",
         "_owns_store",
         "_pacer",
+        "_pending",
         "_process",
         "_releases",
         "_renew_at",
@@ -135,6 +136,8 @@ class SharedLimiter(Paced):
         self._confirmed_sent = -math.inf
         self._latest_read = -math.inf
         self._waiters: dict[str, asyncio.Future[Lease]] = {}
+        # Grants whose slot frees a moment later: handed to their waiters then.
+        self._pending: dict[str, tuple[asyncio.TimerHandle, asyncio.Future[Lease], Lease]] = {}
         self._dropped: list[str] = []
         self._releases: list[tuple[str, float, float, float, Any]] = []
         self._adopt: list[float] = []
@@ -178,7 +181,8 @@ class SharedLimiter(Paced):
         """Whether this process holds no lease, waits for none and has told the store
         everything (the slots it released are held in the store)."""
         fallback_idle = self._fallback is None or self._fallback.idle
-        return not (self._active or self._waiters or self._releases) and fallback_idle
+        busy = self._active or self._waiters or self._pending or self._releases
+        return not busy and fallback_idle
 
     @property
     def degraded(self) -> bool:
@@ -247,7 +251,11 @@ class SharedLimiter(Paced):
             return await waiter
         except asyncio.CancelledError:
             self._waiters.pop(ticket, None)
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            pending = self._pending.pop(ticket, None)
+            if pending is not None:
+                pending[0].cancel()
+                pending[2].release()  # granted ahead of its slot, never used
+            elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 waiter.result().release()  # granted, never used
             elif not self._closed:
                 self._dropped.append(ticket)
@@ -333,6 +341,17 @@ class SharedLimiter(Paced):
                 )
         self._waiters.clear()
         self._closed = True
+        for handle, waiter, lease in self._pending.values():
+            handle.cancel()
+            if not waiter.done():
+                waiter.set_exception(
+                    SessionClosedError(
+                        "this limiter was closed while the request waited for its slot; it was "
+                        "not sent"
+                    )
+                )
+            lease.release()  # never sent: told by the leaving visit
+        self._pending.clear()
         driver = self._driver
         if driver is not None:
             if self._visiting:
@@ -514,7 +533,7 @@ class SharedLimiter(Paced):
         reply = done.result
         self._latest_read = max(self._latest_read, done.read_at)
         self._confirmed_sent = max(self._confirmed_sent, done.sent_at)
-        self._apply(loop, reply, done.sent_at, waiting)
+        self._apply(loop, reply, done.sent_at, done.read_at)
 
     def _change(self, arriving: Visit) -> Callable[[str | None, float], tuple[str, Reply]]:
         terms = self._terms
@@ -562,11 +581,7 @@ class SharedLimiter(Paced):
         return None
 
     def _apply(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        reply: Reply,
-        sent_at: float,
-        waiting: tuple[str, ...],
+        self, loop: asyncio.AbstractEventLoop, reply: Reply, sent_at: float, read_at: float
     ) -> None:
         now = loop.time()
         if reply.epoch != self._epoch:
@@ -594,20 +609,37 @@ class SharedLimiter(Paced):
         policy.lower_share(reply.share_now, now)
         self._full = reply.taken >= reply.share_now
         fresh = now - sent_at <= self._terms.renew
-        for ticket in reply.granted:
-            lease = Lease(self, sent_at, loop.time, handle=ticket)
+        for ticket, wait in zip(reply.granted, reply.not_before, strict=True):
+            # Counted from its slot's freeing, as early as the store's clock allows.
+            lease = Lease(self, sent_at + wait, loop.time, handle=ticket)
             self._active.add(ticket)
             waiter = self._waiters.pop(ticket, None)
             if waiter is None or waiter.done() or not fresh:
                 if waiter is not None and not waiter.done():
                     self._waiters[ticket] = waiter  # granted too late to be used: ask again
                 lease.release()  # never sent
+            elif wait > 0:
+                # Its slot frees ``wait`` after the store read its clock, which was no later
+                # than the reading came back: handed over from then on, never sooner.
+                handle = loop.call_at(read_at + wait, self._hand_over, ticket)
+                self._pending[ticket] = (handle, waiter, lease)
             else:
                 waiter.set_result(lease)
         if reply.retry is not None:
             self._ask_at = now + min(max(reply.retry, 0.001), self._terms.renew)
         elif self._waiters:
             self._ask_at = now  # a waiter that came meanwhile
+
+    def _hand_over(self, ticket: str) -> None:
+        """A grant's slot has freed: its waiter may send."""
+        pending = self._pending.pop(ticket, None)
+        if pending is None:
+            return
+        _, waiter, lease = pending
+        if waiter.done():
+            lease.release()  # given up meanwhile: never sent
+        else:
+            waiter.set_result(lease)
 
     async def _claim_name(self, loop: asyncio.AbstractEventLoop) -> None:
         """Refuse, before anything is sent, to keep an access key's budget under two names."""

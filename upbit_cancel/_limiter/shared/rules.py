@@ -70,6 +70,9 @@ class Terms:
     ticket_ttl: float = 1.5
     #: How soon to ask again when a slot waits for a ticket of another process ahead in line.
     poll: float = 0.02
+    #: How long before a slot frees it may be granted, to be used from then on: the process
+    #: then sends the moment it frees, not a visit later.
+    lead: float = 0.02
     #: How long a state just made, with nobody who knew an earlier one, grants nothing.
     fresh_pause: float = 0.0
 
@@ -230,6 +233,9 @@ class Reply:
     lost: bool
     #: Its tickets granted a slot (each now an active lease).
     granted: tuple[str, ...]
+    #: For each grant, seconds from the visit until its slot frees: its request must not
+    #: leave before then (0: at once).
+    not_before: tuple[float, ...]
     #: Seconds until it is worth asking again for a ticket still waiting (``None``: none waits).
     retry: float | None
     #: Slots taken for this process now.
@@ -257,9 +263,11 @@ def visit(
     for release in arriving.releases:
         _release(state, now, process, release)
     for lease in arriving.renew:
-        # Renewed even if it lapsed meanwhile: a lease its process still holds counts.
-        state.active[lease] = (process, now + terms.active_ttl)
-    granted, retry, taken, share_now = _grant(state, now, terms, arriving)
+        # Renewed even if it lapsed meanwhile: a lease its process still holds counts (and
+        # never for less than it was granted for).
+        expires = state.active.get(lease, (process, -math.inf))[1]
+        state.active[lease] = (process, max(expires, now + terms.active_ttl))
+    granted, not_before, retry, taken, share_now = _grant(state, now, terms, arriving)
     blocked = None
     if now < state.blocked_until:
         blocked = (state.blocked_until - now, state.block_reason)
@@ -269,6 +277,7 @@ def visit(
         total=state.total_shares(),
         lost=lost,
         granted=granted,
+        not_before=not_before,
         retry=retry,
         taken=taken,
         share_now=share_now,
@@ -368,9 +377,10 @@ def _release(state: State, now: float, process: str, release: Release) -> None:
 
 def _grant(
     state: State, now: float, terms: Terms, arriving: Visit
-) -> tuple[tuple[str, ...], float | None, int, int]:
-    """Queue the visiting process's tickets, grant those whose turn it is; the grants, when to
-    ask again, the slots taken for it and the share now."""
+) -> tuple[tuple[str, ...], tuple[float, ...], float | None, int, int]:
+    """Queue the visiting process's tickets, grant those whose turn it is (or comes within
+    :attr:`Terms.lead`); the grants, how long each must wait for its slot, when to ask again,
+    the slots taken for it and the share now."""
     process, floor = arriving.process, arriving.floor
     dropped = set(arriving.dropped)
     waiting = dict.fromkeys(arriving.waiting)
@@ -387,23 +397,33 @@ def _grant(
     taken = len(state.active) + len(holds)
     if now < state.blocked_until:
         state.queue = queue
-        return (), None, taken, share_now
+        return (), (), None, taken, share_now
     opens = max(state.grants_from, state.paused_until)
     granted: list[str] = []
-    if now >= opens and taken < capacity:
-        turn = capacity - taken
-        for ticket, owner, _ in queue[:turn]:
+    waits: list[float] = []
+    if now >= opens:
+        # The k-th in line has the k-th slot to free: one free now, or a hold that ends within
+        # the lead (its request then leaves when the hold ends, never before).
+        for rank, (ticket, owner, _) in enumerate(queue):
+            need = taken - capacity + rank + 1
+            if need <= 0:
+                wait = 0.0
+            elif need <= len(holds) and holds[need - 1] <= now + terms.lead:
+                wait = holds[need - 1] - now
+            else:
+                break
             if owner == process and ticket in waiting:
                 granted.append(ticket)
+                waits.append(wait)
         if granted:
-            taken += len(granted)
             chosen = set(granted)
             queue = [entry for entry in queue if entry[0] not in chosen]
-            for ticket in granted:
-                state.active[ticket] = (process, now + terms.active_ttl)
+            for ticket, wait in zip(granted, waits, strict=True):
+                state.active[ticket] = (process, now + wait + terms.active_ttl)
     state.queue = queue
-    retry = _retry(queue, now, terms, arriving, holds, taken, capacity, opens)
-    return tuple(granted), retry, taken, share_now
+    # Ranks and holds as they were: a grant ahead of its slot still waits for that hold.
+    retry = _retry(queue, now, terms, arriving, holds, taken + len(granted), capacity, opens)
+    return tuple(granted), tuple(waits), retry, taken + len(granted), share_now
 
 
 def _retry(
@@ -429,17 +449,17 @@ def _retry(
         return None
     if now < opens:
         return opens - now
-    # ``need`` slots must free before its turn: the need-th hold to end, if that many are held
-    # (slots of leases still in flight free after their answers: ask again shortly). A slot
-    # granted again holds at least a window, so beyond the slots taken now each frees at most
-    # once a window. A reservation that ends frees capacity too.
+    # ``need`` slots must free before its turn: the need-th hold to end (granted a lead
+    # before), if that many are held (slots of leases still in flight free after their answers:
+    # ask again shortly). A slot granted again holds at least a window, so beyond the slots
+    # taken now each frees at most once a window. A reservation that ends frees capacity too.
     need = taken - capacity + first + 1
     if need < 1:
         return terms.poll  # a free slot waits for a ticket of another process ahead in line
     if need > taken:
         return (1 + (need - taken - 1) // max(1, terms.limit)) * terms.unit
     if need <= len(holds):
-        return max(terms.poll, holds[need - 1] - now)
+        return max(terms.poll, holds[need - 1] - terms.lead - now)
     return terms.poll
 
 
