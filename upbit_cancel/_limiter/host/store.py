@@ -3,8 +3,9 @@
 Each transaction is one short ``BEGIN IMMEDIATE`` … ``COMMIT`` in the calling thread, never
 waiting for a lock: a file another process holds is tried again after a short sleep, so the event
 loop is held only for the transaction itself, the rules included (a few hundred microseconds with
-a full line of waiting requests; the benchmarks measure it). A file locked for more than a few
-seconds (a process stopped inside a transaction) counts as out of reach.
+a full line of waiting requests; the benchmarks measure it). The file is made and opened in a
+thread the first time. A file locked for more than a few seconds (a process stopped inside a
+transaction) counts as out of reach.
 The file is in WAL mode without ``fsync``: the budget needs no durability beyond the host's
 uptime, and a state that does not survive a crash is a lost state, which the rules handle.
 
