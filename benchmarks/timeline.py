@@ -30,7 +30,7 @@ import attrs
 from aiolimiter import AsyncLimiter
 
 from upbit_cancel import BatchCanceller, UpbitSession
-from upbit_cancel.testing import FakeUpbit, Faults
+from upbit_cancel.testing import FakeUpbit, Faults, most_in_window
 
 #: Where the figure goes, from the repository root.
 FIGURE = Path(__file__).resolve().parent.parent / "docs" / "_images" / "window.png"
@@ -80,16 +80,6 @@ class Run:
         return sorted(self.admitted + self.refused)
 
 
-def busiest_window(times: Sequence[float], window: float = WINDOW) -> int:
-    """Most of the sorted *times* that fit in one half-open window ``[s, s + window)``."""
-    best = start = 0
-    for end, time in enumerate(times):
-        while time - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def trailing_counts(
     times: Sequence[float], window: float = WINDOW
 ) -> tuple[list[float], list[int]]:
@@ -126,7 +116,7 @@ async def measure(limiter: str, make_limiter: Callable[[], AsyncLimiter | None])
             limiter=limiter,
             admitted=admitted,
             refused=refused,
-            busiest=busiest_window(arrivals),
+            busiest=most_in_window(arrivals, WINDOW),
             busiest_admitted=fake.max_in_window(),
             span=arrivals[-1],
             left_open=sum(fake.state(uuid) in ("wait", "watch") for uuid in uuids),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from upbit_cancel import BatchResult
 
@@ -25,14 +25,3 @@ async def until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(20):
         while not condition():  # noqa: ASYNC110 - the state changes in another task
             await asyncio.sleep(0.01)
-
-
-def most_in_window(arrivals: Iterable[float], window: float = 1.0) -> int:
-    """The most arrivals in one half-open window of ``window`` seconds, as the fake counts."""
-    ordered = sorted(arrivals)
-    most = start = 0
-    for end, arrival in enumerate(ordered):
-        while arrival - ordered[start] >= window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most

@@ -17,7 +17,7 @@ import redis.asyncio
 import redis.exceptions
 
 from tests.conftest import RedisServer, SessionFor
-from tests.helpers import most_in_window, until
+from tests.helpers import until
 from tests.limiter.workers import ROOT, Proxy, workers_of
 from upbit_cancel import (
     BatchCanceller,
@@ -26,7 +26,7 @@ from upbit_cancel import (
     HostLimiter,
     RedisLimiter,
 )
-from upbit_cancel.testing import FakeUpbit, Faults
+from upbit_cancel.testing import FakeUpbit, Faults, most_in_window
 
 pytestmark = pytest.mark.processes
 

@@ -17,7 +17,7 @@ import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 
 from tests.conftest import RedisServer, SessionFor
-from tests.helpers import most_in_window, until
+from tests.helpers import until
 from tests.limiter.workers import workers_of
 from upbit_cancel import (
     BatchCanceller,
@@ -30,7 +30,7 @@ from upbit_cancel import (
 from upbit_cancel._limiter.redis.store import RedisStore
 from upbit_cancel._limiter.shared.rules import State, decode
 from upbit_cancel._limiter.shared.store import StoreUnavailableError
-from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord
+from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord, most_in_window
 
 ROOT = Path(__file__).resolve().parents[2]
 UNKNOWN = "0000abcd-0000-4000-8000-000000000000"

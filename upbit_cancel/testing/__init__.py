@@ -46,7 +46,7 @@ if TYPE_CHECKING:
         make_policy,
     )
     from ._quirks import Quirks
-    from ._records import FakeOrder, OrderState, RequestRecord
+    from ._records import FakeOrder, OrderState, RequestRecord, most_in_window
     from ._server import FakeUpbit, UnknownIds
 
 _EXPORTS = {
@@ -64,6 +64,7 @@ _EXPORTS = {
     "TokenBucketPolicy": "._policies",
     "UnknownIds": "._server",
     "make_policy": "._policies",
+    "most_in_window": "._records",
 }
 
 
@@ -95,4 +96,5 @@ __all__ = [
     "TokenBucketPolicy",
     "UnknownIds",
     "make_policy",
+    "most_in_window",
 ]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import attrs
 
 from ._faults import FaultKind
 
-__all__ = ["FakeOrder", "OrderState", "RequestRecord"]
+__all__ = ["FakeOrder", "OrderState", "RequestRecord", "most_in_window"]
 
 #: Order states the fake knows: open (``wait``), a reserved order waiting to trigger
 #: (``watch``, open too), fully executed (``done``), cancelled, or cancelled by self-match
@@ -67,3 +68,20 @@ class RequestRecord:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary of this record (as served by ``GET /_fake/records``)."""
         return attrs.asdict(self)
+
+
+def most_in_window(arrivals: Iterable[float], window: float = 1.0) -> int:
+    """The most of ``arrivals`` (times in seconds, in any order) that fit in one half-open
+    window ``[s, s + window)``: how the fake's rate limiter counts. Give it every record's
+    arrival, refused ones included, to see what an exchange that admitted everything would
+    have counted::
+
+        most_in_window(record.arrival for record in fake.records)
+    """
+    ordered = sorted(arrivals)
+    most = start = 0
+    for end, arrival in enumerate(ordered):
+        while arrival - ordered[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most

@@ -46,7 +46,7 @@ from ._book import OrderBook, UnknownIds
 from ._faults import FaultKind, Faults
 from ._policies import PolicyName, RatePolicy, make_policy
 from ._quirks import Quirks
-from ._records import FakeOrder, OrderState, RequestRecord
+from ._records import FakeOrder, OrderState, RequestRecord, most_in_window
 from ._wire import (
     GATEWAY_ERRORS,
     JSON,
@@ -395,14 +395,10 @@ class FakeUpbit:
 
         Windows are half-open, ``[s, s + window)``, and ``window`` defaults to the fake's.
         """
-        window = self._policy.window if window is None else window
-        arrivals = sorted(record.arrival for record in self._records if record.admitted)
-        best = start = 0
-        for end, arrival in enumerate(arrivals):
-            while arrival - arrivals[start] >= window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return most_in_window(
+            (record.arrival for record in self._records if record.admitted),
+            self._policy.window if window is None else window,
+        )
 
     def stats(self) -> dict[str, Any]:
         """Counts over the records: admitted, rejected (429), per status, and max_in_window."""
