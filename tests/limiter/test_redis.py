@@ -44,7 +44,7 @@ async def queued(client: redis.asyncio.Redis) -> int:
         if value is not None:
             text = value.decode() if isinstance(value, bytes) else str(value)
             state = decode(text.partition("|")[2])
-            count += 0 if state is None else len(state.queue)
+            count += 0 if state is None else sum(run[2] for run in state.queue)
     return count
 
 
@@ -658,6 +658,42 @@ async def test_a_visit_under_way_as_the_limiter_closes_is_not_told_twice(
         state = await the_state(client)
         assert state.active == {}
         assert len(state.holds) == 5
+    finally:
+        await client.aclose()
+
+
+async def test_a_close_cancelled_while_it_waits_for_a_visit_still_leaves_the_budget(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``aclose()`` cancelled (a timeout, a shutdown) while it lets a visit end: the limiter
+    still leaves the budget and lets go of Redis."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    call = RedisStore._call
+    written = asyncio.Event()
+
+    async def no_answer(store: RedisStore, script: Any, keys: Any, args: Any) -> Any:
+        result = await call(store, script, keys, args)
+        if script is store._write and not written.is_set():
+            written.set()
+            await asyncio.Event().wait()  # its answer never comes back
+        return result
+
+    try:
+        limiter = RedisLimiter(redis_url, account="main")
+        lease = await limiter.acquire()
+        await limiter.flush()
+        lease.sending()
+        monkeypatch.setattr(RedisStore, "_call", no_answer)
+        lease.release()  # the driver sets out to tell Redis
+        await written.wait()
+        closing = asyncio.create_task(limiter.aclose())
+        await until(lambda: limiter._closed)
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        state = await the_state(client)
+        assert state.members == {}
+        assert state.active == {}
     finally:
         await client.aclose()
 

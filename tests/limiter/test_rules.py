@@ -165,6 +165,55 @@ def test_a_hold_counts_less_for_its_owner_only() -> None:
     assert other.retry == 1.0 - TERMS.lead  # back a lead before the hold ends for it
 
 
+def test_a_grant_ahead_of_its_slot_still_counts_when_a_lost_state_grants_again() -> None:
+    """A grant given a lead before its slot frees counts from then for its lease's life: a
+    process that dies with it, and a state lost at that moment, never let the new state grant
+    its slots while it may still count."""
+    store = Store()
+    first = store.visit(0.0, newcomer("a", waiting=tuple(f"a:{n}" for n in range(6))))
+    held = tuple(Release(lease, others=2.0, own=2.0) for lease in first.granted)
+    a = store.visit(1.0, back("a", first, releases=held))  # every slot held until 3.0
+    b = store.visit(2.0, newcomer("b"))
+    now = 3.0 - TERMS.lead
+    ahead = store.visit(now, back("a", a, waiting=tuple(f"a:{n}" for n in range(6, 12))))
+    assert ahead.not_before == (TERMS.lead,) * 6
+    counting_until = now + TERMS.lead + TERMS.active_ttl  # "a" dies with them
+    store.lose()
+    b = store.visit(now, back("b", b))
+    assert b.lost
+    granted_to_b = 0
+    while now < counting_until + 1.0:
+        now += 1 / 16
+        b = store.visit(now, back("b", b, waiting=tuple(f"b:{n}" for n in range(6))))
+        granted_to_b += len(b.granted)
+        still_counting = 6 if now < counting_until else 0
+        assert granted_to_b + still_counting <= TERMS.limit, now
+    assert granted_to_b == 6
+
+
+def test_the_line_keeps_each_process_in_its_place_and_serves_its_oldest_first() -> None:
+    """Requests keep their places in line while their process asks for them again; fewer
+    waiting and the newest leave, more and they join at the end; a grant goes to the oldest."""
+    store = Store(attrs.evolve(TERMS, limit=1))
+    first = store.visit(0.0, newcomer("a", waiting=("a:1",)))
+    assert first.granted == ("a:1",)
+    b = store.visit(0.25, newcomer("b", waiting=("b:1", "b:2")))
+    a = store.visit(0.25, back("a", first, renew=("a:1",), waiting=("a:2",)))
+    assert b.granted == a.granted == ()
+    b = store.visit(0.5, back("b", b, waiting=("b:1",)))  # b:2 given up on
+    state = store.state()
+    assert state is not None
+    assert [(owner, count) for owner, _, count in state.queue] == [("b", 1), ("a", 1)]
+    freed = (Release("a:1", others=0.0, own=0.0),)
+    a = store.visit(0.75, back("a", a, releases=freed, waiting=("a:2", "a:3")))
+    assert a.granted == ()  # b is ahead
+    b = store.visit(0.75, back("b", b, waiting=("b:1", "b:3")))
+    assert b.granted == ("b:1",)
+    state = store.state()
+    assert state is not None
+    assert [(owner, count) for owner, _, count in state.queue] == [("a", 2), ("b", 1)]
+
+
 def test_a_slot_about_to_free_is_granted_ahead_to_be_used_once_it_frees() -> None:
     """A visit within the lead of a hold's end is granted that slot now, to be used from the
     hold's end on; one later in line than the slots that free within the lead waits."""
@@ -295,7 +344,7 @@ class Budget:
         assert state is not None
         assert reply.share >= 0
         assert reply.total == state.total_shares() <= terms.limit
-        assert set(reply.granted) <= set(arriving.waiting)
+        assert reply.granted == arriving.waiting[: len(reply.granted)]  # its oldest first
         note(
             f"{now}: {process.name} {'leaves' if leave else 'visits'}: released "
             f"{[(release.lease, release.others) for release in releases]}, adopted {adopt}, "
@@ -511,13 +560,13 @@ def test_the_state_reads_back_as_written_to_the_microsecond(now: float, tickets:
     state = State(epoch="e", created=now, grants_from=now + 1.0)
     state.holds.append(Hold("a", now + 1.0, now + 0.5, 0.01))
     state.active["lease"] = ("a", now + 4.0)
-    state.queue += [(f"t{n}", "a", now) for n in range(tickets)] + [("u", "b", now + 0.1)]
+    state.queue += [("a", now, tickets), ("b", now + 0.1, 1)]
     state.members["a"] = (now + 2.0, 5)
     state.departed["b"] = (now + 30.0, 5)
     state.shares.append((now, 15))
     read = decode(encode(state))
     assert read is not None
-    assert [entry[:2] for entry in read.queue] == [entry[:2] for entry in state.queue]
+    assert [(run[0], run[2]) for run in read.queue] == [(run[0], run[2]) for run in state.queue]
     for before, after in [
         (state.created, read.created),
         (state.grants_from, read.grants_from),
@@ -527,9 +576,6 @@ def test_the_state_reads_back_as_written_to_the_microsecond(now: float, tickets:
         (state.members["a"][0], read.members["a"][0]),
         (state.departed["b"][0], read.departed["b"][0]),
         (state.shares[0][0], read.shares[0][0]),
-        *(
-            (entry[2], read_entry[2])
-            for entry, read_entry in zip(state.queue, read.queue, strict=True)
-        ),
+        *((run[1], read_run[1]) for run, read_run in zip(state.queue, read.queue, strict=True)),
     ]:
         assert before - 1e-6 <= after <= before + 2e-6

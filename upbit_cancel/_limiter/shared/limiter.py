@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import math
 import random
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Final, Self
@@ -45,6 +46,8 @@ __all__ = ["SharedLimiter", "account_hash"]
 _RETRY: Final = 0.5
 #: How long a claim of an access key's budget name lasts without being renewed, in seconds.
 _CLAIM_FOR: Final = 30.0
+#: The monotonic clock's resolution: an event loop may run a timer this much early.
+_RESOLUTION: Final = time.get_clock_info("monotonic").resolution
 #: How long the requests of a process with no fallback share of its own wait for a store out of
 #: reach before they are refused (not sent), in seconds.
 _WAIT_FOR_STORE: Final = 5.0
@@ -64,7 +67,6 @@ class SharedLimiter(Paced):
         "_closed",
         "_confirmed_sent",
         "_driver",
-        "_dropped",
         "_epoch",
         "_fallback",
         "_fallback_limit",
@@ -87,6 +89,7 @@ class SharedLimiter(Paced):
         "_retry_at",
         "_seen_total",
         "_share",
+        "_shrunk",
         "_siblings",
         "_store",
         "_terms",
@@ -138,7 +141,8 @@ class SharedLimiter(Paced):
         self._waiters: dict[str, asyncio.Future[Lease]] = {}
         # Grants whose slot frees a moment later: handed to their waiters then.
         self._pending: dict[str, tuple[asyncio.TimerHandle, asyncio.Future[Lease], Lease]] = {}
-        self._dropped: list[str] = []
+        # Fewer requests wait than the store's line holds for this process: tell it soon.
+        self._shrunk = False
         self._releases: list[tuple[str, float, float, float, Any]] = []
         self._adopt: list[float] = []
         self._lost_holds = False
@@ -258,7 +262,7 @@ class SharedLimiter(Paced):
             elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 waiter.result().release()  # granted, never used
             elif not self._closed:
-                self._dropped.append(ticket)
+                self._shrunk = True
                 self._nudge(at_once=False)
             raise
 
@@ -353,22 +357,29 @@ class SharedLimiter(Paced):
             lease.release()  # never sent: told by the leaving visit
         self._pending.clear()
         driver = self._driver
-        if driver is not None:
-            if self._visiting:
+        try:
+            if driver is not None and self._visiting:
                 # A visit under way ends first (every store bounds its own time): cancelled, it
                 # may be written with its reply lost, and the leaving visit would then tell its
                 # releases again, each slot held twice.
                 await asyncio.wait({driver})
+        finally:
+            # Whatever happens to this call meanwhile, the limiter lets go of the store.
+            await self._leave(driver)
+
+    async def _leave(self, driver: asyncio.Task[None] | None) -> None:
+        if driver is not None:
             driver.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await driver
-        try:
-            if self._loop is not None and self._epoch is not None and self._outage is None:
-                with contextlib.suppress(StoreUnavailableError, StoreRefusedError):
-                    await self._store.transact(self._key(), self._change(self._leaving()))
-        finally:
-            self._left = True
-            self._releases.clear()
+        # What the leaving visit carries is all it tells: a lease released after it expires in
+        # the store on its own.
+        leaving = self._leaving()
+        self._left = True
+        self._releases.clear()
+        if self._loop is not None and self._epoch is not None and self._outage is None:
+            with contextlib.suppress(StoreUnavailableError, StoreRefusedError):
+                await self._store.transact(self._key(), self._change(leaving))
         for sibling in self._siblings.values():
             await sibling.aclose()
         if self._owns_store:
@@ -453,7 +464,7 @@ class SharedLimiter(Paced):
                     return now
                 return self._retry_at
             return math.inf
-        if self._releases or self._dropped or self._adopt or self._lost_holds:
+        if self._releases or self._shrunk or self._adopt or self._lost_holds:
             return now
         due = math.inf
         if self._waiters:
@@ -473,7 +484,7 @@ class SharedLimiter(Paced):
             )
         )
         releases, self._releases = self._releases, []
-        dropped, self._dropped = self._dropped, []
+        shrunk, self._shrunk = self._shrunk, False
         adopt, self._adopt = self._adopt, []
         now = loop.time()
         if self._lost_holds:
@@ -499,7 +510,6 @@ class SharedLimiter(Paced):
             renew=tuple(self._active),
             adopt=(*adopt, *from_fallback),
             block=block,
-            dropped=tuple(dropped),
             waiting=waiting,
         )
         self._visiting = True
@@ -512,7 +522,7 @@ class SharedLimiter(Paced):
                 self._latest_read = max(self._latest_read, error.read_at)
             # Told again at the next visit: held longer meanwhile, never shorter.
             self._releases[:0] = releases
-            self._dropped[:0] = dropped
+            self._shrunk = self._shrunk or shrunk
             self._adopt[:0] = adopt
             self._fall_back(loop, error)
             return
@@ -524,7 +534,7 @@ class SharedLimiter(Paced):
             # Closed mid-visit: what it carried goes with the leaving visit (told twice at
             # worst, if this one was written: a slot then held a little longer, never shorter).
             self._releases[:0] = releases
-            self._dropped[:0] = dropped
+            self._shrunk = self._shrunk or shrunk
             self._adopt[:0] = adopt
             raise
         finally:
@@ -556,7 +566,6 @@ class SharedLimiter(Paced):
             floor=None,
             releases=tuple(self._told(release, now) for release in self._releases),
             adopt=tuple(self._adopt),
-            dropped=tuple(self._dropped),
             leave=True,
         )
 
@@ -621,7 +630,7 @@ class SharedLimiter(Paced):
             elif wait > 0:
                 # Its slot frees ``wait`` after the store read its clock, which was no later
                 # than the reading came back: handed over from then on, never sooner.
-                handle = loop.call_at(read_at + wait, self._hand_over, ticket)
+                handle = loop.call_at(read_at + wait, self._hand_over, ticket, read_at + wait)
                 self._pending[ticket] = (handle, waiter, lease)
             else:
                 waiter.set_result(lease)
@@ -630,12 +639,19 @@ class SharedLimiter(Paced):
         elif self._waiters:
             self._ask_at = now  # a waiter that came meanwhile
 
-    def _hand_over(self, ticket: str) -> None:
-        """A grant's slot has freed: its waiter may send."""
-        pending = self._pending.pop(ticket, None)
+    def _hand_over(self, ticket: str, when: float) -> None:
+        """A grant's slot has freed (at ``when``): its waiter may send."""
+        pending = self._pending.get(ticket)
         if pending is None:
             return
         _, waiter, lease = pending
+        loop = self._loop
+        if loop is not None and loop.time() < when:
+            # The loop runs a timer up to its clock's resolution early (15.6 ms on Windows).
+            handle = loop.call_at(when + _RESOLUTION, self._hand_over, ticket, when)
+            self._pending[ticket] = (handle, waiter, lease)
+            return
+        del self._pending[ticket]
         if waiter.done():
             lease.release()  # given up meanwhile: never sent
         else:
@@ -748,7 +764,7 @@ class SharedLimiter(Paced):
             waiter = self._waiters.pop(ticket)
             if not waiter.done():
                 waiter.set_result(lease)
-                self._dropped.append(ticket)  # it may be in the store's line from before
+                self._shrunk = True  # it may be in the store's line from before
                 return
         lease.release()  # every waiter gave up meanwhile: never sent
 

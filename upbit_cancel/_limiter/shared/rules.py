@@ -66,9 +66,9 @@ class Terms:
     membership: float = 2.0
     #: How long a departed member's fallback share stays reserved after its membership ended.
     reserve: float = 30.0
-    #: A ticket whose process has not asked for it for this long leaves the line.
+    #: Requests in line whose process has not asked for them for this long leave the line.
     ticket_ttl: float = 1.5
-    #: How soon to ask again when a slot waits for a ticket of another process ahead in line.
+    #: How soon to ask again when a slot waits for a request of another process ahead in line.
     poll: float = 0.02
     #: How long before a slot frees it may be granted, to be used from then on: the process
     #: then sends the moment it frees, not a visit later.
@@ -85,8 +85,9 @@ class Terms:
 
     @property
     def settle(self) -> float:
-        """How long after a moment a slot granted before it may still count at the exchange."""
-        return self.active_ttl
+        """How long after a moment a slot granted before it may still count at the exchange
+        (a grant ahead of its slot counts from up to :attr:`lead` later)."""
+        return self.active_ttl + self.lead
 
 
 @attrs.define
@@ -130,8 +131,10 @@ class State:
     holds: list[Hold] = attrs.Factory(list)
     #: Leases granted and not yet released: ``lease -> (owner, expires)``.
     active: dict[str, tuple[str, float]] = attrs.Factory(dict)
-    #: Tickets waiting, in the order they reached the store: ``(ticket, owner, last asked)``.
-    queue: list[tuple[str, str, float]] = attrs.Factory(list)
+    #: The line of waiting requests, as runs in the order they reached the store: ``(owner,
+    #: last asked, how many)``. A process's requests are in line in its own order, oldest
+    #: first: which of them a grant is for is the process's business (its oldest waiting).
+    queue: list[tuple[str, float, int]] = attrs.Factory(list)
     #: ``process -> (membership expires, fallback share)``.
     members: dict[str, tuple[float, int]] = attrs.Factory(dict)
     #: ``process -> (share reserved until, share)``: members that stopped visiting.
@@ -211,9 +214,8 @@ class Visit:
     adopt: tuple[float, ...] = ()
     #: A block it met outside the store: ``(seconds left, reason)``.
     block: tuple[float, str] | None = None
-    #: Tickets that no longer wait.
-    dropped: tuple[str, ...] = ()
-    #: Tickets that wait for a slot.
+    #: Its requests that wait for a slot, named by the lease each would be, oldest first: the
+    #: store keeps only how many wait, and a grant goes to the oldest.
     waiting: tuple[str, ...] = ()
     #: It closes: its membership ends without a reservation.
     leave: bool = False
@@ -236,7 +238,8 @@ class Reply:
     #: For each grant, seconds from the visit until its slot frees: its request must not
     #: leave before then (0: at once).
     not_before: tuple[float, ...]
-    #: Seconds until it is worth asking again for a ticket still waiting (``None``: none waits).
+    #: Seconds until it is worth asking again for a request still waiting (``None``: none
+    #: waits).
     retry: float | None
     #: Slots taken for this process now.
     taken: int
@@ -322,7 +325,7 @@ def _sweep(state: State, now: float, terms: Terms) -> None:
             if share > 0:
                 state.departed[process] = (expires + terms.reserve, share)
     state.departed = {process: entry for process, entry in state.departed.items() if entry[0] > now}
-    state.queue = [entry for entry in state.queue if entry[2] > now - terms.ticket_ttl]
+    state.queue = [run for run in state.queue if run[1] > now - terms.ticket_ttl]
     while len(state.shares) > 1 and state.shares[1][0] <= now:
         del state.shares[0]
     if now >= state.unknown_until:
@@ -334,7 +337,7 @@ def _membership(state: State, now: float, terms: Terms, arriving: Visit, lost: b
     process = arriving.process
     if arriving.leave:
         state.members.pop(process, None)
-        state.queue = [entry for entry in state.queue if entry[1] != process]
+        state.queue = [run for run in state.queue if run[0] != process]
         return 0
     member = state.members.get(process)
     if member is not None:
@@ -378,18 +381,11 @@ def _release(state: State, now: float, process: str, release: Release) -> None:
 def _grant(
     state: State, now: float, terms: Terms, arriving: Visit
 ) -> tuple[tuple[str, ...], tuple[float, ...], float | None, int, int]:
-    """Queue the visiting process's tickets, grant those whose turn it is (or comes within
+    """Line up the visiting process's requests, grant those whose turn it is (or comes within
     :attr:`Terms.lead`); the grants, how long each must wait for its slot, when to ask again,
     the slots taken for it and the share now."""
     process, floor = arriving.process, arriving.floor
-    dropped = set(arriving.dropped)
-    waiting = dict.fromkeys(arriving.waiting)
-    queue = [entry for entry in state.queue if entry[0] not in dropped]
-    queued = {entry[0] for entry in queue}
-    for index, entry in enumerate(queue):
-        if entry[0] in waiting:
-            queue[index] = (entry[0], process, now)
-    queue.extend((ticket, process, now) for ticket in waiting if ticket not in queued)
+    queue = _lined_up(state.queue, process, len(arriving.waiting), now)
     share_now = state.share_at(now, terms.limit)
     capacity = share_now - sum(share for _, share in state.departed.values())
     capacity = max(0, capacity - state.unknown(now))
@@ -399,53 +395,101 @@ def _grant(
         state.queue = queue
         return (), (), None, taken, share_now
     opens = max(state.grants_from, state.paused_until)
-    granted: list[str] = []
     waits: list[float] = []
     if now >= opens:
-        # The k-th in line has the k-th slot to free: one free now, or a hold that ends within
-        # the lead (its request then leaves when the hold ends, never before).
-        for rank, (ticket, owner, _) in enumerate(queue):
-            need = taken - capacity + rank + 1
-            if need <= 0:
-                wait = 0.0
-            elif need <= len(holds) and holds[need - 1] <= now + terms.lead:
-                wait = holds[need - 1] - now
-            else:
-                break
-            if owner == process and ticket in waiting:
-                granted.append(ticket)
-                waits.append(wait)
-        if granted:
-            chosen = set(granted)
-            queue = [entry for entry in queue if entry[0] not in chosen]
-            for ticket, wait in zip(granted, waits, strict=True):
-                state.active[ticket] = (process, now + wait + terms.active_ttl)
+        queue = _turns(queue, process, taken - capacity, holds, now, terms.lead, waits)
+    granted = arriving.waiting[: len(waits)]  # its oldest waiting requests
+    for ticket, wait in zip(granted, waits, strict=True):
+        state.active[ticket] = (process, now + wait + terms.active_ttl)
     state.queue = queue
     # Ranks and holds as they were: a grant ahead of its slot still waits for that hold.
-    retry = _retry(queue, now, terms, arriving, holds, taken + len(granted), capacity, opens)
-    return tuple(granted), tuple(waits), retry, taken + len(granted), share_now
+    retry = _retry(queue, now, terms, process, holds, taken + len(granted), capacity, opens)
+    return granted, tuple(waits), retry, taken + len(granted), share_now
+
+
+def _lined_up(
+    queue: Sequence[tuple[str, float, int]], process: str, waiting: int, now: float
+) -> list[tuple[str, float, int]]:
+    """The line with ``waiting`` requests of ``process`` in it, asked for at ``now``: those in
+    line keep their places (the newest leave first when fewer wait), more join at the end."""
+    excess = sum(count for owner, _, count in queue if owner == process) - waiting
+    lined: list[tuple[str, float, int]] = []
+    for owner, seen, count in reversed(queue):
+        if owner == process:
+            if excess > 0:
+                gone = min(excess, count)
+                excess -= gone
+                count -= gone
+            seen = now
+        if count > 0:
+            lined.append((owner, seen, count))
+    lined.reverse()
+    if excess < 0:
+        lined.append((process, now, -excess))
+    merged: list[tuple[str, float, int]] = []
+    for run in lined:
+        if merged and merged[-1][0] == run[0]:
+            merged[-1] = (run[0], max(merged[-1][1], run[1]), merged[-1][2] + run[2])
+        else:
+            merged.append(run)
+    return merged
+
+
+def _turns(
+    queue: list[tuple[str, float, int]],
+    process: str,
+    over: int,
+    holds: Sequence[float],
+    now: float,
+    lead: float,
+    waits: list[float],
+) -> list[tuple[str, float, int]]:
+    """Grant ``process`` its requests whose turn it is: the k-th in line has the k-th slot to
+    free, one free now or one whose hold ends within ``lead`` (its request then leaves when the
+    hold ends, never before). ``over``: slots taken beyond the capacity (negative: free now).
+    Appends each grant's wait to ``waits``; returns the line without them."""
+    rank = 0
+    turns_left = True
+    left: list[tuple[str, float, int]] = []
+    for owner, seen, count in queue:
+        if owner == process and turns_left:
+            granted = 0
+            while granted < count:
+                need = over + rank + 1
+                if need <= 0:
+                    waits.append(0.0)
+                elif need <= len(holds) and holds[need - 1] <= now + lead:
+                    waits.append(holds[need - 1] - now)
+                else:
+                    turns_left = False  # later ranks come later still
+                    break
+                granted += 1
+                rank += 1
+            count -= granted
+        else:
+            rank += count
+        if count > 0:
+            left.append((owner, seen, count))
+    return left
 
 
 def _retry(
-    queue: Sequence[tuple[str, str, float]],
+    queue: Sequence[tuple[str, float, int]],
     now: float,
     terms: Terms,
-    arriving: Visit,
+    process: str,
     holds: Sequence[float],
     taken: int,
     capacity: int,
     opens: float,
 ) -> float | None:
-    """Seconds until the first of the process's waiting tickets may have its turn."""
-    first = next(
-        (
-            rank
-            for rank, (ticket, owner, _) in enumerate(queue)
-            if owner == arriving.process and ticket in arriving.waiting
-        ),
-        None,
-    )
-    if first is None:
+    """Seconds until the first of the process's waiting requests may have its turn."""
+    first = 0
+    for owner, _, count in queue:
+        if owner == process:
+            break
+        first += count
+    else:
         return None
     if now < opens:
         return opens - now
@@ -455,7 +499,7 @@ def _retry(
     # taken now each frees at most once a window. A reservation that ends frees capacity too.
     need = taken - capacity + first + 1
     if need < 1:
-        return terms.poll  # a free slot waits for a ticket of another process ahead in line
+        return terms.poll  # a free slot waits for a request of another process ahead in line
     if need > taken:
         return (1 + (need - taken - 1) // max(1, terms.limit)) * terms.unit
     if need <= len(holds):
@@ -465,7 +509,7 @@ def _retry(
 
 # -- the state as text --------------------------------------------------------------------------
 
-_VERSION = 2
+_VERSION = 3
 
 
 def encode(state: State) -> str:
@@ -488,7 +532,7 @@ def encode(state: State) -> str:
             "active": {
                 lease: [owner, _us(expires)] for lease, (owner, expires) in state.active.items()
             },
-            "queue": _runs(state.queue),
+            "queue": [[owner, _us(seen), count] for owner, seen, count in state.queue],
             "members": {
                 name: [_us(expires), share] for name, (expires, share) in state.members.items()
             },
@@ -528,11 +572,9 @@ def decode(text: str | bytes) -> State | None:
                 for lease, (owner, expires) in data["active"].items()
             },
             queue=[
-                (str(ticket), str(owner), seen)
-                for owner, seen, tickets in (
-                    (owner, _time(seen), tickets) for owner, seen, tickets in data["queue"]
-                )
-                for ticket in tickets
+                (str(owner), _time(seen), int(count))
+                for owner, seen, count in data["queue"]
+                if int(count) > 0
             ],
             members={
                 str(name): (_time(expires), int(share))
@@ -549,18 +591,6 @@ def decode(text: str | bytes) -> State | None:
         )
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
-
-
-def _runs(queue: Sequence[tuple[str, str, float]]) -> list[list[Any]]:
-    """The line as runs of tickets of one process asked for at one time, in order: a process
-    asks for its waiting requests together, so a run is long and the text short."""
-    runs: list[list[Any]] = []
-    for ticket, owner, seen in queue:
-        if runs and runs[-1][0] == owner and runs[-1][3] == seen:
-            runs[-1][2].append(ticket)
-        else:
-            runs.append([owner, _us(seen), [ticket], seen])
-    return [run[:3] for run in runs]
 
 
 def _us(value: float) -> int | None:
