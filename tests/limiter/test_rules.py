@@ -5,10 +5,12 @@ and lose the state, and checks that no more than `limit` requests ever count at 
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Literal
 
 import attrs
+import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -212,6 +214,58 @@ def test_the_line_keeps_each_process_in_its_place_and_serves_its_oldest_first() 
     state = store.state()
     assert state is not None
     assert [(owner, count) for owner, _, count in state.queue] == [("a", 2), ("b", 1)]
+
+
+def test_a_request_given_up_leaves_its_place_to_nobody() -> None:
+    """One request given up and another asked for before the next visit: the newcomer joins
+    the end of the line, behind the other processes' older requests."""
+    store = Store(attrs.evolve(TERMS, limit=2))
+    z = store.visit(0.0, newcomer("z", waiting=("z:1", "z:2")))
+    a = store.visit(0.25, back("a", z, waiting=("a:1", "a:2")))
+    b = store.visit(0.5, back("b", z, waiting=("b:1",)))
+    # a:1 given up, a:3 asked for
+    a = store.visit(0.75, attrs.evolve(back("a", a, waiting=("a:2", "a:3")), gone=(0,)))
+    freed = tuple(Release(lease, others=0.0, own=0.0) for lease in z.granted)
+    store.visit(1.0, back("z", z, releases=freed))
+    assert store.visit(1.0, back("a", a, waiting=("a:2", "a:3"))).granted == ("a:2",)
+    assert store.visit(1.0, back("b", b, waiting=("b:1",))).granted == ("b:1",)
+
+
+def test_a_request_named_twice_waits_once() -> None:
+    """A process that names one request twice is granted one slot for it, not two."""
+    store = Store(attrs.evolve(TERMS, limit=2))
+    assert store.visit(0.0, newcomer("a", waiting=("a:1", "a:1"))).granted == ("a:1",)
+    assert store.visit(0.0, newcomer("b", waiting=("b:1", "b:2"))).granted == ("b:1",)
+
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        0,
+        -1,
+        1.5,
+        "3",
+        True,
+        None,
+        pytest.param(10**400, id="10**400"),
+        pytest.param(1e400, id="1e400"),
+        2_000_000,
+    ],
+)
+def test_a_line_with_a_count_this_version_never_writes_is_a_lost_state(count: object) -> None:
+    """A run of the line whose count is not a whole number of requests from 1 to a million
+    (a state written by something else) reads as no state, never as a crash."""
+    state = State(epoch="e", created=0.0)
+    state.queue.append(("a", 0.0, 1))
+    text = encode(state).replace('"queue":[["a",0,1]]', f'"queue":[["a",0,{_json(count)}]]')
+    assert text != encode(state)
+    assert decode(text) is None
+
+
+def _json(value: object) -> str:
+    if isinstance(value, float) and value > 1e300:
+        return "1e400"
+    return json.dumps(value)
 
 
 def test_a_slot_about_to_free_is_granted_ahead_to_be_used_once_it_frees() -> None:

@@ -14,7 +14,7 @@ What a process keeps, in its own clock:
   reading, plus :attr:`Terms.settle`, until a membership after the last written visit, plus
   :attr:`Terms.reserve`, less the time its last request may take to stop counting.
 
-One driver task does every visit: tickets of waiting requests, releases and renewals of a moment
+One driver task does every visit: the waiting requests, releases and renewals of a moment
 go together in one transaction.
 """
 
@@ -72,6 +72,7 @@ class SharedLimiter(Paced):
         "_fallback_limit",
         "_full",
         "_heartbeat",
+        "_in_line",
         "_joined_at",
         "_latest_read",
         "_left",
@@ -141,7 +142,9 @@ class SharedLimiter(Paced):
         self._waiters: dict[str, asyncio.Future[Lease]] = {}
         # Grants whose slot frees a moment later: handed to their waiters then.
         self._pending: dict[str, tuple[asyncio.TimerHandle, asyncio.Future[Lease], Lease]] = {}
-        # Fewer requests wait than the store's line holds for this process: tell it soon.
+        # Its requests the store's line holds, oldest first, as of the last visit; and whether
+        # one of them no longer waits (to be told soon).
+        self._in_line: list[str] = []
         self._shrunk = False
         self._releases: list[tuple[str, float, float, float, Any]] = []
         self._adopt: list[float] = []
@@ -483,6 +486,8 @@ class SharedLimiter(Paced):
                 self.limit,
             )
         )
+        still = set(waiting)
+        gone = tuple(place for place, ticket in enumerate(self._in_line) if ticket not in still)
         releases, self._releases = self._releases, []
         shrunk, self._shrunk = self._shrunk, False
         adopt, self._adopt = self._adopt, []
@@ -511,6 +516,7 @@ class SharedLimiter(Paced):
             adopt=(*adopt, *from_fallback),
             block=block,
             waiting=waiting,
+            gone=gone,
         )
         self._visiting = True
         try:
@@ -543,6 +549,8 @@ class SharedLimiter(Paced):
         reply = done.result
         self._latest_read = max(self._latest_read, done.read_at)
         self._confirmed_sent = max(self._confirmed_sent, done.sent_at)
+        granted = set(reply.granted)
+        self._in_line = [ticket for ticket in waiting if ticket not in granted]
         self._apply(loop, reply, done.sent_at, done.read_at)
 
     def _change(self, arriving: Visit) -> Callable[[str | None, float], tuple[str, Reply]]:

@@ -217,6 +217,9 @@ class Visit:
     #: Its requests that wait for a slot, named by the lease each would be, oldest first: the
     #: store keeps only how many wait, and a grant goes to the oldest.
     waiting: tuple[str, ...] = ()
+    #: Places, among its requests the line held after its last visit (oldest first, from 0),
+    #: of those that no longer wait: they leave the line, the others keep their places.
+    gone: tuple[int, ...] = ()
     #: It closes: its membership ends without a reservation.
     leave: bool = False
 
@@ -233,7 +236,7 @@ class Reply:
     total: int
     #: The state the process knew was lost: it should hand back the slots it holds.
     lost: bool
-    #: Its tickets granted a slot (each now an active lease).
+    #: Its waiting requests granted a slot (each now an active lease), its oldest first.
     granted: tuple[str, ...]
     #: For each grant, seconds from the visit until its slot frees: its request must not
     #: leave before then (0: at once).
@@ -385,7 +388,8 @@ def _grant(
     :attr:`Terms.lead`); the grants, how long each must wait for its slot, when to ask again,
     the slots taken for it and the share now."""
     process, floor = arriving.process, arriving.floor
-    queue = _lined_up(state.queue, process, len(arriving.waiting), now)
+    waiting = tuple(dict.fromkeys(arriving.waiting))  # a name given twice waits once
+    queue = _lined_up(state.queue, process, frozenset(arriving.gone), len(waiting), now)
     share_now = state.share_at(now, terms.limit)
     capacity = share_now - sum(share for _, share in state.departed.values())
     capacity = max(0, capacity - state.unknown(now))
@@ -398,7 +402,7 @@ def _grant(
     waits: list[float] = []
     if now >= opens:
         queue = _turns(queue, process, taken - capacity, holds, now, terms.lead, waits)
-    granted = arriving.waiting[: len(waits)]  # its oldest waiting requests
+    granted = waiting[: len(waits)]  # its oldest waiting requests
     for ticket, wait in zip(granted, waits, strict=True):
         state.active[ticket] = (process, now + wait + terms.active_ttl)
     state.queue = queue
@@ -408,23 +412,35 @@ def _grant(
 
 
 def _lined_up(
-    queue: Sequence[tuple[str, float, int]], process: str, waiting: int, now: float
+    queue: Sequence[tuple[str, float, int]],
+    process: str,
+    gone: frozenset[int],
+    waiting: int,
+    now: float,
 ) -> list[tuple[str, float, int]]:
-    """The line with ``waiting`` requests of ``process`` in it, asked for at ``now``: those in
-    line keep their places (the newest leave first when fewer wait), more join at the end."""
-    excess = sum(count for owner, _, count in queue if owner == process) - waiting
+    """The line with ``waiting`` requests of ``process`` in it, asked for at ``now``: those
+    that no longer wait (their places in ``gone``) leave it, the others keep their places, more
+    join at the end. Should the line hold more of them than wait (a visit whose answer was
+    lost), the newest leave."""
     lined: list[tuple[str, float, int]] = []
-    for owner, seen, count in reversed(queue):
+    place = 0
+    for owner, seen, count in queue:
         if owner == process:
-            if excess > 0:
-                gone = min(excess, count)
-                excess -= gone
-                count -= gone
-            seen = now
+            kept = count - sum(1 for at in range(place, place + count) if at in gone)
+            place += count
+            count, seen = kept, now
         if count > 0:
             lined.append((owner, seen, count))
-    lined.reverse()
-    if excess < 0:
+    excess = sum(count for owner, _, count in lined if owner == process) - waiting
+    if excess > 0:
+        for index in range(len(lined) - 1, -1, -1):
+            owner, seen, count = lined[index]
+            if owner == process and excess > 0:
+                left = max(0, count - excess)
+                excess -= count - left
+                lined[index] = (owner, seen, left)
+        lined = [run for run in lined if run[2] > 0]
+    elif excess < 0:
         lined.append((process, now, -excess))
     merged: list[tuple[str, float, int]] = []
     for run in lined:
@@ -572,9 +588,7 @@ def decode(text: str | bytes) -> State | None:
                 for lease, (owner, expires) in data["active"].items()
             },
             queue=[
-                (str(owner), _time(seen), int(count))
-                for owner, seen, count in data["queue"]
-                if int(count) > 0
+                (str(owner), _time(seen), _count(count)) for owner, seen, count in data["queue"]
             ],
             members={
                 str(name): (_time(expires), int(share))
@@ -589,8 +603,16 @@ def decode(text: str | bytes) -> State | None:
             rejoined=int(data["rejoined"]),
             unknown_until=_time(data["unknown_until"]),
         )
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, ArithmeticError):
         return None
+
+
+def _count(value: Any) -> int:
+    """How many requests a run of the line holds, as written: a whole number from 1 to a
+    million (anything else is not a state this version wrote)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 1_000_000:
+        raise ValueError(f"not a count of requests: {value!r}")
+    return value
 
 
 def _us(value: float) -> int | None:
