@@ -72,7 +72,7 @@ class Terms:
     poll: float = 0.02
     #: How long before a slot frees it may be granted, to be used from then on: the process
     #: then sends the moment it frees, not a visit later.
-    lead: float = 0.02
+    lead: float = 0.05
     #: How long a state just made, with nobody who knew an earlier one, grants nothing.
     fresh_pause: float = 0.0
 
