@@ -623,6 +623,23 @@ async def test_releases_told_as_the_limiter_closes_reach_redis(redis_url: str) -
         await client.aclose()
 
 
+def answer_held_back(monkeypatch: pytest.MonkeyPatch, answer: asyncio.Event) -> asyncio.Event:
+    """Redis applies the next visit's write, but its answer comes back only once ``answer`` is
+    set; the event returned is set when the write is applied."""
+    call = RedisStore._call
+    written = asyncio.Event()
+
+    async def held_back(store: RedisStore, script: Any, keys: Any, args: Any) -> Any:
+        result = await call(store, script, keys, args)
+        if script is store._write and not written.is_set():
+            written.set()
+            await answer.wait()
+        return result
+
+    monkeypatch.setattr(RedisStore, "_call", held_back)
+    return written
+
+
 async def test_a_visit_under_way_as_the_limiter_closes_is_not_told_twice(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -630,24 +647,14 @@ async def test_a_visit_under_way_as_the_limiter_closes_is_not_told_twice(
     ends first, and its releases are not told again by the leaving visit (each slot held once,
     not twice)."""
     client = redis.asyncio.Redis.from_url(redis_url)
-    call = RedisStore._call
-    written = asyncio.Event()
     answer = asyncio.Event()
-
-    async def slow_answer(store: RedisStore, script: Any, keys: Any, args: Any) -> Any:
-        result = await call(store, script, keys, args)
-        if script is store._write and not written.is_set():
-            written.set()
-            await answer.wait()  # the answer is on its way back
-        return result
-
     try:
         limiter = RedisLimiter(redis_url, account="main")
         leases = await asyncio.gather(*(limiter.acquire() for _ in range(5)))
         await limiter.flush()
         for lease in leases:
             lease.sending()
-        monkeypatch.setattr(RedisStore, "_call", slow_answer)
+        written = answer_held_back(monkeypatch, answer)
         for lease in leases:
             lease.release()  # the driver sets out to tell Redis
         await written.wait()
@@ -668,22 +675,12 @@ async def test_a_close_cancelled_while_it_waits_for_a_visit_still_leaves_the_bud
     """``aclose()`` cancelled (a timeout, a shutdown) while it lets a visit end: the limiter
     still leaves the budget and lets go of Redis."""
     client = redis.asyncio.Redis.from_url(redis_url)
-    call = RedisStore._call
-    written = asyncio.Event()
-
-    async def no_answer(store: RedisStore, script: Any, keys: Any, args: Any) -> Any:
-        result = await call(store, script, keys, args)
-        if script is store._write and not written.is_set():
-            written.set()
-            await asyncio.Event().wait()  # its answer never comes back
-        return result
-
     try:
         limiter = RedisLimiter(redis_url, account="main")
         lease = await limiter.acquire()
         await limiter.flush()
         lease.sending()
-        monkeypatch.setattr(RedisStore, "_call", no_answer)
+        written = answer_held_back(monkeypatch, asyncio.Event())  # never set: no answer
         lease.release()  # the driver sets out to tell Redis
         await written.wait()
         closing = asyncio.create_task(limiter.aclose())
