@@ -292,11 +292,17 @@ class Admin:
             return await response.json()
 
     async def add_orders(
-        self, count: int, *, state: str = "wait", identifiers: bool = False
+        self,
+        count: int,
+        *,
+        state: str = "wait",
+        identifiers: bool = False,
+        market: str = "SGD-BTC",
     ) -> tuple[list[str], list[str] | None]:
         """Add *count* orders in *state*; return their uuids and, if asked, identifiers."""
         created = await self._post(
-            "orders", {"count": count, "state": state, "identifiers": identifiers}
+            "orders",
+            {"count": count, "state": state, "identifiers": identifiers, "market": market},
         )
         return list(created["uuids"]), created["identifiers"]
 

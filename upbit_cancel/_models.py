@@ -266,6 +266,15 @@ class BatchResult:
     #: ``prevented``: in ``success``; ``done``: in ``failed``) or unknown (``not_found``: in
     #: ``failed``, with an empty market). Every other id is where an answer placed it.
     placed_by_confirmation: frozenset[str] = frozenset()
+    #: For :meth:`BatchCanceller.cancel_open` with its batch lane: the uuids in ``success``
+    #: that a batch cancel (``DELETE /v1/orders/open``) named canceled. Every other success is
+    #: a list cancel's.
+    batch_canceled: frozenset[str] = frozenset()
+    #: Batch cancels that left and got no usable answer (a timeout, a dropped connection, a
+    #: 5xx): each may have canceled up to 300 orders that no answer named. Those a listing had
+    #: shown are in the result (refused ones among ``possibly_canceled``, placed by their final
+    #: state on confirmation); those it had not are in no list.
+    batch_unanswered: int = 0
 
     @property
     def still_open(self) -> tuple[str, ...]:

@@ -204,7 +204,8 @@ async def test_cancel_open_lists_again_for_orders_it_did_not_see(session_for: Se
                 placed_later.extend(fake.add_orders(5))
 
         async with session_for(fake) as session:
-            result = await BatchCanceller(session, on_progress=place_more).cancel_open()
+            canceller = BatchCanceller(session, on_progress=place_more)
+            result = await canceller.cancel_open(batch_cancel=False)
         assert sorted(placed(result)) == sorted(early + placed_later)
         assert fake.state_counts()["wait"] == 0
 
@@ -229,7 +230,7 @@ async def test_cancel_open_raises_when_the_listing_keeps_failing(
     fake.queue_response(503, GATEWAY, content_type="text/html", count=3)
     async with session_for(fake) as session:
         with pytest.raises(ServerError):
-            await BatchCanceller(session).cancel_open()
+            await BatchCanceller(session).cancel_open(batch_cancel=False)
     assert all(fake.state(uuid) == "wait" for uuid in uuids)
     assert len(fake.records) == 3
 
@@ -282,7 +283,7 @@ async def test_cancel_open_cancelled_in_its_second_round_keeps_the_first(
 
         async with session_for(fake) as session:
             canceller = BatchCanceller(session, on_progress=step, max_in_flight=1)
-            task = asyncio.create_task(canceller.cancel_open())
+            task = asyncio.create_task(canceller.cancel_open(batch_cancel=False))
             with pytest.raises(asyncio.CancelledError):
                 await task
         result = canceller.last_result

@@ -40,7 +40,7 @@ async def test_a_listing_that_never_ends_ends_the_run_and_says_so(
     async with FakeUpbit(quirks=Quirks(open_pages_ignored=True)) as fake:
         uuids = fake.add_orders(250)
         async with session_for(fake) as session, asyncio.timeout(30):
-            result = await BatchCanceller(session).cancel_open()
+            result = await BatchCanceller(session).cancel_open(batch_cancel=False)
         assert result.listing_complete is False
         assert listings(fake) <= 6
         assert {order.uuid for order in result.success} <= set(uuids)
@@ -68,7 +68,7 @@ async def test_nothing_left_open_is_said_only_when_a_listing_showed_it(
         fake.add_orders(30)
         async with session_for(fake) as session:
             canceller = BatchCanceller(session)
-            once = await canceller.cancel_open(rounds=1)
+            once = await canceller.cancel_open(rounds=1, batch_cancel=False)
             again = await canceller.cancel_open()
         assert once.success.count == 30
         assert once.listing_complete is False

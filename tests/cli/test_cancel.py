@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -489,16 +490,33 @@ def test_all_open_in_one_market(credentials: FakeUpbit, capsys: pytest.CaptureFi
 def test_all_open_without_the_order_query_permission_is_one_line(
     fake_in_thread: FakeUpbit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Listing refused for the key: one line naming the permission, exit 2, nothing canceled."""
+    """Listing refused for the key: one line naming the permission, exit 2. The batch cancel,
+    which needs no query permission, canceled the wait orders (the summary says so); the watch
+    ones stay."""
     access_key, secret_key = fake_in_thread.add_credentials(can_query=False)
     use_key(monkeypatch, access_key, secret_key)
     uuids = fake_in_thread.add_orders(5)
+    watch = fake_in_thread.add_orders(2, state="watch")
     assert cancel(fake_in_thread, "--all-open") == 2
     captured = capsys.readouterr()
-    assert captured.out == ""
+    assert re.search(r"by batch cancel\s+5\s", captured.out)
     [line] = captured.err.splitlines()[1:]
     assert '"order query" for --confirm and --all-open' in line
+    assert all(fake_in_thread.state(uuid) == "cancel" for uuid in uuids)
+    assert all(fake_in_thread.state(uuid) == "watch" for uuid in watch)
+
+
+def test_all_open_by_list_only_without_the_order_query_permission_cancels_nothing(
+    fake_in_thread: FakeUpbit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    access_key, secret_key = fake_in_thread.add_credentials(can_query=False)
+    use_key(monkeypatch, access_key, secret_key)
+    uuids = fake_in_thread.add_orders(5)
+    assert cancel(fake_in_thread, "--all-open", "--no-batch-cancel") == 2
+    [line] = capsys.readouterr().err.splitlines()[1:]
+    assert '"order query" for --confirm and --all-open' in line
     assert all(fake_in_thread.state(uuid) == "wait" for uuid in uuids)
+    assert {record.group for record in fake_in_thread.records} == {"default"}
 
 
 def test_all_open_when_the_exchange_cannot_be_reached_says_so(
@@ -568,11 +586,30 @@ def test_the_base_url_comes_from_the_environment_too(
 def test_all_open_counts_the_listing_requests_and_says_when_nothing_is_open(
     credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """One batch cancel and one page of the listing, both counted."""
     credentials.add_orders(3, market="SGD-ETH")
     assert cancel(credentials, "--all-open", "--market", "SGD-BTC", "--json") == 0
     document, err = output_json(capsys)
-    assert document["requests"] == 1
+    assert document["requests"] == 2
     assert "the exchange listed no open orders in SGD-BTC" in err
+
+
+def test_all_open_reports_what_the_batch_cancel_did(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uuids = credentials.add_orders(40)
+    assert cancel(credentials, "--all-open", "--json") == 0
+    document, _ = output_json(capsys)
+    assert sorted(document["batch_canceled"]) == sorted(uuids)
+    assert document["batch_unanswered"] == 0
+    assert all(credentials.state(uuid) == "cancel" for uuid in uuids)
+
+
+def test_no_batch_cancel_applies_to_all_open_only(
+    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cancel(credentials, "--uuids", UNKNOWN_UUID, "--no-batch-cancel") == 2
+    assert "--no-batch-cancel applies to --all-open" in capsys.readouterr().err
 
 
 def test_an_empty_account_name_is_a_usage_error(
@@ -626,3 +663,37 @@ def test_a_long_id_folds_instead_of_squeezing_the_reasons() -> None:
 def test_unprintable_characters_of_an_id_are_shown_escaped() -> None:
     assert report.printable("abc\x00def\x1b") == "abc\\x00def\\x1b"
     assert report.printable("fake-000001") == "fake-000001"
+
+
+@pytest.mark.parametrize("store", ["host", "redis"])
+def test_two_commands_never_send_two_batch_cancels_within_two_seconds(
+    fake_in_thread: FakeUpbit, redis_url: str, tmp_path: Path, store: str
+) -> None:
+    """Two `upbit-cancel cancel --all-open` at once on one account, each with its batch lane,
+    sharing the budget through the host's file or through Redis: at the fake, at most one
+    batch cancel in any 2 s and 30 default requests in any second, no 429 in either group."""
+    uuids = fake_in_thread.add_orders(1_500, market="SGD-BTC")
+    uuids += fake_in_thread.add_orders(1_500, market="SGD-ETH")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("UPBIT_")}
+    env |= {
+        "UPBIT_ACCESS_KEY": fake_in_thread.access_key,
+        "UPBIT_SECRET_KEY": fake_in_thread.secret_key,
+        "UPBIT_CANCEL_STATE_DIR": str(tmp_path),
+        "PYTHONWARNINGS": "error",
+    }
+    script = Path(sys.executable).with_name("upbit-cancel")
+    shared = ["--redis", redis_url, "--account", "main"] if store == "redis" else []
+    processes = []
+    for market in ("SGD-BTC", "SGD-ETH"):
+        command = [str(script), "cancel", "--base-url", fake_in_thread.base_url, *shared]
+        command += ["--quiet", "--all-open", "--market", market]
+        processes.append(subprocess.Popen(command, env=env, stderr=subprocess.PIPE))
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    assert all(fake_in_thread.state(uuid) == "cancel" for uuid in uuids)
+    batches = [record for record in fake_in_thread.records if record.group == "order-cancel-all"]
+    assert len(batches) >= 2
+    assert fake_in_thread.max_in_window(2.0, group="order-cancel-all") == 1
+    assert fake_in_thread.max_in_window() <= 30
+    assert fake_in_thread.stats()["rejected_429"] == 0

@@ -176,6 +176,15 @@ async def test_admin_records_stats_and_reset(fake_http: aiohttp.ClientSession) -
             "rejected_429": 1,
             "status_counts": {"200": 1, "429": 1},
             "max_in_window": 1,
+            "groups": {
+                "default": {"requests": 2, "admitted": 1, "rejected_429": 1, "max_in_window": 1},
+                "order-cancel-all": {
+                    "requests": 0,
+                    "admitted": 0,
+                    "rejected_429": 0,
+                    "max_in_window": 0,
+                },
+            },
         }
         async with fake_http.get(f"{fake.base_url}/_fake/records") as response:
             records = await response.json()

@@ -9,20 +9,39 @@ the latest), and reads their results.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable
 
+import attrs
+
 from .._check import seconds, whole_number
 from .._http.session import UpbitSession
 from .._ids import chosen_ids
+from .._log import log as _log
 from .._models import BatchResult, ChunkResult, Progress
+from .batch_lane import batch_lane
 from .confirm import confirm
 from .ledger import Intake, Ledger
-from .listing import list_open
+from .listing import NotYetCanceled, check_market, list_open
 from .run import RunSettings, execute, interrupted, stopped
 
 __all__ = ["BatchCanceller"]
+
+
+async def _wind_down(lane: asyncio.Task[object], error: BaseException) -> None:
+    """The batch lane once the list lane ended by ``error``: it sends nothing more, and a call
+    in flight ends by itself (its answer names what it canceled), unless the operation was
+    cancelled: then that call is given up too."""
+    if isinstance(error, asyncio.CancelledError):
+        await stopped(lane)
+        return
+    try:
+        await asyncio.wait({lane})
+    except asyncio.CancelledError:
+        await stopped(lane)
+        raise
 
 
 class BatchCanceller:
@@ -215,21 +234,37 @@ class BatchCanceller:
         return ledger.result(time.monotonic())
 
     async def cancel_open(
-        self, *, market: str | None = None, confirm: bool = False, rounds: int = 3
+        self,
+        *,
+        market: str | None = None,
+        confirm: bool = False,
+        rounds: int = 3,
+        batch_cancel: bool = True,
     ) -> BatchResult:
-        """Cancel every open order of the account, or of one ``market``.
+        """Cancel every open order of the account, or of one ``market``, in two lanes at once.
 
-        Lists open orders (``GET /v1/orders/open``, ``wait`` and ``watch``, 100 a page, until
-        an empty page) and cancels them all; lists again, and cancels what is new, until a
-        listing shows nothing new or ``rounds`` listings were made. Every order it found is in
-        the result, and its requests count the listings'. ``result.listing_complete`` says
-        whether the last listing came to its end and showed nothing left to cancel: only then
-        is nothing left open that a listing could show. Orders of other markets that a listing
-        holds are left alone. Orders placed meanwhile by the bot itself are listed too
-        when they show up in time: a kill switch stops placing orders first. Needs the "order
-        query" permission to list. A page of the listing that fails with a 5xx, a lost answer
-        or no connection is asked again (three attempts); if it still fails, that error is
-        raised and :attr:`last_result` holds what was canceled before.
+        The list lane lists open orders (``GET /v1/orders/open``, ``wait`` and ``watch``, 100 a
+        page, oldest first, until an empty page) and cancels them all by list; lists again,
+        and cancels what is new, until a listing shows nothing new or ``rounds`` listings were
+        made. With ``batch_cancel`` (the default) the batch lane runs beside it: a batch cancel
+        (``DELETE /v1/orders/open``, up to 300 ``wait`` orders of the market, newest first) at
+        once and then each time its own group's budget allows (1 call per 2 s, outside the
+        ``default`` budget), until one cancels fewer than 300 or the list lane is done. The
+        list lane skips what the batch lane has canceled, and alone cancels ``watch``
+        orders (a batch cancel never touches them). ``batch_cancel=False``: the list lane
+        alone.
+
+        Every order either lane touched is in the result once; an order one lane canceled and
+        the other found already canceled is in ``success`` (``result.batch_canceled`` names
+        those the batch lane canceled). The requests count both lanes' and the listings'.
+        ``result.listing_complete`` says whether the last listing came to its end and showed
+        nothing left to cancel: only then is nothing left open that a listing could show.
+        Orders of other markets are left alone. Orders placed meanwhile by the bot itself are
+        canceled too when they show up in time: a kill switch stops placing orders first.
+        Needs the "order query" permission to list. A page of the listing that fails with a
+        5xx, a lost answer or no connection is asked again (three attempts); if it still
+        fails, that error is raised and :attr:`last_result` holds what was canceled before.
+        With ``confirm=True`` the union of both lanes' orders is confirmed (see :meth:`confirm`).
 
         Example::
 
@@ -239,21 +274,48 @@ class BatchCanceller:
             raise ValueError(
                 f"rounds must be a whole number of listings, at least 1, not {rounds!r}"
             )
+        if not isinstance(batch_cancel, bool):
+            raise TypeError(f"batch_cancel must be True or False, not {batch_cancel!r}")
+        check_market(market)
         ledger = self._begin(Ledger("uuids", started=time.monotonic()))
         ledger.listing_complete = False
+        stop = asyncio.Event()
+        lane: asyncio.Task[object] | None = None
         try:
+            if batch_cancel:
+                report = functools.partial(self._report, ledger)
+                lane = asyncio.create_task(
+                    batch_lane(self._session, ledger, market, stop=stop, report=report)
+                )
             for _ in range(rounds):
                 listing = await list_open(self._session, market, observer=ledger)
-                new = [uuid for uuid in listing.uuids if uuid not in ledger]
-                if not new:
+                new = NotYetCanceled(listing.uuids, ledger)
+                if not new.any():
                     ledger.listing_complete = listing.ended
                     break
-                await self._run(ledger, new)
+                await self._run(ledger, new, lanes=lane is not None)
+            stop.set()
+            if lane is not None:
+                await lane
             if confirm:
                 await self._confirm(ledger, self._confirm_timeout)
+        except BaseException as error:
+            stop.set()
+            if lane is not None and not lane.done():
+                await _wind_down(lane, error)
+            raise
         finally:
             ledger.close(time.monotonic())
         return ledger.result(time.monotonic())
+
+    def _report(self, ledger: Ledger) -> None:
+        on_progress = self._settings.on_progress
+        if on_progress is None:
+            return
+        try:
+            on_progress(ledger.progress(None))
+        except (Exception, asyncio.CancelledError):
+            _log.exception("on_progress raised; the batch carries on")
 
     async def stream(
         self,
@@ -314,13 +376,23 @@ class BatchCanceller:
             raise intake.input_error
 
     async def _run(
-        self, ledger: Ledger, values: Iterable[object], *, revising: bool = False
+        self,
+        ledger: Ledger,
+        values: Iterable[object],
+        *,
+        revising: bool = False,
+        lanes: bool = False,
     ) -> None:
         """One run of cancels into ``ledger``; what the input raised is raised once every id it
-        gave is settled."""
+        gave is settled. Beside a batch lane (``lanes``) it reads no further ahead than one
+        window of requests, so that little of what it reads is canceled meanwhile by the
+        other lane."""
         intake = Intake(ledger, values, revising=revising)
+        settings = self._settings
+        if lanes and settings.max_in_flight is None:
+            settings = attrs.evolve(settings, max_in_flight=self._session.limiter.capacity)
         try:
-            await execute(self._session, intake, self._settings)
+            await execute(self._session, intake, settings)
         finally:
             intake.finish(interrupted, drain=True)
         if intake.input_error is not None:

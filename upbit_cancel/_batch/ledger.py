@@ -8,8 +8,10 @@ An operation is one call of :class:`BatchCanceller`'s ``cancel``, ``stream``, ``
   that request failed; :meth:`Intake.finish` settles whatever is still open, so whatever is
   raised or cancelled where, every id read ends in exactly one list;
 - moves a settled id only on a later word of the exchange: the answer to a second cancel of it
-  (:meth:`Ledger.revise`), or the final state a query reported for an id whose cancel got no
-  usable answer (:meth:`Ledger.place_by_state`);
+  (:meth:`Ledger.revise`), the final state a query reported for an id whose cancel got no
+  usable answer (:meth:`Ledger.learn`), or a batch cancel that names it canceled
+  (:meth:`Ledger.batch_canceled`: an order one lane of ``cancel_open`` canceled is a success of
+  the operation, whatever the other lane's request for it answered);
 - counts the operation's own requests and 429 answers, as the transport reports each attempt
   of its requests (it is their :class:`~upbit_cancel._http.transport.Observer`).
 
@@ -72,6 +74,8 @@ class Ledger:
     """
 
     __slots__ = (
+        "_batch_canceled",
+        "_batch_unanswered",
         "_closed_at",
         "_entries",
         "_placed_by_confirmation",
@@ -108,6 +112,11 @@ class Ledger:
         self._placed_by_confirmation: set[str] = set()
         self._states: dict[str, str | None] = {}
         self._state_errors: dict[str, UpbitError] = {}
+        # The orders a batch cancel named canceled, by uuid, with the entry it gave.
+        self._batch_canceled: dict[str, OrderEntry] = {}
+        # Batch cancels that left and got no usable answer: they may have canceled orders
+        # that no answer names.
+        self._batch_unanswered = 0
         #: Whether a confirmation ran to its end.
         self.confirmed = False
         #: For cancel_open: whether its last listing ended showing nothing left to cancel.
@@ -149,6 +158,10 @@ class Ledger:
         ledger._recanceled.update(result.recanceled)
         ledger.listing_complete = result.listing_complete
         ledger._placed_by_confirmation.update(result.placed_by_confirmation)
+        ledger._batch_unanswered = result.batch_unanswered
+        for entry in result.success:
+            if entry.uuid in result.batch_canceled:
+                ledger._batch_canceled[entry.uuid] = entry
         return ledger
 
     def _adopt(self, key: object, placement: Placement) -> None:
@@ -187,10 +200,19 @@ class Ledger:
         open."""
         # Runs for every id of every batch: counted in locals, not through _set.
         entries = self._entries
+        by_batch = self._batch_canceled
         success = failed = 0
         for key, placement in zip(keys, outcome.placements, strict=True):
             if entries.get(key, ()) is not None:
                 raise RuntimeError(f"id {key!r} is not open: it was settled already")
+            if by_batch and key in by_batch:
+                # Canceled by a batch cancel while this chunk was on its way: its answer
+                # (refused, or lost) does not undo that.
+                placement = ("success", by_batch[key])
+            elif self._batch_unanswered and placement[0] == "failed" and isinstance(key, str):
+                # Refused while a batch cancel's outcome is unknown: that cancel may be why.
+                self._refused_after_unknown.add(key)
+                self._possibly_canceled.add(key)
             entries[key] = placement
             place = placement[0]
             if place == "success":
@@ -228,6 +250,37 @@ class Ledger:
             self._count(previous[0], -1)
             self._set(key, placement)
         self._possibly_canceled.update(outcome.possibly_canceled)
+
+    def batch_canceled(self, entries: Iterable[OrderEntry]) -> list[str]:
+        """A batch cancel's answer named these orders canceled: each is a success of the
+        operation, once. An order not read yet is registered and settled; one read and still
+        open is settled a success when its chunk settles; one settled otherwise (its list
+        cancel refused or unanswered) is moved to ``success``. Returns the uuids new to the
+        ledger."""
+        new: list[str] = []
+        for entry in entries:
+            uuid = entry.uuid
+            if not uuid or uuid in self._batch_canceled:
+                continue
+            self._batch_canceled[uuid] = entry
+            if uuid not in self._entries:
+                new.append(uuid)
+                self._adopt(uuid, ("success", entry))
+                continue
+            previous = self._entries[uuid]
+            if previous is None or previous[0] == "success":
+                continue
+            self._count(previous[0], -1)
+            self._set(uuid, ("success", entry))
+            self._possibly_canceled.discard(uuid)
+            self._refused_after_unknown.discard(uuid)
+        return new
+
+    def batch_unanswered(self) -> None:
+        """A batch cancel left and got no usable answer: from now on, an order the list lane
+        finds refused may be one it canceled (it is ``possibly_canceled``, and placed by its
+        final state on confirmation)."""
+        self._batch_unanswered += 1
 
     def forget(self, keys: Iterable[object]) -> None:
         """The caller has these ids' results (streaming): they need not be held any longer."""
@@ -375,6 +428,12 @@ class Ledger:
             recanceled=frozenset(self._recanceled),
             listing_complete=self.listing_complete,
             placed_by_confirmation=frozenset(self._placed_by_confirmation),
+            batch_canceled=frozenset(
+                uuid
+                for uuid, entry in self._batch_canceled.items()
+                if (placed := self._entries.get(uuid)) is not None and placed[0] == "success"
+            ),
+            batch_unanswered=self._batch_unanswered,
         )
 
     def well_formed(self) -> list[str]:

@@ -10,7 +10,8 @@ after :data:`MOST_PAGES` pages.
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from collections.abc import Collection, Iterator, Sequence
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -20,7 +21,10 @@ from .._http.transport import Observer
 from .._log import log as _log
 from .._models import Order
 
-__all__ = ["MOST_PAGES", "PAGE_SIZE", "Listing", "list_open"]
+if TYPE_CHECKING:
+    from .ledger import Ledger
+
+__all__ = ["MOST_PAGES", "PAGE_SIZE", "Listing", "NotYetCanceled", "check_market", "list_open"]
 
 
 #: Orders asked for per page of the listing (the most Upbit gives).
@@ -41,6 +45,39 @@ class Listing:
     uuids: tuple[str, ...]
     #: Whether the listing came to its end (an empty page); ``False`` when it stopped early.
     ended: bool
+
+
+class NotYetCanceled(Collection[str]):
+    """The uuids of a listing that the operation's ledger does not hold yet, as of when each is
+    read: an order the batch lane cancels meanwhile is skipped if it has not been read."""
+
+    __slots__ = ("_ledger", "_uuids")
+
+    def __init__(self, uuids: Sequence[str], ledger: Ledger) -> None:
+        self._uuids = uuids
+        self._ledger = ledger
+
+    def __iter__(self) -> Iterator[str]:
+        ledger = self._ledger
+        return (uuid for uuid in self._uuids if uuid not in ledger)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._uuids and value not in self._ledger
+
+    def any(self) -> bool:
+        """Whether any uuid is left to cancel now."""
+        return next(iter(self), None) is not None
+
+
+def check_market(market: object) -> None:
+    """A ``TypeError``/``ValueError`` unless ``market`` is ``None`` or a market code."""
+    if market is not None and (not isinstance(market, str) or not market.strip()):
+        raise TypeError(f"market must be a market code such as 'SGD-BTC', not {market!r}")
+    if isinstance(market, str) and ("," in market or market != market.strip()):
+        raise ValueError(f"market must be one market code such as 'SGD-BTC', not {market!r}")
 
 
 async def list_open(

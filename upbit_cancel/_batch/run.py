@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import attrs
 
@@ -68,7 +69,7 @@ def interrupted(chunk: Chunk) -> UpbitError:
     return NotSentError("not sent: the batch was interrupted", ids=chunk.valid)
 
 
-async def stopped(runner: asyncio.Task[None]) -> bool:
+async def stopped(runner: asyncio.Task[Any]) -> bool:
     """Cancel ``runner`` if it still runs and wait until it has ended, whatever happens.
 
     The run can only be finished once no worker can settle a chunk any more, so a second

@@ -129,6 +129,14 @@ def add_parser(subparsers: _SubParsers) -> None:
         "--market", metavar="M", help="with --all-open: only this market, such as SGD-BTC"
     )
     parser.add_argument(
+        "--no-batch-cancel",
+        action="store_true",
+        help=(
+            "with --all-open: cancel by list only, without the batch cancel "
+            "(DELETE /v1/orders/open, up to 300 orders every 2 s beside the list cancels)"
+        ),
+    )
+    parser.add_argument(
         "--confirm",
         action="store_true",
         help=(
@@ -230,6 +238,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--account needs a name, the one the other processes of the account give"
     if args.market is not None and not args.all_open:
         return "--market applies to --all-open"
+    if args.no_batch_cancel and not args.all_open:
+        return "--no-batch-cancel applies to --all-open"
     if args.market is not None and not args.market.strip():
         return "--market needs a market code, such as SGD-BTC"
     if args.by is not None and args.all_open:
@@ -403,7 +413,8 @@ async def _cancel(
     distinct = len(dict.fromkeys(ids))
     show_progress = args.progress
     if show_progress is None:
-        show_progress = not args.quiet and distinct > _PROGRESS_THRESHOLD and sys.stderr.isatty()
+        many = args.all_open or distinct > _PROGRESS_THRESHOLD
+        show_progress = not args.quiet and many and sys.stderr.isatty()
     task = asyncio.current_task()
     assert task is not None
     async with contextlib.AsyncExitStack() as stack:
@@ -426,7 +437,11 @@ async def _cancel(
             )
             cancellers.append(canceller)
             if args.all_open:
-                return await canceller.cancel_open(market=args.market, confirm=args.confirm)
+                return await canceller.cancel_open(
+                    market=args.market,
+                    confirm=args.confirm,
+                    batch_cancel=not args.no_batch_cancel,
+                )
             if kind == "uuids":
                 return await canceller.cancel(uuids=ids, confirm=args.confirm)
             return await canceller.cancel(identifiers=ids, confirm=args.confirm)

@@ -82,17 +82,31 @@ def _order_json(order: OrderEntry) -> dict[str, Any]:
 
 def result_json(result: BatchResult) -> dict[str, Any]:
     """The whole result as one JSON-ready document (the shape is documented in docs/cli.md)."""
+    return (
+        {
+            "success": [_order_json(order) for order in result.success.orders],
+            "failed": [_order_json(order) for order in result.failed.orders],
+            "unresolved": [
+                {"id": entry.id, "error": error_json(entry.error)} for entry in result.unresolved
+            ],
+            "possibly_canceled": sorted(result.possibly_canceled),
+            "requests": result.requests,
+            "rate_limited": result.rate_limited,
+            "elapsed": round(result.elapsed, 3),
+        }
+        | _lanes_json(result)
+        | (_confirmation_json(result) if result.confirmed else {})
+    )
+
+
+def _lanes_json(result: BatchResult) -> dict[str, Any]:
+    """What the batch lane of ``--all-open`` did, when it ran."""
+    if not result.batch_canceled and not result.batch_unanswered:
+        return {}
     return {
-        "success": [_order_json(order) for order in result.success.orders],
-        "failed": [_order_json(order) for order in result.failed.orders],
-        "unresolved": [
-            {"id": entry.id, "error": error_json(entry.error)} for entry in result.unresolved
-        ],
-        "possibly_canceled": sorted(result.possibly_canceled),
-        "requests": result.requests,
-        "rate_limited": result.rate_limited,
-        "elapsed": round(result.elapsed, 3),
-    } | (_confirmation_json(result) if result.confirmed else {})
+        "batch_canceled": sorted(result.batch_canceled),
+        "batch_unanswered": result.batch_unanswered,
+    }
 
 
 def _confirmation_json(result: BatchResult) -> dict[str, Any]:
@@ -207,15 +221,30 @@ def cancel_summary(result: BatchResult, *, given: int, title: str = "Cancel summ
         "yellow" if result.failed.count else "",
         "bold red" if result.unresolved else "",
     ]
-    if result.possibly_canceled:
-        rows.append(
-            (
-                "possibly canceled",
-                count(len(result.possibly_canceled)),
-                "among failed: an unanswered attempt may have canceled them",
-            )
-        )
-        styles.append("yellow")
+    optional = (
+        (
+            len(result.possibly_canceled),
+            "possibly canceled",
+            "among failed: an unanswered attempt may have canceled them",
+            "yellow",
+        ),
+        (
+            len(result.batch_canceled),
+            "by batch cancel",
+            "among success: canceled by DELETE /v1/orders/open",
+            "",
+        ),
+        (
+            result.batch_unanswered,
+            "unanswered batch cancels",
+            "each may have canceled orders no answer named",
+            "yellow",
+        ),
+    )
+    for number, name, note, style in optional:
+        if number:
+            rows.append((name, count(number), note))
+            styles.append(style)
     ids_note = "distinct" + (f" ({count(duplicates)} duplicates dropped)" if duplicates > 0 else "")
     rows.append(("ids", count(distinct), ids_note))
     styles.append("bold")

@@ -24,6 +24,7 @@ from yarl import URL
 from .._check import seconds, whole_number
 from .._ids import MAX_IDS_PER_QUERY, MAX_IDS_PER_REQUEST, Ids, checked_request_ids
 from .._limiter.contract import Limiter, RemainingReq
+from .._limiter.core import GROUPS
 from .._limiter.registry import as_limiter
 from .._log import log as _log
 from .._models import CancelResult, Order
@@ -32,7 +33,15 @@ from .._regions import REGIONS
 from .answers import parse_cancel_result, parse_orders
 from .transport import Observer, Request, Transport
 
-__all__ = ["CANCEL_BY_IDS", "OPEN_ORDERS", "ORDERS_BY_IDS", "Endpoint", "UpbitSession"]
+__all__ = [
+    "CANCEL_BY_IDS",
+    "CANCEL_OPEN",
+    "MAX_BATCH_CANCEL",
+    "OPEN_ORDERS",
+    "ORDERS_BY_IDS",
+    "Endpoint",
+    "UpbitSession",
+]
 
 T = TypeVar("T")
 
@@ -73,6 +82,19 @@ CANCEL_BY_IDS = Endpoint(
 ORDERS_BY_IDS = Endpoint("GET", "/v1/orders/uuids", parse_orders)
 #: ``GET /v1/orders/open``: a page of open orders.
 OPEN_ORDERS = Endpoint("GET", "/v1/orders/open", parse_orders)
+#: ``DELETE /v1/orders/open``: the batch cancel, up to 300 ``wait`` orders chosen by filter, in
+#: the ``order-cancel-all`` group (1 call per 2 s), outside the ``default`` group's budget.
+CANCEL_OPEN = Endpoint(
+    "DELETE",
+    "/v1/orders/open",
+    parse_cancel_result,
+    group="order-cancel-all",
+    unreadable="orders matching the filter may or may not be canceled",
+)
+#: Most orders one batch cancel cancels.
+MAX_BATCH_CANCEL = 300
+#: Most markets in ``pairs`` or ``excluded_pairs`` of a batch cancel.
+_MAX_PAIRS = 20
 
 #: The endpoints outside the ``default`` group, for :meth:`UpbitSession.request`.
 _GROUP_OF: Mapping[tuple[str, str], str] = {("DELETE", "/v1/orders/open"): "order-cancel-all"}
@@ -202,6 +224,11 @@ class UpbitSession:
             :class:`SlidingWindowLimiter`, a ``RedisLimiter`` (whose Redis then keeps the other
             groups' budgets too), or an ``aiolimiter.AsyncLimiter`` (a token bucket: see the
             docs for its risk).
+        group_limiters: Limiters of other rate-limit groups, by group, for budgets other than
+            Upbit's: ``{"order-cancel-all": SlidingWindowLimiter(1, 3.0,
+            group="order-cancel-all")}``. Each must have been made for its group. By default a
+            group's budget lives where the ``default`` group's does, with Upbit's limit
+            (``order-cancel-all``: 1 call per 2 s).
         http_session: An ``aiohttp.ClientSession`` whose connection pool to use; the caller
             keeps closing it. Its middlewares do not apply to these requests (a middleware that
             retried would send requests the limiter never granted).
@@ -222,6 +249,7 @@ class UpbitSession:
         region: str = "sg",
         base_url: str | None = None,
         limiter: Limiter | AsyncLimiter | None = None,
+        group_limiters: Mapping[str, Limiter | AsyncLimiter] | None = None,
         http_session: aiohttp.ClientSession | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
@@ -266,6 +294,7 @@ class UpbitSession:
             secret_key=secret_key,
             base_url=self._base_url,
             limiter=None if limiter is None else as_limiter(limiter),
+            group_limiters=_group_limiters(group_limiters),
             http_session=http_session,
             timeout=aiohttp.ClientTimeout(total=total, connect=connect, sock_read=read),
             rate_limit_retries=rate_limit_retries,
@@ -413,6 +442,60 @@ class UpbitSession:
         """
         return await self._call(OPEN_ORDERS, params=open_orders_params(market, page, limit))
 
+    async def cancel_open_orders(
+        self,
+        *,
+        side: str = "all",
+        pairs: Iterable[str] | None = None,
+        excluded_pairs: Iterable[str] | None = None,
+        quote_currencies: Iterable[str] | None = None,
+        count: int = MAX_BATCH_CANCEL,
+        order_by: str = "desc",
+        stop: asyncio.Event | None = None,
+        on_send: Callable[[], object] | None = None,
+    ) -> CancelResult:
+        """Cancel up to ``count`` open orders chosen by filter in one batch cancel
+        (``DELETE /v1/orders/open``).
+
+        It spends the ``order-cancel-all`` group's budget (1 call per 2 s per account), not the
+        ``default`` group's, and cancels orders in state ``wait`` only: reserved orders
+        (``watch``) need :meth:`cancel_orders`. ``count`` is always sent (Upbit cancels only 20
+        orders when it is left out).
+
+        Example::
+
+            result = await session.cancel_open_orders(pairs=["SGD-BTC"])
+            print(result.success.count, "canceled")
+
+        Args:
+            side: ``"all"``, ``"ask"`` (sell orders) or ``"bid"`` (buy orders).
+            pairs: Only these markets (at most 20), such as ``["SGD-BTC"]``.
+            excluded_pairs: Not these markets (at most 20); they win over ``pairs``.
+            quote_currencies: Only markets quoted in these currencies, such as ``["SGD"]``;
+                not together with ``pairs``.
+            count: Orders to cancel at most, 1 to 300.
+            order_by: ``"desc"`` (newest first) or ``"asc"`` (oldest first).
+            stop, on_send: As for :meth:`cancel_orders`.
+
+        Raises:
+            TypeError, ValueError: before sending, for arguments the exchange would refuse.
+            UpbitError: the request failed (an :class:`OutcomeUnknownError` when some orders
+                may have been canceled without the answer naming them).
+        """
+        params = batch_cancel_params(
+            side=side,
+            pairs=pairs,
+            excluded_pairs=excluded_pairs,
+            quote_currencies=quote_currencies,
+            count=count,
+            order_by=order_by,
+        )
+        _check_stop(stop)
+        if on_send is not None and not callable(on_send):
+            raise TypeError(f"on_send must be a function taking no arguments, not {on_send!r}")
+        observer = None if on_send is None else _OnSend(on_send)
+        return await self._call(CANCEL_OPEN, params=params, stop=stop, observer=observer)
+
     async def request(self, method: str, path: str, *, params: Params | None = None) -> Any:
         """Send any signed request within its rate-limit group's budget; return its decoded JSON.
 
@@ -456,6 +539,79 @@ def open_orders_params(market: str | None, page: int, limit: int) -> list[tuple[
         ("limit", str(limit)),
         ("order_by", "asc"),
     ]
+
+
+def batch_cancel_params(
+    *,
+    side: str = "all",
+    pairs: Iterable[str] | None = None,
+    excluded_pairs: Iterable[str] | None = None,
+    quote_currencies: Iterable[str] | None = None,
+    count: int = MAX_BATCH_CANCEL,
+    order_by: str = "desc",
+) -> list[tuple[str, str]]:
+    """The query of one batch cancel, checked; ``count`` is always in it."""
+    if side not in ("all", "ask", "bid"):
+        raise ValueError(f"side must be 'all', 'ask' or 'bid', not {side!r}")
+    if order_by not in ("desc", "asc"):
+        raise ValueError(f"order_by must be 'desc' (newest first) or 'asc', not {order_by!r}")
+    whole_number("count", count, least=1, most=MAX_BATCH_CANCEL)
+    params = [("cancel_side", side)]
+    chosen = {}
+    for name, codes in (
+        ("pairs", pairs),
+        ("excluded_pairs", excluded_pairs),
+        ("quote_currencies", quote_currencies),
+    ):
+        if codes is not None:
+            chosen[name] = _codes(name, codes)
+            params.append((name, ",".join(chosen[name])))
+    if "pairs" in chosen and "quote_currencies" in chosen:
+        raise ValueError("give pairs or quote_currencies, not both: Upbit refuses the two together")
+    return [*params, ("count", str(count)), ("order_by", order_by)]
+
+
+def _codes(name: str, codes: object) -> list[str]:
+    """A filter's market or currency codes: 1 to 20 distinct non-empty strings without commas."""
+    example = "'SGD'" if name == "quote_currencies" else "'SGD-BTC'"
+    if isinstance(codes, str) or not isinstance(codes, Iterable):
+        raise TypeError(f"{name} must be a list of codes such as [{example}], not {codes!r}")
+    values = list(dict.fromkeys(codes))
+    for code in values:
+        if not isinstance(code, str) or not code.strip() or "," in code or code != code.strip():
+            raise ValueError(f"{name} must hold codes such as {example}, not {code!r}")
+    if not values:
+        raise ValueError(f"{name} must hold at least one code (leave it out for no filter)")
+    if len(values) > _MAX_PAIRS:
+        raise ValueError(f"{name} holds {len(values)} codes; Upbit takes at most {_MAX_PAIRS}")
+    return values
+
+
+def _group_limiters(given: object) -> dict[str, Limiter]:
+    """``group_limiters=`` checked: each limiter made for the group it is given for."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise TypeError(
+            "group_limiters must be a mapping of group to limiter, such as "
+            "{'order-cancel-all': SlidingWindowLimiter(1, 2.0, group='order-cancel-all')}"
+        )
+    limiters: dict[str, Limiter] = {}
+    for group, value in given.items():
+        if group == "default":
+            raise ValueError("give the default group's limiter as limiter=, not in group_limiters")
+        if group not in GROUPS:
+            others = ", ".join(name for name in GROUPS if name != "default")
+            raise ValueError(f"unknown rate-limit group {group!r}: use one of {others}")
+        limiter = as_limiter(value)
+        made_for = getattr(limiter, "group", group)
+        if made_for != group:
+            raise ValueError(
+                f"the limiter given for group {group!r} was made for group {made_for!r}; make "
+                f"it with group={group!r}"
+            )
+        limiters[group] = limiter
+    return limiters
 
 
 def _check_stop(stop: object) -> None:

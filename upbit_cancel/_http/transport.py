@@ -121,6 +121,7 @@ class Transport:
         "_claimed",
         "_closed",
         "_given_limiter",
+        "_group_limiters",
         "_http",
         "_owns_http",
         "_rate_limit_retries",
@@ -146,6 +147,7 @@ class Transport:
         secret_key: str,
         base_url: str,
         limiter: Limiter | None,
+        group_limiters: Mapping[str, Limiter] | None = None,
         http_session: aiohttp.ClientSession | None,
         timeout: aiohttp.ClientTimeout,
         rate_limit_retries: int,
@@ -154,6 +156,7 @@ class Transport:
         self._secret_key = secret_key
         self._base_url = base_url
         self._given_limiter = limiter
+        self._group_limiters = dict(group_limiters or {})
         self._claimed: dict[str, Limiter] = {}
         self._http = http_session
         self._owns_http = http_session is None
@@ -175,7 +178,11 @@ class Transport:
         limiter = self._claimed.get(group)
         if limiter is None:
             limiter = self._claimed[group] = claim(
-                self, self._access_key, self._given_limiter, group
+                self,
+                self._access_key,
+                self._given_limiter,
+                group,
+                for_group=self._group_limiters.get(group),
             )
         return limiter
 

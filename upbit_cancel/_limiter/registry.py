@@ -14,11 +14,12 @@ them over: its successor takes them over when both can (:class:`HandsOver`), and
 waits until they are free (:func:`handed_over`) before its first grant. Nobody who closed the
 old one is refused.
 
-The other groups follow the ``default`` group's limiter: one whose budget lives outside the
-process (:class:`AccountBound`) gives its sibling for the group, kept in the same place;
-otherwise the group gets an in-process limiter with its own rule (:data:`core.GROUPS`), one for
-each given limiter (shared by every session given it, whatever its key) or, with none given, one
-for each key.
+A limiter given for one group alone (``group_limiters=``) is claimed for it like one given for
+the ``default`` group. Otherwise the other groups follow the ``default`` group's limiter: one
+whose budget lives outside the process (:class:`AccountBound`) gives its sibling for the
+group, kept in the same place; otherwise the group gets an in-process limiter with its own
+rule (:data:`core.GROUPS`), one for each given limiter (shared by every session given it,
+whatever its key) or, with none given, one for each key.
 
 Keys of one account cannot be told apart from here: their sessions share a budget only when
 given the same limiter.
@@ -122,14 +123,21 @@ def _in_process_for(group: str) -> Limiter:
     return SlidingWindowLimiter(limit, window, group=group)
 
 
-def claim(owner: object, access_key: str, given: Limiter | None, group: str = "default") -> Limiter:
+def claim(
+    owner: object,
+    access_key: str,
+    given: Limiter | None,
+    group: str = "default",
+    *,
+    for_group: Limiter | None = None,
+) -> Limiter:
     """The limiter ``owner`` (a session of ``access_key``, given ``given``) must use in the running
-    loop for the rate-limit ``group``."""
+    loop for the rate-limit ``group``; ``for_group`` is one given for that group alone."""
     loop = asyncio.get_running_loop()
     for key in [key for key, (other, _) in _claims.items() if other.is_closed()]:
         del _claims[key]
     table = _claims.setdefault(id(loop), (loop, {}))[1]
-    given = _given_for(group, given)
+    given = for_group if for_group is not None else _given_for(group, given)
     current = table.get((access_key, group))
     if current is not None and (given is None or _identity(given) is current.identity):
         current.owners.add(owner)

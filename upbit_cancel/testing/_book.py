@@ -17,7 +17,15 @@ from ._quirks import Quirks
 from ._records import FakeOrder, OrderState
 from ._wire import Answer, Call, Refused, dumps
 
-__all__ = ["MAX_IDS", "MAX_QUERY_IDS", "ORDER_STATES", "SIDES", "OrderBook", "UnknownIds"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_IDS",
+    "MAX_QUERY_IDS",
+    "ORDER_STATES",
+    "SIDES",
+    "OrderBook",
+    "UnknownIds",
+]
 
 #: What the fake does with ids it does not know: leave them out, or list them in ``failed``.
 UnknownIds = Literal["omit", "failed"]
@@ -28,6 +36,15 @@ UNKNOWN_MARKET: Final = "UNKNOWN"
 MAX_IDS: Final = 20
 #: Most ids Upbit accepts in one ``GET /v1/orders/uuids``.
 MAX_QUERY_IDS: Final = 100
+#: Most orders one batch cancel (``DELETE /v1/orders/open``) cancels, and how many it cancels
+#: when ``count`` is not given.
+MAX_BATCH: Final = 300
+_BATCH_DEFAULT: Final = 20
+#: Most markets in ``pairs`` or ``excluded_pairs`` of a batch cancel.
+_MAX_PAIRS: Final = 20
+_BATCH_PARAMS: Final = frozenset(
+    {"cancel_side", "pairs", "excluded_pairs", "quote_currencies", "count", "order_by"}
+)
 
 ORDER_STATES: Final = frozenset({"wait", "watch", "done", "cancel", "prevented"})
 SIDES: Final = frozenset({"bid", "ask"})
@@ -284,6 +301,51 @@ class OrderBook:
         # Upbit answers a single cancel with the order as it was before the cancel.
         return Answer(200, dumps(order_json(order)), canceled=(order.uuid,))
 
+    def cancel_open(self, call: Call, now: float) -> Answer:
+        """``DELETE /v1/orders/open``: cancel up to ``count`` (default 20, at most 300) ``wait``
+        orders chosen by side, market and quote currency, newest first unless ``order_by=asc``.
+
+        ``watch`` orders are never touched, nor orders whose cancel is already under way.
+        """
+        unknown = sorted({name for name, _ in call.params} - _BATCH_PARAMS)
+        if unknown:
+            raise Refused(400, "validation_error", f"Unknown parameter: {unknown[0]}.")
+        side = _single(call, "cancel_side", "all")
+        if side not in ("all", "ask", "bid"):
+            raise Refused(400, "validation_error", "cancel_side must be 'all', 'ask' or 'bid'.")
+        pairs = _markets(call, "pairs")
+        excluded = _markets(call, "excluded_pairs")
+        quotes = _markets(call, "quote_currencies")
+        if pairs and quotes:
+            raise Refused(
+                400, "validation_error", "pairs and quote_currencies cannot be used together."
+            )
+        count = call.int_param("count", default=_BATCH_DEFAULT, low=1, high=MAX_BATCH)
+        order_by = call.order_by()
+        uuids: Iterable[str] = self._open if order_by == "asc" else reversed(self._open)
+        chosen: list[FakeOrder] = []
+        for uuid in uuids:
+            order = self._orders[uuid]
+            if order.state != "wait" or uuid in self._pending:
+                continue
+            if side != "all" and order.side != side:
+                continue
+            if order.market in excluded or (pairs and order.market not in pairs):
+                continue
+            if quotes and order.market.partition("-")[0] not in quotes:
+                continue
+            chosen.append(order)
+            if len(chosen) == count:
+                break
+        for order in chosen:
+            self._accept_cancel(order, now)
+        success = [_summary(order) for order in chosen]
+        payload = {
+            "success": {"count": len(success), "orders": success},
+            "failed": {"count": 0, "orders": []},
+        }
+        return Answer(200, dumps(payload), canceled=tuple(order.uuid for order in chosen))
+
     def one_order(self, call: Call, now: float) -> Answer:
         """``GET /v1/order``: one order by uuid or identifier."""
         order = self._one(call, cancellable=False)
@@ -371,6 +433,25 @@ def _check_id(value: str, *, by_uuid: bool) -> None:
         raise Refused(400, "validation_error", f"Not a valid order uuid: {value!r}.")
     if not value:
         raise Refused(400, "validation_error", "An identifier must not be empty.")
+
+
+def _single(call: Call, name: str, default: str) -> str:
+    values = call.values(name)
+    if len(values) > 1:
+        raise Refused(400, "validation_error", f"{name} must be given once.")
+    return values[0] if values else default
+
+
+def _markets(call: Call, name: str) -> frozenset[str]:
+    """A comma-separated list of at most 20 codes, or a 400 ``validation_error``."""
+    if not call.has(name):
+        return frozenset()
+    codes = _single(call, name, "").split(",")
+    if len(codes) > _MAX_PAIRS:
+        raise Refused(400, "validation_error", f"{name} holds at most {_MAX_PAIRS} entries.")
+    if any(not code or code != code.strip() for code in codes):
+        raise Refused(400, "validation_error", f"{name} holds an empty or padded entry.")
+    return frozenset(codes)
 
 
 def _summary(order: FakeOrder) -> dict[str, str]:

@@ -64,6 +64,9 @@ class RequestRecord:
     #: Uuids of the orders whose cancel this request accepted. With ``cancel_delay`` they reach
     #: the ``cancel`` state (or fill, ``done``) later.
     canceled: tuple[str, ...]
+    #: The rate-limit group whose budget the endpoint spends: ``"default"``, or
+    #: ``"order-cancel-all"`` for the batch cancel.
+    group: str = "default"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary of this record (as served by ``GET /_fake/records``)."""

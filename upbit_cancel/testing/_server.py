@@ -63,6 +63,17 @@ from ._wire import (
 __all__ = ["FakeUpbit", "UnknownIds"]
 
 _TOO_MANY_REQUESTS = "Too many API requests."
+#: The rate-limit group of the batch cancel.
+CANCEL_ALL = "order-cancel-all"
+#: The signed endpoints, as ``set_faults(endpoint=...)`` names them.
+_ENDPOINTS = (
+    "DELETE /v1/orders/uuids",
+    "DELETE /v1/order",
+    "GET /v1/orders/open",
+    "DELETE /v1/orders/open",
+    "GET /v1/orders/uuids",
+    "GET /v1/order",
+)
 
 
 @attrs.frozen
@@ -78,9 +89,10 @@ class FakeUpbit:
     """A fake Upbit exchange on loopback, strict about signing and rate limits.
 
     It serves ``DELETE /v1/orders/uuids`` (Order List Cancel), ``DELETE /v1/order``,
-    ``GET /v1/orders/uuids``, ``GET /v1/orders/open``, ``GET /v1/order`` and
-    ``GET /v1/market/all`` for one account, plus an admin API under ``/_fake/`` for other
-    processes. The documentation's "fake exchange" page describes its full behaviour.
+    ``GET /v1/orders/uuids``, ``GET /v1/orders/open``, ``GET /v1/order``,
+    ``DELETE /v1/orders/open`` (the batch cancel) and ``GET /v1/market/all`` for one account,
+    plus an admin API under ``/_fake/`` for other processes. The documentation's "fake
+    exchange" page describes its full behaviour.
 
     Example::
 
@@ -94,6 +106,8 @@ class FakeUpbit:
     - ``policy``, ``limit``, ``window``: how the ``default`` group's budget is measured
       (:class:`SlidingWindowPolicy`, :class:`FixedWindowPolicy`, :class:`TokenBucketPolicy`),
       shared by every key of the account.
+    - ``cancel_all_limit``, ``cancel_all_window``: the budget of the ``order-cancel-all`` group,
+      which only the batch cancel spends (Upbit's: 1 call per 2 s), as a sliding window.
     - ``host``, ``port``: where to listen; port 0 picks a free port.
     - ``access_key``, ``secret_key``: the first key pair (random 40-character strings if not given).
     - ``unknown_ids``: ``"omit"`` leaves unknown ids out of both lists, ``"failed"`` lists them in
@@ -119,6 +133,8 @@ class FakeUpbit:
         policy: PolicyName = "sliding",
         limit: int = 30,
         window: float = 1.0,
+        cancel_all_limit: int = 1,
+        cancel_all_window: float = 2.0,
         host: str = "127.0.0.1",
         port: int = 0,
         access_key: str | None = None,
@@ -152,6 +168,11 @@ class FakeUpbit:
             )
         self._policy_name = policy
         self._policy: RatePolicy = make_policy(policy, limit, window)
+        # Each rate-limit group's budget, by group: a 429 in one leaves the others alone.
+        self._policies: dict[str, RatePolicy] = {
+            "default": self._policy,
+            CANCEL_ALL: make_policy("sliding", cancel_all_limit, cancel_all_window),
+        }
         self._host = host
         self._port = port
         self._plain_text_429 = plain_text_429
@@ -161,6 +182,8 @@ class FakeUpbit:
         self._faults = faults
         # Faults of requests signed with particular keys (clients elsewhere on the network).
         self._key_faults: dict[str, Faults] = {}
+        # Faults of one endpoint's requests, by "METHOD /path" (they win over the others).
+        self._endpoint_faults: dict[str, Faults] = {}
         # One generator behind keys, uuids, delays and faults, so that a seed replays a run.
         self._rng = random.Random(seed)
         self._clock = clock
@@ -260,12 +283,24 @@ class FakeUpbit:
     def faults(self, faults: Faults) -> None:
         self.set_faults(faults)
 
-    def set_faults(self, faults: Faults, *, access_key: str | None = None) -> None:
-        """Change the faults of requests received from now on: all of them, or only those
-        signed with ``access_key`` (a client of the account on another network path)."""
+    def set_faults(
+        self, faults: Faults, *, access_key: str | None = None, endpoint: str | None = None
+    ) -> None:
+        """Change the faults of requests received from now on: all of them, only those
+        signed with ``access_key`` (a client of the account on another network path), or only
+        those of one ``endpoint``, such as ``"DELETE /v1/orders/open"`` (the batch cancel;
+        these win over the others)."""
         if not isinstance(faults, Faults):
             raise TypeError(f"faults must be a Faults, not {type(faults).__name__}")
-        if access_key is None:
+        if endpoint is not None:
+            if access_key is not None:
+                raise ValueError("give access_key or endpoint, not both")
+            if endpoint not in _ENDPOINTS:
+                raise ValueError(
+                    f"unknown endpoint {endpoint!r}: use one of {', '.join(_ENDPOINTS)}"
+                )
+            self._endpoint_faults[endpoint] = faults
+        elif access_key is None:
             self._faults = faults
         elif access_key not in self._keys:
             raise KeyError(f"no such access key on this fake: {access_key[:4]}…")
@@ -390,24 +425,42 @@ class FakeUpbit:
         """Forget the records (not the orders, nonces, rate budget or block)."""
         self._records.clear()
 
-    def max_in_window(self, window: float | None = None) -> int:
-        """Largest number of admitted requests whose arrivals fit in one window.
+    def max_in_window(self, window: float | None = None, *, group: str = "default") -> int:
+        """Largest number of admitted requests of a rate-limit ``group`` whose arrivals fit in
+        one window.
 
-        Windows are half-open, ``[s, s + window)``, and ``window`` defaults to the fake's.
+        Windows are half-open, ``[s, s + window)``, and ``window`` defaults to the group's.
         """
+        if group not in self._policies:
+            raise ValueError(f"unknown group {group!r}: use one of {', '.join(self._policies)}")
         return most_in_window(
-            (record.arrival for record in self._records if record.admitted),
-            self._policy.window if window is None else window,
+            (
+                record.arrival
+                for record in self._records
+                if record.admitted and record.group == group
+            ),
+            self._policies[group].window if window is None else window,
         )
 
     def stats(self) -> dict[str, Any]:
-        """Counts over the records: admitted, rejected (429), per status, and max_in_window."""
+        """Counts over the records: admitted, rejected (429), per status, the ``default``
+        group's max_in_window, and the same for each group under ``groups``."""
         statuses = Counter(record.status for record in self._records)
+        groups: dict[str, Any] = {}
+        for group in self._policies:
+            records = [record for record in self._records if record.group == group]
+            groups[group] = {
+                "requests": len(records),
+                "admitted": sum(record.admitted for record in records),
+                "rejected_429": sum(record.status == 429 for record in records),
+                "max_in_window": self.max_in_window(group=group),
+            }
         return {
             "admitted": sum(record.admitted for record in self._records),
             "rejected_429": statuses[429],
             "status_counts": {str(status): count for status, count in sorted(statuses.items())},
             "max_in_window": self.max_in_window(),
+            "groups": groups,
         }
 
     # -- canned answers --------------------------------------------------------------------
@@ -445,11 +498,16 @@ class FakeUpbit:
         app = web.Application()
         add = app.router.add_route
         book = self._book
-        add("DELETE", "/v1/orders/uuids", self._signed(book.cancel_list))
-        add("DELETE", "/v1/order", self._signed(book.cancel_one))
-        add("GET", "/v1/orders/open", self._signed(book.open_orders))
-        add("GET", "/v1/orders/uuids", self._signed(book.orders_by_ids))
-        add("GET", "/v1/order", self._signed(book.one_order))
+        signed: list[tuple[str, str, Callable[[Call, float], Answer], str]] = [
+            ("DELETE", "/v1/orders/uuids", book.cancel_list, "default"),
+            ("DELETE", "/v1/order", book.cancel_one, "default"),
+            ("GET", "/v1/orders/open", book.open_orders, "default"),
+            ("DELETE", "/v1/orders/open", book.cancel_open, CANCEL_ALL),
+            ("GET", "/v1/orders/uuids", book.orders_by_ids, "default"),
+            ("GET", "/v1/order", book.one_order, "default"),
+        ]
+        for method, path, endpoint, group in signed:
+            add(method, path, self._signed(endpoint, f"{method} {path}", group))
         add("GET", "/v1/market/all", self._market_all)
         _admin.add_routes(app, self)
         return app
@@ -468,15 +526,19 @@ class FakeUpbit:
             pass
 
     def _signed(
-        self, endpoint: Callable[[Call, float], Answer]
+        self, endpoint: Callable[[Call, float], Answer], name: str, group: str
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(request: web.Request) -> web.StreamResponse:
-            return await self._handle_signed(request, endpoint)
+            return await self._handle_signed(request, endpoint, name, group)
 
         return handler
 
     async def _handle_signed(
-        self, request: web.Request, endpoint: Callable[[Call, float], Answer]
+        self,
+        request: web.Request,
+        endpoint: Callable[[Call, float], Answer],
+        name: str,
+        group: str,
     ) -> web.StreamResponse:
         self._received += 1
         self._in_transit += 1
@@ -486,6 +548,7 @@ class FakeUpbit:
         faults = self._faults
         if claimed is not None:
             faults = self._key_faults.get(claimed, faults)
+        faults = self._endpoint_faults.get(name, faults)
         try:
             body = await request.read()
             await self._sleep(faults.inbound_delay(self._rng))
@@ -507,14 +570,14 @@ class FakeUpbit:
         )
         fault: FaultKind | None = None
         if self._queued:
-            answer = self._queued_answer(self._queued.popleft(), arrival)
+            answer = self._queued_answer(self._queued.popleft(), arrival, group)
         else:
             fault = faults.choose(self._rng)
             if fault == "error":
                 status = self._rng.choice(tuple(GATEWAY_ERRORS))
                 answer = Answer(status, html_page(status), content_type="text/html")
             else:
-                answer = self._process(call, arrival, endpoint)
+                answer = self._process(call, arrival, endpoint, group)
         self._records.append(
             RequestRecord(
                 arrival=arrival,
@@ -527,6 +590,7 @@ class FakeUpbit:
                 admitted=answer.admitted,
                 fault=fault,
                 canceled=answer.canceled,
+                group=group,
             )
         )
         self._notify()
@@ -547,10 +611,10 @@ class FakeUpbit:
             response.charset = "utf-8"
         return response
 
-    def _queued_answer(self, queued: _Queued, now: float) -> Answer:
+    def _queued_answer(self, queued: _Queued, now: float, group: str) -> Answer:
         headers = queued.headers
         if headers is None:
-            headers = {"Remaining-Req": remaining_header("default", self._remaining(now))}
+            headers = {"Remaining-Req": remaining_header(group, self._remaining(now, group))}
         return Answer(
             queued.status,
             queued.body,
@@ -559,16 +623,18 @@ class FakeUpbit:
             headers=headers,
         )
 
-    def _remaining(self, now: float) -> int:
+    def _remaining(self, now: float, group: str = "default") -> int:
         if self._blocked_until is not None and now < self._blocked_until:
             return 0
-        return self._policy.remaining(now)
+        return self._policies[group].remaining(now)
 
-    def _process(self, call: Call, now: float, endpoint: Callable[[Call, float], Answer]) -> Answer:
+    def _process(
+        self, call: Call, now: float, endpoint: Callable[[Call, float], Answer], group: str
+    ) -> Answer:
         admitted = False
         try:
             self._check_block(now)
-            admitted = self._policy.admit(now)
+            admitted = self._policies[group].admit(now)
             if not admitted:
                 raise self._too_many_requests(now)
             credential = self._keys.authenticate(call)
@@ -589,7 +655,7 @@ class FakeUpbit:
             answer = endpoint(call, now)
         except Refused as refused:
             answer = refused.answer()
-        remaining = remaining_header("default", self._remaining(now))
+        remaining = remaining_header(group, self._remaining(now, group))
         return attrs.evolve(answer, admitted=admitted, headers={"Remaining-Req": remaining})
 
     def _check_block(self, now: float) -> None:

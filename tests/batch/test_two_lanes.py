@@ -1,0 +1,196 @@
+"""cancel_open's two lanes: batch cancels beside list cancels, each within its group's budget.
+
+Read at the fake: both lanes' 429s, the default group's requests in any second and the batch
+cancels in any 2 s; every order of the market closed, ``watch`` ones by the list lane; every
+order either lane touched in exactly one list; faults in either lane.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.conftest import SessionFor
+from upbit_cancel import BatchCanceller, BatchResult
+from upbit_cancel.testing import FakeUpbit, Faults
+
+BATCH = "DELETE /v1/orders/open"
+LIST = "DELETE /v1/orders/uuids"
+
+
+def placed(result: BatchResult) -> list[str]:
+    """Every id of the result, from all three lists (repeats kept, to be counted)."""
+    return [
+        *(order.uuid for order in result.success),
+        *(order.uuid for order in result.failed),
+        *(entry.id for entry in result.unresolved),
+    ]
+
+
+def canceled_by(fake: FakeUpbit, method: str, path: str) -> set[str]:
+    return {
+        uuid
+        for record in fake.records
+        if (record.method, record.path) == (method, path)
+        for uuid in record.canceled
+    }
+
+
+def assert_within_budgets(fake: FakeUpbit) -> None:
+    groups = fake.stats()["groups"]
+    assert groups["default"]["rejected_429"] == 0
+    assert groups["order-cancel-all"]["rejected_429"] == 0
+    assert fake.max_in_window(1.0) <= 30
+    assert fake.max_in_window(2.0, group="order-cancel-all") <= 1
+
+
+async def test_both_lanes_close_every_order_of_the_market(session_for: SessionFor) -> None:
+    """wait orders from both ends, watch orders by list; the other market untouched; each
+    order once in the result; neither group's budget exceeded."""
+    async with FakeUpbit() as fake:
+        wait = fake.add_orders(700, "SGD-BTC", side="bid")
+        watch = fake.add_orders(40, "SGD-BTC", state="watch")
+        wait += fake.add_orders(700, "SGD-BTC", side="ask")
+        other = fake.add_orders(150, "SGD-ETH")
+        async with session_for(fake) as session:
+            result = await BatchCanceller(session).cancel_open(market="SGD-BTC")
+        ids = placed(result)
+        assert len(ids) == len(set(ids))
+        assert sorted(ids) == sorted(wait + watch)
+        assert result.success.count == len(wait) + len(watch)
+        assert result.listing_complete is True
+        assert all(fake.state(uuid) == "cancel" for uuid in wait + watch)
+        assert all(fake.state(uuid) == "wait" for uuid in other)
+        by_batch = canceled_by(fake, "DELETE", "/v1/orders/open")
+        assert result.batch_canceled == by_batch
+        assert len(by_batch) >= 300  # the first strike at least
+        assert not by_batch & set(watch)
+        assert set(watch) <= canceled_by(fake, "DELETE", "/v1/orders/uuids")
+        # The lanes worked from opposite ends: the batch lane's orders are the newest.
+        assert wait[-1] in by_batch
+        assert wait[0] not in by_batch
+        assert_within_budgets(fake)
+        assert result.requests == len(fake.records)
+
+
+async def test_the_batch_lane_fires_before_any_listing_comes_back(
+    session_for: SessionFor,
+) -> None:
+    """The batch cancel reaches the exchange while the first page of the listing is still on
+    its way back: 300 orders canceled in one round trip."""
+    async with FakeUpbit(faults=Faults(latency_out=0.2)) as fake:
+        fake.add_orders(400)
+        async with session_for(fake) as session:
+            result = await BatchCanceller(session).cancel_open()
+        first_batch = next(record for record in fake.records if record.group != "default")
+        first_page = next(record for record in fake.records if record.method == "GET")
+        assert first_batch.arrival < first_page.arrival + 0.2
+        assert len(first_batch.canceled) == 300
+        assert result.success.count == 400
+
+
+async def test_without_the_batch_lane_nothing_is_batch_canceled(session_for: SessionFor) -> None:
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(60)
+        async with session_for(fake) as session:
+            result = await BatchCanceller(session).cancel_open(batch_cancel=False)
+        assert sorted(placed(result)) == sorted(uuids)
+        assert result.batch_canceled == frozenset()
+        assert all(record.group == "default" for record in fake.records)
+
+
+async def test_every_market_when_none_is_named(session_for: SessionFor) -> None:
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(200, "SGD-BTC") + fake.add_orders(200, "KRW-ETH")
+        async with session_for(fake) as session:
+            result = await BatchCanceller(session).cancel_open()
+        assert sorted(placed(result)) == sorted(uuids)
+        assert fake.state_counts()["wait"] == 0
+
+
+@pytest.mark.parametrize(
+    ("list_lane", "batch_lane"),
+    [
+        # The list lane's answer (refused) comes back before the batch cancel's.
+        (Faults(latency_in=0.3), Faults(latency_in=0.1, latency_out=0.5)),
+        # The batch cancel's answer comes back while the list lane's requests are on their way.
+        (Faults(latency_in=0.3, latency_out=0.3), Faults(latency_in=0.1)),
+    ],
+    ids=["refused-first", "batch-answer-first"],
+)
+async def test_an_order_the_other_lane_canceled_is_a_success_once(
+    session_for: SessionFor, list_lane: Faults, batch_lane: Faults
+) -> None:
+    """The lanes race for the same orders: the listing comes back at once, the batch cancel
+    reaches the orders 0.1 s later, the list lane's cancels 0.3 s later. An order the list
+    lane then finds canceled is a success, once."""
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(120)
+        fake.set_faults(list_lane, endpoint=LIST)
+        fake.set_faults(batch_lane, endpoint=BATCH)
+        async with session_for(fake) as session:
+            result = await BatchCanceller(session).cancel_open()
+        ids = placed(result)
+        assert sorted(ids) == sorted(uuids)
+        assert result.success.count == 120
+        assert result.failed.count == 0
+        # The list lane did send some of them, and was refused: they were canceled already.
+        refused = [record for record in fake.records if record.path == "/v1/orders/uuids"]
+        assert refused
+        assert all(not record.canceled for record in refused)
+        assert result.batch_canceled == set(uuids)
+
+
+@pytest.mark.parametrize("fault", ["drop", "error", "malformed"])
+async def test_a_failing_batch_lane_leaves_the_work_to_the_list_lane(
+    session_for: SessionFor, fault: str
+) -> None:
+    """Every batch cancel fails: the lane gives up after three, the list lane closes every
+    order, and what a batch cancel did without an answer is said."""
+    faults = {
+        "drop": Faults(drop_rate=1.0),
+        "error": Faults(error_rate=1.0),
+        "malformed": Faults(malformed_rate=1.0),
+    }[fault]
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(900) + fake.add_orders(20, state="watch")
+        fake.set_faults(faults, endpoint=BATCH)
+        async with session_for(fake) as session:
+            result = await BatchCanceller(session).cancel_open(confirm=True)
+        assert fake.state_counts()["wait"] == fake.state_counts()["watch"] == 0
+        assert result.still_open == ()
+        batch_calls = [record for record in fake.records if record.group == "order-cancel-all"]
+        assert len(batch_calls) <= 3
+        assert result.batch_unanswered == len(batch_calls)
+        assert result.batch_canceled == frozenset()
+        ids = placed(result)
+        assert len(ids) == len(set(ids))
+        unnamed = canceled_by(fake, "DELETE", "/v1/orders/open")
+        # Every order is in the result, but those a lost batch cancel closed before any
+        # listing showed them; each is placed by what the exchange says of it.
+        assert set(ids) | unnamed == set(uuids)
+        assert set(ids) <= set(uuids)
+        assert all(fake.state(order.uuid) == "cancel" for order in result.success)
+        assert result.failed.count == 0
+        assert_within_budgets(fake)
+
+
+async def test_faults_in_both_lanes_still_close_everything(session_for: SessionFor) -> None:
+    """Lost answers and gateway errors in both lanes' cancels: with confirmation, every order
+    closes, each once in the result, within both budgets."""
+    async with FakeUpbit(seed=7) as fake:
+        uuids = fake.add_orders(1200) + fake.add_orders(30, state="watch")
+        fake.set_faults(Faults(drop_rate=0.2, error_rate=0.2), endpoint=LIST)
+        fake.set_faults(Faults(drop_rate=0.3, error_rate=0.2), endpoint=BATCH)
+        async with session_for(fake) as session:
+            result = await BatchCanceller(session).cancel_open(confirm=True)
+        counts = fake.state_counts()
+        assert counts["wait"] == counts["watch"] == 0
+        ids = placed(result)
+        assert Counter(ids).most_common(1)[0][1] == 1
+        unnamed = canceled_by(fake, "DELETE", "/v1/orders/open") - set(ids)
+        assert set(ids) | unnamed == set(uuids)
+        assert result.still_open == ()
+        assert result.unresolved.count == 0
+        assert_within_budgets(fake)
