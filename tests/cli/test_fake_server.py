@@ -76,12 +76,14 @@ async def test_fake_server_serves_until_signalled(
     ("argv", "message"),
     [
         (["--limit", "0"], "limit"),
+        (["--cancel-all-limit", "0"], "limit"),
+        (["--cancel-all-window", "-1"], "window"),
         (["--orders", "-5"], "--orders must be 0 or more"),
         (["--port", "99999"], "--port must be between 0 and 65535"),
         (["--uuids-file", "/nonexistent/dir/ids.txt"], "cannot write /nonexistent/dir/ids.txt"),
         (["--host", "nosuchhost.invalid"], "cannot listen on nosuchhost.invalid:0"),
     ],
-    ids=["limit", "orders", "port", "uuids-file", "host"],
+    ids=["limit", "cancel-all-limit", "cancel-all-window", "orders", "port", "uuids-file", "host"],
 )
 def test_fake_server_refuses_bad_settings(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
@@ -132,7 +134,9 @@ def test_bad_options_are_one_line_that_points_at_the_help(
         assert line.endswith(" --help)")
 
 
-@pytest.mark.parametrize("option", ["--window", "--latency", "--block-seconds"])
+@pytest.mark.parametrize(
+    "option", ["--window", "--cancel-all-window", "--latency", "--block-seconds"]
+)
 def test_an_endless_duration_is_refused(option: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fake-server", option, "inf"]) == 2
     [line] = capsys.readouterr().err.splitlines()

@@ -218,6 +218,18 @@ async def test_admin_sets_faults(fake: FakeUpbit, fake_http: aiohttp.ClientSessi
     async with fake_http.post(f"{fake.base_url}/_fake/faults", json={}) as response:
         assert response.status == 200
     assert fake.faults == Faults()
+    # For the batch cancel only: the list cancel is untouched.
+    async with fake_http.post(
+        f"{fake.base_url}/_fake/faults",
+        json={"endpoint": "DELETE /v1/orders/open", "error_rate": 1},
+    ) as response:
+        assert response.status == 200
+    assert fake.faults == Faults()
+    batch = await signed(fake_http, fake, "DELETE", "/v1/orders/open", [("count", "1")])
+    assert batch.status in (500, 502, 503)
+    listed = fake.add_order()
+    reply = await signed(fake_http, fake, "DELETE", "/v1/orders/uuids", [("uuids[]", listed)])
+    assert reply.status == 200
     # For one key only: the others keep the fake's faults.
     other, _ = fake.add_credentials()
     async with fake_http.post(
@@ -238,6 +250,8 @@ async def test_admin_sets_faults(fake: FakeUpbit, fake_http: aiohttp.ClientSessi
         ({"drop_rate": 1.5}, "drop_rate must be between 0 and 1"),
         ({"error_rate": 0.6, "drop_rate": 0.6}, "must be <= 1"),
         ({"access_key": "nobody", "latency_in": 0.1}, "access_key must be a key of this fake"),
+        ({"endpoint": "DELETE /v1/nowhere"}, "unknown endpoint"),
+        ({"endpoint": 3}, "endpoint must be such as"),
     ],
 )
 async def test_admin_refuses_bad_faults(

@@ -65,6 +65,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="window length (default: %(default)s)",
     )
     add(
+        "--cancel-all-limit",
+        type=int,
+        default=1,
+        metavar="N",
+        help="batch cancels (DELETE /v1/orders/open) per window (default: %(default)s)",
+    )
+    add(
+        "--cancel-all-window",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="the batch cancels' window (default: %(default)s)",
+    )
+    add(
         "--unknown-ids",
         choices=("omit", "failed"),
         default="omit",
@@ -148,6 +162,8 @@ def run(args: argparse.Namespace, *, prog: str = "upbit-cancel fake-server") -> 
             policy=args.policy,
             limit=args.limit,
             window=args.window,
+            cancel_all_limit=args.cancel_all_limit,
+            cancel_all_window=args.cancel_all_window,
             host=args.host,
             port=args.port,
             unknown_ids=args.unknown_ids,

@@ -35,7 +35,9 @@ class _Fake(Protocol):
 
     def reset_records(self) -> None: ...
 
-    def set_faults(self, faults: Faults, *, access_key: str | None = None) -> None: ...
+    def set_faults(
+        self, faults: Faults, *, access_key: str | None = None, endpoint: str | None = None
+    ) -> None: ...
 
     def add_credentials(
         self, *, can_order: bool = True, can_query: bool = True
@@ -130,6 +132,9 @@ class _Admin:
         access_key = payload.pop("access_key", None)
         if access_key is not None and not isinstance(access_key, str):
             return _error("access_key must be a key of this fake, or left out.")
+        endpoint = payload.pop("endpoint", None)
+        if endpoint is not None and not isinstance(endpoint, str):
+            return _error("endpoint must be such as 'DELETE /v1/orders/open', or left out.")
         names = attrs.fields_dict(Faults)
         unknown = sorted(set(payload) - names.keys())
         if unknown:
@@ -147,9 +152,11 @@ class _Admin:
         except ValueError as error:
             return _error(f"{error}.")
         try:
-            self.fake.set_faults(faults, access_key=access_key)
+            self.fake.set_faults(faults, access_key=access_key, endpoint=endpoint)
         except KeyError:
             return _error("access_key must be a key of this fake, or left out.")
+        except ValueError as error:
+            return _error(f"{error}.")
         return web.json_response(attrs.asdict(faults))
 
     async def add_credentials(self, request: web.Request) -> web.StreamResponse:
