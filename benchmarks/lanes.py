@@ -4,7 +4,8 @@ Usage::
 
     python -m benchmarks.lanes [--repeats N] [--out DIR]
 
-For each jitter (0 and 20 ms) and each way (``two lanes``: ``batch_cancel=True``; ``list lane``:
+For each path (0 and 20 ms of jitter on loopback, and 50 ms one way with 20 ms of jitter) and
+each way (``two lanes``: ``batch_cancel=True``; ``list lane``:
 ``batch_cancel=False``), a fresh fake exchange in a process of its own (30 requests per second
 in the ``default`` group, 1 batch cancel per 2 s in ``order-cancel-all``) holds 6,000 ``wait``
 and 300 ``watch`` orders in SGD-BTC and 500 ``wait`` orders in SGD-ETH. This process runs
@@ -46,13 +47,14 @@ from upbit_cancel.testing import most_in_window
 
 WAIT, WATCH, OTHER = 6000, 300, 500
 MARKET, OTHER_MARKET = "SGD-BTC", "SGD-ETH"
-JITTERS = (0.0, 0.020)
+#: (one-way latency, jitter) of each path, in seconds.
+PATHS = ((0.0, 0.0), (0.0, 0.020), (0.050, 0.020))
 WAYS = {"two lanes": True, "list lane": False}
 
 
-async def one_run(jitter: float, batch_cancel: bool, seed: int) -> dict[str, Any]:
+async def one_run(latency: float, jitter: float, batch_cancel: bool, seed: int) -> dict[str, Any]:
     """One cancel_open on a fresh account; what the fake saw."""
-    spec = FakeSpec(jitter=jitter, seed=seed)
+    spec = FakeSpec(latency=latency, jitter=jitter, seed=seed)
     async with FakeProcess([spec]) as (handle,), aiohttp.ClientSession() as http:
         admin = Admin(http, handle.base_url)
         wait, _ = await admin.add_orders(WAIT, market=MARKET)
@@ -87,6 +89,7 @@ async def one_run(jitter: float, batch_cancel: bool, seed: int) -> dict[str, Any
             for group in groups
         }
         return {
+            "latency": latency,
             "jitter": jitter,
             "way": "two lanes" if batch_cancel else "list lane",
             "seed": seed,
@@ -113,11 +116,17 @@ async def one_run(jitter: float, batch_cancel: bool, seed: int) -> dict[str, Any
 def render(runs: Sequence[dict[str, Any]]) -> str:
     """The table: medians over the repeats of each jitter and way."""
     rows = []
-    for jitter in JITTERS:
-        alone = [run for run in runs if run["jitter"] == jitter and run["way"] == "list lane"]
+    for latency, jitter in PATHS:
+
+        def of(way: str, path: tuple[float, float] = (latency, jitter)) -> list[dict[str, Any]]:
+            return [
+                run for run in runs if (run["latency"], run["jitter"]) == path and run["way"] == way
+            ]
+
+        alone = of("list lane")
         base = statistics.median(run["zero_open_seconds"] for run in alone) if alone else None
         for way in WAYS:
-            mine = [run for run in runs if run["jitter"] == jitter and run["way"] == way]
+            mine = of(way)
             if not mine:
                 continue
 
@@ -128,6 +137,7 @@ def render(runs: Sequence[dict[str, Any]]) -> str:
             spread = [run["zero_open_seconds"] for run in mine]
             rows.append(
                 (
+                    f"{latency * 1000:.0f} ms",
                     f"{jitter * 1000:.0f} ms",
                     way,
                     f"{zero:.2f} ({min(spread):.2f} to {max(spread):.2f})",
@@ -142,6 +152,7 @@ def render(runs: Sequence[dict[str, Any]]) -> str:
                 )
             )
     header = (
+        "one way",
         "jitter",
         "way",
         "zero open s (range)",
@@ -163,12 +174,13 @@ async def measure(repeats: int) -> list[dict[str, Any]]:
         os.environ["UPBIT_CANCEL_STATE_DIR"] = state_dir
         seed = 0
         for _ in range(repeats):
-            for jitter in JITTERS:
+            for latency, jitter in PATHS:
                 for way, batch_cancel in WAYS.items():
                     seed += 1
-                    run = await one_run(jitter, batch_cancel, seed)
+                    run = await one_run(latency, jitter, batch_cancel, seed)
                     print(
-                        f"jitter {jitter * 1000:.0f} ms, {way}: zero open at "
+                        f"{latency * 1000:.0f} ms one way, jitter {jitter * 1000:.0f} ms, "
+                        f"{way}: zero open at "
                         f"{run['zero_open_seconds']:.2f} s",
                         flush=True,
                     )

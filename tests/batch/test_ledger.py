@@ -338,3 +338,94 @@ class LedgerMachine(RuleBasedStateMachine):
 
 TestLedgerMachine = LedgerMachine.TestCase
 TestLedgerMachine.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+
+
+class TwoLanesMachine(RuleBasedStateMachine):
+    """cancel_open's two lanes feeding one ledger in any order: the list lane reads and settles
+    chunks of a listing (read lazily, skipping what the ledger holds), the batch lane names
+    orders canceled at any moment, some of its calls go unanswered. Every order either lane
+    touched is in exactly one list; every order a batch cancel named is a success; every other
+    keeps its chunk's word (a refusal after an unanswered batch cancel is possibly canceled)."""
+
+    chunks = Bundle("chunks")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ledger = Ledger("uuids", started=0.0)
+        self.intake: Intake | None = None
+        self.named: set[str] = set()
+        self.words: dict[str, str] = {}
+        self.settled: set[int] = set()
+        self.unanswered = False
+        self.unanswered_calls = 0
+        self.refused_after_unanswered: set[str] = set()
+        # Read by the list lane, its chunk not settled yet.
+        self.open: set[str] = set()
+
+    @initialize(listed=st.lists(st.sampled_from(UUIDS[:80]), unique=True, max_size=80))
+    def start(self, listed: list[str]) -> None:
+        ledger = self.ledger
+        self.intake = Intake(ledger, (uuid for uuid in listed if uuid not in ledger))
+
+    @rule(target=chunks)
+    def read(self) -> Chunk | None:
+        assert self.intake is not None
+        chunk = self.intake.next_chunk()
+        if chunk is not None:
+            self.open.update(chunk.valid)
+        return chunk
+
+    @rule(chunk=chunks, how=st.sampled_from(["success", "failed", "error", "silence"]))
+    def settle(self, chunk: Chunk | None, how: str) -> None:
+        assert self.intake is not None
+        if chunk is None or chunk.index in self.settled:
+            return
+        self.open.difference_update(chunk.valid)
+        if how == "error":
+            self.intake.settle_unresolved(chunk, OutcomeUnknownError("x", ids=chunk.valid))
+        else:
+            lists = {how: entries(chunk.valid)} if how != "silence" else {}
+            self.intake.settle_answer(chunk, CancelResult(**lists))
+        self.settled.add(chunk.index)
+        for uuid in chunk.valid:
+            self.words[uuid] = {"error": "unresolved", "silence": "unresolved"}.get(how, how)
+            if how == "failed" and self.unanswered:
+                self.refused_after_unanswered.add(uuid)
+
+    @rule(named=st.lists(st.sampled_from(UUIDS[:100]), max_size=30))
+    def batch_answer(self, named: list[str]) -> None:
+        self.ledger.batch_canceled(entries(named))
+        self.named.update(named)
+
+    @rule()
+    def batch_unanswered(self) -> None:
+        self.ledger.batch_unanswered()
+        self.unanswered = True
+        self.unanswered_calls += 1
+
+    @invariant()
+    def every_order_once_and_batch_named_ones_canceled(self) -> None:
+        result = self.ledger.result(1.0)
+        success = [order.uuid for order in result.success]
+        failed = [order.uuid for order in result.failed]
+        unresolved = [entry.id for entry in result.unresolved]
+        placed = success + failed + unresolved
+        assert len(placed) == len(set(placed))
+        assert self.named - self.open <= set(success)
+        assert result.batch_canceled == self.named - self.open
+        assert not self.open & set(placed)
+        assert (self.ledger.success, self.ledger.failed, self.ledger.unresolved) == (
+            len(success),
+            len(failed),
+            len(unresolved),
+        )
+        for uuid, word in self.words.items():
+            if uuid not in self.named:
+                assert uuid in {"success": success, "failed": failed}.get(word, unresolved)
+        assert self.refused_after_unanswered - self.named <= result.possibly_canceled
+        assert not self.named & result.possibly_canceled
+        assert result.batch_unanswered == self.unanswered_calls
+
+
+TestTwoLanes = TwoLanesMachine.TestCase
+TestTwoLanes.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
