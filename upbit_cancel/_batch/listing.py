@@ -5,6 +5,13 @@ empty (a page shorter than asked for does not prove the end: an exchange may cap
 keeps only the asked market's orders whatever the answer holds, and stops, saying that it did
 not end, when a page brings no order it had not seen (an exchange that ignores ``page``) or
 after :data:`MOST_PAGES` pages.
+
+Pages are asked for ahead, so that a listing of many pages costs a round trip for every few
+pages, not for each: one page at first, one more in flight after each full page, up to
+:data:`MOST_AHEAD`. Answers are read in page order, whatever order they come back in. A listing
+that fits one page asks for no page past its end beyond the empty one; a longer one for at
+most ``MOST_AHEAD - 1`` more (given up when the end is found: they spend budget, change
+nothing).
 """
 
 from __future__ import annotations
@@ -24,13 +31,23 @@ from .._models import Order
 if TYPE_CHECKING:
     from .ledger import Ledger
 
-__all__ = ["MOST_PAGES", "PAGE_SIZE", "Listing", "NotYetCanceled", "check_market", "list_open"]
+__all__ = [
+    "MOST_AHEAD",
+    "MOST_PAGES",
+    "PAGE_SIZE",
+    "Listing",
+    "NotYetCanceled",
+    "check_market",
+    "list_open",
+]
 
 
 #: Orders asked for per page of the listing (the most Upbit gives).
 PAGE_SIZE: Final = 100
 #: Pages one listing asks for at most (30,000 orders at 100 a page).
 MOST_PAGES: Final = 300
+#: Pages of one listing in flight at once, at most.
+MOST_AHEAD: Final = 8
 #: Attempts at one page: a listing changes nothing, so a failed one is asked again.
 _LISTING_ATTEMPTS: Final = 3
 #: Pause before asking a failed page again, doubling.
@@ -84,10 +101,40 @@ async def list_open(
     session: UpbitSession, market: str | None, *, observer: Observer | None = None
 ) -> Listing:
     """Every open order of the account (in ``market``), page after page until an empty one."""
+    ahead: dict[int, asyncio.Task[list[Order]]] = {}
+    try:
+        return await _list(session, market, observer, ahead)
+    finally:
+        # Pages asked for past the end (or past an error): given up.
+        for task in ahead.values():
+            task.cancel()
+        if ahead:
+            await asyncio.wait(ahead.values())
+            for task in ahead.values():
+                if not task.cancelled():
+                    task.exception()  # retrieved: a page past the end failing says nothing
+
+
+async def _list(
+    session: UpbitSession,
+    market: str | None,
+    observer: Observer | None,
+    ahead: dict[int, asyncio.Task[list[Order]]],
+) -> Listing:
     found: dict[str, None] = {}
     other_markets = 0
+    window = 1
+    asked = 0
     for page in range(1, MOST_PAGES + 1):
-        orders = await _page(session, market, page, observer)
+        while asked < MOST_PAGES and asked < page - 1 + window:
+            asked += 1
+            ahead[asked] = asyncio.create_task(_page(session, market, asked, observer))
+        # Kept among those ahead until it is done, so that whatever interrupts the wait gives
+        # it up with the others.
+        orders = await ahead[page]
+        del ahead[page]
+        if len(orders) >= PAGE_SIZE:
+            window = min(window + 1, MOST_AHEAD)
         if not orders:
             return Listing(tuple(found), ended=True)
         before = len(found)
