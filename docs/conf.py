@@ -22,6 +22,7 @@ source_suffix = {".md": "markdown"}
 exclude_patterns = [
     "_build",
     "benchmarks/results.md",
+    "benchmarks/lanes.md",
     "benchmarks/results-*",
     "benchmarks/*-quick.*",
 ]

@@ -227,9 +227,10 @@ class BatchResult:
     failed: OrderList = attrs.field(factory=OrderList, converter=_order_list)
     #: Ids whose fate is unknown, each with the reason.
     unresolved: UnresolvedList = attrs.field(factory=UnresolvedList, converter=_unresolved_list)
-    #: Ids in ``failed`` that an earlier, unanswered attempt may have canceled (only with
-    #: ``retry_ambiguous=True``): the exchange refused them on the retry, possibly because the
-    #: first attempt had already canceled them.
+    #: Ids in ``failed`` that an earlier, unanswered attempt may have canceled: the exchange
+    #: refused them on a retry (``retry_ambiguous=True``) or a second cancel, or while a batch
+    #: cancel of :meth:`BatchCanceller.cancel_open` that got no answer was on its way, possibly
+    #: because that attempt had already canceled them.
     possibly_canceled: frozenset[str] = frozenset()
     #: Requests this operation sent (its cancels, and its queries and listings if it made
     #: any), retries included; never another operation's on the same session.
@@ -253,8 +254,9 @@ class BatchResult:
     state_errors: Mapping[str, UpbitError] = attrs.field(
         factory=dict, converter=_frozen_mapping, eq=False
     )
-    #: Ids that confirmation found open with no accepted cancel (their request failed or its
-    #: outcome was unknown) and so canceled again; the lists say what that cancel answered.
+    #: Ids that confirmation (or a later listing of :meth:`BatchCanceller.cancel_open`) found
+    #: open with no accepted cancel (their request failed or its outcome was unknown) and so
+    #: canceled again; the lists say what that cancel answered.
     recanceled: frozenset[str] = frozenset()
     #: For :meth:`BatchCanceller.cancel_open`: whether its last listing came to its end and
     #: showed nothing left to cancel. ``False`` when a listing did not end (the exchange kept
@@ -271,9 +273,10 @@ class BatchResult:
     #: a list cancel's.
     batch_canceled: frozenset[str] = frozenset()
     #: Batch cancels that left and got no usable answer (a timeout, a dropped connection, a
-    #: 5xx): each may have canceled up to 300 orders that no answer named. Those a listing had
-    #: shown are in the result (refused ones among ``possibly_canceled``, placed by their final
-    #: state on confirmation); those it had not are in no list.
+    #: 5xx, the operation cancelled): each may have canceled up to 300 orders that no answer
+    #: named. Those a listing had shown are in the result (refused ones among
+    #: ``possibly_canceled``, placed by their final state on confirmation); those it had not
+    #: are in no list.
     batch_unanswered: int = 0
 
     @property

@@ -343,9 +343,10 @@ TestLedgerMachine.settings = settings(max_examples=150, stateful_step_count=30, 
 class TwoLanesMachine(RuleBasedStateMachine):
     """cancel_open's two lanes feeding one ledger in any order: the list lane reads and settles
     chunks of a listing (read lazily, skipping what the ledger holds), the batch lane names
-    orders canceled at any moment, some of its calls go unanswered. Every order either lane
-    touched is in exactly one list; every order a batch cancel named is a success; every other
-    keeps its chunk's word (a refusal after an unanswered batch cancel is possibly canceled)."""
+    orders canceled at any moment, and some of its calls are lost after they left. Every order
+    either lane touched is in exactly one list; every order a batch cancel named is a success;
+    every other keeps its chunk's word; a refusal since a lost batch cancel left is possibly
+    canceled."""
 
     chunks = Bundle("chunks")
 
@@ -356,9 +357,12 @@ class TwoLanesMachine(RuleBasedStateMachine):
         self.named: set[str] = set()
         self.words: dict[str, str] = {}
         self.settled: set[int] = set()
-        self.unanswered = False
-        self.unanswered_calls = 0
-        self.refused_after_unanswered: set[str] = set()
+        # Refusals since the first batch cancel left, in order; marks of calls in flight; the
+        # earliest mark of a lost call.
+        self.refusals: list[str] | None = None
+        self.in_flight: list[int] = []
+        self.lost_since: int | None = None
+        self.lost_calls = 0
         # Read by the list lane, its chunk not settled yet.
         self.open: set[str] = set()
 
@@ -388,9 +392,10 @@ class TwoLanesMachine(RuleBasedStateMachine):
             self.intake.settle_answer(chunk, CancelResult(**lists))
         self.settled.add(chunk.index)
         for uuid in chunk.valid:
-            self.words[uuid] = {"error": "unresolved", "silence": "unresolved"}.get(how, how)
-            if how == "failed" and self.unanswered:
-                self.refused_after_unanswered.add(uuid)
+            word = {"error": "unresolved", "silence": "unresolved"}.get(how, how)
+            self.words[uuid] = word
+            if word == "failed" and self.refusals is not None and uuid not in self.named:
+                self.refusals.append(uuid)
 
     @rule(named=st.lists(st.sampled_from(UUIDS[:100]), max_size=30))
     def batch_answer(self, named: list[str]) -> None:
@@ -398,10 +403,20 @@ class TwoLanesMachine(RuleBasedStateMachine):
         self.named.update(named)
 
     @rule()
-    def batch_unanswered(self) -> None:
-        self.ledger.batch_unanswered()
-        self.unanswered = True
-        self.unanswered_calls += 1
+    def batch_leaves(self) -> None:
+        mark = self.ledger.batch_leaving()
+        if self.refusals is None:
+            self.refusals = []
+        assert mark == len(self.refusals)
+        self.in_flight.append(mark)
+
+    @precondition(lambda self: bool(self.in_flight))
+    @rule(which=st.integers(min_value=0))
+    def batch_lost(self, which: int) -> None:
+        mark = self.in_flight.pop(which % len(self.in_flight))
+        self.ledger.batch_unanswered(mark)
+        self.lost_calls += 1
+        self.lost_since = mark if self.lost_since is None else min(self.lost_since, mark)
 
     @invariant()
     def every_order_once_and_batch_named_ones_canceled(self) -> None:
@@ -422,9 +437,12 @@ class TwoLanesMachine(RuleBasedStateMachine):
         for uuid, word in self.words.items():
             if uuid not in self.named:
                 assert uuid in {"success": success, "failed": failed}.get(word, unresolved)
-        assert self.refused_after_unanswered - self.named <= result.possibly_canceled
-        assert not self.named & result.possibly_canceled
-        assert result.batch_unanswered == self.unanswered_calls
+        expected: set[str] = set()
+        if self.lost_since is not None and self.refusals is not None:
+            expected = set(self.refusals[self.lost_since :]) - self.named
+        assert result.possibly_canceled == expected
+        assert result.possibly_canceled <= set(failed)
+        assert result.batch_unanswered == self.lost_calls
 
 
 TestTwoLanes = TwoLanesMachine.TestCase

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from tests.conftest import SessionFor
-from upbit_cancel import BatchCanceller, BatchResult
+from upbit_cancel import BatchCanceller, BatchResult, OutOfScopeError, SlidingWindowLimiter
 from upbit_cancel.testing import FakeUpbit, Faults
 
 BATCH = "DELETE /v1/orders/open"
@@ -194,3 +194,93 @@ async def test_faults_in_both_lanes_still_close_everything(session_for: SessionF
         assert result.still_open == ()
         assert result.unresolved.count == 0
         assert_within_budgets(fake)
+
+
+@pytest.mark.parametrize(
+    ("market", "error"),
+    [("", ValueError), ("sgd-btc", ValueError), ("SGD-BTC,SGD-ETH", ValueError), (3, TypeError)],
+)
+async def test_a_market_that_is_not_a_code_is_refused_before_anything_is_sent(
+    session_for: SessionFor, market: object, error: type[Exception]
+) -> None:
+    async with FakeUpbit() as fake:
+        fake.add_orders(5)
+        async with session_for(fake) as session:
+            with pytest.raises(error, match="market code such as 'SGD-BTC'"):
+                await BatchCanceller(session).cancel_open(market=market)  # type: ignore[arg-type]
+        assert fake.records == []
+
+
+@pytest.mark.parametrize("confirm", [False, True])
+async def test_refusals_while_a_lost_batch_cancel_was_in_flight_are_possibly_its_cancels(
+    session_for: SessionFor, confirm: bool
+) -> None:
+    """The batch cancel reaches the orders at once, its answer is lost a second later; the
+    list lane's cancels of the same orders were refused meanwhile. Those refusals may be the
+    lost cancel's work: possibly canceled, and with confirmation placed by their final state."""
+    async with FakeUpbit(cancel_delay=0.5) as fake:
+        uuids = fake.add_orders(400)
+        fake.set_faults(Faults(latency_out=1.0, drop_rate=1.0), endpoint=BATCH)
+        async with session_for(fake) as session:
+            result = await BatchCanceller(session).cancel_open(confirm=confirm)
+        by_batch = canceled_by(fake, "DELETE", "/v1/orders/open")
+        assert by_batch
+        assert result.batch_unanswered >= 1
+        refused = {order.uuid for order in result.failed}
+        if confirm:
+            assert refused == set()
+            assert by_batch <= {order.uuid for order in result.success}
+            assert by_batch <= result.placed_by_confirmation
+        else:
+            assert by_batch & set(uuids) <= refused | {o.uuid for o in result.success}
+            assert refused <= result.possibly_canceled
+        assert fake.state_counts()["wait"] == 0
+
+
+async def test_a_listed_order_whose_cancel_got_no_answer_is_canceled_again(
+    session_for: SessionFor,
+) -> None:
+    """The list lane's cancels all fail with a gateway error (nothing processed); the next
+    listing shows the orders still open: they are canceled again, and the listing ends."""
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(50)
+        fake.set_faults(Faults(error_rate=1.0), endpoint=LIST)
+
+        def heal(progress: object) -> None:
+            fake.set_faults(Faults(), endpoint=LIST)
+
+        async with session_for(fake) as session:
+            canceller = BatchCanceller(session, on_progress=heal)
+            result = await canceller.cancel_open(batch_cancel=False)
+        assert sorted(order.uuid for order in result.success) == sorted(uuids)
+        unprocessed = {
+            uuid
+            for record in fake.records
+            if record.path == "/v1/orders/uuids" and record.status >= 500
+            for uuid in record.ids
+        }
+        assert unprocessed
+        assert result.recanceled == unprocessed
+        assert result.listing_complete is True
+        assert fake.state_counts()["wait"] == 0
+
+
+async def test_when_the_listing_fails_the_batch_lane_still_cancels_what_it_can(
+    session_for: SessionFor,
+) -> None:
+    """A key that may cancel but not list: the listing's error is raised once the batch lane
+    has canceled every wait order it could; the result holds them."""
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(700)
+        watch = fake.add_orders(5, state="watch")
+        keys = fake.add_credentials(can_query=False)
+        fast = SlidingWindowLimiter(100, 1.0, group="order-cancel-all")
+        async with session_for(fake, keys=keys, group_limiters={"order-cancel-all": fast}) as s:
+            canceller = BatchCanceller(s)
+            with pytest.raises(OutOfScopeError):
+                await canceller.cancel_open()
+        result = canceller.last_result
+        assert result is not None
+        assert sorted(order.uuid for order in result.success) == sorted(uuids)
+        assert result.batch_canceled == set(uuids)
+        assert all(fake.state(uuid) == "watch" for uuid in watch)

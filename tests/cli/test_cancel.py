@@ -323,6 +323,8 @@ def test_argument_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[s
         (["--file", "no-such-file.txt"], "cannot read no-such-file.txt"),
         (["--uuids", UNKNOWN_UUID, "--market", "SGD-BTC"], "--market applies to --all-open"),
         (["--all-open", "--market", " "], "--market needs a market code"),
+        (["--all-open", "--market", "sgd-btc"], "--market needs a market code"),
+        (["--uuids", UNKNOWN_UUID, "--no-batch-cancel"], "--no-batch-cancel applies to --all-open"),
     ],
     ids=[
         "dash-in-uuids",
@@ -333,6 +335,8 @@ def test_argument_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[s
         "missing-file",
         "market-without-all-open",
         "empty-market",
+        "lower-case-market",
+        "no-batch-cancel-without-all-open",
     ],
 )
 def test_usage_errors_exit_2(
@@ -603,13 +607,6 @@ def test_all_open_reports_what_the_batch_cancel_did(
     assert sorted(document["batch_canceled"]) == sorted(uuids)
     assert document["batch_unanswered"] == 0
     assert all(credentials.state(uuid) == "cancel" for uuid in uuids)
-
-
-def test_no_batch_cancel_applies_to_all_open_only(
-    credentials: FakeUpbit, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert cancel(credentials, "--uuids", UNKNOWN_UUID, "--no-batch-cancel") == 2
-    assert "--no-batch-cancel applies to --all-open" in capsys.readouterr().err
 
 
 def test_an_empty_account_name_is_a_usage_error(

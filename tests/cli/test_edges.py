@@ -182,6 +182,8 @@ def test_every_fake_server_option_says_its_default(capsys: pytest.CaptureFixture
         "--policy",
         "--limit",
         "--window",
+        "--cancel-all-limit",
+        "--cancel-all-window",
         "--unknown-ids",
         "--latency",
         "--jitter",

@@ -115,11 +115,14 @@ async def test_only_wait_orders_newest_first(session_for: SessionFor) -> None:
         {"pairs": ""},
         {"order_by": "newest"},
         {"market": "SGD-BTC"},
+        [("count", "5"), ("count", "300")],
+        [("order_by", "asc"), ("order_by", "desc")],
+        {"count": "1_0"},
+        {"count": "+3"},
+        {"count": " 2"},
     ],
 )
-async def test_the_fake_refuses_what_upbit_refuses(
-    session_for: SessionFor, params: dict[str, object]
-) -> None:
+async def test_the_fake_refuses_what_upbit_refuses(session_for: SessionFor, params: object) -> None:
     async with fast_fake() as fake:
         uuids = fake.add_orders(3)
         async with fast_session(fake, session_for) as session:
@@ -141,7 +144,12 @@ async def test_the_fake_refuses_what_upbit_refuses(
         ({"pairs": ["SGD-BTC,SGD-ETH"]}, ValueError),
         ({"pairs": [f"SGD-C{n}" for n in range(21)]}, ValueError),
         ({"pairs": ["SGD-BTC"], "quote_currencies": ["SGD"]}, ValueError),
-        ({"excluded_pairs": [None]}, ValueError),
+        ({"excluded_pairs": [None]}, TypeError),
+        ({"pairs": [["SGD-BTC"]]}, TypeError),
+        ({"pairs": ["sgd-btc"]}, ValueError),
+        ({"pairs": ["SGD-BTC&count=1"]}, ValueError),
+        ({"quote_currencies": ["sgd"]}, ValueError),
+        ({"quote_currencies": "SGD"}, TypeError),
         ({"stop": object()}, TypeError),
     ],
 )

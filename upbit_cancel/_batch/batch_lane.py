@@ -31,19 +31,30 @@ _MOST_FAILURES: Final = 3
 
 class _Call:
     """One batch cancel's attempts, as the transport reports them: counted in the ledger, and
-    whether one may have left."""
+    whether one left and got no answer (a 429 is an answer: it was not processed)."""
 
-    __slots__ = ("_ledger", "sent")
+    __slots__ = ("_ledger", "mark", "unanswered")
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
-        self.sent = False
+        #: The ledger's mark when the first attempt left (see Ledger.batch_leaving).
+        self.mark: int | None = None
+        #: Whether an attempt left and no answer to it came back (yet).
+        self.unanswered = False
 
     def sending(self) -> None:
-        self.sent = True
+        if self.mark is None:
+            self.mark = self._ledger.batch_leaving()
+        self.unanswered = True
 
     def ended(self, *, sent: bool, status: int | None) -> None:
+        if status is not None:
+            self.unanswered = False
         self._ledger.ended(sent=sent, status=status)
+
+    def lost(self) -> None:
+        """The call ended without a usable answer to an attempt that left."""
+        self._ledger.batch_unanswered(self.mark or 0)
 
 
 async def batch_lane(
@@ -65,9 +76,9 @@ async def batch_lane(
         try:
             answer = await session._call(CANCEL_OPEN, params=params, stop=stop, observer=call)
         except asyncio.CancelledError:
-            if call.sent:
+            if call.unanswered:
                 # Given up in flight: it may have canceled orders that only its answer named.
-                ledger.batch_unanswered()
+                call.lost()
             raise
         except NotSentError as error:
             if stop.is_set():
@@ -76,7 +87,7 @@ async def batch_lane(
             return error if stops_the_account(error) else None
         except UpbitError as error:
             if isinstance(error, OutcomeUnknownError):
-                ledger.batch_unanswered()
+                call.lost()
             if stops_the_account(error):
                 _log.warning("the batch lane stops: %s", error)
                 return error

@@ -30,18 +30,23 @@ from .run import RunSettings, execute, interrupted, stopped
 __all__ = ["BatchCanceller"]
 
 
-async def _wind_down(lane: asyncio.Task[object], error: BaseException) -> None:
-    """The batch lane once the list lane ended by ``error``: it sends nothing more, and a call
-    in flight ends by itself (its answer names what it canceled), unless the operation was
-    cancelled: then that call is given up too."""
-    if isinstance(error, asyncio.CancelledError):
-        await stopped(lane)
-        return
-    try:
-        await asyncio.wait({lane})
-    except asyncio.CancelledError:
-        await stopped(lane)
-        raise
+async def _wind_down(lane: asyncio.Task[object], stop: asyncio.Event, error: BaseException) -> None:
+    """The batch lane once the list lane ended by ``error``.
+
+    After an error (a listing that kept failing, a key that may not list), the batch lane is
+    what still cancels: it carries on until it ends by itself (nothing left to it, or its own
+    errors). When the operation is cancelled (or the process stops), it sends nothing more and
+    its call in flight is given up."""
+    if isinstance(error, Exception):
+        try:
+            await asyncio.wait({lane})
+            return
+        except asyncio.CancelledError:
+            stop.set()
+            await stopped(lane)
+            raise
+    stop.set()
+    await stopped(lane)
 
 
 class BatchCanceller:
@@ -244,27 +249,32 @@ class BatchCanceller:
         """Cancel every open order of the account, or of one ``market``, in two lanes at once.
 
         The list lane lists open orders (``GET /v1/orders/open``, ``wait`` and ``watch``, 100 a
-        page, oldest first, until an empty page) and cancels them all by list; lists again,
-        and cancels what is new, until a listing shows nothing new or ``rounds`` listings were
-        made. With ``batch_cancel`` (the default) the batch lane runs beside it: a batch cancel
-        (``DELETE /v1/orders/open``, up to 300 ``wait`` orders of the market, newest first) at
-        once and then each time its own group's budget allows (1 call per 2 s, outside the
-        ``default`` budget), until one cancels fewer than 300 or the list lane is done. The
-        list lane skips what the batch lane has canceled, and alone cancels ``watch``
-        orders (a batch cancel never touches them). ``batch_cancel=False``: the list lane
-        alone.
+        page, oldest first, until an empty page) and cancels them all by list; lists again, and
+        cancels what is new and what is still listed open with no cancel known to be accepted
+        (``result.recanceled``), until a listing shows nothing left to cancel or ``rounds``
+        listings were made. With ``batch_cancel`` (the default) the batch lane runs beside it:
+        a batch cancel (``DELETE /v1/orders/open``, up to 300 ``wait`` orders of the market,
+        newest first) at once and then each time its own group's budget allows (1 call per
+        2 s, outside the ``default`` budget), until one cancels fewer than 300 or the list lane
+        is done. The list lane skips what the batch lane has canceled, and alone cancels
+        ``watch`` orders (a batch cancel never touches them). ``batch_cancel=False``: the list
+        lane alone.
 
-        Every order either lane touched is in the result once; an order one lane canceled and
-        the other found already canceled is in ``success`` (``result.batch_canceled`` names
-        those the batch lane canceled). The requests count both lanes' and the listings'.
-        ``result.listing_complete`` says whether the last listing came to its end and showed
-        nothing left to cancel: only then is nothing left open that a listing could show.
-        Orders of other markets are left alone. Orders placed meanwhile by the bot itself are
-        canceled too when they show up in time: a kill switch stops placing orders first.
-        Needs the "order query" permission to list. A page of the listing that fails with a
-        5xx, a lost answer or no connection is asked again (three attempts); if it still
-        fails, that error is raised and :attr:`last_result` holds what was canceled before.
-        With ``confirm=True`` the union of both lanes' orders is confirmed (see :meth:`confirm`).
+        Every order an answer or a listing named is in the result once; an order one lane
+        canceled and the other found already canceled is in ``success``
+        (``result.batch_canceled`` names those the batch lane canceled). A batch cancel that got
+        no usable answer may have canceled orders no listing showed: they are in no list, and
+        ``result.batch_unanswered`` counts such calls. The requests count both lanes' and the
+        listings'. ``result.listing_complete`` says whether the last listing came to its end and
+        showed nothing left to cancel: only then is nothing left open that a listing could
+        show. Orders of other markets are left alone. Orders placed meanwhile by the bot itself
+        are canceled too when they show up in time: a kill switch stops placing orders first.
+        Needs the "order query" permission to list (the batch lane, only "Make Orders"). A page
+        of the listing that fails with a 5xx, a lost answer or no connection is asked again
+        (three attempts); if it still fails, the batch lane carries on until it has nothing
+        left to cancel, then that error is raised and :attr:`last_result` holds what was
+        canceled. With ``confirm=True`` the union of both lanes' orders is confirmed (see
+        :meth:`confirm`).
 
         Example::
 
@@ -290,9 +300,14 @@ class BatchCanceller:
             for _ in range(rounds):
                 listing = await list_open(self._session, market, observer=ledger)
                 new = NotYetCanceled(listing.uuids, ledger)
-                if not new.any():
+                # Listed open, and no cancel of it is known to be accepted: canceled again.
+                again = ledger.unresolved_among(listing.uuids)
+                if not new.any() and not again:
                     ledger.listing_complete = listing.ended
                     break
+                if again:
+                    ledger.recanceled(again)
+                    await self._run(ledger, again, revising=True)
                 await self._run(ledger, new, lanes=lane is not None)
             stop.set()
             if lane is not None:
@@ -300,9 +315,8 @@ class BatchCanceller:
             if confirm:
                 await self._confirm(ledger, self._confirm_timeout)
         except BaseException as error:
-            stop.set()
             if lane is not None and not lane.done():
-                await _wind_down(lane, error)
+                await _wind_down(lane, stop, error)
             raise
         finally:
             ledger.close(time.monotonic())

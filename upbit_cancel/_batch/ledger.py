@@ -81,6 +81,7 @@ class Ledger:
         "_placed_by_confirmation",
         "_possibly_canceled",
         "_recanceled",
+        "_refusals",
         "_refused_after_unknown",
         "_state_errors",
         "_states",
@@ -117,6 +118,9 @@ class Ledger:
         # Batch cancels that left and got no usable answer: they may have canceled orders
         # that no answer names.
         self._batch_unanswered = 0
+        # The ids refused since a batch cancel first left, in order (None: none has left), so
+        # that one whose answer is lost can tell which refusals it may explain.
+        self._refusals: list[str] | None = None
         #: Whether a confirmation ran to its end.
         self.confirmed = False
         #: For cancel_open: whether its last listing ended showing nothing left to cancel.
@@ -159,6 +163,11 @@ class Ledger:
         ledger.listing_complete = result.listing_complete
         ledger._placed_by_confirmation.update(result.placed_by_confirmation)
         ledger._batch_unanswered = result.batch_unanswered
+        if result.batch_unanswered:
+            # Refused while a batch cancel's outcome was unknown: placed by their final state.
+            for entry in result.failed:
+                if entry.uuid in result.possibly_canceled:
+                    ledger._refused_after_unknown.add(entry.uuid)
         for entry in result.success:
             if entry.uuid in result.batch_canceled:
                 ledger._batch_canceled[entry.uuid] = entry
@@ -201,6 +210,8 @@ class Ledger:
         # Runs for every id of every batch: counted in locals, not through _set.
         entries = self._entries
         by_batch = self._batch_canceled
+        refusals = self._refusals
+        possibly_canceled = outcome.possibly_canceled
         success = failed = 0
         for key, placement in zip(keys, outcome.placements, strict=True):
             if entries.get(key, ()) is not None:
@@ -209,10 +220,13 @@ class Ledger:
                 # Canceled by a batch cancel while this chunk was on its way: its answer
                 # (refused, or lost) does not undo that.
                 placement = ("success", by_batch[key])
-            elif self._batch_unanswered and placement[0] == "failed" and isinstance(key, str):
-                # Refused while a batch cancel's outcome is unknown: that cancel may be why.
-                self._refused_after_unknown.add(key)
-                self._possibly_canceled.add(key)
+                possibly_canceled = possibly_canceled - {key}
+            elif refusals is not None and placement[0] == "failed" and isinstance(key, str):
+                refusals.append(key)
+                if self._batch_unanswered:
+                    # Refused while a batch cancel's outcome is unknown: it may be why.
+                    self._refused_after_unknown.add(key)
+                    self._possibly_canceled.add(key)
             entries[key] = placement
             place = placement[0]
             if place == "success":
@@ -223,8 +237,8 @@ class Ledger:
         self.failed += failed
         self.unresolved += len(keys) - success - failed
         self.done += len(keys)
-        if outcome.possibly_canceled:
-            self._possibly_canceled.update(outcome.possibly_canceled)
+        if possibly_canceled:
+            self._possibly_canceled.update(possibly_canceled)
 
     def revise(self, keys: Sequence[object], outcome: Outcome) -> None:
         """A second cancel's word on ids already settled: it replaces the first, unless its
@@ -276,11 +290,23 @@ class Ledger:
             self._refused_after_unknown.discard(uuid)
         return new
 
-    def batch_unanswered(self) -> None:
-        """A batch cancel left and got no usable answer: from now on, an order the list lane
-        finds refused may be one it canceled (it is ``possibly_canceled``, and placed by its
-        final state on confirmation)."""
+    def batch_leaving(self) -> int:
+        """A batch cancel is leaving: the mark to give :meth:`batch_unanswered` if its answer
+        is lost."""
+        if self._refusals is None:
+            self._refusals = []
+        return len(self._refusals)
+
+    def batch_unanswered(self, since: int) -> None:
+        """A batch cancel that left at mark ``since`` got no usable answer: an order the list
+        lane found refused since then, or finds refused from now on, may be one it canceled (it
+        is ``possibly_canceled``, and placed by its final state on confirmation)."""
         self._batch_unanswered += 1
+        for key in (self._refusals or [])[since:]:
+            placed = self._entries.get(key)
+            if placed is not None and placed[0] == "failed":
+                self._refused_after_unknown.add(key)
+                self._possibly_canceled.add(key)
 
     def forget(self, keys: Iterable[object]) -> None:
         """The caller has these ids' results (streaming): they need not be held any longer."""
@@ -364,6 +390,17 @@ class Ledger:
     def has_reason(self, value: str) -> bool:
         """Whether an error says why ``value``'s state is unknown."""
         return value in self._state_errors
+
+    def unresolved_among(self, values: Iterable[str]) -> list[str]:
+        """Those of ``values`` (well-formed ids) settled as unresolved: no cancel of them is
+        known to be accepted."""
+        entries = self._entries
+        found = []
+        for value in values:
+            entry = entries.get(value)
+            if entry is not None and entry[0] == "unresolved" and not _malformed(entry):
+                found.append(value)
+        return found
 
     def recanceled(self, values: Iterable[str]) -> None:
         """``values`` were canceled a second time (found open with no accepted cancel)."""

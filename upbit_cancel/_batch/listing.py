@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from .._errors import ConnectError, OutcomeUnknownError
-from .._http.session import OPEN_ORDERS, UpbitSession, open_orders_params
+from .._http.session import OPEN_ORDERS, UpbitSession, check_market_code, open_orders_params
 from .._http.transport import Observer
 from .._log import log as _log
 from .._models import Order
@@ -91,10 +91,8 @@ class NotYetCanceled(Collection[str]):
 
 def check_market(market: object) -> None:
     """A ``TypeError``/``ValueError`` unless ``market`` is ``None`` or a market code."""
-    if market is not None and (not isinstance(market, str) or not market.strip()):
-        raise TypeError(f"market must be a market code such as 'SGD-BTC', not {market!r}")
-    if isinstance(market, str) and ("," in market or market != market.strip()):
-        raise ValueError(f"market must be one market code such as 'SGD-BTC', not {market!r}")
+    if market is not None:
+        check_market_code("market", market)
 
 
 async def list_open(

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,9 @@ PROG = "upbit-cancel cancel"
 _ACCESS_KEY_ENV = "UPBIT_ACCESS_KEY"
 _SECRET_KEY_ENV = "UPBIT_SECRET_KEY"
 _BASE_URL_ENV = "UPBIT_BASE_URL"
+
+#: What --market accepts: a market code as Upbit writes it (the library checks it again).
+_MARKET_CODE = re.compile(r"[A-Z0-9]{2,10}-[A-Z0-9]{1,20}")
 
 #: Distinct ids above which ``cancel`` shows a progress bar by itself (on a terminal).
 _PROGRESS_THRESHOLD = 100
@@ -133,7 +137,7 @@ def add_parser(subparsers: _SubParsers) -> None:
         action="store_true",
         help=(
             "with --all-open: cancel by list only, without the batch cancel "
-            "(DELETE /v1/orders/open, up to 300 orders every 2 s beside the list cancels)"
+            "(DELETE /v1/orders/open, 300 orders a call, one call per 2 s, beside the list cancels)"
         ),
     )
     parser.add_argument(
@@ -240,8 +244,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--market applies to --all-open"
     if args.no_batch_cancel and not args.all_open:
         return "--no-batch-cancel applies to --all-open"
-    if args.market is not None and not args.market.strip():
-        return "--market needs a market code, such as SGD-BTC"
+    if args.market is not None and not _MARKET_CODE.fullmatch(args.market):
+        return f"--market needs a market code such as SGD-BTC (upper case), not {args.market!r}"
     if args.by is not None and args.all_open:
         return "--by applies to --file and -; --all-open cancels orders by uuid"
     if args.by is not None and (args.uuids is not None or args.identifiers is not None):

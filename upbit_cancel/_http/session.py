@@ -41,10 +41,16 @@ __all__ = [
     "ORDERS_BY_IDS",
     "Endpoint",
     "UpbitSession",
+    "batch_cancel_params",
+    "check_market_code",
 ]
 
 T = TypeVar("T")
 
+
+#: A market code as Upbit writes it (quote currency first, upper case), and a currency code.
+_MARKET = re.compile(r"[A-Z0-9]{2,10}-[A-Z0-9]{1,20}")
+_CURRENCY = re.compile(r"[A-Z0-9]{2,10}")
 
 #: What a path may be: ASCII from '/', without query, fragment or spaces.
 _PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
@@ -557,7 +563,7 @@ def batch_cancel_params(
         raise ValueError(f"order_by must be 'desc' (newest first) or 'asc', not {order_by!r}")
     whole_number("count", count, least=1, most=MAX_BATCH_CANCEL)
     params = [("cancel_side", side)]
-    chosen = {}
+    chosen: dict[str, list[str]] = {}
     for name, codes in (
         ("pairs", pairs),
         ("excluded_pairs", excluded_pairs),
@@ -571,19 +577,39 @@ def batch_cancel_params(
     return [*params, ("count", str(count)), ("order_by", order_by)]
 
 
+def check_market_code(name: str, market: object) -> str:
+    """``market`` if it is a market code such as ``SGD-BTC``, else a ``TypeError`` or
+    ``ValueError`` that says so (Upbit matches codes exactly: ``sgd-btc`` matches nothing)."""
+    if not isinstance(market, str):
+        raise TypeError(f"{name} must be a market code such as 'SGD-BTC', not {market!r}")
+    if not _MARKET.fullmatch(market):
+        raise ValueError(
+            f"{name} must be a market code such as 'SGD-BTC' (upper case, the quote currency "
+            f"first), not {market[:40]!r}"
+        )
+    return market
+
+
 def _codes(name: str, codes: object) -> list[str]:
-    """A filter's market or currency codes: 1 to 20 distinct non-empty strings without commas."""
-    example = "'SGD'" if name == "quote_currencies" else "'SGD-BTC'"
+    """A filter's market or currency codes: 1 to 20 distinct codes."""
+    currencies = name == "quote_currencies"
+    example = "'SGD'" if currencies else "'SGD-BTC'"
     if isinstance(codes, str) or not isinstance(codes, Iterable):
         raise TypeError(f"{name} must be a list of codes such as [{example}], not {codes!r}")
-    values = list(dict.fromkeys(codes))
-    for code in values:
-        if not isinstance(code, str) or not code.strip() or "," in code or code != code.strip():
-            raise ValueError(f"{name} must hold codes such as {example}, not {code!r}")
+    values: list[str] = []
+    for code in codes:
+        if currencies and not (isinstance(code, str) and _CURRENCY.fullmatch(code)):
+            raise ValueError(
+                f"{name} must hold currency codes such as 'SGD' (upper case), not {code!r}"
+            )
+        if not currencies:
+            check_market_code(f"{name} entries", code)
+        if code not in values:
+            values.append(code)
+        if len(values) > _MAX_PAIRS:
+            raise ValueError(f"{name} holds more than {_MAX_PAIRS} codes; Upbit takes at most 20")
     if not values:
         raise ValueError(f"{name} must hold at least one code (leave it out for no filter)")
-    if len(values) > _MAX_PAIRS:
-        raise ValueError(f"{name} holds {len(values)} codes; Upbit takes at most {_MAX_PAIRS}")
     return values
 
 

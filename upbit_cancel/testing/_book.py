@@ -320,8 +320,15 @@ class OrderBook:
             raise Refused(
                 400, "validation_error", "pairs and quote_currencies cannot be used together."
             )
-        count = call.int_param("count", default=_BATCH_DEFAULT, low=1, high=MAX_BATCH)
-        order_by = call.order_by()
+        count_text = _single(call, "count", str(_BATCH_DEFAULT))
+        if not (count_text.isascii() and count_text.isdigit()):
+            raise Refused(400, "validation_error", "count must be a whole number.")
+        count = int(count_text)
+        if not 1 <= count <= MAX_BATCH:
+            raise Refused(400, "validation_error", f"count must be between 1 and {MAX_BATCH}.")
+        order_by = _single(call, "order_by", "desc")
+        if order_by not in ("asc", "desc"):
+            raise Refused(400, "validation_error", "order_by must be 'asc' or 'desc'.")
         uuids: Iterable[str] = self._open if order_by == "asc" else reversed(self._open)
         chosen: list[FakeOrder] = []
         for uuid in uuids:
