@@ -365,6 +365,9 @@ class TwoLanesMachine(RuleBasedStateMachine):
         self.lost_calls = 0
         # Read by the list lane, its chunk not settled yet.
         self.open: set[str] = set()
+        # Settled first from a request whose outcome was unknown, then refused again.
+        self.refused_after_unknown: set[str] = set()
+        self.unknown_first: set[str] = set()
 
     @initialize(listed=st.lists(st.sampled_from(UUIDS[:80]), unique=True, max_size=80))
     def start(self, listed: list[str]) -> None:
@@ -394,8 +397,40 @@ class TwoLanesMachine(RuleBasedStateMachine):
         for uuid in chunk.valid:
             word = {"error": "unresolved", "silence": "unresolved"}.get(how, how)
             self.words[uuid] = word
+            if how == "error" and uuid not in self.named:
+                self.unknown_first.add(uuid)
             if word == "failed" and self.refusals is not None and uuid not in self.named:
                 self.refusals.append(uuid)
+
+    @rule(
+        data=st.data(),
+        how=st.sampled_from(["success", "failed", "error", "not sent"]),
+    )
+    def cancel_again(self, data: st.DataObject, how: str) -> None:
+        """A later round cancels again what is unresolved (listed still open)."""
+        again = sorted(self.ledger.unresolved_among(self.words))
+        if not again:
+            return
+        chosen = data.draw(st.lists(st.sampled_from(again), unique=True, min_size=1, max_size=20))
+        intake = Intake(self.ledger, chosen, revising=True)
+        chunk = intake.next_chunk()
+        assert chunk is not None
+        if how in ("error", "not sent"):
+            error_class = OutcomeUnknownError if how == "error" else NotSentError
+            intake.settle_unresolved(chunk, error_class("x", ids=chunk.valid))
+        else:
+            intake.settle_answer(chunk, CancelResult(**{how: entries(chunk.valid)}))
+        for uuid in chunk.valid:
+            if uuid in self.named or how == "not sent":
+                continue
+            self.words[uuid] = "unresolved" if how == "error" else how
+            if how == "failed":
+                if self.refusals is not None:
+                    self.refusals.append(uuid)
+                if uuid in self.unknown_first:
+                    self.refused_after_unknown.add(uuid)
+            if how == "error":
+                self.unknown_first.add(uuid)
 
     @rule(named=st.lists(st.sampled_from(UUIDS[:100]), max_size=30))
     def batch_answer(self, named: list[str]) -> None:
@@ -437,9 +472,10 @@ class TwoLanesMachine(RuleBasedStateMachine):
         for uuid, word in self.words.items():
             if uuid not in self.named:
                 assert uuid in {"success": success, "failed": failed}.get(word, unresolved)
-        expected: set[str] = set()
+        expected = self.refused_after_unknown - self.named
         if self.lost_since is not None and self.refusals is not None:
-            expected = set(self.refusals[self.lost_since :]) - self.named
+            expected |= set(self.refusals[self.lost_since :]) - self.named
+        expected &= set(failed)
         assert result.possibly_canceled == expected
         assert result.possibly_canceled <= set(failed)
         assert result.batch_unanswered == self.lost_calls

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import SessionFor
 from upbit_cancel import BatchCanceller, BatchResult, OutOfScopeError, SlidingWindowLimiter
+from upbit_cancel._batch import canceller as canceller_module
 from upbit_cancel.testing import FakeUpbit, Faults
 
 BATCH = "DELETE /v1/orders/open"
@@ -284,3 +285,49 @@ async def test_when_the_listing_fails_the_batch_lane_still_cancels_what_it_can(
         assert sorted(order.uuid for order in result.success) == sorted(uuids)
         assert result.batch_canceled == set(uuids)
         assert all(fake.state(uuid) == "watch" for uuid in watch)
+
+
+async def test_after_a_listing_error_the_batch_lane_carries_on_for_a_bounded_time(
+    session_for: SessionFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its time after the error is bounded: past it the lane sends nothing more (here, no
+    second batch cancel), and what the first one canceled is in the result."""
+    monkeypatch.setattr(canceller_module, "BATCH_LANE_AFTER_ERROR", 0.2)
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(1000)
+        keys = fake.add_credentials(can_query=False)
+        async with session_for(fake, keys=keys) as session:
+            canceller = BatchCanceller(session)
+            with pytest.raises(OutOfScopeError):
+                await canceller.cancel_open()
+        result = canceller.last_result
+        assert result is not None
+        batches = [record for record in fake.records if record.group == "order-cancel-all"]
+        assert len(batches) == 1
+        assert result.batch_canceled == set(batches[0].canceled)
+        assert len(result.batch_canceled) == 300
+        assert sum(fake.state(uuid) == "wait" for uuid in uuids) == 700
+
+
+async def test_a_second_cancel_refused_because_the_batch_lane_was_first_is_a_success(
+    session_for: SessionFor,
+) -> None:
+    """Round one's list cancels fail unprocessed; round two cancels the orders again, slowly,
+    and the batch lane cancels them meanwhile. The refusal of the second cancel does not undo
+    the batch lane's success."""
+    async with FakeUpbit() as fake:
+        uuids = fake.add_orders(700)
+        fake.set_faults(Faults(error_rate=1.0), endpoint=LIST)
+
+        def slow_down(progress: object) -> None:
+            if any(record.path == "/v1/orders/uuids" for record in fake.records):
+                fake.set_faults(Faults(latency_in=2.5), endpoint=LIST)
+
+        async with session_for(fake) as session:
+            result = await BatchCanceller(session, on_progress=slow_down).cancel_open()
+        by_batch = canceled_by(fake, "DELETE", "/v1/orders/open")
+        assert by_batch <= result.batch_canceled
+        assert result.batch_canceled <= {order.uuid for order in result.success}
+        assert sorted(placed(result)) == sorted(uuids)
+        assert result.failed.count == 0
+        assert fake.state_counts()["wait"] == 0

@@ -30,15 +30,22 @@ from .run import RunSettings, execute, interrupted, stopped
 __all__ = ["BatchCanceller"]
 
 
+#: Seconds the batch lane carries on at most once the list lane ended by an error.
+BATCH_LANE_AFTER_ERROR = 30.0
+
+
 async def _wind_down(lane: asyncio.Task[object], stop: asyncio.Event, error: BaseException) -> None:
     """The batch lane once the list lane ended by ``error``.
 
     After an error (a listing that kept failing, a key that may not list), the batch lane is
     what still cancels: it carries on until it ends by itself (nothing left to it, or its own
-    errors). When the operation is cancelled (or the process stops), it sends nothing more and
-    its call in flight is given up."""
+    errors), for :data:`BATCH_LANE_AFTER_ERROR` seconds at most; then it sends nothing more
+    and its call in flight ends by itself. When the operation is cancelled (or the process
+    stops), it sends nothing more and its call in flight is given up."""
     if isinstance(error, Exception):
         try:
+            await asyncio.wait({lane}, timeout=BATCH_LANE_AFTER_ERROR)
+            stop.set()
             await asyncio.wait({lane})
             return
         except asyncio.CancelledError:
@@ -272,9 +279,9 @@ class BatchCanceller:
         Needs the "order query" permission to list (the batch lane, only "Make Orders"). A page
         of the listing that fails with a 5xx, a lost answer or no connection is asked again
         (three attempts); if it still fails, the batch lane carries on until it has nothing
-        left to cancel, then that error is raised and :attr:`last_result` holds what was
-        canceled. With ``confirm=True`` the union of both lanes' orders is confirmed (see
-        :meth:`confirm`).
+        left to cancel (30 s at most), then that error is raised and :attr:`last_result` holds
+        what was canceled. With ``confirm=True`` the union of both lanes' orders is confirmed
+        (see :meth:`confirm`).
 
         Example::
 

@@ -242,7 +242,9 @@ class Ledger:
 
     def revise(self, keys: Sequence[object], outcome: Outcome) -> None:
         """A second cancel's word on ids already settled: it replaces the first, unless its
-        request never left (then the first word is still all there is to know)."""
+        request never left (then the first word is still all there is to know), or a batch
+        cancel named the order canceled (the second cancel then met an order closed already)."""
+        possibly_canceled = set(outcome.possibly_canceled)
         for key, placement in zip(keys, outcome.placements, strict=True):
             previous = self._entries[key]
             if previous is None:
@@ -250,6 +252,15 @@ class Ledger:
             entry = placement[1]
             if isinstance(entry, UnresolvedOrder) and isinstance(entry.error, NotSentError):
                 continue
+            if key in self._batch_canceled:
+                possibly_canceled.discard(key)
+                continue
+            if placement[0] == "failed" and isinstance(key, str) and self._refusals is not None:
+                self._refusals.append(key)
+                if self._batch_unanswered:
+                    # Refused while a batch cancel's outcome is unknown: it may be why.
+                    self._refused_after_unknown.add(key)
+                    self._possibly_canceled.add(key)
             earlier = previous[1]
             if (
                 placement[0] == "failed"
@@ -263,7 +274,7 @@ class Ledger:
                     self._possibly_canceled.add(key)
             self._count(previous[0], -1)
             self._set(key, placement)
-        self._possibly_canceled.update(outcome.possibly_canceled)
+        self._possibly_canceled.update(possibly_canceled)
 
     def batch_canceled(self, entries: Iterable[OrderEntry]) -> list[str]:
         """A batch cancel's answer named these orders canceled: each is a success of the
