@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from ._quirks import Quirks
     from ._records import FakeOrder, OrderState, RequestRecord, most_in_window
     from ._server import FakeUpbit, UnknownIds
+    from ._stream import StreamFaults
 
 _EXPORTS = {
     "FakeOrder": "._records",
@@ -61,6 +62,7 @@ _EXPORTS = {
     "RatePolicy": "._policies",
     "RequestRecord": "._records",
     "SlidingWindowPolicy": "._policies",
+    "StreamFaults": "._stream",
     "TokenBucketPolicy": "._policies",
     "UnknownIds": "._server",
     "make_policy": "._policies",
@@ -93,6 +95,7 @@ __all__ = [
     "RatePolicy",
     "RequestRecord",
     "SlidingWindowPolicy",
+    "StreamFaults",
     "TokenBucketPolicy",
     "UnknownIds",
     "make_policy",

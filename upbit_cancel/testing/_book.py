@@ -7,7 +7,7 @@ import heapq
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final, Literal
 
@@ -95,6 +95,7 @@ class OrderBook:
         "_sequence",
         "_state_counts",
         "_unknown_ids",
+        "listener",
         "quirks",
     )
 
@@ -109,6 +110,9 @@ class OrderBook:
     ) -> None:
         #: How the order endpoints depart from the docs.
         self.quirks = quirks
+        #: Told of every order created and of every change of state, with the order as it
+        #: stands after it (the private stream's source).
+        self.listener: Callable[[FakeOrder], None] | None = None
         self._rng = rng
         self._cancel_delay = cancel_delay
         self._fill_rate = fill_rate
@@ -181,6 +185,9 @@ class OrderBook:
         if state in _OPEN_STATES:
             self._open.update(dict.fromkeys(uuids))
         self._state_counts[state] += n
+        if self.listener is not None:
+            for uuid in uuids:
+                self.listener(orders[uuid])
         self._markets.setdefault(market, None)
         return uuids
 
@@ -194,6 +201,8 @@ class OrderBook:
         self._state_counts[order.state] += 1
         if order.market not in self._markets:
             self._markets[order.market] = None
+        if self.listener is not None:
+            self.listener(order)
 
     def _cancellable(self, order: FakeOrder) -> bool:
         return order.state in _OPEN_STATES and order.uuid not in self._pending
@@ -213,10 +222,12 @@ class OrderBook:
 
     def _move(self, uuid: str, state: OrderState) -> None:
         order = self._orders[uuid]
-        self._orders[uuid] = attrs.evolve(order, state=state)
+        moved = self._orders[uuid] = attrs.evolve(order, state=state)
         self._open.pop(uuid, None)
         self._state_counts[order.state] -= 1
         self._state_counts[state] += 1
+        if self.listener is not None:
+            self.listener(moved)
 
     def settle(self, now: float) -> None:
         """Put into effect the accepted cancels (and fills) due by ``now``."""
@@ -225,6 +236,10 @@ class OrderBook:
             _, uuid = heapq.heappop(due)
             _, final = self._pending.pop(uuid)
             self._move(uuid, final)
+
+    def next_due(self) -> float | None:
+        """When the next accepted cancel (or fill) takes effect, if one waits."""
+        return self._pending_due[0][0] if self._pending_due else None
 
     @property
     def has_pending(self) -> bool:

@@ -47,6 +47,7 @@ from ._faults import FaultKind, Faults
 from ._policies import PolicyName, RatePolicy, make_policy
 from ._quirks import Quirks
 from ._records import FakeOrder, OrderState, RequestRecord, most_in_window
+from ._stream import PrivateStream, StreamFaults
 from ._wire import (
     GATEWAY_ERRORS,
     JSON,
@@ -204,6 +205,12 @@ class FakeUpbit:
         self._recent_429s: deque[float] = deque()
         self._blocked_until: float | None = None
 
+        self._stream = PrivateStream(self._keys, self._rng, lambda: self._now())
+        self._book.listener = self._stream.publish
+        # Puts accepted cancels into effect when due, so that the stream tells them on time.
+        self._settler: asyncio.Task[None] | None = None
+        self._due_changed: asyncio.Event | None = None
+
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._closing: asyncio.Event | None = None
@@ -236,6 +243,8 @@ class FakeUpbit:
             await runner.cleanup()
             raise
         self._runner = runner
+        self._due_changed = asyncio.Event()
+        self._settler = asyncio.create_task(self._settle_when_due())
         host, port = runner.addresses[0][:2]
         host = f"[{host}]" if ":" in host else host
         self._base_url = f"http://{host}:{port}"
@@ -249,6 +258,11 @@ class FakeUpbit:
         if self._closing is not None:
             # Wakes requests sleeping through delays so shutdown never waits for them.
             self._closing.set()
+        settler, self._settler = self._settler, None
+        if settler is not None:
+            settler.cancel()
+            await asyncio.gather(settler, return_exceptions=True)
+        await self._stream.close()
         await runner.cleanup()
 
     async def __aenter__(self) -> Self:
@@ -306,6 +320,48 @@ class FakeUpbit:
             raise KeyError(f"no such access key on this fake: {access_key[:4]}…")
         else:
             self._key_faults[access_key] = faults
+
+    @property
+    def stream_faults(self) -> StreamFaults:
+        """How the private stream breaks, from the next event or connect on (assign a new
+        :class:`StreamFaults` to change it)."""
+        return self._stream.faults
+
+    @stream_faults.setter
+    def stream_faults(self, faults: StreamFaults) -> None:
+        if not isinstance(faults, StreamFaults):
+            raise TypeError(f"stream_faults must be a StreamFaults, not {type(faults).__name__}")
+        self._stream.faults = faults
+
+    @property
+    def stream_connections(self) -> int:
+        """Connections to the private stream open now."""
+        return self._stream.connections
+
+    @property
+    def stream_events_sent(self) -> int:
+        """``myOrder`` events sent so far on the private stream, over every connection."""
+        return self._stream.events_sent
+
+    async def _settle_when_due(self) -> None:
+        """Put each accepted cancel (or fill) into effect when it is due, not only when the
+        next request arrives: the private stream tells it then."""
+        assert self._due_changed is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            due = self._book.next_due()
+            if due is None or self._clock != loop.time:
+                await self._due_changed.wait()
+                self._due_changed.clear()
+                continue
+            if due > loop.time():
+                try:
+                    async with asyncio.timeout_at(due):
+                        await self._due_changed.wait()
+                    self._due_changed.clear()
+                except TimeoutError:
+                    pass
+            self._book.settle(loop.time())
 
     @property
     def policy(self) -> RatePolicy:
@@ -509,6 +565,7 @@ class FakeUpbit:
         for method, path, endpoint, group in signed:
             add(method, path, self._signed(endpoint, f"{method} {path}", group))
         add("GET", "/v1/market/all", self._market_all)
+        app.router.add_get("/websocket/v1/private", self._stream.handle)
         _admin.add_routes(app, self)
         return app
 
@@ -594,6 +651,8 @@ class FakeUpbit:
             )
         )
         self._notify()
+        if self._due_changed is not None and self._book.has_pending:
+            self._due_changed.set()
 
         delay = faults.outbound_delay(self._rng)
         if fault == "slow":
