@@ -202,6 +202,34 @@ class Transport:
             )
         return self._http
 
+    async def connect_stream(self, path: str, *, within: float) -> aiohttp.ClientWebSocketResponse:
+        """A WebSocket to ``path`` of the base URL's host (``ws``/``wss`` for ``http``/
+        ``https``), signed with a token of its own (no query). Raises :class:`ConnectError`
+        when no connection could be made or the handshake was refused (its status said)."""
+        http = self.open()
+        url = (
+            URL(self._base_url)
+            .with_scheme("wss" if self._base_url.startswith("https") else "ws")
+            .with_path(path)
+        )
+        token = make_token(self._access_key, self._secret_key, None)
+        try:
+            async with asyncio.timeout(within):
+                return await http.ws_connect(
+                    url,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=aiohttp.ClientWSTimeout(ws_close=within),
+                    autoping=True,
+                    max_msg_size=1 << 20,
+                )
+        except aiohttp.WSServerHandshakeError as error:
+            status = error.status
+            failure = ConnectError(f"the stream refused the connection: HTTP {status}")
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            failure = ConnectError(f"could not connect to the stream: {type(error).__name__}")
+        # Raised here, outside the handler: the chain holds nothing of the request.
+        raise failure
+
     async def aclose(self) -> None:
         """Close (and the HTTP session, if this transport made it). Safe to call twice."""
         if self._closed:

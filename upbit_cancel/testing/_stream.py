@@ -10,7 +10,8 @@ filled. The text ``PING`` is answered ``{"status":"UP"}``. At most 5 connects a 
 account (the 6th is answered 429 at the handshake).
 
 It can break on demand (:class:`StreamFaults`): drop a share of the events, close each
-connection after so many events, refuse the endpoint.
+connection after so many events, refuse the endpoint, close idle connections sooner, go
+silent.
 """
 
 from __future__ import annotations
@@ -72,11 +73,21 @@ class StreamFaults:
     - ``drop_rate``: the share of events never sent (each drawn from the fake's generator).
     - ``close_after``: each connection is closed (code 1011) after it was sent so many events.
     - ``refuse``: connects are refused (HTTP 503 at the handshake).
+    - ``idle_timeout``: seconds after which a connection that sent nothing is closed (Upbit:
+      about 120).
+    - ``silent``: events and answers stop, the connection stays open (a path that died).
     """
 
     drop_rate: float = attrs.field(default=0.0, validator=_fraction)
     close_after: int | None = attrs.field(default=None, validator=_count_or_none)
     refuse: bool = False
+    idle_timeout: float = attrs.field(default=120.0)
+    silent: bool = False
+
+    @idle_timeout.validator
+    def _positive(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"idle_timeout must be a positive number of seconds, got {value!r}")
 
 
 def order_event(order: FakeOrder, *, simple: bool, now_ms: int) -> bytes:
@@ -182,8 +193,17 @@ class PrivateStream:
         subscriber = _Subscriber(socket)
         self._subscribers.add(subscriber)
         try:
-            async for message in socket:
+            while True:
+                try:
+                    message = await socket.receive(timeout=self.faults.idle_timeout)
+                except TimeoutError:
+                    await socket.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle")
+                    break
+                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
                 if message.type != WSMsgType.TEXT and message.type != WSMsgType.BINARY:
+                    continue
+                if self.faults.silent:
                     continue
                 text = message.data if isinstance(message.data, str) else message.data.decode()
                 await self._request(subscriber, text)
@@ -211,6 +231,8 @@ class PrivateStream:
             if subscriber.codes is not None and order.market not in subscriber.codes:
                 continue
             faults = self.faults
+            if faults.silent:
+                continue
             if faults.drop_rate and self._rng.random() < faults.drop_rate:
                 continue
             event = order_event(order, simple=subscriber.simple, now_ms=now_ms)
