@@ -25,6 +25,7 @@ from .batch_lane import batch_lane
 from .confirm import confirm
 from .ledger import Intake, Ledger
 from .listing import NotYetCanceled, check_market, list_open
+from .push import Push, open_push
 from .run import RunSettings, execute, interrupted, stopped
 
 __all__ = ["BatchCanceller"]
@@ -103,6 +104,7 @@ class BatchCanceller:
     __slots__ = (
         "_by_task",
         "_confirm_timeout",
+        "_confirm_via",
         "_latest",
         "_session",
         "_settings",
@@ -117,6 +119,7 @@ class BatchCanceller:
         ambiguous_retries: int = 2,
         max_in_flight: int | None = None,
         confirm_timeout: float = 5.0,
+        confirm_via: str = "push",
     ) -> None:
         if not isinstance(session, UpbitSession):
             raise TypeError(f"session must be an UpbitSession, not {type(session).__name__}")
@@ -126,6 +129,9 @@ class BatchCanceller:
         if max_in_flight is not None:
             whole_number("max_in_flight", max_in_flight, least=1)
         self._confirm_timeout = seconds("confirm_timeout", confirm_timeout, zero=True)
+        if confirm_via not in ("push", "query"):
+            raise ValueError(f"confirm_via must be 'push' or 'query', not {confirm_via!r}")
+        self._confirm_via = confirm_via
         self._session = session
         self._settings = RunSettings(
             on_progress=on_progress,
@@ -194,12 +200,15 @@ class BatchCanceller:
         """
         kind, values = chosen_ids(uuids, identifiers)
         ledger = self._begin(Ledger(kind, started=time.monotonic()))
+        push = await self._open_push() if confirm else None
         try:
             await self._run(ledger, values)
             if confirm:
-                await self._confirm(ledger, self._confirm_timeout)
+                await self._confirm(ledger, self._confirm_timeout, push, pushed_first=True)
         finally:
             ledger.close(time.monotonic())
+            if push is not None:
+                await push.stream.aclose()
         return ledger.result(time.monotonic())
 
     async def confirm(
@@ -239,10 +248,13 @@ class BatchCanceller:
         if confirm_timeout is not None:
             within = seconds("confirm_timeout", confirm_timeout, zero=True)
         ledger = self._begin(Ledger.from_result(result, started=time.monotonic()))
+        push = await self._open_push()
         try:
-            await self._confirm(ledger, within)
+            await self._confirm(ledger, within, push, pushed_first=False)
         finally:
             ledger.close(time.monotonic())
+            if push is not None:
+                await push.stream.aclose()
         return ledger.result(time.monotonic())
 
     async def cancel_open(
@@ -298,6 +310,7 @@ class BatchCanceller:
         ledger.listing_complete = False
         stop = asyncio.Event()
         lane: asyncio.Task[object] | None = None
+        push = await self._open_push() if confirm else None
         try:
             if batch_cancel:
                 report = functools.partial(self._report, ledger)
@@ -320,13 +333,15 @@ class BatchCanceller:
             if lane is not None:
                 await lane
             if confirm:
-                await self._confirm(ledger, self._confirm_timeout)
+                await self._confirm(ledger, self._confirm_timeout, push, pushed_first=True)
         except BaseException as error:
             if lane is not None and not lane.done():
                 await _wind_down(lane, stop, error)
             raise
         finally:
             ledger.close(time.monotonic())
+            if push is not None:
+                await push.stream.aclose()
         return ledger.result(time.monotonic())
 
     def _report(self, ledger: Ledger) -> None:
@@ -419,8 +434,24 @@ class BatchCanceller:
         if intake.input_error is not None:
             raise intake.input_error
 
-    async def _confirm(self, ledger: Ledger, within: float) -> None:
+    async def _open_push(self) -> Push | None:
+        """The order stream of a confirming operation (``confirm_via="push"``), subscribed
+        before its first cancel when it can be within ``push.STREAM_WAIT`` seconds."""
+        if self._confirm_via != "push":
+            return None
+        return await open_push(self._session)
+
+    async def _confirm(
+        self, ledger: Ledger, within: float, push: Push | None, *, pushed_first: bool
+    ) -> None:
         async def recancel(ids: list[str]) -> None:
             await self._run(ledger, ids, revising=True)
 
-        await confirm(ledger, session=self._session, recancel=recancel, within=within)
+        await confirm(
+            ledger,
+            session=self._session,
+            recancel=recancel,
+            within=within,
+            push=push,
+            pushed_first=pushed_first,
+        )

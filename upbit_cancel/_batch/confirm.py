@@ -9,6 +9,11 @@ no blind retry), and asks again about the orders still open until they close or 
 
 What it learns goes into the operation's ledger: each id's state, the second cancels' answers,
 and the place of an unresolved id whose order the exchange reported closed or unknown.
+
+With a :class:`~upbit_cancel._batch.push.Push`, the final states the order stream delivered are
+learned first, without a query: an operation whose stream was up before its first cancel waits
+for the accepted cancels' final states to be pushed (``push.wait``), and asks only about the ids
+still silent; before each later round of questions, what was pushed meanwhile is learned too.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from .._ids import MAX_IDS_PER_QUERY, Ids, Kind
 from .._models import Order, UnresolvedOrder, may_fill
 from .ledger import Ledger
 from .matching import Placement
+from .push import Push
 
 __all__ = ["confirm"]
 
@@ -91,17 +97,33 @@ def _retry(entry: Placement | None) -> bool:
     return entry is not None and entry[0] == "unresolved" and not _hopeless(entry)
 
 
+def _accepted(entry: Placement | None) -> bool:
+    return entry is not None and entry[0] == "success"
+
+
+def _known_final(state: str | None) -> bool:
+    return state is not None and not may_fill(state)
+
+
 def _key(kind: Kind, order: Order) -> str | None:
     return order.uuid if kind == "uuids" else order.identifier
 
 
 async def confirm(
-    ledger: Ledger, *, session: UpbitSession, recancel: Recancel, within: float
+    ledger: Ledger,
+    *,
+    session: UpbitSession,
+    recancel: Recancel,
+    within: float,
+    push: Push | None = None,
+    pushed_first: bool = False,
 ) -> None:
     """Learn the final state of every well-formed id of ``ledger`` (see the module docstring).
 
     ``recancel(ids)`` cancels ids again, revising them in the ledger; ``within`` seconds bound
-    the whole confirmation, second cancels included. The ledger is confirmed once it returns.
+    the whole confirmation, second cancels included. With ``push`` and ``pushed_first`` (its
+    stream was up before the operation's first cancel), the accepted cancels' final states are
+    awaited by push before any question. The ledger is confirmed once it returns.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -109,6 +131,12 @@ async def confirm(
     ledger.asking(ids)
     pause = _FIRST_PAUSE
     asking = ids
+    if push is not None:
+        if pushed_first:
+            accepted = [value for value in ids if _accepted(ledger.place(value))]
+            await push.wait(ledger, accepted, deadline)
+        push.learn(ledger, ids)
+        asking = [value for value in ids if not _known_final(ledger.state(value))]
     while asking:
         learned, fatal = await _ask(session, ledger, asking)
         if fatal is not None:
@@ -137,6 +165,9 @@ async def confirm(
             break
         await asyncio.sleep(min(pause, left))
         pause = min(pause * 1.5, _LONGEST_PAUSE)
+        if push is not None:
+            push.learn(ledger, asking)
+            asking = [value for value in asking if not _known_final(ledger.state(value))]
     for value in ids:
         if ledger.state(value) is None and not ledger.has_reason(value):
             ledger.unlearned(

@@ -150,6 +150,7 @@ class OrderStream:
         "_codes",
         "_connect_timeout",
         "_epoch",
+        "_failed_once",
         "_keepalive",
         "_on_event",
         "_ready",
@@ -180,6 +181,8 @@ class OrderStream:
         # The number of the subscription in force, when one is (None between two).
         self._epoch = 0
         self._ready = asyncio.Event()
+        # Set once a connection attempt ended without a subscription.
+        self._failed_once = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         #: Why the stream is not (or was last not) subscribed, for logs and tests.
@@ -199,13 +202,25 @@ class OrderStream:
         if self._task is None and not self._closed:
             self._task = asyncio.create_task(self._run(), name="upbit_cancel order stream")
 
-    async def ready(self, within: float) -> bool:
-        """Wait until a subscription is in force, at most ``within`` seconds; whether it is."""
-        if self._ready.is_set():
-            return True
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                await self._ready.wait()
+    async def ready(self, within: float, *, first_try: bool = False) -> bool:
+        """Wait until a subscription is in force, at most ``within`` seconds; whether it is.
+
+        Returns ``False`` sooner if the stream stopped for good (a refused key, a closed
+        session), and with ``first_try`` once its first connection failed (refused, or none
+        could be made; it keeps trying in the background).
+        """
+        if self._ready.is_set() or self._task is None or self._task.done():
+            return self._ready.is_set()
+        waiters = {asyncio.ensure_future(self._ready.wait())}
+        if first_try:
+            waiters.add(asyncio.ensure_future(self._failed_once.wait()))
+        try:
+            await asyncio.wait(
+                {*waiters, self._task}, timeout=within, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
         return self._ready.is_set()
 
     @property
@@ -253,6 +268,8 @@ class OrderStream:
                 self._ready.clear()
             if subscribed:
                 pause = self.FIRST_PAUSE
+            else:
+                self._failed_once.set()
             _log.info("the order stream is down (%s); connecting again", self.failure)
             await asyncio.sleep(pause)
             pause = min(pause * 2, self.LONGEST_PAUSE)

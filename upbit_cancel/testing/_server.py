@@ -244,7 +244,6 @@ class FakeUpbit:
             raise
         self._runner = runner
         self._due_changed = asyncio.Event()
-        self._settler = asyncio.create_task(self._settle_when_due())
         host, port = runner.addresses[0][:2]
         host = f"[{host}]" if ":" in host else host
         self._base_url = f"http://{host}:{port}"
@@ -345,15 +344,15 @@ class FakeUpbit:
 
     async def _settle_when_due(self) -> None:
         """Put each accepted cancel (or fill) into effect when it is due, not only when the
-        next request arrives: the private stream tells it then."""
+        next request arrives: the private stream tells it then. Runs while cancels wait."""
         assert self._due_changed is not None
         loop = asyncio.get_running_loop()
+        if self._clock != loop.time:
+            return  # a clock of the caller's: effects come with requests, as they read it
         while True:
             due = self._book.next_due()
-            if due is None or self._clock != loop.time:
-                await self._due_changed.wait()
-                self._due_changed.clear()
-                continue
+            if due is None:
+                return
             if due > loop.time():
                 try:
                     async with asyncio.timeout_at(due):
@@ -653,6 +652,8 @@ class FakeUpbit:
         self._notify()
         if self._due_changed is not None and self._book.has_pending:
             self._due_changed.set()
+            if self._settler is None or self._settler.done():
+                self._settler = asyncio.create_task(self._settle_when_due())
 
         delay = faults.outbound_delay(self._rng)
         if fault == "slow":

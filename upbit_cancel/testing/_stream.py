@@ -1,8 +1,9 @@
 """The fake exchange's private WebSocket stream (``/websocket/v1/private``), ``myOrder`` only.
 
 As Upbit documents it: the REST JWT (``access_key``, ``nonce``, no query hash) in the
-``Authorization`` header at connect; a bad token gets ``{"error": {"name": "INVALID_AUTH", …}}``
-as a text frame, then the connection is closed. A subscription is one JSON array of a
+``Authorization`` header at connect; a bad token, or a key without the "order query"
+permission, gets ``{"error": {"name": "INVALID_AUTH", …}}`` as a text frame, then the
+connection is closed. A subscription is one JSON array of a
 ``ticket``, a ``myOrder`` type with optional ``codes`` and an optional ``format``
 (``DEFAULT`` or ``SIMPLE``); a new one replaces the previous. Events are binary frames of UTF-8
 JSON, sent for each change after the subscription (no snapshot): an order created, canceled,
@@ -184,7 +185,11 @@ class PrivateStream:
             claimed_access_key=claimed_access_key(authorization),
         )
         try:
-            self._keys.authenticate(call)
+            credential = self._keys.authenticate(call)
+            if not credential.can_query:
+                raise Refused(
+                    401, "out_of_scope", "This API key lacks the 'order query' permission."
+                )
         except Refused as refused:
             reason = f"{refused.name}: {refused.message}"
             await socket.send_str(error_body("INVALID_AUTH", reason).decode())
