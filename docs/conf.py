@@ -23,6 +23,7 @@ exclude_patterns = [
     "_build",
     "benchmarks/results.md",
     "benchmarks/lanes.md",
+    "benchmarks/push.md",
     "benchmarks/results-*",
     "benchmarks/*-quick.*",
 ]

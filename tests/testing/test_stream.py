@@ -223,3 +223,30 @@ async def test_faults_drop_events_close_connections_and_refuse_connects(
             StreamFaults(drop_rate=2.0)
         with pytest.raises(TypeError, match="StreamFaults"):
             fake.stream_faults = "broken"  # type: ignore[assignment]
+
+
+async def test_the_admin_api_sets_the_stream_faults(http: aiohttp.ClientSession) -> None:
+    async with FakeUpbit() as fake:
+        url = f"{fake.base_url}/_fake/stream-faults"
+        async with http.post(url, json={"drop_rate": 0.25, "refuse": True}) as response:
+            assert response.status == 200
+        assert fake.stream_faults == StreamFaults(drop_rate=0.25, refuse=True)
+        for payload in ({"drop": 1}, {"drop_rate": 3}, {"refuse": "yes"}, [1]):
+            async with http.post(url, json=payload) as response:
+                assert response.status == 400
+                assert (await response.json())["error"]["name"] == "validation_error"
+        assert fake.stream_faults == StreamFaults(drop_rate=0.25, refuse=True)
+
+
+async def test_a_key_without_the_order_query_permission_is_refused(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with FakeUpbit() as fake:
+        access_key, secret_key = fake.add_credentials(can_query=False)
+        headers = {"Authorization": bearer(access_key, secret_key)}
+        socket = await http.ws_connect(stream_url(fake), headers=headers)
+        message = await socket.receive(timeout=5)
+        error = json.loads(message.data)["error"]
+        assert error["name"] == "INVALID_AUTH"
+        assert "order query" in error["message"]
+        await socket.close()

@@ -99,6 +99,11 @@ class BatchCanceller:
             their cancel was accepted, and may start second cancels (see :meth:`confirm`). The
             first round of questions always runs to its end: one request per 100 ids, within
             the account's budget (about 3 s for 10,000 ids).
+        confirm_via: ``"push"`` (the default): a confirming operation subscribes to the
+            account's private order stream before its first cancel (2 s at most), learns the
+            final states it pushes without a question, and asks by REST only about the ids it
+            leaves silent (closed before the subscription, refused, events missed, the stream
+            down or quiet for 1 s). ``"query"``: every state is asked about by REST.
     """
 
     __slots__ = (

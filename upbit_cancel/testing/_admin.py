@@ -13,6 +13,7 @@ from aiohttp import web
 from ._book import ORDER_STATES, SIDES
 from ._faults import Faults
 from ._records import FakeOrder, OrderState, RequestRecord
+from ._stream import StreamFaults
 
 __all__ = ["add_routes"]
 
@@ -43,6 +44,8 @@ class _Fake(Protocol):
         self, *, can_order: bool = True, can_query: bool = True
     ) -> tuple[str, str]: ...
 
+    stream_faults: StreamFaults
+
 
 def add_routes(app: web.Application, fake: _Fake) -> None:
     """Serve ``fake``'s admin API from ``app``."""
@@ -55,6 +58,7 @@ def add_routes(app: web.Application, fake: _Fake) -> None:
     add("GET", "/_fake/stats", admin.stats)
     add("POST", "/_fake/reset-records", admin.reset_records)
     add("POST", "/_fake/faults", admin.set_faults)
+    add("POST", "/_fake/stream-faults", admin.set_stream_faults)
     add("POST", "/_fake/credentials", admin.add_credentials)
 
 
@@ -157,6 +161,28 @@ class _Admin:
             return _error("access_key must be a key of this fake, or left out.")
         except ValueError as error:
             return _error(f"{error}.")
+        return web.json_response(attrs.asdict(faults))
+
+    async def set_stream_faults(self, request: web.Request) -> web.StreamResponse:
+        """Set the private stream's faults from a JSON object of `StreamFaults` fields."""
+        try:
+            payload = await request.json()
+        except ValueError:
+            return _error("The body must be a JSON object of StreamFaults fields.")
+        if not isinstance(payload, dict):
+            return _error("The body must be a JSON object of StreamFaults fields.")
+        names = attrs.fields_dict(StreamFaults)
+        unknown = sorted(set(payload) - names.keys())
+        if unknown:
+            return _error(
+                f"Unknown StreamFaults field(s): {', '.join(unknown)}; "
+                f"expected some of {', '.join(names)}."
+            )
+        try:
+            faults = StreamFaults(**payload)
+        except (TypeError, ValueError) as error:
+            return _error(f"{error}.")
+        self.fake.stream_faults = faults
         return web.json_response(attrs.asdict(faults))
 
     async def add_credentials(self, request: web.Request) -> web.StreamResponse:

@@ -81,9 +81,9 @@ class StreamFaults:
 
     drop_rate: float = attrs.field(default=0.0, validator=_fraction)
     close_after: int | None = attrs.field(default=None, validator=_count_or_none)
-    refuse: bool = False
+    refuse: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     idle_timeout: float = attrs.field(default=120.0)
-    silent: bool = False
+    silent: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
     @idle_timeout.validator
     def _positive(self, attribute: attrs.Attribute[float], value: float) -> None:
