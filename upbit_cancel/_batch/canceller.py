@@ -25,7 +25,7 @@ from .batch_lane import batch_lane
 from .confirm import confirm
 from .ledger import Intake, Ledger
 from .listing import NotYetCanceled, check_market, list_open
-from .push import Push, open_push
+from .push import STREAM_WAIT, Push, start_push
 from .run import RunSettings, execute, interrupted, stopped
 
 __all__ = ["BatchCanceller"]
@@ -100,10 +100,11 @@ class BatchCanceller:
             first round of questions always runs to its end: one request per 100 ids, within
             the account's budget (about 3 s for 10,000 ids).
         confirm_via: ``"push"`` (the default): a confirming operation subscribes to the
-            account's private order stream before its first cancel (2 s at most), learns the
+            account's private order stream as it starts, learns the
             final states it pushes without a question, and asks by REST only about the ids it
             leaves silent (closed before the subscription, refused, events missed, the stream
-            down or quiet for 1 s). ``"query"``: every state is asked about by REST.
+            down or quiet for 1 s). The cancels wait 0.25 s at most for the subscription.
+            ``"query"``: every state is asked about by REST.
     """
 
     __slots__ = (
@@ -205,8 +206,15 @@ class BatchCanceller:
         """
         kind, values = chosen_ids(uuids, identifiers)
         ledger = self._begin(Ledger(kind, started=time.monotonic()))
-        push = await self._open_push() if confirm else None
+        push = self._start_push() if confirm else None
         try:
+            if push is not None:
+                try:
+                    await push.stream.ready(within=STREAM_WAIT, first_try=True)
+                except asyncio.CancelledError:
+                    # Cancelled before the first cancel: a collection's ids are not sent.
+                    Intake(ledger, values).finish(interrupted, drain=True)
+                    raise
             await self._run(ledger, values)
             if confirm:
                 await self._confirm(ledger, self._confirm_timeout, push, pushed_first=True)
@@ -253,7 +261,7 @@ class BatchCanceller:
         if confirm_timeout is not None:
             within = seconds("confirm_timeout", confirm_timeout, zero=True)
         ledger = self._begin(Ledger.from_result(result, started=time.monotonic()))
-        push = await self._open_push()
+        push = self._start_push()
         try:
             await self._confirm(ledger, within, push, pushed_first=False)
         finally:
@@ -315,8 +323,10 @@ class BatchCanceller:
         ledger.listing_complete = False
         stop = asyncio.Event()
         lane: asyncio.Task[object] | None = None
-        push = await self._open_push() if confirm else None
+        push = self._start_push() if confirm else None
         try:
+            if push is not None:
+                await push.stream.ready(within=STREAM_WAIT, first_try=True)
             if batch_cancel:
                 report = functools.partial(self._report, ledger)
                 lane = asyncio.create_task(
@@ -439,12 +449,11 @@ class BatchCanceller:
         if intake.input_error is not None:
             raise intake.input_error
 
-    async def _open_push(self) -> Push | None:
-        """The order stream of a confirming operation (``confirm_via="push"``), subscribed
-        before its first cancel when it can be within ``push.STREAM_WAIT`` seconds."""
+    def _start_push(self) -> Push | None:
+        """The order stream of a confirming operation (``confirm_via="push"``), connecting."""
         if self._confirm_via != "push":
             return None
-        return await open_push(self._session)
+        return start_push(self._session)
 
     async def _confirm(
         self, ledger: Ledger, within: float, push: Push | None, *, pushed_first: bool

@@ -97,6 +97,33 @@ def _retry(entry: Placement | None) -> bool:
     return entry is not None and entry[0] == "unresolved" and not _hopeless(entry)
 
 
+async def _round(
+    session: UpbitSession,
+    ledger: Ledger,
+    asking: Sequence[str],
+    ids: Sequence[str],
+    recancel: Recancel,
+    deadline: float,
+) -> bool:
+    """One round of questions about ``asking``, then the second cancels of every id of ``ids``
+    found open with no accepted cancel; ``False`` when nothing more can be learned."""
+    learned, fatal = await _ask(session, ledger, asking)
+    if fatal is not None:
+        # Nothing more can be learned: every id not answered keeps this reason.
+        for value in asking:
+            if value not in learned:
+                ledger.unlearned(value, fatal)
+        return False
+    again = [
+        value for value in ids if may_fill(ledger.state(value)) and _retry(ledger.place(value))
+    ]
+    if again and asyncio.get_running_loop().time() < deadline:
+        # Known to be open and covered by no accepted cancel: cancel it again.
+        await recancel(again)
+        ledger.recanceled(again)
+    return True
+
+
 def _accepted(entry: Placement | None) -> bool:
     return entry is not None and entry[0] == "success"
 
@@ -122,8 +149,9 @@ async def confirm(
 
     ``recancel(ids)`` cancels ids again, revising them in the ledger; ``within`` seconds bound
     the whole confirmation, second cancels included. With ``push`` and ``pushed_first`` (its
-    stream was up before the operation's first cancel), the accepted cancels' final states are
-    awaited by push before any question. The ledger is confirmed once it returns.
+    stream was started with the operation), the ids no event will soon tell about (refused,
+    unresolved) are asked about at once, and the accepted cancels' final states are awaited by
+    push before they are. The ledger is confirmed once it returns.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -132,26 +160,28 @@ async def confirm(
     pause = _FIRST_PAUSE
     asking = ids
     if push is not None:
-        if pushed_first:
-            accepted = [value for value in ids if _accepted(ledger.place(value))]
-            await push.wait(ledger, accepted, deadline)
+        going = True
         push.learn(ledger, ids)
+        if pushed_first:
+            others = [
+                value
+                for value in ids
+                if not _known_final(ledger.state(value)) and not _accepted(ledger.place(value))
+            ]
+            going = not others or await _round(session, ledger, others, ids, recancel, deadline)
+            accepted = [
+                value
+                for value in ids
+                if _accepted(ledger.place(value)) and not _known_final(ledger.state(value))
+            ]
+            if going:
+                await push.wait(ledger, accepted, deadline)
         asking = [value for value in ids if not _known_final(ledger.state(value))]
+        if not going:
+            asking = []  # nothing more can be learned (the key, a block)
     while asking:
-        learned, fatal = await _ask(session, ledger, asking)
-        if fatal is not None:
-            # Nothing more can be learned: every id not answered keeps this reason.
-            for value in asking:
-                if value not in learned:
-                    ledger.unlearned(value, fatal)
+        if not await _round(session, ledger, asking, ids, recancel, deadline):
             break
-        again = [
-            value for value in ids if may_fill(ledger.state(value)) and _retry(ledger.place(value))
-        ]
-        if again and loop.time() < deadline:
-            # Known to be open and covered by no accepted cancel: cancel it again.
-            await recancel(again)
-            ledger.recanceled(again)
         # Still open with a cancel accepted, refused as under way, or to be tried again: it may
         # close. One whose cancel the exchange will not take (the key, a block) will not.
         asking = [

@@ -1,7 +1,8 @@
 """Confirmation by push: final states the order stream delivered, learned without a query.
 
-An operation that confirms opens the account's order stream (``_http.stream``) before its first
-cancel leaves, when it can within :data:`STREAM_WAIT`. Each ``myOrder`` event that carries a
+An operation that confirms opens the account's order stream (``_http.stream``) as it starts,
+and waits :data:`STREAM_WAIT` at most for the subscription before its first cancel leaves: an
+emergency's cancels are never held up longer. Each ``myOrder`` event that carries a
 final state (``cancel``, ``done``, ``prevented``) is kept here, by uuid and by identifier; the
 confirmation learns those into the ledger as a query's answer would be learned, and asks by REST
 only about the ids still silent. The push is a fast path, never the last word: an id is only
@@ -20,29 +21,41 @@ from .._http.stream import OrderEvent, OrderStream
 from .._models import Order
 from .ledger import Ledger
 
-__all__ = ["STREAM_WAIT", "Push", "open_push"]
+__all__ = ["STREAM_WAIT", "Push", "start_push"]
 
-#: Seconds an operation waits for the stream's subscription before its first cancel; past
-#: them, or once the first connection failed, it goes on, and confirms by query.
-STREAM_WAIT: Final = 2.0
-#: Seconds without a new final state after which the ids still silent are asked about.
+#: Seconds an operation waits for the stream's subscription before its first cancel (less once
+#: the first connection failed); past them the cancels go, and the stream keeps connecting.
+STREAM_WAIT: Final = 0.25
+#: Seconds without a new final state of an awaited order after which the ids still silent are
+#: asked about.
 QUIET: Final = 1.0
+#: How often a wait looks whether the stream still vouches for what it delivered.
+_LOOK: Final = 0.1
+#: Seconds between two keep-alive PINGs of an operation's stream: a connection silent for
+#: twice as long is taken for dead.
+KEEPALIVE: Final = 1.0
 #: The states after which an order never changes.
 _FINAL: Final = frozenset({"cancel", "done", "prevented"})
+#: The number of a stream's first subscription (see OrderStream.mark).
+_FIRST: Final = 1
 
 
 class Push:
-    """The final states one operation's stream delivered, and whether it can vouch for them."""
+    """The final states one operation's stream delivered, and whether it can vouch for them.
 
-    __slots__ = ("_changed", "_final", "mark", "stream")
+    The stream vouches while its first subscription is still in force: every event since then
+    was delivered. Orders closed before that subscription (a cancel that took effect before
+    it) send nothing; they are asked about once the stream has been quiet for a while.
+    """
 
-    def __init__(self, stream: OrderStream) -> None:
-        #: The stream, and its subscription when the operation's first cancel left (``None``:
-        #: it was not up; then nothing is waited for).
-        self.stream = stream
-        self.mark: int | None = None
+    __slots__ = ("_awaited", "_changed", "_final", "stream")
+
+    def __init__(self, session: UpbitSession) -> None:
+        self.stream = OrderStream(session, on_event=self.on_event, keepalive=KEEPALIVE)
         self._final: dict[str, Order] = {}
         self._changed = asyncio.Event()
+        # The ids a wait waits for (uuids, or identifiers): only their events count as news.
+        self._awaited: frozenset[str] = frozenset()
 
     def on_event(self, event: OrderEvent) -> None:
         """An event of the stream: kept if its state is final."""
@@ -52,12 +65,13 @@ class Push:
         self._final[event.uuid] = order
         if event.identifier:
             self._final.setdefault(f"identifier:{event.identifier}", order)
-        self._changed.set()
+        if event.uuid in self._awaited or (event.identifier or "") in self._awaited:
+            self._changed.set()
 
     @property
     def vouches(self) -> bool:
-        """Whether every event since the first cancel left was delivered."""
-        return self.stream.unbroken_since(self.mark)
+        """Whether every event since the stream's first subscription was delivered."""
+        return self.stream.unbroken_since(_FIRST)
 
     def learn(self, ledger: Ledger, values: Iterable[str]) -> set[str]:
         """Learn into ``ledger`` the pushed final state of each of ``values``; those learned."""
@@ -78,29 +92,30 @@ class Push:
     async def wait(self, ledger: Ledger, awaited: list[str], deadline: float) -> None:
         """Learn pushed final states of ``awaited`` as they come, until every one is known, the
         stream cannot vouch for what it delivered, :data:`QUIET` seconds pass without a new
-        one, or ``deadline`` (loop time)."""
+        one of them, or ``deadline`` (loop time)."""
         loop = asyncio.get_running_loop()
         silent = set(awaited) - self.learn(ledger, awaited)
-        while silent and self.vouches:
-            left = deadline - loop.time()
-            if left <= 0:
-                return
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(QUIET, left)):
-                    await self._changed.wait()
-            if not self._changed.is_set():
-                return  # quiet: what is still silent is asked about
-            silent -= self.learn(ledger, silent)
+        self._awaited = frozenset(silent)
+        quiet_from = loop.time()
+        try:
+            while silent and self.vouches:
+                now = loop.time()
+                left = min(deadline - now, quiet_from + QUIET - now)
+                if left <= 0:
+                    return  # quiet, or out of time: what is still silent is asked about
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(_LOOK, left)):
+                        await self._changed.wait()
+                if self._changed.is_set():
+                    quiet_from = loop.time()
+                    silent -= self.learn(ledger, silent)
+        finally:
+            self._awaited = frozenset()
 
 
-async def open_push(session: UpbitSession) -> Push:
-    """The operation's stream, started; its mark once subscribed within :data:`STREAM_WAIT`."""
-    holder: list[Push] = []
-    stream = OrderStream(session, on_event=lambda event: holder[0].on_event(event))
-    push = Push(stream)
-    holder.append(push)
-    stream.start()
-    if await stream.ready(within=STREAM_WAIT, first_try=True):
-        push.mark = stream.mark()
+def start_push(session: UpbitSession) -> Push:
+    """An operation's stream, connecting in the background."""
+    push = Push(session)
+    push.stream.start()
     return push

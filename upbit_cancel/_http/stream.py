@@ -264,6 +264,10 @@ class OrderStream:
             except ConnectError as error:
                 self.failure = str(error)
                 subscribed = False
+            except Exception as error:
+                self.failure = f"the stream failed: {type(error).__name__}"
+                _log.warning("the order stream failed unexpectedly: %s", type(error).__name__)
+                subscribed = False
             finally:
                 self._ready.clear()
             if subscribed:

@@ -205,7 +205,7 @@ class FakeUpbit:
         self._recent_429s: deque[float] = deque()
         self._blocked_until: float | None = None
 
-        self._stream = PrivateStream(self._keys, self._rng, lambda: self._now())
+        self._stream = PrivateStream(self._keys, self._rng, lambda: self._now(), self._notify)
         self._book.listener = self._stream.publish
         # Puts accepted cancels into effect when due, so that the stream tells them on time.
         self._settler: asyncio.Task[None] | None = None
@@ -461,7 +461,8 @@ class FakeUpbit:
 
     async def wait_for(self, condition: Callable[[FakeUpbit], bool]) -> None:
         """Wait until ``condition(fake)`` holds, checked each time a request is received or
-        recorded (wrap it in ``asyncio.timeout`` to bound the wait).
+        recorded, or a connection to the private stream opens or closes (wrap it in
+        ``asyncio.timeout`` to bound the wait).
 
         Example: ``await fake.wait_for(lambda fake: fake.in_transit == 0)`` waits until every
         request on its way has arrived, those its client gave up on included.

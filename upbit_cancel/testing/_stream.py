@@ -135,6 +135,7 @@ class PrivateStream:
         "_clock",
         "_connects",
         "_keys",
+        "_notify",
         "_rng",
         "_subscribers",
         "_tasks",
@@ -142,8 +143,16 @@ class PrivateStream:
         "faults",
     )
 
-    def __init__(self, keys: Keys, rng: random.Random, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        keys: Keys,
+        rng: random.Random,
+        clock: Callable[[], float],
+        notify: Callable[[], None],
+    ) -> None:
         self._keys = keys
+        # Wakes FakeUpbit.wait_for: a connection opened or closed.
+        self._notify = notify
         self._rng = rng
         # The fake's clock, for the connect limit.
         self._clock = clock
@@ -197,6 +206,7 @@ class PrivateStream:
             return socket
         subscriber = _Subscriber(socket)
         self._subscribers.add(subscriber)
+        self._notify()
         try:
             while True:
                 try:
@@ -214,6 +224,7 @@ class PrivateStream:
                 await self._request(subscriber, text)
         finally:
             self._subscribers.discard(subscriber)
+            self._notify()
         return socket
 
     async def _request(self, subscriber: _Subscriber, text: str) -> None:
@@ -240,9 +251,10 @@ class PrivateStream:
                 continue
             if faults.drop_rate and self._rng.random() < faults.drop_rate:
                 continue
+            if faults.close_after is not None and subscriber.sent >= faults.close_after:
+                continue  # closing after its last event
             event = order_event(order, simple=subscriber.simple, now_ms=now_ms)
             subscriber.sent += 1
-            self.events_sent += 1
             close = faults.close_after is not None and subscriber.sent >= faults.close_after
             self._spawn(self._send(subscriber, event, close))
 
@@ -252,6 +264,7 @@ class PrivateStream:
             return
         try:
             await socket.send_bytes(event)
+            self.events_sent += 1
             if close:
                 self._subscribers.discard(subscriber)
                 await socket.close(code=WSCloseCode.INTERNAL_ERROR, message=b"closed on demand")
