@@ -11,8 +11,10 @@ import asyncio
 import pytest
 
 from tests.conftest import SessionFor
-from upbit_cancel import BatchCanceller, BatchResult, NotSentError
+from upbit_cancel import BatchCanceller, BatchResult, BlockedError, NotSentError
 from upbit_cancel.testing import FakeUpbit, Faults, StreamFaults
+
+LIST = "DELETE /v1/orders/uuids"
 
 
 def questions(fake: FakeUpbit) -> int:
@@ -177,3 +179,52 @@ async def test_cancelled_while_the_stream_connects_lists_the_ids_not_sent(
             assert all(isinstance(entry.error, NotSentError) for entry in result.unresolved)
         assert all(fake.state(uuid) == "wait" for uuid in uuids)
         assert fake.records == []
+
+
+async def test_second_cancels_go_on_while_pushes_are_awaited(session_for: SessionFor) -> None:
+    """Some cancels fail, and their second cancels fail too; events are lost, and the
+    confirmation is short. Third cancels still go while the accepted ones are awaited by push,
+    and nothing is left open."""
+    async with FakeUpbit(cancel_delay=0.3, seed=0) as fake:
+        uuids = fake.add_orders(200)
+        fake.set_faults(Faults(error_rate=0.3), endpoint=LIST)
+        fake.stream_faults = StreamFaults(drop_rate=0.02)
+
+        def heal(progress: object) -> None:
+            # After the second cancels began failing too, the exchange recovers.
+            if (
+                sum(
+                    record.path == "/v1/orders/uuids" and record.method == "GET"
+                    for record in fake.records
+                )
+                >= 1
+            ):
+                fake.set_faults(Faults(), endpoint=LIST)
+
+        async with session_for(fake) as session:
+            canceller = BatchCanceller(session, confirm_timeout=1.0, on_progress=heal)
+            result = await canceller.cancel(uuids=uuids, confirm=True)
+        assert result.recanceled
+        assert_states_are_the_exchanges(fake, result, uuids)
+        assert all(fake.state(uuid) in ("cancel", "done") for uuid in uuids)
+
+
+async def test_a_block_met_by_the_questions_is_every_silent_ids_reason(
+    session_for: SessionFor,
+) -> None:
+    async with FakeUpbit(cancel_delay=0.3) as fake:
+        uuids = fake.add_orders(100)
+        fake.stream_faults = StreamFaults(drop_rate=1.0)
+        fake.set_faults(Faults(error_rate=1.0), endpoint=LIST)
+
+        def block(progress: object) -> None:
+            fake.set_faults(Faults(), endpoint=LIST)
+            fake.queue_response(418, {"error": {"name": "blocked", "message": "blocked"}})
+
+        async with session_for(fake) as session:
+            canceller = BatchCanceller(session, on_progress=block)
+            result = await canceller.cancel(uuids=uuids, confirm=True)
+        assert result.unknown_states
+        assert all(
+            isinstance(result.state_errors[value], BlockedError) for value in result.unknown_states
+        )

@@ -19,6 +19,7 @@ still silent; before each later round of questions, what was pushed meanwhile is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
 from .._errors import ResponseTimeoutError, UpbitError, stops_the_account
@@ -104,16 +105,13 @@ async def _round(
     ids: Sequence[str],
     recancel: Recancel,
     deadline: float,
-) -> bool:
+) -> UpbitError | None:
     """One round of questions about ``asking``, then the second cancels of every id of ``ids``
-    found open with no accepted cancel; ``False`` when nothing more can be learned."""
-    learned, fatal = await _ask(session, ledger, asking)
+    found open with no accepted cancel; the error after which nothing more can be learned, if
+    one came."""
+    _, fatal = await _ask(session, ledger, asking)
     if fatal is not None:
-        # Nothing more can be learned: every id not answered keeps this reason.
-        for value in asking:
-            if value not in learned:
-                ledger.unlearned(value, fatal)
-        return False
+        return fatal
     again = [
         value for value in ids if may_fill(ledger.state(value)) and _retry(ledger.place(value))
     ]
@@ -121,7 +119,7 @@ async def _round(
         # Known to be open and covered by no accepted cancel: cancel it again.
         await recancel(again)
         ledger.recanceled(again)
-    return True
+    return None
 
 
 def _accepted(entry: Placement | None) -> bool:
@@ -149,55 +147,88 @@ async def confirm(
 
     ``recancel(ids)`` cancels ids again, revising them in the ledger; ``within`` seconds bound
     the whole confirmation, second cancels included. With ``push`` and ``pushed_first`` (its
-    stream was started with the operation), the ids no event will soon tell about (refused,
-    unresolved) are asked about at once, and the accepted cancels' final states are awaited by
-    push before they are. The ledger is confirmed once it returns.
+    stream was started with the operation), the accepted cancels' final states are awaited by
+    push before they are asked about, while the rounds of questions and second cancels go on
+    for every other id. The ledger is confirmed once it returns.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     ids = ledger.well_formed()
     ledger.asking(ids)
     pause = _FIRST_PAUSE
-    asking = ids
+    awaited: set[str] = set()
+    waiting: asyncio.Task[None] | None = None
     if push is not None:
-        going = True
         push.learn(ledger, ids)
         if pushed_first:
-            others = [
-                value
-                for value in ids
-                if not _known_final(ledger.state(value)) and not _accepted(ledger.place(value))
-            ]
-            going = not others or await _round(session, ledger, others, ids, recancel, deadline)
-            accepted = [
+            # The accepted cancels' final states are awaited by push, while the rounds of
+            # questions (and second cancels) go on for every other id.
+            awaited = {
                 value
                 for value in ids
                 if _accepted(ledger.place(value)) and not _known_final(ledger.state(value))
+            }
+            waiting = asyncio.ensure_future(push.wait(ledger, sorted(awaited), deadline))
+
+    def pending(value: str) -> bool:
+        return waiting is not None and not waiting.done() and value in awaited
+
+    asking = [
+        value for value in ids if not _known_final(ledger.state(value)) and not pending(value)
+    ]
+    fatal: UpbitError | None = None
+    asked: set[str] = set()
+    try:
+        while True:
+            if asking:
+                asked.update(asking)
+                fatal = await _round(session, ledger, asking, ids, recancel, deadline)
+                if fatal is not None:
+                    break
+            # Still open with a cancel accepted, refused as under way, or to be tried again: it
+            # may close. One whose cancel the exchange will not take (the key, a block) will not.
+            asking = [
+                value
+                for value in ids
+                if (
+                    ledger.state(value) is None
+                    or (may_fill(ledger.state(value)) and not _hopeless(ledger.place(value)))
+                )
+                and not pending(value)
             ]
-            if going:
-                await push.wait(ledger, accepted, deadline)
-        asking = [value for value in ids if not _known_final(ledger.state(value))]
-        if not going:
-            asking = []  # nothing more can be learned (the key, a block)
-    while asking:
-        if not await _round(session, ledger, asking, ids, recancel, deadline):
-            break
-        # Still open with a cancel accepted, refused as under way, or to be tried again: it may
-        # close. One whose cancel the exchange will not take (the key, a block) will not.
-        asking = [
-            value
-            for value in ids
-            if ledger.state(value) is None
-            or (may_fill(ledger.state(value)) and not _hopeless(ledger.place(value)))
-        ]
-        left = deadline - loop.time()
-        if not asking or left <= 0:
-            break
-        await asyncio.sleep(min(pause, left))
-        pause = min(pause * 1.5, _LONGEST_PAUSE)
-        if push is not None:
-            push.learn(ledger, asking)
-            asking = [value for value in asking if not _known_final(ledger.state(value))]
+            if not asking and waiting is not None and not waiting.done():
+                await waiting
+                # What the push left silent is asked about at once, once at least, whatever
+                # the time left (as the first round of questions is).
+                asking = [value for value in awaited if not _known_final(ledger.state(value))]
+                continue
+            left = deadline - loop.time()
+            if asking and left <= 0:
+                # Out of time: an id never asked about (the push left it silent) is asked once.
+                asking = [value for value in asking if value not in asked]
+                if asking:
+                    continue
+            if not asking or left <= 0:
+                break
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 1.5, _LONGEST_PAUSE)
+            if push is not None:
+                push.learn(ledger, asking)
+                asking = [value for value in asking if not _known_final(ledger.state(value))]
+        if waiting is not None:
+            await waiting  # pushes still come when questions cannot be asked any more
+    finally:
+        if waiting is not None and not waiting.done():
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+    if push is not None:
+        push.learn(ledger, [value for value in ids if ledger.state(value) is None])
+    if fatal is not None:
+        # Nothing more can be learned: every id still unknown keeps this reason.
+        for value in ids:
+            if ledger.state(value) is None:
+                ledger.unlearned(value, fatal)
     for value in ids:
         if ledger.state(value) is None and not ledger.has_reason(value):
             ledger.unlearned(
