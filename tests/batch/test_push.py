@@ -115,11 +115,8 @@ async def test_a_key_that_may_not_query_has_no_stream_either(session_for: Sessio
 
 
 async def test_cancel_open_and_a_later_confirm_use_the_stream(session_for: SessionFor) -> None:
-    """Both lanes' orders confirmed by push. (Only ``wait`` orders: a ``watch`` order newer than
-    the batch lane's orders can shift between two pages of a listing while their cancels take
-    effect, and be found a round later; that is the listing's business, not the push's.)"""
     async with FakeUpbit(cancel_delay=0.2, fill_rate=0.05, seed=1) as fake:
-        uuids = fake.add_orders(500)
+        uuids = fake.add_orders(500) + fake.add_orders(20, state="watch")
         async with session_for(fake) as session:
             canceller = BatchCanceller(session)
             result = await canceller.cancel_open(confirm=True)

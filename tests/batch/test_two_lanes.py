@@ -331,3 +331,20 @@ async def test_a_second_cancel_refused_because_the_batch_lane_was_first_is_a_suc
         assert sorted(placed(result)) == sorted(uuids)
         assert result.failed.count == 0
         assert fake.state_counts()["wait"] == 0
+
+
+async def test_a_listing_made_while_cancels_take_effect_proves_nothing(
+    session_for: SessionFor,
+) -> None:
+    """Cancels take 0.3 s to take effect: the listing right after them still shows the orders
+    (its pages may shift as they close). cancel_open lists again once they have closed before
+    it says that nothing is left."""
+    async with FakeUpbit(cancel_delay=0.3) as fake:
+        uuids = fake.add_orders(250) + fake.add_orders(20, state="watch")
+        async with session_for(fake) as session:
+            result = await BatchCanceller(session).cancel_open(batch_cancel=False)
+        assert sorted(placed(result)) == sorted(uuids)
+        assert result.listing_complete is True
+        last_listing = [record for record in fake.records if record.method == "GET"][-1]
+        closed_at = max(record.arrival for record in fake.records if record.canceled) + 0.3
+        assert last_listing.arrival >= closed_at

@@ -31,6 +31,11 @@ from .run import RunSettings, execute, interrupted, stopped
 __all__ = ["BatchCanceller"]
 
 
+#: Pauses before listing again while listed orders' accepted cancels take effect: doubling
+#: from the first to the last (2.3 s in all), then the listing counts as not complete.
+_SETTLE_PAUSE = 0.075
+_SETTLE_PAUSE_MOST = 1.2
+
 #: Seconds the batch lane carries on at most once the list lane ended by an error.
 BATCH_LANE_AFTER_ERROR = 30.0
 
@@ -332,14 +337,25 @@ class BatchCanceller:
                 lane = asyncio.create_task(
                     batch_lane(self._session, ledger, market, stop=stop, report=report)
                 )
-            for _ in range(rounds):
+            listings = 0
+            settle_pause = _SETTLE_PAUSE
+            while listings < rounds:
                 listing = await list_open(self._session, market, observer=ledger)
                 new = NotYetCanceled(listing.uuids, ledger)
                 # Listed open, and no cancel of it is known to be accepted: canceled again.
                 again = ledger.unresolved_among(listing.uuids)
                 if not new.any() and not again:
-                    ledger.listing_complete = listing.ended
+                    # Listed, its cancel accepted and not in effect yet: while such orders
+                    # close, the pages of a listing shift, and it may have skipped an order.
+                    # Only a listing made once they have closed proves nothing is left.
+                    settling = ledger.accepted_among(listing.uuids)
+                    if settling and settle_pause <= _SETTLE_PAUSE_MOST:
+                        await asyncio.sleep(settle_pause)
+                        settle_pause *= 2
+                        continue
+                    ledger.listing_complete = listing.ended and not settling
                     break
+                listings += 1
                 if again:
                     ledger.recanceled(again)
                     await self._run(ledger, again, revising=True)

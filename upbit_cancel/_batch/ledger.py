@@ -402,6 +402,13 @@ class Ledger:
         """Whether an error says why ``value``'s state is unknown."""
         return value in self._state_errors
 
+    def accepted_among(self, values: Iterable[str]) -> list[str]:
+        """Those of ``values`` in ``success``: their cancel was accepted."""
+        entries = self._entries
+        return [
+            value for value in values if (entry := entries.get(value)) and entry[0] == "success"
+        ]
+
     def unresolved_among(self, values: Iterable[str]) -> list[str]:
         """Those of ``values`` (well-formed ids) settled as unresolved: no cancel of them is
         known to be accepted."""
