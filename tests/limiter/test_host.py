@@ -56,6 +56,7 @@ def test_the_directory_is_named_by_the_variable_else_the_cache(
         assert state_dir() == tmp_path / "cache" / "upbit_cancel"
 
 
+@pytest.mark.processes
 async def test_a_file_locked_by_a_stopped_process_is_out_of_reach_not_a_hang(
     tmp_path: Path,
 ) -> None:

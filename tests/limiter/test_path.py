@@ -68,6 +68,7 @@ def incidents(records: list[RequestRecord], window: float) -> list[list[float]]:
     return groups
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(("before", "after"), [(0.15, 0.01), (0.01, 0.15)])
 async def test_a_path_that_changes_speed_costs_at_most_one_incident(
     before: float, after: float

@@ -175,6 +175,7 @@ async def test_waiting_processes_are_served_in_the_order_they_asked(redis_url: s
     assert served == ["second, earlier", "first, later"]
 
 
+@pytest.mark.processes
 async def test_a_member_that_loses_redis_waits_then_spends_its_share_then_goes_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -241,6 +242,7 @@ async def test_a_restart_of_redis_mid_run_loses_no_id(session_for: SessionFor) -
         server.stop()
 
 
+@pytest.mark.processes
 async def test_a_redis_turned_read_only_falls_back_and_settles_every_id(
     caplog: pytest.LogCaptureFixture,
     session_for: SessionFor,
@@ -275,6 +277,7 @@ async def test_a_redis_turned_read_only_falls_back_and_settles_every_id(
     assert "answers again" in caplog.text
 
 
+@pytest.mark.processes
 async def test_requests_waiting_on_the_fallback_go_back_to_redis_when_it_answers(
     session_for: SessionFor,
 ) -> None:
@@ -338,6 +341,7 @@ async def test_the_timeout_bounds_every_call_on_a_client_given_too() -> None:
         server.stop()
 
 
+@pytest.mark.processes
 async def test_a_faster_process_joining_later_lengthens_the_holds_already_set(
     redis_url: str,
     session_for: SessionFor,
@@ -599,6 +603,7 @@ async def test_a_release_failing_as_the_limiter_closes_logs_no_error(
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
+@pytest.mark.processes
 async def test_releases_told_as_the_limiter_closes_reach_redis(redis_url: str) -> None:
     """Leases released just before ``aclose()``, while a visit carrying them is on its way:
     they reach Redis with the leaving visit, never left active to lapse on their own."""
@@ -695,6 +700,7 @@ async def test_a_close_cancelled_while_it_waits_for_a_visit_still_leaves_the_bud
         await client.aclose()
 
 
+@pytest.mark.processes
 async def test_a_write_whose_answer_is_lost_delays_the_fallback_from_its_reading(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
