@@ -1,8 +1,8 @@
 """The package's rooms depend on each other one way only, and its pure modules do no I/O.
 
 A small core (errors, models, ids, argument checks) depends on nothing else; then the budget
-(``_limiter``), signed requests (``_http``), every id accounted for (``_batch``) and the console
-(``_cli``), each depending only on the rooms before it. The fake exchange (``testing``) shares no
+(``_limiter``), signed requests (``_http``), every id accounted for (``_batch``), the dead man's
+switch (``_watch``) and the console (``_cli``), each depending only on the rooms before it. The fake exchange (``testing``) shares no
 code with the client it checks.
 """
 
@@ -21,7 +21,8 @@ ALLOWED = {
     "_limiter": {"core"},
     "_http": {"core", "_limiter"},
     "_batch": {"core", "_limiter", "_http"},
-    "_cli": {"core", "_limiter", "_http", "_batch", "testing"},
+    "_watch": {"core", "_limiter", "_http", "_batch"},
+    "_cli": {"core", "_limiter", "_http", "_batch", "_watch", "testing"},
     "testing": set(),
 }
 
@@ -39,6 +40,7 @@ PURE = [
     "_http/answers.py",
     "_batch/ledger.py",
     "_batch/matching.py",
+    "_watch/beat.py",
 ]
 IO_MODULES = {"asyncio", "aiohttp", "socket", "redis", "time", "sqlite3"}
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         BudgetUnavailableError,
         ConnectError,
         ConnectionLostError,
+        HeartbeatError,
         InvalidIdError,
         InvalidRequestError,
         MalformedResponseError,
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
         UnresolvedOrder,
     )
     from ._regions import REGIONS
+    from ._watch.heartbeat import Heartbeat
+    from ._watch.watchdog import WatchOutcome, watch
 
 # Public names are imported when first used, so that importing the package (the command line
 # does, before it can take Ctrl+C over) stays quick; ``__version__`` too.
@@ -74,6 +77,8 @@ _EXPORTS = {
     "ConnectError": "._errors",
     "ConnectionLostError": "._errors",
     "Feedback": "._limiter.contract",
+    "Heartbeat": "._watch.heartbeat",
+    "HeartbeatError": "._errors",
     "HostLimiter": "._limiter.host",
     "InvalidIdError": "._errors",
     "InvalidRequestError": "._errors",
@@ -101,6 +106,8 @@ _EXPORTS = {
     "UnresolvedOrder": "._models",
     "UpbitError": "._errors",
     "UpbitSession": "._http.session",
+    "WatchOutcome": "._watch.watchdog",
+    "watch": "._watch.watchdog",
 }
 
 
@@ -144,6 +151,8 @@ __all__ = [
     "ConnectError",
     "ConnectionLostError",
     "Feedback",
+    "Heartbeat",
+    "HeartbeatError",
     "HostLimiter",
     "InvalidIdError",
     "InvalidRequestError",
@@ -171,4 +180,6 @@ __all__ = [
     "UnresolvedOrder",
     "UpbitError",
     "UpbitSession",
+    "WatchOutcome",
+    "watch",
 ]

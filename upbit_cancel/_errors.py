@@ -4,6 +4,7 @@ Every error derives from :class:`UpbitError`::
 
     UpbitError
     ├── SessionClosedError          the session was closed; open a new one
+    ├── HeartbeatError              a heartbeat cannot be written or read where it was asked to live
     ├── UnresolvedError             BatchResult.raise_for_unresolved(): some ids are unresolved
     ├── InvalidIdError              an id that cannot be an order's (also a ValueError); never sent
     ├── NotSentError                stopped before this request was sent: nothing happened
@@ -47,6 +48,7 @@ __all__ = [
     "BudgetUnavailableError",
     "ConnectError",
     "ConnectionLostError",
+    "HeartbeatError",
     "InvalidIdError",
     "InvalidRequestError",
     "MalformedResponseError",
@@ -92,6 +94,12 @@ def _rebuild(cls: type[UpbitError], args: tuple[Any, ...], state: dict[str, Any]
     error.args = args
     vars(error).update(state)
     return error
+
+
+class HeartbeatError(UpbitError):
+    """A heartbeat cannot be written or read where it was asked to live: its file's directory
+    is missing or not writable, or its Redis refuses the connection or the credentials. The
+    message names the place (with any password redacted) and what to check."""
 
 
 class SessionClosedError(UpbitError, RuntimeError):

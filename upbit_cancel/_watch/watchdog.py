@@ -1,0 +1,223 @@
+"""watch(): wait until a heartbeat stops, then cancel every open order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, Literal
+
+import attrs
+
+from .._batch.canceller import BatchCanceller
+from .._batch.listing import check_market
+from .._check import seconds
+from .._errors import HeartbeatError, UpbitError
+from .._http.session import UpbitSession
+from .._models import BatchResult
+from .beat import Beat, Verdict, Vigil, decode
+from .places import Place, place_of
+
+__all__ = ["WatchOutcome", "cancel_everything", "checked_markets", "wait_for_silence", "watch"]
+
+_log = logging.getLogger("upbit_cancel.watchdog")
+
+#: The longest pause between two readings of the heartbeat: what an expiry may be seen late by
+#: (a file or a Redis GET twenty times a second costs next to nothing).
+READ_EVERY: Final = 0.05
+
+
+@attrs.frozen
+class WatchOutcome:
+    """How a :func:`watch` ended."""
+
+    #: ``"expired"``: the heartbeat stopped and every open order was cancelled;
+    #: ``"disarmed"``: the bot left its :class:`Heartbeat` normally, and nothing was cancelled.
+    reason: Literal["expired", "disarmed"]
+    #: Seconds since the last new beat when the watchdog took the bot as stopped.
+    silent_for: float | None = None
+    #: The result of ``cancel_open`` for each market (``None``: every market of the account).
+    results: Mapping[str | None, BatchResult] = attrs.field(factory=dict)
+    #: For each market whose open orders could not be listed to the end: why. Its entry in
+    #: ``results`` holds what was cancelled anyway.
+    errors: Mapping[str | None, UpbitError] = attrs.field(factory=dict)
+
+
+async def watch(
+    heartbeat: str | os.PathLike[str],
+    *,
+    after: float,
+    session: UpbitSession,
+    markets: Sequence[str] | None = None,
+    confirm: bool = True,
+    batch_cancel: bool = True,
+) -> WatchOutcome:
+    """Wait until the :class:`Heartbeat` at ``heartbeat`` stops for ``after`` seconds, then
+    cancel every open order of the session's account (or of ``markets``) and return what
+    became of them; return at once, cancelling nothing, if the heartbeat is disarmed.
+
+    The watchdog arms on the first beat it sees written (a beat already there when it starts
+    may be a dead bot's last, and proves nothing), and counts silence by its own monotonic
+    clock from the moment it saw the last new beat: no clocks need to agree, and it never fires
+    early, only up to a reading late (50 ms). A heartbeat it cannot read for a while counts as
+    silent. The cancel is :meth:`BatchCanceller.cancel_open` for each market at once, with
+    ``confirm`` and ``batch_cancel`` as there, within the session's budget like any other call,
+    so it never trips the limiter while the bot (still alive, only slow) sends too.
+
+    Example::
+
+        async with UpbitSession(access_key, secret_key, region="sg") as session:
+            outcome = await watch("/run/bot/heartbeat", after=5.0, session=session)
+
+    Raises :class:`HeartbeatError` if the heartbeat cannot be read at the start.
+    """
+    after = seconds("after", after)
+    if not isinstance(session, UpbitSession):
+        raise TypeError(f"session must be an UpbitSession, not {type(session).__name__}")
+    chosen = checked_markets(markets)
+    place = place_of(heartbeat)
+    try:
+        verdict, silent_for = await wait_for_silence(place, after)
+    finally:
+        await place.aclose()
+    if verdict == "disarmed":
+        return WatchOutcome("disarmed")
+    results, errors = await cancel_everything(
+        session, chosen, confirm=confirm, batch_cancel=batch_cancel
+    )
+    return WatchOutcome("expired", silent_for, results, errors)
+
+
+def checked_markets(markets: Sequence[str] | None) -> list[str | None]:
+    """The markets to cancel in, each checked, once each, in order (``[None]``: all)."""
+    if markets is None:
+        return [None]
+    if isinstance(markets, str) or not isinstance(markets, Sequence):
+        raise TypeError("markets must be a list of market codes, such as ['SGD-BTC'], or None")
+    for market in markets:
+        check_market(market)
+    if not markets:
+        raise ValueError("markets must name at least one market, or be None for every market")
+    return list(dict.fromkeys(markets))
+
+
+async def wait_for_silence(
+    place: Place,
+    after: float,
+    *,
+    vigil: Vigil | None = None,
+    on_verdict: Callable[[Verdict, Beat | None], object] | None = None,
+) -> tuple[Literal["expired", "disarmed"], float | None]:
+    """Read the heartbeat until it expires or is disarmed; the verdict and, on expiry, the
+    seconds of silence. ``on_verdict`` hears each change of verdict (``"alive"`` when armed).
+    A ``vigil`` given keeps watching from where it stands (after :meth:`Vigil.rearm`)."""
+    first = vigil is None
+    vigil = Vigil(after) if vigil is None else vigil
+    every = min(READ_EVERY, after / 4)
+    reported: Verdict | None = None
+    failing = False
+    while True:
+        now = time.monotonic()
+        try:
+            beat = decode(raw) if (raw := await place.read()) is not None else None
+        except HeartbeatError as error:
+            if first:
+                raise
+            if not failing:
+                _log.warning("%s; its silence counts meanwhile", error)
+            failing = True
+            # The last beat read again: what cannot be read is no news.
+            beat = vigil.last
+        else:
+            if failing:
+                _log.warning("the heartbeat %s can be read again", place.label)
+            failing = False
+        verdict = vigil.see(beat, now, first=first)
+        first = False
+        if verdict != reported:
+            reported = verdict
+            _announce(place, vigil, verdict, beat)
+            if on_verdict is not None:
+                on_verdict(verdict, beat)
+        if verdict == "disarmed":
+            return "disarmed", None
+        if verdict == "expired":
+            return "expired", vigil.silent_for(now)
+        await asyncio.sleep(every)
+
+
+def _announce(place: Place, vigil: Vigil, verdict: Verdict, beat: Beat | None) -> None:
+    if verdict == "waiting":
+        _log.info("waiting for the first beat of the heartbeat %s", place.label)
+    elif verdict == "alive" and beat is not None:
+        _log.info(
+            "the heartbeat %s beats (pid %d, every %g s); watching for %g s of silence",
+            place.label,
+            beat.pid,
+            beat.every,
+            vigil.after,
+        )
+        if vigil.after < 2 * beat.every:
+            _log.warning(
+                "after=%g s is less than two beats (every %g s): a beat a little late will "
+                "look like a stop; give the watchdog several beats",
+                vigil.after,
+                beat.every,
+            )
+    elif verdict == "disarmed":
+        _log.info("the heartbeat %s was disarmed: standing down", place.label)
+    elif verdict == "expired":
+        _log.warning(
+            "the heartbeat %s is silent for more than %g s: cancelling every open order",
+            place.label,
+            vigil.after,
+        )
+
+
+async def cancel_everything(
+    session: UpbitSession,
+    markets: Sequence[str | None],
+    *,
+    confirm: bool,
+    batch_cancel: bool,
+    cancellers: dict[str | None, BatchCanceller] | None = None,
+) -> tuple[dict[str | None, BatchResult], dict[str | None, UpbitError]]:
+    """``cancel_open`` for each market at once on ``session``: each market's result, and the
+    error of each market whose listing failed (its result then holds what was cancelled).
+    ``cancellers`` (filled in here) lets a caller that is cancelled read partial results."""
+    cancellers = {} if cancellers is None else cancellers
+    results: dict[str | None, BatchResult] = {}
+    errors: dict[str | None, UpbitError] = {}
+
+    async def one(market: str | None) -> None:
+        canceller = cancellers[market] = BatchCanceller(session)
+        try:
+            results[market] = await canceller.cancel_open(
+                market=market, confirm=confirm, batch_cancel=batch_cancel
+            )
+        except UpbitError as error:
+            # One market's failure must not stop the others': the result says what it cost.
+            errors[market] = error
+            results[market] = canceller.last_result or BatchResult()
+        _log.warning("%s", _summary(market, results[market], errors.get(market)))
+
+    async with asyncio.TaskGroup() as group:
+        for market in markets:
+            group.create_task(one(market))
+    ordered = {market: results[market] for market in markets}
+    return ordered, {market: errors[market] for market in markets if market in errors}
+
+
+def _summary(market: str | None, result: BatchResult, error: UpbitError | None) -> str:
+    where = "every market" if market is None else market
+    text = (
+        f"{where}: {result.success.count} canceled, {result.failed.count} already closed, "
+        f"{len(result.unresolved)} unresolved"
+    )
+    if result.confirmed:
+        text += f", {len(result.still_open)} still open, {len(result.unknown_states)} unknown"
+    if error is not None:
+        text += f"; the listing failed: {error}"
+    return text
