@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO, TypeAlias
 
@@ -25,10 +24,13 @@ from .._errors import (
 )
 from .._models import BatchResult, UnresolvedOrder
 from .._regions import REGIONS
+from . import pockets
 from .output import (
+    BUDGET_LOG,
     ProgressBar,
     cancel_summary,
     error_json,
+    log_lines,
     plural,
     render,
     result_json,
@@ -37,7 +39,15 @@ from .output import (
 )
 from .signals import Parser, ignore_interrupts, interrupted, stop_on_signals, usage_error
 
-__all__ = ["add_parser", "run"]
+__all__ = [
+    "ACCESS_KEY_ENV",
+    "BASE_URL_ENV",
+    "MARKET_CODE",
+    "SECRET_KEY_ENV",
+    "add_parser",
+    "credentials",
+    "run",
+]
 
 if TYPE_CHECKING:
     from .._batch.canceller import BatchCanceller
@@ -49,12 +59,12 @@ PROG = "upbit-cancel cancel"
 
 #: Where ``cancel`` takes the credentials from; never from arguments, which other users of the
 #: machine can read in the process list and which end up in shell history.
-_ACCESS_KEY_ENV = "UPBIT_ACCESS_KEY"
-_SECRET_KEY_ENV = "UPBIT_SECRET_KEY"
-_BASE_URL_ENV = "UPBIT_BASE_URL"
+ACCESS_KEY_ENV = "UPBIT_ACCESS_KEY"
+SECRET_KEY_ENV = "UPBIT_SECRET_KEY"
+BASE_URL_ENV = "UPBIT_BASE_URL"
 
 #: What --market accepts: a market code as Upbit writes it (the library checks it again).
-_MARKET_CODE = re.compile(r"[A-Z0-9]{2,10}-[A-Z0-9]{1,20}")
+MARKET_CODE = re.compile(r"[A-Z0-9]{2,10}-[A-Z0-9]{1,20}")
 
 #: Distinct ids above which ``cancel`` shows a progress bar by itself (on a terminal).
 _PROGRESS_THRESHOLD = 100
@@ -72,7 +82,7 @@ def add_parser(subparsers: _SubParsers) -> None:
         help="cancel orders by uuid or identifier",
         description=(
             "Cancel any number of orders, 20 per request, as fast as the account's rate limit "
-            f"allows. The API key is read from {_ACCESS_KEY_ENV} and {_SECRET_KEY_ENV}. Ids "
+            f"allows. The API key is read from {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}. Ids "
             "come from --uuids, --identifiers, --file or standard input (-), one per line in "
             "a file ('#' comments and blank lines skipped). The summary goes to standard "
             "output, or to standard error with --json."
@@ -92,7 +102,7 @@ def add_parser(subparsers: _SubParsers) -> None:
         "--base-url",
         metavar="URL",
         help=(
-            f"API base URL instead of the region's (default: ${_BASE_URL_ENV} if set; http only "
+            f"API base URL instead of the region's (default: ${BASE_URL_ENV} if set; http only "
             "to loopback, such as a fake-server)"
         ),
     )
@@ -177,22 +187,23 @@ def add_parser(subparsers: _SubParsers) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="no summary and no progress bar (unless --progress)"
     )
+    pockets.add_keys_argument(parser)
 
 
-def _credentials() -> tuple[str, str] | str:
+def credentials() -> tuple[str, str] | str:
     """The key pair from the environment, or a message naming what is missing."""
     # Upbit keys hold no spaces: a stray newline from `$(cat key.txt)` must not break signing.
-    access_key = os.environ.get(_ACCESS_KEY_ENV, "").strip()
-    secret_key = os.environ.get(_SECRET_KEY_ENV, "").strip()
+    access_key = os.environ.get(ACCESS_KEY_ENV, "").strip()
+    secret_key = os.environ.get(SECRET_KEY_ENV, "").strip()
     missing = [
         name
-        for name, value in ((_ACCESS_KEY_ENV, access_key), (_SECRET_KEY_ENV, secret_key))
+        for name, value in ((ACCESS_KEY_ENV, access_key), (SECRET_KEY_ENV, secret_key))
         if not value
     ]
     if missing:
         return (
             f"set {' and '.join(missing)} in the environment: the API key is read from "
-            f"{_ACCESS_KEY_ENV} and {_SECRET_KEY_ENV}, never from arguments"
+            f"{ACCESS_KEY_ENV} and {SECRET_KEY_ENV}, never from arguments"
         )
     return access_key, secret_key
 
@@ -238,13 +249,17 @@ def _read_ids(args: argparse.Namespace) -> tuple[_Kind, list[str]]:
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
+    if args.keys is not None and not args.all_open:
+        return "--keys applies to --all-open: ids belong to one pocket, give its key"
+    if args.keys is not None and args.account is not None:
+        return "--account names one key's budget; with --keys each pocket's budget is its own"
     if args.account is not None and not args.account.strip():
         return "--account needs a name, the one the other processes of the account give"
     if args.market is not None and not args.all_open:
         return "--market applies to --all-open"
     if args.no_batch_cancel and not args.all_open:
         return "--no-batch-cancel applies to --all-open"
-    if args.market is not None and not _MARKET_CODE.fullmatch(args.market):
+    if args.market is not None and not MARKET_CODE.fullmatch(args.market):
         return f"--market needs a market code such as SGD-BTC (upper case), not {args.market!r}"
     if args.by is not None and args.all_open:
         return "--by applies to --file and -; --all-open cancels orders by uuid"
@@ -266,11 +281,13 @@ def run(args: argparse.Namespace) -> int:
     problem = _usage_problem(args)
     if problem is not None:
         return usage_error(PROG, problem)
-    credentials = _credentials()
-    if isinstance(credentials, str):
-        return usage_error(PROG, credentials)
-    access_key, secret_key = credentials
-    base_url = args.base_url or os.environ.get(_BASE_URL_ENV, "").strip() or None
+    if args.keys is not None:
+        return _cancel_in_pockets(args)
+    found = credentials()
+    if isinstance(found, str):
+        return usage_error(PROG, found)
+    access_key, secret_key = found
+    base_url = args.base_url or os.environ.get(BASE_URL_ENV, "").strip() or None
     try:
         limiter = (
             HostLimiter(account=args.account)
@@ -303,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
     # Filled in by _cancel, so that after Ctrl+C the canceller's partial result can be shown.
     cancellers: list[BatchCanceller] = []
     try:
-        with _warnings_on_stderr(quiet=args.quiet):
+        with log_lines(PROG, {BUDGET_LOG: logging.ERROR if args.quiet else logging.WARNING}):
             result = asyncio.run(_cancel(session, BatchCanceller, kind, ids, args, cancellers))
     except UpbitError as error:
         # Only listing the open orders raises: the cancels themselves report every failure.
@@ -367,6 +384,74 @@ def run(args: argparse.Namespace) -> int:
             )
         return 1 if result.still_open or result.unknown_states or malformed else 0
     return 1 if result.unresolved else 0
+
+
+def _cancel_in_pockets(args: argparse.Namespace) -> int:
+    """``--all-open --keys``: every pocket at once, each within its own budget."""
+    try:
+        chosen = pockets.read_key_file(args.keys)
+    except pockets.KeyFileError as error:
+        return usage_error(PROG, str(error))
+    base_url = args.base_url or os.environ.get(BASE_URL_ENV, "").strip() or None
+    try:
+        sessions = pockets.make_sessions(chosen, args, base_url)
+    except (ValueError, ImportError) as error:
+        return usage_error(PROG, str(error))
+    cancellers: dict[str, dict[str | None, BatchCanceller]] = {}
+
+    async def cancel() -> pockets.Outcome:
+        task = asyncio.current_task()
+        assert task is not None
+        async with contextlib.AsyncExitStack() as stack:
+            stack.enter_context(stop_on_signals(task.cancel))
+            if not args.quiet:
+                where = f" of {args.market}" if args.market else ""
+                print(
+                    f"Cancelling every open order{where} in {plural(len(sessions), 'pocket')}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            await pockets.open_sessions(stack, sessions)
+            return await pockets.cancel_in_pockets(
+                sessions,
+                [args.market],
+                confirm=args.confirm,
+                batch_cancel=not args.no_batch_cancel,
+                cancellers=cancellers,
+            )
+
+    level = logging.ERROR if args.quiet else logging.WARNING
+    try:
+        with log_lines(PROG, {BUDGET_LOG: level}):
+            outcome = asyncio.run(cancel())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        ignore_interrupts()
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        _pockets_report(pockets.partial_outcome(cancellers), args)
+        return interrupted()
+    _pockets_report(outcome, args)
+    for results, errors in outcome.values():
+        for failure in errors.values():
+            refused = _refusal_of(failure)
+            if refused is not None:
+                return usage_error(PROG, refused)
+        for result in results.values():
+            refused = _refusal(result)
+            if refused is not None:
+                return usage_error(PROG, refused)
+    return pockets.status(outcome)
+
+
+def _pockets_report(outcome: pockets.Outcome, args: argparse.Namespace) -> None:
+    try:
+        if args.json:
+            json.dump({"pockets": pockets.outcome_json(outcome)}, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        if not args.quiet:
+            pockets.report(outcome, pockets.stream_for(args))
+    except BrokenPipeError:
+        _close_stdout()
 
 
 def _distinct(result: BatchResult) -> int:
@@ -490,33 +575,3 @@ def _close_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-
-
-class _OneLine(logging.Handler):
-    """The budget's warnings as lines of the command's own (the messages are redacted)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = " ".join(record.getMessage().split())
-            print(f"{PROG}: {text}", file=sys.stderr, flush=True)
-        except Exception:  # a message that cannot be shown never ends the run
-            self.handleError(record)
-
-
-@contextlib.contextmanager
-def _warnings_on_stderr(*, quiet: bool) -> Iterator[None]:
-    """Show what the account's budget warns of (its store out of reach and a fallback share in
-    use, the store back, a lost state) while the command runs, one line each; with ``--quiet``
-    only its errors."""
-    library = logging.getLogger("upbit_cancel.budget")
-    handler = _OneLine(logging.ERROR if quiet else logging.WARNING)
-    before = library.level, library.propagate
-    library.addHandler(handler)
-    library.setLevel(min(handler.level, library.getEffectiveLevel()))
-    library.propagate = False
-    try:
-        yield
-    finally:
-        library.removeHandler(handler)
-        library.setLevel(before[0])
-        library.propagate = before[1]

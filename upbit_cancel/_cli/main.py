@@ -1,4 +1,4 @@
-"""The ``upbit-cancel`` commands: ``cancel``, ``demo`` and ``fake-server``.
+"""The ``upbit-cancel`` commands: ``cancel``, ``watchdog``, ``demo`` and ``fake-server``.
 
 Each subcommand's module gives two functions: one adds its parser to the subparsers, one runs
 it and returns the exit status. :func:`run` builds the parser and dispatches on the name; the
@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
-from . import cancel, demo, fake_server
+from . import cancel, demo, fake_server, watchdog
 from .signals import Parser
 
 __all__ = ["run"]
@@ -27,6 +27,7 @@ _COMMANDS: dict[
     "cancel": (cancel.add_parser, cancel.run),
     "demo": (demo.add_parser, demo.run),
     "fake-server": (fake_server.add_parser, fake_server.run),
+    "watchdog": (watchdog.add_parser, watchdog.run),
 }
 
 

@@ -7,10 +7,13 @@ library to cancel orders.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TextIO
 
@@ -25,12 +28,14 @@ if TYPE_CHECKING:
     import rich.table
 
 __all__ = [
+    "BUDGET_LOG",
     "ProgressBar",
     "Table",
     "cancel_summary",
     "console",
     "count",
     "error_json",
+    "log_lines",
     "plural",
     "reason",
     "render",
@@ -439,3 +444,45 @@ class ProgressBar:
             unresolved=progress.unresolved,
             requests=progress.requests,
         )
+
+
+#: The logger of the account's budget: its warnings (its store out of reach and a fallback share
+#: in use, the store back, a lost state) are lines of the commands' own.
+BUDGET_LOG = "upbit_cancel.budget"
+
+
+class _OneLine(logging.Handler):
+    """A log record as one line of the command's own on standard error (messages are
+    redacted where they are made)."""
+
+    def __init__(self, prog: str, level: int) -> None:
+        super().__init__(level)
+        self._prog = prog
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = " ".join(record.getMessage().split())
+            print(f"{self._prog}: {text}", file=sys.stderr, flush=True)
+        except Exception:  # a message that cannot be shown never ends the run
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def log_lines(prog: str, levels: Mapping[str, int]) -> Iterator[None]:
+    """While inside, what each named logger says at its level or above is a line of ``prog``'s
+    on standard error (and goes nowhere else)."""
+    before = []
+    for name, level in levels.items():
+        library = logging.getLogger(name)
+        handler = _OneLine(prog, level)
+        before.append((library, handler, library.level, library.propagate))
+        library.addHandler(handler)
+        library.setLevel(min(level, library.getEffectiveLevel()))
+        library.propagate = False
+    try:
+        yield
+    finally:
+        for library, handler, level, propagate in before:
+            library.removeHandler(handler)
+            library.setLevel(level)
+            library.propagate = propagate
