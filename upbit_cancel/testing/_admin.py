@@ -24,15 +24,18 @@ class _Fake(Protocol):
     @property
     def records(self) -> list[RequestRecord]: ...
 
+    @property
+    def pockets(self) -> tuple[str, ...]: ...
+
     def add_orders(
-        self, n: int, market: str, state: OrderState, identifiers: bool, side: str
+        self, n: int, market: str, state: OrderState, identifiers: bool, side: str, *, pocket: str
     ) -> list[str]: ...
 
     def order(self, uuid: str) -> FakeOrder: ...
 
-    def state_counts(self) -> dict[str, int]: ...
+    def state_counts(self, pocket: str) -> dict[str, int]: ...
 
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self, pocket: str) -> dict[str, Any]: ...
 
     def reset_records(self) -> None: ...
 
@@ -41,7 +44,11 @@ class _Fake(Protocol):
     ) -> None: ...
 
     def add_credentials(
-        self, *, can_order: bool = True, can_query: bool = True
+        self, *, can_order: bool = True, can_query: bool = True, pocket: str = "main"
+    ) -> tuple[str, str]: ...
+
+    def add_pocket(
+        self, name: str, *, can_order: bool = True, can_query: bool = True
     ) -> tuple[str, str]: ...
 
     stream_faults: StreamFaults
@@ -60,12 +67,25 @@ def add_routes(app: web.Application, fake: _Fake) -> None:
     add("POST", "/_fake/faults", admin.set_faults)
     add("POST", "/_fake/stream-faults", admin.set_stream_faults)
     add("POST", "/_fake/credentials", admin.add_credentials)
+    add("POST", "/_fake/pockets", admin.add_pocket)
 
 
 def _error(message: str) -> web.Response:
     return web.json_response(
         {"error": {"name": "validation_error", "message": message}}, status=400
     )
+
+
+def _pocket_refused(fake: _Fake, pocket: object) -> web.Response | None:
+    """The answer refusing ``pocket``, unless it names one of the fake's pockets."""
+    if not isinstance(pocket, str):
+        return _error("pocket must be the name of one of the fake's pockets, or left out.")
+    if pocket not in fake.pockets:
+        message = f"There is no pocket {pocket!r}; the pockets are {', '.join(fake.pockets)}."
+        return web.json_response(
+            {"error": {"name": "pocket_not_found", "message": message}}, status=404
+        )
+    return None
 
 
 class _Admin:
@@ -87,6 +107,7 @@ class _Admin:
         state = payload.get("state", "wait")
         side = payload.get("side", "bid")
         identifiers = payload.get("identifiers", False)
+        pocket = payload.get("pocket", "main")
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             return _error("count must be a non-negative integer.")
         if not isinstance(market, str) or state not in ORDER_STATES or side not in SIDES:
@@ -96,8 +117,11 @@ class _Admin:
             )
         if not isinstance(identifiers, bool):
             return _error("identifiers must be true or false.")
+        refused = _pocket_refused(self.fake, pocket)
+        if refused is not None:
+            return refused
         uuids = self.fake.add_orders(
-            count, market=market, state=state, identifiers=identifiers, side=side
+            count, market=market, state=state, identifiers=identifiers, side=side, pocket=pocket
         )
         created = [self.fake.order(uuid).identifier for uuid in uuids] if identifiers else None
         return web.json_response({"uuids": uuids, "identifiers": created})
@@ -113,13 +137,21 @@ class _Admin:
         return web.json_response(attrs.asdict(order))
 
     async def states(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self.fake.state_counts())
+        pocket = request.query.get("pocket", "main")
+        refused = _pocket_refused(self.fake, pocket)
+        if refused is not None:
+            return refused
+        return web.json_response(self.fake.state_counts(pocket))
 
     async def records(self, request: web.Request) -> web.StreamResponse:
         return web.json_response([record.to_dict() for record in self.fake.records])
 
     async def stats(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self.fake.stats())
+        pocket = request.query.get("pocket", "main")
+        refused = _pocket_refused(self.fake, pocket)
+        if refused is not None:
+            return refused
+        return web.json_response(self.fake.stats(pocket))
 
     async def reset_records(self, request: web.Request) -> web.StreamResponse:
         self.fake.reset_records()
@@ -186,20 +218,56 @@ class _Admin:
         return web.json_response(attrs.asdict(faults))
 
     async def add_credentials(self, request: web.Request) -> web.StreamResponse:
-        """Create another key pair of the account, as :meth:`FakeUpbit.add_credentials` does."""
-        text = await request.text()
-        try:
-            payload = json.loads(text) if text.strip() else {}
-        except ValueError:
-            return _error("The body must be a JSON object, or empty.")
-        if not isinstance(payload, dict):
-            return _error("The body must be a JSON object, or empty.")
-        unknown = sorted(set(payload) - {"can_order", "can_query"})
-        if unknown:
-            return _error(f"Unknown field(s): {', '.join(unknown)}; expected can_order, can_query.")
-        can_order = payload.get("can_order", True)
-        can_query = payload.get("can_query", True)
-        if not isinstance(can_order, bool) or not isinstance(can_query, bool):
-            return _error("can_order and can_query must be true or false.")
-        access_key, secret_key = self.fake.add_credentials(can_order=can_order, can_query=can_query)
+        """Create another key pair of a pocket of the account (the main one unless named), as
+        :meth:`FakeUpbit.add_credentials` does."""
+        payload = await _key_request(request, "pocket")
+        if isinstance(payload, web.Response):
+            return payload
+        pocket = payload.get("pocket", "main")
+        refused = _pocket_refused(self.fake, pocket)
+        if refused is not None:
+            return refused
+        access_key, secret_key = self.fake.add_credentials(
+            can_order=payload.get("can_order", True),
+            can_query=payload.get("can_query", True),
+            pocket=pocket,
+        )
         return web.json_response({"access_key": access_key, "secret_key": secret_key})
+
+    async def add_pocket(self, request: web.Request) -> web.StreamResponse:
+        """Create a sub-pocket and its first key pair, as :meth:`FakeUpbit.add_pocket` does."""
+        payload = await _key_request(request, "name")
+        if isinstance(payload, web.Response):
+            return payload
+        name = payload.get("name")
+        if not isinstance(name, str):
+            return _error("name, the new pocket's name, is required and must be a string.")
+        try:
+            access_key, secret_key = self.fake.add_pocket(
+                name,
+                can_order=payload.get("can_order", True),
+                can_query=payload.get("can_query", True),
+            )
+        except ValueError as error:
+            return _error(f"{error}.")
+        return web.json_response({"access_key": access_key, "secret_key": secret_key})
+
+
+async def _key_request(request: web.Request, field: str) -> dict[str, Any] | web.Response:
+    """The fields of a request for a key pair: ``can_order``, ``can_query`` (both optional; an
+    empty body will do) and ``field``; or the answer refusing it."""
+    text = await request.text()
+    try:
+        payload = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return _error("The body must be a JSON object, or empty.")
+    if not isinstance(payload, dict):
+        return _error("The body must be a JSON object, or empty.")
+    expected = ("can_order", "can_query", field)
+    unknown = sorted(set(payload) - set(expected))
+    if unknown:
+        return _error(f"Unknown field(s): {', '.join(unknown)}; expected {', '.join(expected)}.")
+    for name in ("can_order", "can_query"):
+        if not isinstance(payload.get(name, True), bool):
+            return _error("can_order and can_query must be true or false.")
+    return payload

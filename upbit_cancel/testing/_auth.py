@@ -1,5 +1,5 @@
-"""The fake exchange's keys: each key pair of the account, its permissions, the nonces it used,
-and Upbit's checks of a signed request (token, signature, nonce, query hash)."""
+"""The fake exchange's keys: each key pair of the account, its pocket, its permissions, the nonces
+it used, and Upbit's checks of a signed request (token, signature, nonce, query hash)."""
 
 from __future__ import annotations
 
@@ -19,20 +19,26 @@ from ._wire import Call, Refused
 
 _SYSTEM_RANDOM = random.SystemRandom()
 
-__all__ = ["Credential", "Keys"]
+__all__ = ["MAIN", "Credential", "Keys"]
 
 _ACCEPTED_ALGORITHMS: Final = ("HS256", "HS512")
 _KEY_ALPHABET: Final = string.ascii_letters + string.digits
 
 
+#: The name of the account's main pocket.
+MAIN: Final = "main"
+
+
 @attrs.frozen
 class Credential:
-    """One key pair of the account and what it may do."""
+    """One key pair of the account, what it may do, and the pocket whose orders and budgets
+    it acts on."""
 
     access_key: str
     secret_key: str = attrs.field(repr=False)
     can_order: bool
     can_query: bool = True
+    pocket: str = MAIN
 
 
 class Keys:
@@ -55,15 +61,24 @@ class Keys:
         *,
         can_order: bool = True,
         can_query: bool = True,
+        pocket: str = MAIN,
     ) -> Credential:
-        """A new key pair of the account (random 40-character keys where not given)."""
+        """A new key pair of the account's ``pocket`` (random 40-character keys where not
+        given)."""
         access_key = access_key or self._random_key()
         if access_key in self._credentials:
             raise ValueError("this access key is already registered")
-        credential = Credential(access_key, secret_key or self._random_key(), can_order, can_query)
+        secret_key = secret_key or self._random_key()
+        credential = Credential(access_key, secret_key, can_order, can_query, pocket)
         self._credentials[access_key] = credential
         self._nonces[access_key] = set()
         return credential
+
+    def pocket_of(self, access_key: str | None) -> str:
+        """The pocket of this access key; the main pocket's for a key that is not registered
+        (whose requests it then refuses)."""
+        credential = self._credentials.get(access_key) if access_key is not None else None
+        return MAIN if credential is None else credential.pocket
 
     def _random_key(self) -> str:
         # Never from the seed: every fake is an account of its own, so that budgets kept

@@ -67,6 +67,9 @@ class RequestRecord:
     #: The rate-limit group whose budget the endpoint spends: ``"default"``, or
     #: ``"order-cancel-all"`` for the batch cancel.
     group: str = "default"
+    #: The pocket (sub-account) that served it: the one of the claimed access key, or
+    #: ``"main"`` for a key the fake does not know.
+    pocket: str = "main"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary of this record (as served by ``GET /_fake/records``)."""

@@ -1,18 +1,20 @@
 """The fake exchange's server and the flow of each signed request through it.
 
 The order book (``_book``), the keys (``_auth``), the admin API (``_admin``) and the rate-limit
-policies (``_policies``) each have a module; this one receives requests, delays them, applies
-the account's budget and blocks, asks the others, records and answers.
+policies (``_policies``) each have a module; this one receives requests, delays them, finds the
+pocket of the key they are signed with, applies that pocket's budget and blocks, asks the
+others, records and answers.
 
 Request flow of a signed API endpoint, in order::
 
     read the body
     inbound delay (Faults.latency_in + jitter_in)
     -- arrival: clock() is read; everything up to the answer runs without yielding --
+    the pocket of the claimed access key (the main pocket's for an unknown key)
     queued answer?           -> served as given (no limiter, no auth, orders untouched)
     fault "error"?           -> HTML 500/502/503 from the "gateway", not processed, not counted
-    account blocked?         -> 418
-    rate limiter             -> 429 (not processed; may start a block)
+    pocket blocked?          -> 418
+    the pocket's limiter     -> 429 (not processed; may start the pocket's block)
     authentication           -> 401 no_authorization_token / jwt_verification /
                                 invalid_access_key / nonce_used / invalid_query_payload
     permission               -> 403 out_of_scope ("Make Orders" for cancels, "order query"
@@ -29,6 +31,7 @@ Request flow of a signed API endpoint, in order::
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import random
 from collections import Counter, deque
@@ -41,7 +44,7 @@ import attrs
 from aiohttp import web
 
 from . import _admin
-from ._auth import Keys
+from ._auth import MAIN, Keys
 from ._book import OrderBook, UnknownIds
 from ._faults import FaultKind, Faults
 from ._policies import PolicyName, RatePolicy, make_policy
@@ -66,6 +69,8 @@ __all__ = ["FakeUpbit", "UnknownIds"]
 _TOO_MANY_REQUESTS = "Too many API requests."
 #: The rate-limit group of the batch cancel.
 CANCEL_ALL = "order-cancel-all"
+#: Sub-pockets an account may have besides its main pocket.
+MAX_SUB_POCKETS = 5
 #: The signed endpoints, as ``set_faults(endpoint=...)`` names them.
 _ENDPOINTS = (
     "DELETE /v1/orders/uuids",
@@ -77,6 +82,10 @@ _ENDPOINTS = (
 )
 
 
+#: An order endpoint, unbound: served by the book of the request's pocket.
+_Endpoint = Callable[[OrderBook, Call, float], Answer]
+
+
 @attrs.frozen
 class _Queued:
     status: int
@@ -84,6 +93,23 @@ class _Queued:
     content_type: str
     headers: Mapping[str, str] | None
     error_name: str | None
+
+
+class _Pocket:
+    """One pocket of the account: its orders, the budget of each rate-limit group, its block.
+
+    Upbit counts every rate limit and every 418 block per pocket (since 2026-06-25): the keys
+    of one pocket share all of it, keys of different pockets share none of it.
+    """
+
+    __slots__ = ("blocked_until", "book", "name", "policies", "recent_429s")
+
+    def __init__(self, name: str, book: OrderBook, policies: dict[str, RatePolicy]) -> None:
+        self.name = name
+        self.book = book
+        self.policies = policies
+        self.recent_429s: deque[float] = deque()
+        self.blocked_until: float | None = None
 
 
 class FakeUpbit:
@@ -94,6 +120,9 @@ class FakeUpbit:
     ``DELETE /v1/orders/open`` (the batch cancel) and ``GET /v1/market/all`` for one account,
     plus an admin API under ``/_fake/`` for other processes. The documentation's "fake
     exchange" page describes its full behaviour.
+
+    The account has a main pocket, and up to 5 sub-pockets made by :meth:`add_pocket`: each
+    with its own keys, orders, budgets and blocks, as Upbit counts them since 2026-06.
 
     Example::
 
@@ -106,7 +135,7 @@ class FakeUpbit:
 
     - ``policy``, ``limit``, ``window``: how the ``default`` group's budget is measured
       (:class:`SlidingWindowPolicy`, :class:`FixedWindowPolicy`, :class:`TokenBucketPolicy`),
-      shared by every key of the account.
+      shared by every key of a pocket; each pocket has its own.
     - ``cancel_all_limit``, ``cancel_all_window``: the budget of the ``order-cancel-all`` group,
       which only the batch cancel spends (Upbit's: 1 call per 2 s), as a sliding window.
     - ``host``, ``port``: where to listen; port 0 picks a free port.
@@ -114,8 +143,9 @@ class FakeUpbit:
     - ``unknown_ids``: ``"omit"`` leaves unknown ids out of both lists, ``"failed"`` lists them in
       ``failed`` with market ``"UNKNOWN"``.
     - ``plain_text_429``: answer 429 with the plain text ``Too many API requests.``.
-    - ``block_after``, ``block_period``, ``block_seconds``: after ``block_after`` 429s within
-      ``block_period`` seconds, answer every signed request 418 for ``block_seconds``.
+    - ``block_after``, ``block_period``, ``block_seconds``: after ``block_after`` 429s of a
+      pocket within ``block_period`` seconds, answer every signed request of that pocket 418
+      for ``block_seconds``.
     - ``faults``: delays and failures to inject (:class:`Faults`).
     - ``cancel_delay``: seconds an accepted cancel takes to take effect; meanwhile the order
       stays ``wait`` (``watch``), and a second cancel of it is listed in ``failed``.
@@ -168,12 +198,7 @@ class FakeUpbit:
                 f"got {block_period!r} and {block_seconds!r}"
             )
         self._policy_name = policy
-        self._policy: RatePolicy = make_policy(policy, limit, window)
-        # Each rate-limit group's budget, by group: a 429 in one leaves the others alone.
-        self._policies: dict[str, RatePolicy] = {
-            "default": self._policy,
-            CANCEL_ALL: make_policy("sliding", cancel_all_limit, cancel_all_window),
-        }
+        self._limits = (limit, window, cancel_all_limit, cancel_all_window)
         self._host = host
         self._port = port
         self._plain_text_429 = plain_text_429
@@ -189,24 +214,21 @@ class FakeUpbit:
         self._rng = random.Random(seed)
         self._clock = clock
         self._keys = Keys(self._rng)
-        self._book = OrderBook(
-            self._rng,
-            cancel_delay=float(cancel_delay),
-            fill_rate=float(fill_rate),
-            unknown_ids=unknown_ids,
-            quirks=quirks,
-        )
+        self._cancel_delay = float(cancel_delay)
+        self._fill_rate = float(fill_rate)
+        self._unknown_ids: UnknownIds = unknown_ids
+        self._quirks = quirks
 
         self._records: list[RequestRecord] = []
         self._received = 0
         self._in_transit = 0
         self._changed: asyncio.Event | None = None
         self._queued: deque[_Queued] = deque()
-        self._recent_429s: deque[float] = deque()
-        self._blocked_until: float | None = None
 
         self._stream = PrivateStream(self._keys, self._rng, lambda: self._now(), self._notify)
-        self._book.listener = self._stream.publish
+        # The pockets by name, the main one first (every pocket is made from the same settings).
+        self._main = self._new_pocket(MAIN)
+        self._pockets: dict[str, _Pocket] = {MAIN: self._main}
         # Puts accepted cancels into effect when due, so that the stream tells them on time.
         self._settler: asyncio.Task[None] | None = None
         self._due_changed: asyncio.Event | None = None
@@ -350,7 +372,8 @@ class FakeUpbit:
         if self._clock != loop.time:
             return  # a clock of the caller's: effects come with requests, as they read it
         while True:
-            due = self._book.next_due()
+            dues = (pocket.book.next_due() for pocket in self._pockets.values())
+            due = min((due for due in dues if due is not None), default=None)
             if due is None:
                 return
             if due > loop.time():
@@ -360,31 +383,98 @@ class FakeUpbit:
                     self._due_changed.clear()
                 except TimeoutError:
                     pass
-            self._book.settle(loop.time())
+            self._settle_books(loop.time())
 
     @property
     def policy(self) -> RatePolicy:
-        """The rate-limit policy of the account's ``default`` group."""
-        return self._policy
+        """The rate-limit policy of the main pocket's ``default`` group."""
+        return self._main.policies["default"]
 
     def __repr__(self) -> str:
         where = self._base_url or "not started"
+        policy = self.policy
         return (
-            f"<FakeUpbit {where} policy={self._policy_name} limit={self._policy.limit} "
-            f"window={self._policy.window} orders={len(self._book)}>"
+            f"<FakeUpbit {where} policy={self._policy_name} limit={policy.limit} "
+            f"window={policy.window} orders={len(self._main.book)}>"
         )
 
     # -- account ---------------------------------------------------------------------------
 
-    def add_credentials(self, *, can_order: bool = True, can_query: bool = True) -> tuple[str, str]:
+    def add_credentials(
+        self, *, can_order: bool = True, can_query: bool = True, pocket: str = MAIN
+    ) -> tuple[str, str]:
         """Create another key pair of the same account; return ``(access_key, secret_key)``.
 
-        It shares the account's rate budget. With ``can_order=False`` it lacks the "Make Orders"
-        permission, so its cancels are answered 403 ``out_of_scope``; with ``can_query=False`` it
-        lacks the "order query" permission, and its order queries are answered the same way.
+        It belongs to ``pocket`` (the main one unless named) and shares that pocket's rate
+        budget and orders. With ``can_order=False`` it lacks the "Make Orders" permission, so
+        its cancels are answered 403 ``out_of_scope``; with ``can_query=False`` it lacks the
+        "order query" permission, and its order queries are answered the same way.
         """
-        credential = self._keys.add(can_order=can_order, can_query=can_query)
+        self._pocket(pocket)
+        credential = self._keys.add(can_order=can_order, can_query=can_query, pocket=pocket)
         return credential.access_key, credential.secret_key
+
+    def add_pocket(
+        self, name: str, *, can_order: bool = True, can_query: bool = True
+    ) -> tuple[str, str]:
+        """Create a sub-pocket of the account and its first key pair; return
+        ``(access_key, secret_key)``.
+
+        The pocket has its own orders, its own budget of every rate-limit group (measured as
+        the main pocket's) and its own 418 blocks; its keys see and cancel its orders only.
+        ``name`` is a non-empty string other than ``"main"`` and the other pockets' names; an
+        account has at most 5 sub-pockets. ``can_order`` and ``can_query`` are the key's
+        permissions, as in :meth:`add_credentials`.
+
+        Example::
+
+            access_key, secret_key = fake.add_pocket("hedge")
+            fake.add_orders(10, pocket="hedge")
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"a pocket's name must be a string, not {type(name).__name__}")
+        if not name or not name.isprintable() or name != name.strip():
+            raise ValueError(
+                f"a pocket's name must be non-empty, printable and unpadded, got {name!r}"
+            )
+        if name in self._pockets:
+            which = "the main pocket's" if name == MAIN else "taken"
+            raise ValueError(f"the pocket name {name!r} is {which}; choose another")
+        if len(self._pockets) > MAX_SUB_POCKETS:
+            raise ValueError(
+                f"an account has at most {MAX_SUB_POCKETS} sub-pockets: "
+                f"{', '.join(self.pockets[1:])}"
+            )
+        self._pockets[name] = self._new_pocket(name)
+        return self.add_credentials(can_order=can_order, can_query=can_query, pocket=name)
+
+    @property
+    def pockets(self) -> tuple[str, ...]:
+        """The names of the account's pockets, ``"main"`` first, then in creation order."""
+        return tuple(self._pockets)
+
+    def _new_pocket(self, name: str) -> _Pocket:
+        book = OrderBook(
+            self._rng,
+            cancel_delay=self._cancel_delay,
+            fill_rate=self._fill_rate,
+            unknown_ids=self._unknown_ids,
+            quirks=self._quirks,
+        )
+        book.listener = functools.partial(self._stream.publish, pocket=name)
+        limit, window, cancel_all_limit, cancel_all_window = self._limits
+        # Each rate-limit group's budget, by group: a 429 in one leaves the others alone.
+        policies = {
+            "default": make_policy(self._policy_name, limit, window),
+            CANCEL_ALL: make_policy("sliding", cancel_all_limit, cancel_all_window),
+        }
+        return _Pocket(name, book, policies)
+
+    def _pocket(self, name: str) -> _Pocket:
+        pocket = self._pockets.get(name)
+        if pocket is None:
+            raise ValueError(f"unknown pocket {name!r}: use one of {', '.join(self._pockets)}")
+        return pocket
 
     # -- orders ----------------------------------------------------------------------------
 
@@ -394,12 +484,15 @@ class FakeUpbit:
         state: OrderState = "wait",
         identifier: str | None = None,
         side: str = "bid",
+        *,
+        pocket: str = MAIN,
     ) -> str:
-        """Add one order to the account and return its uuid (a lowercase uuid4 string).
+        """Add one order to a pocket of the account (the main one unless named) and return its
+        uuid (a lowercase uuid4 string).
 
-        Identifiers are unique across the account, as on Upbit.
+        Identifiers are unique within a pocket, as on Upbit.
         """
-        return self._book.add_order(market, state, identifier, side)
+        return self._pocket(pocket).book.add_order(market, state, identifier, side)
 
     def add_orders(
         self,
@@ -408,35 +501,46 @@ class FakeUpbit:
         state: OrderState = "wait",
         identifiers: bool = False,
         side: str = "bid",
+        *,
+        pocket: str = MAIN,
     ) -> list[str]:
-        """Add *n* orders in one go and return their uuids, in creation order.
+        """Add *n* orders in one go to a pocket (the main one unless named) and return their
+        uuids, in creation order.
 
         With ``identifiers=True`` each gets a fresh identifier (``fake-000001``, ...); read it
         back with :meth:`order`.
         """
-        return self._book.add_orders(n, market, state, identifiers, side)
+        return self._pocket(pocket).book.add_orders(n, market, state, identifiers, side)
 
     def _settle(self) -> None:
-        """Put into effect what the book has due by now (the clock runs once started)."""
-        if self._book.has_pending and self._clock is not None:
-            self._book.settle(self._now())
+        """Put into effect what the books have due by now (the clock runs once started)."""
+        if self._clock is not None:
+            self._settle_books(self._now())
+
+    def _settle_books(self, now: float) -> None:
+        for pocket in self._pockets.values():
+            if pocket.book.has_pending:
+                pocket.book.settle(now)
 
     def order(self, uuid: str) -> FakeOrder:
-        """The order with this uuid as it stands now. Raises KeyError if unknown."""
+        """The order with this uuid as it stands now, in whichever pocket holds it. Raises
+        KeyError if unknown."""
         self._settle()
-        order = self._book.get(uuid)
-        if order is None:
-            raise KeyError(uuid)
-        return order
+        for pocket in self._pockets.values():
+            order = pocket.book.get(uuid)
+            if order is not None:
+                return order
+        raise KeyError(uuid)
 
     def state(self, uuid: str) -> OrderState:
         """The order's state now (see :data:`OrderState`). Raises KeyError if unknown."""
         return self.order(uuid).state
 
-    def state_counts(self) -> dict[str, int]:
-        """How many orders are in each state."""
+    def state_counts(self, pocket: str = MAIN) -> dict[str, int]:
+        """How many orders of a pocket (the main one unless named) are in each state."""
+        book = self._pocket(pocket).book
         self._settle()
-        return self._book.state_counts()
+        return book.state_counts()
 
     # -- records ---------------------------------------------------------------------------
 
@@ -481,41 +585,47 @@ class FakeUpbit:
         """Forget the records (not the orders, nonces, rate budget or block)."""
         self._records.clear()
 
-    def max_in_window(self, window: float | None = None, *, group: str = "default") -> int:
-        """Largest number of admitted requests of a rate-limit ``group`` whose arrivals fit in
-        one window.
+    def max_in_window(
+        self, window: float | None = None, *, group: str = "default", pocket: str = MAIN
+    ) -> int:
+        """Largest number of admitted requests of a rate-limit ``group`` of a pocket (the main
+        one unless named) whose arrivals fit in one window.
 
         Windows are half-open, ``[s, s + window)``, and ``window`` defaults to the group's.
         """
-        if group not in self._policies:
-            raise ValueError(f"unknown group {group!r}: use one of {', '.join(self._policies)}")
+        policies = self._pocket(pocket).policies
+        if group not in policies:
+            raise ValueError(f"unknown group {group!r}: use one of {', '.join(policies)}")
         return most_in_window(
             (
                 record.arrival
                 for record in self._records
-                if record.admitted and record.group == group
+                if record.admitted and record.group == group and record.pocket == pocket
             ),
-            self._policies[group].window if window is None else window,
+            policies[group].window if window is None else window,
         )
 
-    def stats(self) -> dict[str, Any]:
-        """Counts over the records: admitted, rejected (429), per status, the ``default``
-        group's max_in_window, and the same for each group under ``groups``."""
-        statuses = Counter(record.status for record in self._records)
+    def stats(self, pocket: str = MAIN) -> dict[str, Any]:
+        """Counts over the records of a pocket (the main one unless named): admitted, rejected
+        (429), per status, the ``default`` group's max_in_window, and the same for each group
+        under ``groups``."""
+        policies = self._pocket(pocket).policies
+        mine = [record for record in self._records if record.pocket == pocket]
+        statuses = Counter(record.status for record in mine)
         groups: dict[str, Any] = {}
-        for group in self._policies:
-            records = [record for record in self._records if record.group == group]
+        for group in policies:
+            records = [record for record in mine if record.group == group]
             groups[group] = {
                 "requests": len(records),
                 "admitted": sum(record.admitted for record in records),
                 "rejected_429": sum(record.status == 429 for record in records),
-                "max_in_window": self.max_in_window(group=group),
+                "max_in_window": self.max_in_window(group=group, pocket=pocket),
             }
         return {
-            "admitted": sum(record.admitted for record in self._records),
+            "admitted": sum(record.admitted for record in mine),
             "rejected_429": statuses[429],
             "status_counts": {str(status): count for status, count in sorted(statuses.items())},
-            "max_in_window": self.max_in_window(),
+            "max_in_window": self.max_in_window(pocket=pocket),
             "groups": groups,
         }
 
@@ -553,14 +663,14 @@ class FakeUpbit:
     def _make_app(self) -> web.Application:
         app = web.Application()
         add = app.router.add_route
-        book = self._book
-        signed: list[tuple[str, str, Callable[[Call, float], Answer], str]] = [
-            ("DELETE", "/v1/orders/uuids", book.cancel_list, "default"),
-            ("DELETE", "/v1/order", book.cancel_one, "default"),
-            ("GET", "/v1/orders/open", book.open_orders, "default"),
-            ("DELETE", "/v1/orders/open", book.cancel_open, CANCEL_ALL),
-            ("GET", "/v1/orders/uuids", book.orders_by_ids, "default"),
-            ("GET", "/v1/order", book.one_order, "default"),
+        # Unbound: each request is served by the book of its key's pocket.
+        signed: list[tuple[str, str, _Endpoint, str]] = [
+            ("DELETE", "/v1/orders/uuids", OrderBook.cancel_list, "default"),
+            ("DELETE", "/v1/order", OrderBook.cancel_one, "default"),
+            ("GET", "/v1/orders/open", OrderBook.open_orders, "default"),
+            ("DELETE", "/v1/orders/open", OrderBook.cancel_open, CANCEL_ALL),
+            ("GET", "/v1/orders/uuids", OrderBook.orders_by_ids, "default"),
+            ("GET", "/v1/order", OrderBook.one_order, "default"),
         ]
         for method, path, endpoint, group in signed:
             add(method, path, self._signed(endpoint, f"{method} {path}", group))
@@ -583,7 +693,7 @@ class FakeUpbit:
             pass
 
     def _signed(
-        self, endpoint: Callable[[Call, float], Answer], name: str, group: str
+        self, endpoint: _Endpoint, name: str, group: str
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(request: web.Request) -> web.StreamResponse:
             return await self._handle_signed(request, endpoint, name, group)
@@ -593,7 +703,7 @@ class FakeUpbit:
     async def _handle_signed(
         self,
         request: web.Request,
-        endpoint: Callable[[Call, float], Answer],
+        endpoint: _Endpoint,
         name: str,
         group: str,
     ) -> web.StreamResponse:
@@ -614,7 +724,8 @@ class FakeUpbit:
         # From here to the record nothing awaits, so each request sees the account and the
         # limiter exactly as the previous arrival left them.
         arrival = self._now()
-        self._book.settle(arrival)
+        self._settle_books(arrival)
+        pocket = self._pockets[self._keys.pocket_of(claimed)]
         raw_query = request.rel_url.raw_query_string
         call = Call(
             method=request.method,
@@ -627,14 +738,14 @@ class FakeUpbit:
         )
         fault: FaultKind | None = None
         if self._queued:
-            answer = self._queued_answer(self._queued.popleft(), arrival, group)
+            answer = self._queued_answer(self._queued.popleft(), pocket, arrival, group)
         else:
             fault = faults.choose(self._rng)
             if fault == "error":
                 status = self._rng.choice(tuple(GATEWAY_ERRORS))
                 answer = Answer(status, html_page(status), content_type="text/html")
             else:
-                answer = self._process(call, arrival, endpoint, group)
+                answer = self._process(call, pocket, arrival, endpoint, group)
         self._records.append(
             RequestRecord(
                 arrival=arrival,
@@ -648,10 +759,11 @@ class FakeUpbit:
                 fault=fault,
                 canceled=answer.canceled,
                 group=group,
+                pocket=pocket.name,
             )
         )
         self._notify()
-        if self._due_changed is not None and self._book.has_pending:
+        if self._due_changed is not None and pocket.book.has_pending:
             self._due_changed.set()
             if self._settler is None or self._settler.done():
                 self._settler = asyncio.create_task(self._settle_when_due())
@@ -672,10 +784,11 @@ class FakeUpbit:
             response.charset = "utf-8"
         return response
 
-    def _queued_answer(self, queued: _Queued, now: float, group: str) -> Answer:
+    def _queued_answer(self, queued: _Queued, pocket: _Pocket, now: float, group: str) -> Answer:
         headers = queued.headers
         if headers is None:
-            headers = {"Remaining-Req": remaining_header(group, self._remaining(now, group))}
+            remaining = self._remaining(pocket, now, group)
+            headers = {"Remaining-Req": remaining_header(group, remaining)}
         return Answer(
             queued.status,
             queued.body,
@@ -684,20 +797,20 @@ class FakeUpbit:
             headers=headers,
         )
 
-    def _remaining(self, now: float, group: str = "default") -> int:
-        if self._blocked_until is not None and now < self._blocked_until:
+    def _remaining(self, pocket: _Pocket, now: float, group: str) -> int:
+        if pocket.blocked_until is not None and now < pocket.blocked_until:
             return 0
-        return self._policies[group].remaining(now)
+        return pocket.policies[group].remaining(now)
 
     def _process(
-        self, call: Call, now: float, endpoint: Callable[[Call, float], Answer], group: str
+        self, call: Call, pocket: _Pocket, now: float, endpoint: _Endpoint, group: str
     ) -> Answer:
         admitted = False
         try:
-            self._check_block(now)
-            admitted = self._policies[group].admit(now)
+            self._check_block(pocket, now)
+            admitted = pocket.policies[group].admit(now)
             if not admitted:
-                raise self._too_many_requests(now)
+                raise self._too_many_requests(pocket, now)
             credential = self._keys.authenticate(call)
             if call.method == "DELETE" and not credential.can_order:
                 raise Refused(
@@ -713,38 +826,43 @@ class FakeUpbit:
                     "QUERY_PARAMETER_NOT_SUPPORTED",
                     "Parameters must be sent in the query string; a request body is not supported.",
                 )
-            answer = endpoint(call, now)
+            answer = endpoint(pocket.book, call, now)
         except Refused as refused:
             answer = refused.answer()
-        remaining = remaining_header(group, self._remaining(now, group))
+        remaining = remaining_header(group, self._remaining(pocket, now, group))
         return attrs.evolve(answer, admitted=admitted, headers={"Remaining-Req": remaining})
 
-    def _check_block(self, now: float) -> None:
-        if self._blocked_until is None:
+    def _check_block(self, pocket: _Pocket, now: float) -> None:
+        if pocket.blocked_until is None:
             return
-        if now >= self._blocked_until:
-            self._blocked_until = None
+        if now >= pocket.blocked_until:
+            pocket.blocked_until = None
             return
-        seconds = max(1, math.ceil(round(self._blocked_until - now, 6)))
+        seconds = max(1, math.ceil(round(pocket.blocked_until - now, 6)))
         raise Refused(
             418, "blocked", f"Too many requests. Your access is blocked for {seconds} seconds."
         )
 
-    def _too_many_requests(self, now: float) -> Refused:
+    def _too_many_requests(self, pocket: _Pocket, now: float) -> Refused:
         if self._block_after is not None:
-            recent = self._recent_429s
+            recent = pocket.recent_429s
             recent.append(now)
             while now - recent[0] >= self._block_period:
                 recent.popleft()
             if len(recent) >= self._block_after:
                 recent.clear()
-                self._blocked_until = now + self._block_seconds
+                pocket.blocked_until = now + self._block_seconds
         return Refused(429, "too_many_requests", _TOO_MANY_REQUESTS, plain=self._plain_text_429)
 
     async def _market_all(self, request: web.Request) -> web.StreamResponse:
         # Quotation calls are limited per IP in their own group; the fake never limits them.
+        markets = {
+            market["market"]: market
+            for pocket in self._pockets.values()
+            for market in pocket.book.markets()
+        }
         return web.json_response(
-            self._book.markets(),
+            list(markets.values()),
             dumps=lambda value: dumps(value).decode(),
             headers={"Remaining-Req": remaining_header("market", 9)},
         )

@@ -8,7 +8,8 @@ connection is closed. A subscription is one JSON array of a
 (``DEFAULT`` or ``SIMPLE``); a new one replaces the previous. Events are binary frames of UTF-8
 JSON, sent for each change after the subscription (no snapshot): an order created, canceled,
 filled. The text ``PING`` is answered ``{"status":"UP"}``. At most 5 connects a second per
-account (the 6th is answered 429 at the handshake).
+pocket (the 6th is answered 429 at the handshake). A connection belongs to the pocket of the key
+it is signed with and is told only of that pocket's orders.
 
 It can break on demand (:class:`StreamFaults`): drop a share of the events, close each
 connection after so many events, refuse the endpoint, close idle connections sooner, go
@@ -28,13 +29,13 @@ from typing import Any, Final
 import attrs
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ._auth import Keys
+from ._auth import MAIN, Keys
 from ._records import FakeOrder
 from ._wire import Call, Refused, claimed_access_key, dumps, error_body
 
 __all__ = ["PrivateStream", "StreamFaults", "order_event"]
 
-#: Connects a second per account.
+#: Connects a second per pocket.
 CONNECTS_PER_SECOND: Final = 5
 #: The abbreviations of the ``SIMPLE`` format.
 _SIMPLE: Final = {
@@ -118,10 +119,11 @@ def order_event(order: FakeOrder, *, simple: bool, now_ms: int) -> bytes:
 
 
 class _Subscriber:
-    __slots__ = ("codes", "sent", "simple", "socket", "subscribed")
+    __slots__ = ("codes", "pocket", "sent", "simple", "socket", "subscribed")
 
-    def __init__(self, socket: web.WebSocketResponse) -> None:
+    def __init__(self, socket: web.WebSocketResponse, pocket: str) -> None:
         self.socket = socket
+        self.pocket = pocket
         self.subscribed = False
         self.codes: frozenset[str] | None = None
         self.simple = False
@@ -157,7 +159,8 @@ class PrivateStream:
         # The fake's clock, for the connect limit.
         self._clock = clock
         self._subscribers: set[_Subscriber] = set()
-        self._connects: deque[float] = deque()
+        # Recent connects, by pocket: each pocket has a limit of its own.
+        self._connects: dict[str, deque[float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         #: How the stream breaks (see :class:`StreamFaults`).
         self.faults = StreamFaults()
@@ -173,8 +176,10 @@ class PrivateStream:
         """``GET /websocket/v1/private``."""
         if self.faults.refuse:
             return web.Response(status=503, text="Service Unavailable")
+        authorization = request.headers.get("Authorization")
+        claimed = claimed_access_key(authorization)
         now = self._clock()
-        connects = self._connects
+        connects = self._connects.setdefault(self._keys.pocket_of(claimed), deque())
         while connects and now - connects[0] >= 1.0:
             connects.popleft()
         if len(connects) >= CONNECTS_PER_SECOND:
@@ -183,7 +188,6 @@ class PrivateStream:
         connects.append(now)
         socket = web.WebSocketResponse(heartbeat=None, autoping=True)
         await socket.prepare(request)
-        authorization = request.headers.get("Authorization")
         call = Call(
             method="GET",
             path=request.path,
@@ -191,7 +195,7 @@ class PrivateStream:
             raw_query="",
             params=(),
             body=b"",
-            claimed_access_key=claimed_access_key(authorization),
+            claimed_access_key=claimed,
         )
         try:
             credential = self._keys.authenticate(call)
@@ -204,7 +208,7 @@ class PrivateStream:
             await socket.send_str(error_body("INVALID_AUTH", reason).decode())
             await socket.close(code=WSCloseCode.POLICY_VIOLATION, message=b"INVALID_AUTH")
             return socket
-        subscriber = _Subscriber(socket)
+        subscriber = _Subscriber(socket, credential.pocket)
         self._subscribers.add(subscriber)
         self._notify()
         try:
@@ -235,14 +239,14 @@ class PrivateStream:
         if problem is not None:
             await subscriber.socket.send_str(error_body("INVALID_PARAM", problem).decode())
 
-    def publish(self, order: FakeOrder) -> None:
-        """Send the event of ``order``'s new state to every connection subscribed to its market
-        (without waiting: the book calls this while it changes)."""
+    def publish(self, order: FakeOrder, pocket: str = MAIN) -> None:
+        """Send the event of ``order``'s new state to every connection of its ``pocket``
+        subscribed to its market (without waiting: the book calls this while it changes)."""
         if not self._subscribers:
             return
         now_ms = int(time.time() * 1000)
         for subscriber in list(self._subscribers):
-            if not subscriber.subscribed:
+            if not subscriber.subscribed or subscriber.pocket != pocket:
                 continue
             if subscriber.codes is not None and order.market not in subscriber.codes:
                 continue
