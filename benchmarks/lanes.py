@@ -26,22 +26,17 @@ Prints a markdown table and writes ``lanes.json`` and ``lanes.md`` under ``--out
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import datetime
-import json
 import os
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from benchmarks.exchange import ROOT, Admin, FakeProcess, FakeSpec
-from benchmarks.report import library_state, machine, table
+from benchmarks.exchange import Admin, FakeProcess, FakeSpec
+from benchmarks.report import benchmark_main, table
 from upbit_cancel import BatchCanceller, Progress, UpbitSession
 from upbit_cancel.testing import most_in_window
 
@@ -189,27 +184,14 @@ async def measure(repeats: int) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.lanes", description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each case (default 3)")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "docs" / "benchmarks", help="where to write"
+    return benchmark_main(
+        "lanes",
+        __doc__,
+        measure,
+        render,
+        {"orders": {"wait": WAIT, "watch": WATCH, "other_market": OTHER}},
+        argv,
     )
-    arguments = parser.parse_args(argv)
-    out: Path = arguments.out
-    runs = asyncio.run(measure(arguments.repeats))
-    document = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "library": library_state(),
-        "orders": {"wait": WAIT, "watch": WATCH, "other_market": OTHER},
-        "runs": runs,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lanes.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    report = render(runs)
-    (out / "lanes.md").write_text(report + "\n", encoding="utf-8")
-    print(report)
-    return 0
 
 
 if __name__ == "__main__":

@@ -19,22 +19,17 @@ Prints a markdown table and writes ``push.json`` and ``push.md`` under ``--out``
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import datetime
-import json
 import os
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from benchmarks.exchange import ROOT, Admin, FakeProcess, FakeSpec
-from benchmarks.report import library_state, machine, table
+from benchmarks.exchange import Admin, FakeProcess, FakeSpec
+from benchmarks.report import benchmark_main, table
 from upbit_cancel import BatchCanceller, UpbitSession
 
 ORDERS = 6000
@@ -149,30 +144,19 @@ async def measure(repeats: int) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.push", description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each way (default 3)")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "docs" / "benchmarks", help="where to write"
+    return benchmark_main(
+        "push",
+        __doc__,
+        measure,
+        render,
+        {
+            "orders": ORDERS,
+            "cancel_delay": CANCEL_DELAY,
+            "fill_rate": FILL_RATE,
+            "jitter": JITTER,
+        },
+        argv,
     )
-    arguments = parser.parse_args(argv)
-    out: Path = arguments.out
-    runs = asyncio.run(measure(arguments.repeats))
-    document = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "library": library_state(),
-        "orders": ORDERS,
-        "cancel_delay": CANCEL_DELAY,
-        "fill_rate": FILL_RATE,
-        "jitter": JITTER,
-        "runs": runs,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "push.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    report = render(runs)
-    (out / "push.md").write_text(report + "\n", encoding="utf-8")
-    print(report)
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import math
 import os
 import platform
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -874,3 +874,44 @@ def plot_latency(ceiling: Sequence[Run], path: Path) -> bool:
     )
     _save(figure, path)
     return True
+
+
+# --- one benchmark's command line ---------------------------------------------------------------
+
+
+def benchmark_main(
+    name: str,
+    description: str | None,
+    measure: Callable[[int], Coroutine[Any, Any, list[dict[str, Any]]]],
+    render: Callable[[Sequence[dict[str, Any]]], str],
+    settings: Mapping[str, Any],
+    argv: Sequence[str] | None,
+) -> int:
+    """``python -m benchmarks.<name> [--repeats N] [--out DIR]``: run ``measure(repeats)``,
+    write ``<name>.json`` (date, machine, library, ``settings``, runs) and ``<name>.md`` (the
+    rendered table) under ``--out``, print the table."""
+    import argparse
+    import asyncio
+    import json
+
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=description)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each case (default 3)")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "docs" / "benchmarks", help="where to write"
+    )
+    arguments = parser.parse_args(argv)
+    out: Path = arguments.out
+    runs = asyncio.run(measure(arguments.repeats))
+    document = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "library": library_state(),
+        **settings,
+        "runs": runs,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    report = render(runs)
+    (out / f"{name}.md").write_text(report + "\n", encoding="utf-8")
+    print(report)
+    return 0
