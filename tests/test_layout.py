@@ -2,8 +2,8 @@
 
 A small core (errors, models, ids, argument checks) depends on nothing else; then the budget
 (``_limiter``), signed requests (``_http``), every id accounted for (``_batch``), the dead man's
-switch (``_watch``) and the console (``_cli``), each depending only on the rooms before it. The fake exchange (``testing``) shares no
-code with the client it checks.
+switch (``_watch``) and the console (``_cli``), each depending only on the rooms before it. The
+fake exchange (``testing``) shares no code with the client it checks.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import pytest
 
 from tests.cli.processes import ROOT, SCRIPT, stop
 from upbit_cancel._watch.beat import Beat, decode
-from upbit_cancel.testing import FakeUpbit
+from upbit_cancel.testing import FakeUpbit, most_in_window
 
 pytestmark = pytest.mark.processes
 
@@ -298,3 +298,81 @@ async def test_rearm_keeps_watching_after_a_cancel(
         await stop(dog)
     assert status == 143
     assert [json.loads(line)["event"] for line in stdout.splitlines()] == ["expired"] * 2
+
+
+def pockets_file(tmp_path: Path, pockets: dict[str, tuple[str, str]]) -> Path:
+    path = tmp_path / "pockets.txt"
+    path.write_text(
+        "".join(f"{access} {secret} {name}\n" for name, (access, secret) in pockets.items())
+    )
+    path.chmod(0o600)
+    return path
+
+
+async def test_two_pockets_are_canceled_at_once_each_within_its_budget(
+    exchange: FakeUpbit, host: Host, tmp_path: Path
+) -> None:
+    """With --keys, every pocket is canceled at once, each never above its own 30 a second,
+    and the summary is per pocket."""
+    sub_keys = exchange.add_pocket("sub")
+    orders = {
+        "main": exchange.add_orders(1000),
+        "sub": exchange.add_orders(1000, pocket="sub"),
+    }
+    keys = pockets_file(
+        tmp_path, {"main": (exchange.access_key, exchange.secret_key), "sub": sub_keys}
+    )
+    heartbeat = str(tmp_path / "heartbeat")
+    dog = await watchdog(exchange, host, "--heartbeat", heartbeat, "--keys", str(keys))
+    beating = await bot(heartbeat, host)
+    try:
+        await expect(dog, "beats (pid")
+        beating.send_signal(signal.SIGKILL)
+        status, stdout, stderr = await finish(dog)
+    finally:
+        await stop(beating)
+    assert status == 0, stderr
+    assert "in 2 pockets" in stderr
+    for pocket, uuids in orders.items():
+        assert {exchange.state(uuid) for uuid in uuids} == {"cancel"}, pocket
+        assert exchange.max_in_window(pocket=pocket) <= 30, pocket
+        assert exchange.stats(pocket=pocket)["rejected_429"] == 0, pocket
+        assert f"{pocket} · every market" in stdout
+    both = [record.arrival for record in exchange.records if record.admitted]
+    assert most_in_window(both, 1.0) > 30, "the pockets worked at once"
+    assert sub_keys[1] not in stdout + stderr
+
+
+async def test_cancel_all_open_works_on_every_pocket_of_a_key_file(
+    exchange: FakeUpbit, host: Host, tmp_path: Path
+) -> None:
+    """``cancel --all-open --keys``: every pocket at once, a JSON document per pocket."""
+    sub_keys = exchange.add_pocket("sub")
+    main_orders = exchange.add_orders(200)
+    sub_orders = exchange.add_orders(200, pocket="sub")
+    keys = pockets_file(
+        tmp_path, {"main": (exchange.access_key, exchange.secret_key), "sub": sub_keys}
+    )
+    process = await asyncio.create_subprocess_exec(
+        str(SCRIPT),
+        "cancel",
+        "--all-open",
+        "--keys",
+        str(keys),
+        "--base-url",
+        exchange.base_url,
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=host.env(None),
+    )
+    status, stdout, stderr = await finish(process)
+    assert status == 0, stderr
+    document = json.loads(stdout)
+    assert set(document["pockets"]) == {"main", "sub"}
+    assert {order["uuid"] for order in document["pockets"]["sub"]["*"]["success"]} == set(
+        sub_orders
+    )
+    assert {exchange.state(uuid) for uuid in main_orders + sub_orders} == {"cancel"}
+    assert exchange.max_in_window(pocket="main") <= 30
+    assert exchange.max_in_window(pocket="sub") <= 30
