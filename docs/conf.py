@@ -24,6 +24,7 @@ exclude_patterns = [
     "benchmarks/results.md",
     "benchmarks/lanes.md",
     "benchmarks/push.md",
+    "benchmarks/watchdog.md",
     "benchmarks/results-*",
     "benchmarks/*-quick.*",
 ]
