@@ -140,6 +140,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the seeded uuids here, one a line (default: print the first five)",
     )
     add(
+        "--tls",
+        metavar="CA_FILE",
+        type=Path,
+        default=None,
+        help="serve HTTPS with a throwaway certificate authority, whose certificate is written "
+        "to CA_FILE for clients to trust (SSL_CERT_FILE=CA_FILE; needs trustme) "
+        "(default: plain HTTP)",
+    )
+    add(
         "--env",
         action="store_true",
         help="print the address and key as export UPBIT_BASE_URL=... lines a shell can eval, "
@@ -172,8 +181,9 @@ def run(args: argparse.Namespace, *, prog: str = "upbit-cancel fake-server") -> 
             block_seconds=args.block_seconds,
             faults=faults,
             seed=args.seed,
+            tls=args.tls is not None,
         )
-    except ValueError as error:
+    except (ValueError, ImportError) as error:
         return usage_error(prog, str(error))
     if args.orders < 0:
         return usage_error(prog, f"--orders must be 0 or more, not {args.orders}")
@@ -203,6 +213,12 @@ async def _serve_until(stop: asyncio.Event, fake: FakeUpbit, args: argparse.Name
             args.uuids_file.write_text("".join(f"{uuid}\n" for uuid in uuids))
         except OSError as error:
             raise OSError(f"cannot write {args.uuids_file}: {error.strerror or error}") from None
+    if args.tls is not None:
+        assert fake.ca_pem is not None
+        try:
+            args.tls.write_bytes(fake.ca_pem)
+        except OSError as error:
+            raise OSError(f"cannot write {args.tls}: {error.strerror or error}") from None
     try:
         await fake.start()
     except OSError as error:
@@ -217,6 +233,8 @@ async def _serve_until(stop: asyncio.Event, fake: FakeUpbit, args: argparse.Name
             print(f"base_url={fake.base_url}")
             print(f"access_key={fake.access_key}")
             print(f"secret_key={fake.secret_key}")
+        if args.tls is not None:
+            print(f"# HTTPS: trust {args.tls} (such as SSL_CERT_FILE={shlex.quote(str(args.tls))})")
         print("# The secret key is a throwaway credential of this fake exchange.")
         print(f"# policy={args.policy} limit={args.limit} window={args.window}")
         seeded = f"{len(uuids):,} open order{'' if len(uuids) == 1 else 's'}"

@@ -13,6 +13,7 @@ import ipaddress
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from ssl import SSLContext
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
@@ -238,6 +239,10 @@ class UpbitSession:
         http_session: An ``aiohttp.ClientSession`` whose connection pool to use; the caller
             keeps closing it. Its middlewares do not apply to these requests (a middleware that
             retried would send requests the limiter never granted).
+        ssl: An ``ssl.SSLContext`` for the session's own connections, such as one that also
+            trusts a test server's certificate authority (by default, the system's authorities,
+            with certificates and host names verified). With ``http_session``, configure its
+            connector instead.
         connect_timeout: Seconds to get a connection; past it nothing was sent.
         read_timeout: Seconds of silence from the exchange after sending before giving up.
         total_timeout: Seconds a request may take in all, however the answer trickles in
@@ -257,6 +262,7 @@ class UpbitSession:
         limiter: Limiter | AsyncLimiter | None = None,
         group_limiters: Mapping[str, Limiter | AsyncLimiter] | None = None,
         http_session: aiohttp.ClientSession | None = None,
+        ssl: SSLContext | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
         total_timeout: float | None = None,
@@ -293,6 +299,13 @@ class UpbitSession:
             raise TypeError(
                 f"http_session must be an aiohttp.ClientSession, not {type(http_session).__name__}"
             )
+        if ssl is not None and not isinstance(ssl, SSLContext):
+            raise TypeError(f"ssl must be an ssl.SSLContext, not {type(ssl).__name__}")
+        if ssl is not None and http_session is not None:
+            raise ValueError(
+                "ssl applies to the session's own connections; with http_session, give the "
+                "SSL context to its connector (aiohttp.TCPConnector(ssl=...)) instead"
+            )
         self._access_key = access_key
         self._base_url = _check_base_url(base_url)
         self._transport = Transport(
@@ -302,6 +315,7 @@ class UpbitSession:
             limiter=None if limiter is None else as_limiter(limiter),
             group_limiters=_group_limiters(group_limiters),
             http_session=http_session,
+            ssl=ssl,
             timeout=aiohttp.ClientTimeout(total=total, connect=connect, sock_read=read),
             rate_limit_retries=rate_limit_retries,
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
+from ssl import SSLContext
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
@@ -127,6 +128,7 @@ class Transport:
         "_rate_limit_retries",
         "_read_timeout",
         "_secret_key",
+        "_ssl",
         "_timeout",
         "rate_limited",
         "remaining_req",
@@ -149,6 +151,7 @@ class Transport:
         limiter: Limiter | None,
         group_limiters: Mapping[str, Limiter] | None = None,
         http_session: aiohttp.ClientSession | None,
+        ssl: SSLContext | None = None,
         timeout: aiohttp.ClientTimeout,
         rate_limit_retries: int,
     ) -> None:
@@ -160,6 +163,7 @@ class Transport:
         self._claimed: dict[str, Limiter] = {}
         self._http = http_session
         self._owns_http = http_session is None
+        self._ssl = ssl
         self._timeout = timeout
         self._read_timeout = timeout.sock_read
         self._rate_limit_retries = rate_limit_retries
@@ -197,7 +201,9 @@ class Transport:
         self.limiter()
         if self._http is None:
             self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
+                connector=aiohttp.TCPConnector(
+                    limit=100, keepalive_timeout=30, ssl=True if self._ssl is None else self._ssl
+                ),
                 headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
             )
         return self._http
@@ -226,7 +232,7 @@ class Transport:
             status = error.status
             failure = ConnectError(f"the stream refused the connection: HTTP {status}")
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
-            failure = ConnectError(f"could not connect to the stream: {type(error).__name__}")
+            failure = ConnectError(f"could not connect to the stream: {_why_not_connected(error)}")
         # Raised here, outside the handler: the chain holds nothing of the request.
         raise failure
 
@@ -420,8 +426,9 @@ class Transport:
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as failure:
             lease.unsent()
             error = ConnectError(
-                f"could not connect to {self._base_url} ({type(failure).__name__}); "
-                "nothing was sent, retrying is safe"
+                f"could not connect to {self._base_url} ({_why_not_connected(failure)}); "
+                "nothing was sent"
+                + ("" if isinstance(failure, aiohttp.ClientSSLError) else ", retrying is safe")
             )
         except _BodyTooLargeError:
             error = MalformedResponseError(
@@ -593,3 +600,18 @@ def _discard(grant: asyncio.Future[Lease]) -> None:
     else:
         grant.cancel()
         grant.add_done_callback(_release_if_granted)
+
+
+def _why_not_connected(error: BaseException) -> str:
+    """What stopped a connection, in a few words: the type of error, and for a certificate the
+    verifier's reason and what to check (never the request, which holds the token)."""
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        reason = getattr(error.certificate_error, "verify_message", None) or "not trusted"
+        return (
+            f"the server's TLS certificate was refused: {reason}; check the system's "
+            "certificate authorities, or give ssl= a context that trusts the server's own "
+            "authority (a test server's)"
+        )
+    if isinstance(error, aiohttp.ClientSSLError):
+        return "the TLS handshake failed; check that the URL is the exchange's HTTPS address"
+    return type(error).__name__

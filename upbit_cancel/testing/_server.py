@@ -34,6 +34,7 @@ import asyncio
 import functools
 import math
 import random
+import ssl
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -51,6 +52,7 @@ from ._policies import PolicyName, RatePolicy, make_policy
 from ._quirks import Quirks
 from ._records import FakeOrder, OrderState, RequestRecord, most_in_window
 from ._stream import PrivateStream, StreamFaults
+from ._tls import FakeAuthority
 from ._wire import (
     GATEWAY_ERRORS,
     JSON,
@@ -156,6 +158,10 @@ class FakeUpbit:
     - ``seed``: seeds the one random generator behind keys, uuids, delays and faults.
     - ``clock``: time source for arrivals, rate limiting and blocks; defaults to the running
       loop's ``time()``. Delays are real ``asyncio`` sleeps whatever the clock.
+    - ``tls``: serve HTTPS (and ``wss://`` for the private stream) with a certificate of a
+      throwaway authority made for this fake (needs trustme). A client trusts it through
+      :meth:`client_ssl_context` (``UpbitSession(..., ssl=fake.client_ssl_context())``), or
+      another process through :attr:`ca_pem` written to a file (``SSL_CERT_FILE``).
     """
 
     def __init__(
@@ -181,7 +187,12 @@ class FakeUpbit:
         quirks: Quirks = Quirks(),  # noqa: B008 - Quirks is immutable
         seed: int | None = 0,
         clock: Callable[[], float] | None = None,
+        tls: bool = False,
     ) -> None:
+        if not isinstance(tls, bool):
+            raise TypeError(f"tls must be True or False, not {tls!r}")
+        # Made before anything else, so that a missing trustme fails before a port is taken.
+        self._authority = FakeAuthority() if tls else None
         if not (isinstance(cancel_delay, int | float) and 0 <= cancel_delay < math.inf):
             raise ValueError(f"cancel_delay must be zero or more seconds, got {cancel_delay!r}")
         if not (isinstance(fill_rate, int | float) and 0 <= fill_rate <= 1):
@@ -259,7 +270,8 @@ class FakeUpbit:
         runner = web.AppRunner(self._make_app(), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._port)
+            context = None if self._authority is None else self._authority.server_context()
+            site = web.TCPSite(runner, self._host, self._port, ssl_context=context)
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -268,7 +280,8 @@ class FakeUpbit:
         self._due_changed = asyncio.Event()
         host, port = runner.addresses[0][:2]
         host = f"[{host}]" if ":" in host else host
-        self._base_url = f"http://{host}:{port}"
+        scheme = "http" if self._authority is None else "https"
+        self._base_url = f"{scheme}://{host}:{port}"
 
     async def close(self) -> None:
         """Stop listening and end requests in progress. Safe to call more than once."""
@@ -300,10 +313,23 @@ class FakeUpbit:
 
     @property
     def base_url(self) -> str:
-        """``http://host:port`` of the running server."""
+        """``http://host:port`` of the running server (``https://`` with ``tls=True``)."""
         if self._base_url is None:
             raise RuntimeError("FakeUpbit is not started; use 'async with' or 'await start()'")
         return self._base_url
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """An SSL context that verifies certificates as usual and trusts this fake's
+        authority only (``tls=True``): give it to ``UpbitSession(..., ssl=...)``."""
+        if self._authority is None:
+            raise RuntimeError("this FakeUpbit serves plain HTTP; make it with tls=True")
+        return self._authority.client_context()
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        """The certificate of this fake's authority, PEM-encoded (``None`` without ``tls``):
+        written to a file, it is what another process trusts (``SSL_CERT_FILE=that-file``)."""
+        return None if self._authority is None else self._authority.pem
 
     @property
     def faults(self) -> Faults:
