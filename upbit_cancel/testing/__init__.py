@@ -24,6 +24,7 @@ The same server runs on its own with ``python -m upbit_cancel.testing`` (or
 ``upbit-cancel fake-server``). Inside: the server and each request's flow (``_server``), the
 order book (``_book``), the keys (``_auth``), the admin API (``_admin``), the rate-limit
 policies (``_policies``), the faults (``_faults``) and the records (``_records``).
+:class:`PathProxy` (``_proxy``) puts a network path's delays between a client and the fake.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
         TokenBucketPolicy,
         make_policy,
     )
+    from ._proxy import PathProxy
     from ._quirks import Quirks
     from ._records import FakeOrder, OrderState, RequestRecord, most_in_window
     from ._server import FakeUpbit, UnknownIds
@@ -57,6 +59,7 @@ _EXPORTS = {
     "Faults": "._faults",
     "FixedWindowPolicy": "._policies",
     "OrderState": "._records",
+    "PathProxy": "._proxy",
     "PolicyName": "._policies",
     "Quirks": "._quirks",
     "RatePolicy": "._policies",
@@ -90,6 +93,7 @@ __all__ = [
     "Faults",
     "FixedWindowPolicy",
     "OrderState",
+    "PathProxy",
     "PolicyName",
     "Quirks",
     "RatePolicy",
