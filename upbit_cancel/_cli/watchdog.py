@@ -193,7 +193,7 @@ async def _watch(
     cancellers: dict[str, dict[str | None, BatchCanceller]],
 ) -> int:
     from .._watch.beat import Vigil
-    from .._watch.watchdog import wait_for_silence
+    from .._watch.watchdog import kept_warm, wait_for_silence
 
     task = asyncio.current_task()
     assert task is not None
@@ -203,7 +203,8 @@ async def _watch(
         await pockets.open_sessions(stack, sessions)
         vigil: Vigil | None = None
         while True:
-            verdict, silent_for = await wait_for_silence(place, args.after, vigil=vigil)
+            async with kept_warm([session for _, session in sessions]):
+                verdict, silent_for = await wait_for_silence(place, args.after, vigil=vigil)
             if verdict == "disarmed":
                 if args.json:
                     _json_line({"event": "disarmed", "heartbeat": place.label})

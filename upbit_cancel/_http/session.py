@@ -360,6 +360,29 @@ class UpbitSession:
         self._transport.open()
         return self
 
+    async def warm_up(self, connections: int = 30, *, within: float = 10.0) -> None:
+        """Open ``connections`` connections to the exchange now (the TCP and TLS handshakes),
+        so that the next ``connections`` requests leave at once on connections already open.
+
+        Nothing is sent on them: it costs no rate-limit budget, only the handshakes. Call it
+        ahead of a burst (a kill switch, a watchdog waiting for its moment); a session opens
+        connections as it needs them otherwise, each first request then paying the handshakes
+        (two to three round trips). The connections stay in the pool while used, and close
+        after 30 s idle: warm up again before a burst that comes later.
+
+        Raises :class:`ConnectError` if a connection cannot be made within ``within`` seconds
+        (the connections opened stay), :class:`SessionClosedError` once closed.
+
+        Example::
+
+            async with UpbitSession(access_key, secret_key, region="sg") as session:
+                await session.warm_up()
+                ...  # later: the first 30 cancels leave without a handshake
+        """
+        whole_number("connections", connections, least=1, most=100)
+        within = seconds("within", within)
+        await self._transport.warm_up(connections, within=within)
+
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 

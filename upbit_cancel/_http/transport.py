@@ -208,6 +208,43 @@ class Transport:
             )
         return self._http
 
+    async def warm_up(self, connections: int, *, within: float) -> None:
+        """Open connections (TCP, and TLS for ``https``) until ``connections`` of them stand
+        idle in the pool, sending nothing on them. Raises :class:`ConnectError` when one cannot
+        be made (what was opened stays)."""
+        http = self.open()
+        connector = http.connector
+        assert connector is not None, "an open aiohttp session has a connector"
+        loop = asyncio.get_running_loop()
+        url = URL(self._base_url)
+        timeout = aiohttp.ClientTimeout(total=within, connect=within)
+        held: list[aiohttp.connector.Connection] = []
+
+        async def one() -> None:
+            # A request that is never sent: what the connector needs to know where to connect.
+            # ssl=True as the session's own requests have it (the connector then applies its
+            # context): the pool keys connections by it, and only a key the requests share is
+            # a connection they reuse.
+            request = aiohttp.ClientRequest("GET", url, loop=loop, ssl=True)
+            held.append(await connector.connect(request, [], timeout))
+
+        failure: ConnectError | None = None
+        try:
+            # Held at once, so that each is a connection of its own, then all given back.
+            async with asyncio.TaskGroup() as group:
+                for _ in range(connections):
+                    group.create_task(one())
+        except* (aiohttp.ClientError, OSError, TimeoutError) as errors:
+            failure = ConnectError(
+                f"could not open connections to {self._base_url} "
+                f"({_why_not_connected(errors.exceptions[0])})"
+            )
+        finally:
+            for connection in held:
+                connection.release()
+        if failure is not None:
+            raise failure
+
     async def connect_stream(self, path: str, *, within: float) -> aiohttp.ClientWebSocketResponse:
         """A WebSocket to ``path`` of the base URL's host (``ws``/``wss`` for ``http``/
         ``https``), signed with a token of its own (no query). Raises :class:`ConnectError`

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Final, Literal
 
 import attrs
@@ -20,13 +21,25 @@ from .._models import BatchResult
 from .beat import Beat, Verdict, Vigil, decode
 from .places import Place, place_of
 
-__all__ = ["WatchOutcome", "cancel_everything", "checked_markets", "wait_for_silence", "watch"]
+__all__ = [
+    "WatchOutcome",
+    "cancel_everything",
+    "checked_markets",
+    "keep_warm",
+    "kept_warm",
+    "wait_for_silence",
+    "watch",
+]
 
 _log = logging.getLogger("upbit_cancel.watchdog")
 
 #: The longest pause between two readings of the heartbeat: what an expiry may be seen late by
 #: (a file or a Redis GET twenty times a second costs next to nothing).
 READ_EVERY: Final = 0.05
+#: Seconds between two warm-ups of the watchdog's connections: below the 30 s after which an
+#: idle connection of the session's pool closes, so the same connections stay open (a warm-up
+#: that finds them idle sends nothing and opens nothing).
+WARM_EVERY: Final = 20.0
 
 
 @attrs.frozen
@@ -62,7 +75,9 @@ async def watch(
     may be a dead bot's last, and proves nothing), and counts silence by its own monotonic
     clock from the moment it saw the last new beat: no clocks need to agree, and it never fires
     early, only up to a reading late (50 ms). A heartbeat it cannot read for a while counts as
-    silent. The cancel is :meth:`BatchCanceller.cancel_open` for each market at once, with
+    silent. Meanwhile it keeps the session's connections open (:meth:`UpbitSession.warm_up`
+    every 20 s, which sends nothing), so that its first cancels leave without handshakes. The
+    cancel is :meth:`BatchCanceller.cancel_open` for each market at once, with
     ``confirm`` and ``batch_cancel`` as there, within the session's budget like any other call,
     so it never trips the limiter while the bot (still alive, only slow) sends too.
 
@@ -79,7 +94,8 @@ async def watch(
     chosen = checked_markets(markets)
     place = place_of(heartbeat)
     try:
-        verdict, silent_for = await wait_for_silence(place, after)
+        async with kept_warm([session]):
+            verdict, silent_for = await wait_for_silence(place, after)
     finally:
         await place.aclose()
     if verdict == "disarmed":
@@ -145,6 +161,34 @@ async def wait_for_silence(
             return "disarmed", None
         if verdict == "expired":
             return "expired", vigil.silent_for(now)
+        await asyncio.sleep(every)
+
+
+@contextlib.asynccontextmanager
+async def kept_warm(sessions: Sequence[UpbitSession]) -> AsyncIterator[None]:
+    """Inside, the sessions' connections are kept open by a task that ends with the block."""
+    task = asyncio.create_task(keep_warm(sessions), name="upbit_cancel keep warm")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def keep_warm(sessions: Sequence[UpbitSession], *, every: float = WARM_EVERY) -> None:
+    """Warm up each session's connections now and every ``every`` seconds, until cancelled.
+    A warm-up that fails (the exchange out of reach) is a warning, and tried again."""
+    failing = False
+    while True:
+        try:
+            for session in sessions:
+                await session.warm_up()
+        except UpbitError as error:
+            if not failing:
+                _log.warning("cannot keep connections open: %s; trying again", error)
+            failing = True
+        else:
+            failing = False
         await asyncio.sleep(every)
 
 

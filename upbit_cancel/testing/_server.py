@@ -158,6 +158,9 @@ class FakeUpbit:
     - ``seed``: seeds the one random generator behind keys, uuids, delays and faults.
     - ``clock``: time source for arrivals, rate limiting and blocks; defaults to the running
       loop's ``time()``. Delays are real ``asyncio`` sleeps whatever the clock.
+    - ``keepalive_timeout``: seconds after which the server closes a connection idle between
+      requests (75 s, as aiohttp's server; real servers close theirs too, so a client's pool
+      must cope).
     - ``tls``: serve HTTPS (and ``wss://`` for the private stream) with a certificate of a
       throwaway authority made for this fake (needs trustme). A client trusts it through
       :meth:`client_ssl_context` (``UpbitSession(..., ssl=fake.client_ssl_context())``), or
@@ -188,7 +191,13 @@ class FakeUpbit:
         seed: int | None = 0,
         clock: Callable[[], float] | None = None,
         tls: bool = False,
+        keepalive_timeout: float = 75.0,
     ) -> None:
+        if not (isinstance(keepalive_timeout, int | float) and 0 < keepalive_timeout < math.inf):
+            raise ValueError(
+                f"keepalive_timeout must be a positive number of seconds, got {keepalive_timeout!r}"
+            )
+        self._keepalive_timeout = float(keepalive_timeout)
         if not isinstance(tls, bool):
             raise TypeError(f"tls must be True or False, not {tls!r}")
         # Made before anything else, so that a missing trustme fails before a port is taken.
@@ -267,7 +276,12 @@ class FakeUpbit:
         if self._clock is None:
             self._clock = loop.time
         self._closing = asyncio.Event()
-        runner = web.AppRunner(self._make_app(), access_log=None, shutdown_timeout=5.0)
+        runner = web.AppRunner(
+            self._make_app(),
+            access_log=None,
+            shutdown_timeout=5.0,
+            keepalive_timeout=self._keepalive_timeout,
+        )
         await runner.setup()
         try:
             context = None if self._authority is None else self._authority.server_context()

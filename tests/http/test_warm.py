@@ -1,0 +1,98 @@
+"""A warm session: connections opened ahead of a burst, with nothing sent on them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.helpers import until
+from upbit_cancel import BatchCanceller, ConnectError, SlidingWindowLimiter, UpbitSession
+from upbit_cancel.testing import FakeUpbit, PathProxy
+
+
+@pytest.fixture
+async def tls_fake() -> AsyncIterator[FakeUpbit]:
+    async with FakeUpbit(tls=True) as fake:
+        yield fake
+
+
+def session_through(fake: FakeUpbit, proxy: PathProxy) -> UpbitSession:
+    return UpbitSession(
+        fake.access_key,
+        fake.secret_key,
+        base_url=proxy.base_url,
+        ssl=fake.client_ssl_context(),
+        limiter=SlidingWindowLimiter(),
+    )
+
+
+async def test_the_burst_after_a_warm_up_opens_no_connection(
+    tls_fake: FakeUpbit, caplog: pytest.LogCaptureFixture
+) -> None:
+    """warm_up(10) opens ten connections, TLS done, and sends nothing; the next ten requests
+    leave on them; nothing secret is logged meanwhile."""
+    caplog.set_level(logging.DEBUG)
+    uuids = tls_fake.add_orders(200)
+    async with (
+        PathProxy(tls_fake.base_url, one_way=0.01) as proxy,
+        session_through(tls_fake, proxy) as session,
+    ):
+        await session.warm_up(10)
+        assert proxy.connections == 10
+        assert tls_fake.received == 0
+        result = await BatchCanceller(session, max_in_flight=10).cancel(uuids=uuids)
+        assert proxy.connections == 10, "every request left on a connection already open"
+    assert result.success.count == 200
+    assert tls_fake.secret_key not in caplog.text
+    assert "eyJ" not in caplog.text
+
+
+async def test_a_second_warm_up_reuses_the_idle_connections(tls_fake: FakeUpbit) -> None:
+    """Warming up a warm pool opens nothing new (it only resets the idle timers)."""
+    async with PathProxy(tls_fake.base_url) as proxy, session_through(tls_fake, proxy) as session:
+        await session.warm_up(5)
+        await session.warm_up(5)
+        assert proxy.connections == 5
+
+
+async def test_connections_the_server_closed_are_replaced() -> None:
+    """The server closes idle connections (after 1 s here): the pool notices, a warm-up opens
+    new ones, and the cancels that follow all succeed."""
+    async with (
+        FakeUpbit(tls=True, keepalive_timeout=1.0) as tls_fake,
+        PathProxy(tls_fake.base_url) as proxy,
+        session_through(tls_fake, proxy) as session,
+    ):
+        uuids = tls_fake.add_orders(100)
+        await session.warm_up(5)
+        await until(lambda: proxy.open_connections == 0)
+        await session.warm_up(5)
+        assert proxy.connections >= 10
+        result = await BatchCanceller(session).cancel(uuids=uuids)
+    assert result.success.count == 100
+    assert not result.unresolved
+
+
+async def test_a_warm_up_that_cannot_connect_is_a_connect_error(tls_fake: FakeUpbit) -> None:
+    """No certificate trusted: a ConnectError saying so, nothing sent."""
+    async with UpbitSession(
+        tls_fake.access_key,
+        tls_fake.secret_key,
+        base_url=tls_fake.base_url,
+        limiter=SlidingWindowLimiter(),
+    ) as session:
+        with pytest.raises(ConnectError, match="TLS certificate was refused") as caught:
+            await session.warm_up(3)
+    assert caught.value.__cause__ is None
+    assert tls_fake.received == 0
+
+
+async def test_warm_up_arguments_are_checked(tls_fake: FakeUpbit) -> None:
+    """A number of connections from 1 to 100, a positive time."""
+    async with PathProxy(tls_fake.base_url) as proxy, session_through(tls_fake, proxy) as session:
+        with pytest.raises(ValueError, match="between 1 and 100"):
+            await session.warm_up(0)
+        with pytest.raises(ValueError, match="within"):
+            await session.warm_up(1, within=-1)
