@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -31,19 +32,19 @@ def session_through(fake: FakeUpbit, proxy: PathProxy) -> UpbitSession:
 async def test_the_burst_after_a_warm_up_opens_no_connection(
     tls_fake: FakeUpbit, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """warm_up(10) opens ten connections, TLS done, and sends nothing; the next ten requests
-    leave on them; nothing secret is logged meanwhile."""
+    """warm_up(10) opens ten connections, TLS done, and times three handshakes of its own,
+    sending nothing; the next ten requests leave on the ten; nothing secret is logged."""
     caplog.set_level(logging.DEBUG)
     uuids = tls_fake.add_orders(200)
     async with (
         PathProxy(tls_fake.base_url, one_way=0.01) as proxy,
         session_through(tls_fake, proxy) as session,
     ):
-        await session.warm_up(10)
-        assert proxy.connections == 10
+        await session.warm_up(10, keep=False)
+        assert proxy.connections == 10 + 3
         assert tls_fake.received == 0
         result = await BatchCanceller(session, max_in_flight=10).cancel(uuids=uuids)
-        assert proxy.connections == 10, "every request left on a connection already open"
+        assert proxy.connections == 10 + 3, "every request left on a connection already open"
     assert result.success.count == 200
     assert tls_fake.secret_key not in caplog.text
     assert "eyJ" not in caplog.text
@@ -52,9 +53,9 @@ async def test_the_burst_after_a_warm_up_opens_no_connection(
 async def test_a_second_warm_up_reuses_the_idle_connections(tls_fake: FakeUpbit) -> None:
     """Warming up a warm pool opens nothing new (it only resets the idle timers)."""
     async with PathProxy(tls_fake.base_url) as proxy, session_through(tls_fake, proxy) as session:
-        await session.warm_up(5)
-        await session.warm_up(5)
-        assert proxy.connections == 5
+        await session.warm_up(5, keep=False)
+        await session.warm_up(5, keep=False)
+        assert proxy.connections == 5 + 3 + 3, "the pool's five are the same"
 
 
 async def test_connections_the_server_closed_are_replaced() -> None:
@@ -66,10 +67,10 @@ async def test_connections_the_server_closed_are_replaced() -> None:
         session_through(tls_fake, proxy) as session,
     ):
         uuids = tls_fake.add_orders(100)
-        await session.warm_up(5)
+        await session.warm_up(5, keep=False)
         await until(lambda: proxy.open_connections == 0)
-        await session.warm_up(5)
-        assert proxy.connections >= 10
+        await session.warm_up(5, keep=False)
+        assert proxy.connections >= 5 + 3 + 5 + 3
         result = await BatchCanceller(session).cancel(uuids=uuids)
     assert result.success.count == 100
     assert not result.unresolved
@@ -96,3 +97,44 @@ async def test_warm_up_arguments_are_checked(tls_fake: FakeUpbit) -> None:
             await session.warm_up(0)
         with pytest.raises(ValueError, match="within"):
             await session.warm_up(1, within=-1)
+
+
+async def test_a_warm_session_paces_its_first_window_on_the_floor_and_stays_within_it(
+    tls_fake: FakeUpbit,
+) -> None:
+    """After a warm-up through a 50 ms path, the floor is known before the first request
+    (the handshakes taught it), and a burst of three windows never crowds one at the fake."""
+    uuids = tls_fake.add_orders(1800)
+    limiter = SlidingWindowLimiter()
+    async with (
+        PathProxy(tls_fake.base_url, one_way=0.05, jitter=0.005) as proxy,
+        UpbitSession(
+            tls_fake.access_key,
+            tls_fake.secret_key,
+            base_url=proxy.base_url,
+            ssl=tls_fake.client_ssl_context(),
+            limiter=limiter,
+        ) as session,
+    ):
+        await session.warm_up(keep=False)
+        floor = limiter._pacer.estimate(asyncio.get_running_loop().time())
+        assert floor is not None
+        # About the round trip (0.1 s), never more than a little above it (the handshakes'
+        # own work); what must hold is below: no window crowded at the exchange.
+        assert 0.05 < floor < 0.15
+        result = await BatchCanceller(session).cancel(uuids=uuids)
+    assert result.success.count == 1800
+    assert tls_fake.max_in_window() <= 30
+    assert tls_fake.stats()["rejected_429"] == 0
+
+
+async def test_a_kept_warm_session_warms_again_until_closed(tls_fake: FakeUpbit) -> None:
+    """keep=True (the default) leaves a task that the session's close ends."""
+    async with PathProxy(tls_fake.base_url) as proxy:
+        session = session_through(tls_fake, proxy)
+        async with session:
+            await session.warm_up(2)
+            keeper = session._keeper
+            assert keeper is not None
+            assert not keeper.done()
+        assert keeper.done()

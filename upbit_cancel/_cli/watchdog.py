@@ -193,7 +193,7 @@ async def _watch(
     cancellers: dict[str, dict[str | None, BatchCanceller]],
 ) -> int:
     from .._watch.beat import Vigil
-    from .._watch.watchdog import kept_warm, wait_for_silence
+    from .._watch.watchdog import wait_for_silence, warming_up
 
     task = asyncio.current_task()
     assert task is not None
@@ -201,10 +201,10 @@ async def _watch(
         stack.enter_context(stop_on_signals(task.cancel))
         stack.push_async_callback(place.aclose)
         await pockets.open_sessions(stack, sessions)
+        await stack.enter_async_context(warming_up([session for _, session in sessions]))
         vigil: Vigil | None = None
         while True:
-            async with kept_warm([session for _, session in sessions]):
-                verdict, silent_for = await wait_for_silence(place, args.after, vigil=vigil)
+            verdict, silent_for = await wait_for_silence(place, args.after, vigil=vigil)
             if verdict == "disarmed":
                 if args.json:
                     _json_line({"event": "disarmed", "heartbeat": place.label})

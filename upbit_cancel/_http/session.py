@@ -23,6 +23,7 @@ from aiolimiter import AsyncLimiter
 from yarl import URL
 
 from .._check import seconds, whole_number
+from .._errors import ConnectError, SessionClosedError
 from .._ids import MAX_IDS_PER_QUERY, MAX_IDS_PER_REQUEST, Ids, checked_request_ids
 from .._limiter.contract import Limiter, RemainingReq
 from .._limiter.core import GROUPS
@@ -102,6 +103,11 @@ CANCEL_OPEN = Endpoint(
 MAX_BATCH_CANCEL = 300
 #: Most markets in ``pairs`` or ``excluded_pairs`` of a batch cancel.
 _MAX_PAIRS = 20
+#: Handshakes a warm-up times, one after another, to learn the path's floor.
+_PROBES = 3
+#: Seconds between two warm-ups of a session kept warm: below the 30 s after which its pool
+#: closes an idle connection, so the same connections stay open.
+_WARM_EVERY = 20.0
 
 #: The endpoints outside the ``default`` group, for :meth:`UpbitSession.request`.
 _GROUP_OF: Mapping[tuple[str, str], str] = {("DELETE", "/v1/orders/open"): "order-cancel-all"}
@@ -250,7 +256,7 @@ class UpbitSession:
         rate_limit_retries: How many times a request refused with 429 is retried.
     """
 
-    __slots__ = ("__weakref__", "_access_key", "_base_url", "_transport")
+    __slots__ = ("__weakref__", "_access_key", "_base_url", "_keeper", "_transport")
 
     def __init__(
         self,
@@ -308,6 +314,8 @@ class UpbitSession:
             )
         self._access_key = access_key
         self._base_url = _check_base_url(base_url)
+        # The task that keeps the pool warm after warm_up(); the session's close ends it.
+        self._keeper: asyncio.Task[None] | None = None
         self._transport = Transport(
             access_key=access_key,
             secret_key=secret_key,
@@ -360,34 +368,80 @@ class UpbitSession:
         self._transport.open()
         return self
 
-    async def warm_up(self, connections: int = 30, *, within: float = 10.0) -> None:
+    async def warm_up(
+        self, connections: int = 30, *, within: float = 10.0, keep: bool = True
+    ) -> None:
         """Open ``connections`` connections to the exchange now (the TCP and TLS handshakes),
-        so that the next ``connections`` requests leave at once on connections already open.
+        so that the next ``connections`` requests leave at once, and learn the path's floor
+        from the handshakes, so that the pacing of a burst trusts it from its first window on.
 
-        Nothing is sent on them: it costs no rate-limit budget, only the handshakes. Call it
-        ahead of a burst (a kill switch, a watchdog waiting for its moment); a session opens
-        connections as it needs them otherwise, each first request then paying the handshakes
-        (two to three round trips). The connections stay in the pool while used, and close
-        after 30 s idle: warm up again before a burst that comes later.
+        Nothing is sent: it costs no rate-limit budget, only handshakes. Three more connections
+        of its own are opened and closed one after another to time the path (a handshake is
+        a round trip per flight: two for TLS 1.3, three for TLS 1.2, one for plain TCP; the
+        floor is the least of them, lowered by their spread, as for requests).
+
+        With ``keep`` (the default) the session keeps it so until it is closed: every 20 s,
+        below the 30 s after which an idle connection closes, it warms up again (a connection
+        still open is only marked used: nothing is sent on it) and times three handshakes. That
+        costs three TLS handshakes every 20 s, plus one for each connection the server closed
+        meanwhile. A warm-up that fails in the background is a warning (logger
+        ``upbit_cancel``) and is tried again.
+
+        Opening a session does not warm it: most sessions are short-lived, or used where the
+        exchange is not (tests), and a burst a while later needs the pool kept warm anyway.
+        Call it once, ahead of the burst (a kill switch, a watchdog waiting for its moment).
 
         Raises :class:`ConnectError` if a connection cannot be made within ``within`` seconds
-        (the connections opened stay), :class:`SessionClosedError` once closed.
+        (the connections opened stay; with ``keep`` it is tried again in the background),
+        :class:`SessionClosedError` once closed.
 
         Example::
 
             async with UpbitSession(access_key, secret_key, region="sg") as session:
                 await session.warm_up()
-                ...  # later: the first 30 cancels leave without a handshake
+                ...  # later: the first 30 cancels leave at once, paced on the known floor
         """
         whole_number("connections", connections, least=1, most=100)
         within = seconds("within", within)
+        if not isinstance(keep, bool):
+            raise TypeError(f"keep must be True or False, not {keep!r}")
+        self._transport.open()
+        if keep and (self._keeper is None or self._keeper.done()):
+            self._keeper = asyncio.create_task(
+                self._keep_warm(connections, within), name="upbit_cancel keep warm"
+            )
+        await self._warm(connections, within)
+
+    async def _warm(self, connections: int, within: float) -> None:
         await self._transport.warm_up(connections, within=within)
+        await self._transport.probe_path(_PROBES, within=within)
+
+    async def _keep_warm(self, connections: int, within: float) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(_WARM_EVERY)
+            try:
+                await self._warm(connections, within)
+            except ConnectError as error:
+                if not failing:
+                    _log.warning("cannot keep the connections open: %s; trying again", error)
+                failing = True
+            except SessionClosedError:
+                return
+            else:
+                if failing:
+                    _log.warning("the connections to %s are open again", self._base_url)
+                failing = False
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
         """Close the session (and its HTTP session, if it made one). Safe to call twice."""
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         await self._transport.aclose()
 
     async def _call(

@@ -18,7 +18,9 @@ module, and none is ever in an error's chain (it holds the request's headers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from ssl import SSLContext
 from typing import Any, Protocol, TypeVar
@@ -41,7 +43,14 @@ from .._errors import (
     error_from_response,
     with_ids,
 )
-from .._limiter.contract import Feedback, Lease, LeaseExpiredError, Limiter, RemainingReq
+from .._limiter.contract import (
+    Feedback,
+    Lease,
+    LeaseExpiredError,
+    Limiter,
+    PathAware,
+    RemainingReq,
+)
 from .._limiter.registry import claim, handed_over, unclaim, waits_for_predecessor
 from .._log import log as _log
 from .._redact import redact
@@ -60,6 +69,8 @@ MAX_BODY_BYTES = 1 << 20
 _EXCHANGE_WINDOW = 1.0
 
 _USER_AGENT = "upbit-cancel/0.1"
+#: Round trips a new connection costs before it can send, by its TLS version (``None``: none).
+_HANDSHAKE_ROUND_TRIPS = {None: 1, "TLSv1.2": 3, "TLSv1.3": 2}
 
 
 class Observer(Protocol):
@@ -125,6 +136,7 @@ class Transport:
         "_group_limiters",
         "_http",
         "_owns_http",
+        "_probe_context",
         "_rate_limit_retries",
         "_read_timeout",
         "_secret_key",
@@ -164,6 +176,7 @@ class Transport:
         self._http = http_session
         self._owns_http = http_session is None
         self._ssl = ssl
+        self._probe_context: SSLContext | None = None
         self._timeout = timeout
         self._read_timeout = timeout.sock_read
         self._rate_limit_retries = rate_limit_retries
@@ -244,6 +257,51 @@ class Transport:
                 connection.release()
         if failure is not None:
             raise failure
+
+    async def probe_path(self, count: int, *, within: float) -> int:
+        """Time ``count`` handshakes (TCP, and TLS for ``https``) on connections of their own,
+        one after another, each closed at once with nothing sent, and tell the ``default``
+        group's limiter (when it learns from handshakes): how many it could time.
+
+        A TLS 1.3 connection costs two round trips before it can send (TCP, then TLS), TLS 1.2
+        three, plain TCP one; another TLS version is not timed.
+        """
+        url = URL(self._base_url)
+        host, port = url.host, url.port
+        if host is None or port is None:
+            return 0
+        tls = url.scheme == "https"
+        if tls and self._probe_context is None:
+            self._probe_context = self._ssl or ssl.create_default_context()
+        limiter = self.limiter()
+        loop = asyncio.get_running_loop()
+        timed = 0
+        for _ in range(count):
+            started = loop.time()
+            try:
+                async with asyncio.timeout(within):
+                    _, writer = await asyncio.open_connection(
+                        host,
+                        port,
+                        ssl=self._probe_context if tls else None,
+                        server_hostname=host if tls else None,
+                    )
+            except (OSError, TimeoutError, ssl.SSLError):
+                # Said by the warm-up of the pool, whose connections meet the same fault.
+                return timed
+            completed = loop.time()
+            version = None
+            if tls:
+                ssl_object = writer.get_extra_info("ssl_object")
+                version = None if ssl_object is None else ssl_object.version()
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+            round_trips = _HANDSHAKE_ROUND_TRIPS.get(version)
+            if round_trips is not None and isinstance(limiter, PathAware):
+                limiter.observe_handshake(started, completed, round_trips)
+                timed += 1
+        return timed
 
     async def connect_stream(self, path: str, *, within: float) -> aiohttp.ClientWebSocketResponse:
         """A WebSocket to ``path`` of the base URL's host (``ws``/``wss`` for ``http``/

@@ -78,6 +78,10 @@ class TokenBucketLimiter:
         """Refuse a request about to leave while the account is blocked."""
         self._pacer.check_departure(asyncio.get_running_loop().time())
 
+    def observe_handshake(self, started: float, completed: float, round_trips: int) -> None:
+        """Learn the path's floor from a handshake (see :class:`PathAware`)."""
+        self._pacer.observe_handshake(started, completed, round_trips)
+
     def release(self, lease: Lease) -> None:
         """Learn from the answer; the bucket itself refills by the clock."""
         self._active -= 1

@@ -35,6 +35,7 @@ __all__ = [
     "LeaseExpiredError",
     "Limiter",
     "Outcome",
+    "PathAware",
     "RemainingReq",
 ]
 
@@ -137,6 +138,21 @@ class AccountBound(Protocol):
 
     def for_group(self, group: str) -> Limiter:
         """The same account's budget for another rate-limit group (one limiter per group)."""
+        ...
+
+
+@runtime_checkable
+class PathAware(Protocol):
+    """A limiter that learns its path's floor from handshakes as well as from its requests.
+
+    A session that warms up tells it how long each TCP (and TLS) handshake took: round trips
+    that cost no budget, so that its holds may subtract the path's floor from the first
+    requests of a burst on.
+    """
+
+    def observe_handshake(self, started: float, completed: float, round_trips: int) -> None:
+        """A handshake of ``round_trips`` round trips began at ``started`` and completed at
+        ``completed`` (the event loop's clock)."""
         ...
 
 

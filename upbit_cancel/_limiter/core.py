@@ -22,7 +22,11 @@ from .feedback import NO_CHANGE, Decision, FeedbackPolicy
 from .hold import hold_until
 from .path import PathObserver
 
-__all__ = ["GROUPS", "HoldRule", "Paced", "Pacer", "Release", "Settings"]
+__all__ = ["GROUPS", "HANDSHAKE_HORIZON", "HoldRule", "Paced", "Pacer", "Release", "Settings"]
+
+#: Seconds a handshake's round trip counts towards the path's floor: a warm session probes the
+#: path every 20 s (see ``UpbitSession.warm_up``).
+HANDSHAKE_HORIZON = 60.0
 
 #: How an answered request's slot is held: until a window after its latest possible arrival
 #: (``"arrival"``), or a window after its answer (``"answer"``).
@@ -116,7 +120,7 @@ class Pacer:
     and what a released lease holds.
     """
 
-    __slots__ = ("group", "path", "policy", "settings")
+    __slots__ = ("group", "handshakes", "path", "policy", "settings")
 
     #: The settings.
     settings: Settings
@@ -126,6 +130,8 @@ class Pacer:
     policy: FeedbackPolicy
     #: What this process's answered requests say of its path.
     path: PathObserver
+    #: What this process's handshakes (a session's warm-up) say of its path.
+    handshakes: PathObserver
 
     def __init__(
         self, settings: Settings, *, group: str = "default", rng: random.Random | None = None
@@ -134,6 +140,9 @@ class Pacer:
         self.group = group
         self.policy = FeedbackPolicy(settings.limit, settings.unit, group=group, rng=rng)
         self.path = PathObserver(span=settings.window, horizon=max(5.0, 5 * settings.window))
+        # Handshakes are round trips of the bare path (no request waits behind another in a
+        # handshake), so no span is needed; a warm session refreshes them well within a minute.
+        self.handshakes = PathObserver(span=0.0, needed=3, horizon=HANDSHAKE_HORIZON)
 
     def share(self, now: float) -> int:
         """Slots in a window at ``now``: ``limit``, fewer for a while after 429s."""
@@ -148,11 +157,24 @@ class Pacer:
         self.policy.check_departure(now)
 
     def estimate(self, now: float) -> float | None:
-        """The path floor holds may subtract at ``now`` (``None``: none)."""
+        """The path floor holds may subtract at ``now`` (``None``: none): the lower of what
+        the requests and the handshakes say, whichever is known."""
         if self.settings.hold != "arrival":
             return None
-        estimate = self.path.estimate(now)
-        return None if estimate is None else estimate.floor
+        floors = [
+            estimate.floor
+            for estimate in (self.path.estimate(now), self.handshakes.estimate(now))
+            if estimate is not None
+        ]
+        return min(floors, default=None)
+
+    def observe_handshake(self, started: float, completed: float, round_trips: int) -> None:
+        """Learn from a handshake of ``round_trips`` round trips: one round trip's share of it
+        is a sample of the path, as a request's round trip is."""
+        if round_trips < 1 or completed < started:
+            return
+        trip = (completed - started) / round_trips
+        self.handshakes.observe(completed - trip, completed)
 
     def release(self, lease: Lease, now: float, *, own_full: bool = False) -> Release:
         """Learn from ``lease``, released at ``now``, and decide how long its slot is held.
@@ -171,6 +193,7 @@ class Pacer:
             if decision.forget_path:
                 # The budget was overrun: the estimate may be wrong (the path got faster).
                 self.path.forget()
+                self.handshakes.forget()
         estimate = self.estimate(now)
         settings = self.settings
         until = hold_until(

@@ -164,6 +164,10 @@ class SlidingWindowLimiter(Paced):
         """Refuse a request about to leave while the account is blocked (a 418 since its grant)."""
         self._pacer.check_departure(self._bind().time())
 
+    def observe_handshake(self, started: float, completed: float, round_trips: int) -> None:
+        """Learn the path's floor from a handshake (see :class:`PathAware`)."""
+        self._pacer.observe_handshake(started, completed, round_trips)
+
     def release(self, lease: Lease) -> None:
         """Learn from the lease's answer and hold its slot as long as its outcome requires."""
         loop = self._bind()

@@ -25,9 +25,9 @@ __all__ = [
     "WatchOutcome",
     "cancel_everything",
     "checked_markets",
-    "keep_warm",
-    "kept_warm",
     "wait_for_silence",
+    "warm_up",
+    "warming_up",
     "watch",
 ]
 
@@ -36,10 +36,6 @@ _log = logging.getLogger("upbit_cancel.watchdog")
 #: The longest pause between two readings of the heartbeat: what an expiry may be seen late by
 #: (a file or a Redis GET twenty times a second costs next to nothing).
 READ_EVERY: Final = 0.05
-#: Seconds between two warm-ups of the watchdog's connections: below the 30 s after which an
-#: idle connection of the session's pool closes, so the same connections stay open (a warm-up
-#: that finds them idle sends nothing and opens nothing).
-WARM_EVERY: Final = 20.0
 
 
 @attrs.frozen
@@ -75,8 +71,8 @@ async def watch(
     may be a dead bot's last, and proves nothing), and counts silence by its own monotonic
     clock from the moment it saw the last new beat: no clocks need to agree, and it never fires
     early, only up to a reading late (50 ms). A heartbeat it cannot read for a while counts as
-    silent. Meanwhile it keeps the session's connections open (:meth:`UpbitSession.warm_up`
-    every 20 s, which sends nothing), so that its first cancels leave without handshakes. The
+    silent. It warms the session up first (:meth:`UpbitSession.warm_up`, which sends nothing
+    and keeps it warm), so that its first cancels leave without handshakes. The
     cancel is :meth:`BatchCanceller.cancel_open` for each market at once, with
     ``confirm`` and ``batch_cancel`` as there, within the session's budget like any other call,
     so it never trips the limiter while the bot (still alive, only slow) sends too.
@@ -94,7 +90,7 @@ async def watch(
     chosen = checked_markets(markets)
     place = place_of(heartbeat)
     try:
-        async with kept_warm([session]):
+        async with warming_up([session]):
             verdict, silent_for = await wait_for_silence(place, after)
     finally:
         await place.aclose()
@@ -165,9 +161,10 @@ async def wait_for_silence(
 
 
 @contextlib.asynccontextmanager
-async def kept_warm(sessions: Sequence[UpbitSession]) -> AsyncIterator[None]:
-    """Inside, the sessions' connections are kept open by a task that ends with the block."""
-    task = asyncio.create_task(keep_warm(sessions), name="upbit_cancel keep warm")
+async def warming_up(sessions: Sequence[UpbitSession]) -> AsyncIterator[None]:
+    """Inside, the sessions warm up in a task of their own (the watching never waits for
+    it); a warm-up still going at the end is stopped (the sessions keep themselves warm)."""
+    task = asyncio.create_task(warm_up(sessions), name="upbit_cancel warm up")
     try:
         yield
     finally:
@@ -175,21 +172,15 @@ async def kept_warm(sessions: Sequence[UpbitSession]) -> AsyncIterator[None]:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def keep_warm(sessions: Sequence[UpbitSession], *, every: float = WARM_EVERY) -> None:
-    """Warm up each session's connections now and every ``every`` seconds, until cancelled.
-    A warm-up that fails (the exchange out of reach) is a warning, and tried again."""
-    failing = False
-    while True:
+async def warm_up(sessions: Sequence[UpbitSession]) -> None:
+    """Warm up each session and keep it warm (:meth:`UpbitSession.warm_up`): its first cancels
+    then leave at once, paced on the path's floor. An exchange out of reach now is a warning;
+    the sessions keep trying."""
+    for session in sessions:
         try:
-            for session in sessions:
-                await session.warm_up()
+            await session.warm_up()
         except UpbitError as error:
-            if not failing:
-                _log.warning("cannot keep connections open: %s; trying again", error)
-            failing = True
-        else:
-            failing = False
-        await asyncio.sleep(every)
+            _log.warning("cannot open connections ahead: %s; trying again every 20 s", error)
 
 
 def _announce(place: Place, vigil: Vigil, verdict: Verdict, beat: Beat | None) -> None:

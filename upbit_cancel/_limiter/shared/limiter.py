@@ -277,6 +277,10 @@ class SharedLimiter(Paced):
         if lease.handle is not None and now - lease.granted_at > 2 * self._terms.renew:
             raise LeaseExpiredError
 
+    def observe_handshake(self, started: float, completed: float, round_trips: int) -> None:
+        """Learn the path's floor from a handshake (see :class:`PathAware`)."""
+        self._pacer.observe_handshake(started, completed, round_trips)
+
     def release(self, lease: Lease) -> None:
         """Learn from the answer; tell the store, at the driver's next visit, how long the slot
         stays taken."""
