@@ -51,7 +51,7 @@ from typing import Any, Literal, cast
 import aiohttp
 import attrs
 
-from upbit_cancel.testing import FakeUpbit, Faults, PolicyName, UnknownIds
+from upbit_cancel.testing import FakeUpbit, Faults, PathProxy, PolicyName, UnknownIds
 
 #: The directory that holds the ``benchmarks`` package: child processes start there.
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +75,12 @@ class FakeSpec:
     fill_rate: float = 0.0
     unknown: UnknownIds = "omit"
     seed: int | None = None
+    #: Serve HTTPS with a throwaway certificate authority (its certificate is announced).
+    tls: bool = False
+    #: When set, clients reach the fake through a :class:`~upbit_cancel.testing.PathProxy`
+    #: with this one-way latency (and ``proxy_jitter``), handshakes paid as on a real path.
+    proxy_one_way: float | None = None
+    proxy_jitter: float = 0.0
 
     def to_argument(self) -> str:
         """The ``--fake`` argument that builds this spec."""
@@ -113,6 +119,9 @@ class FakeSpec:
             fill_rate=float(fields.get("fill_rate", 0.0)),
             unknown=cast(Literal["omit", "failed"], unknown),
             seed=int(fields["seed"]) if "seed" in fields else None,
+            tls=fields.get("tls", "False") == "True",
+            proxy_one_way=float(fields["proxy_one_way"]) if "proxy_one_way" in fields else None,
+            proxy_jitter=float(fields.get("proxy_jitter", 0.0)),
         )
 
 
@@ -127,6 +136,7 @@ def build(spec: FakeSpec, position: int) -> FakeUpbit:
         cancel_delay=spec.cancel_delay,
         fill_rate=spec.fill_rate,
         seed=position if spec.seed is None else spec.seed,
+        tls=spec.tls,
     )
 
 
@@ -148,17 +158,26 @@ async def serve(specs: Sequence[FakeSpec]) -> None:
     loop.add_reader(sys.stdin.fileno(), on_stdin)
     fakes = [build(spec, position) for position, spec in enumerate(specs)]
     async with contextlib.AsyncExitStack() as stack:
-        for fake in fakes:
+        addresses = []
+        for fake, spec in zip(fakes, specs, strict=True):
             await stack.enter_async_context(fake)
+            address = fake.base_url
+            if spec.proxy_one_way is not None:
+                proxy = PathProxy(
+                    fake.base_url, one_way=spec.proxy_one_way, jitter=spec.proxy_jitter
+                )
+                address = (await stack.enter_async_context(proxy)).base_url
+            addresses.append(address)
         announcement = {
             "fakes": [
                 {
-                    "base_url": fake.base_url,
+                    "base_url": address,
                     "access_key": fake.access_key,
                     "secret_key": fake.secret_key,
                     "spec": spec.to_json(),
+                    "ca_pem": None if fake.ca_pem is None else fake.ca_pem.decode(),
                 }
-                for fake, spec in zip(fakes, specs, strict=True)
+                for fake, spec, address in zip(fakes, specs, addresses, strict=True)
             ]
         }
         print(json.dumps(announcement), flush=True)
@@ -176,6 +195,8 @@ class FakeHandle:
     access_key: str
     secret_key: str = attrs.field(repr=False)
     spec: FakeSpec
+    #: The certificate of the fake's authority, PEM-encoded, when it serves HTTPS.
+    ca_pem: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """What a job process needs to reach this fake (its keys are throwaway test keys)."""
@@ -184,6 +205,7 @@ class FakeHandle:
             "access_key": self.access_key,
             "secret_key": self.secret_key,
             "spec": self.spec.to_json(),
+            "ca_pem": self.ca_pem,
         }
 
     @classmethod
@@ -194,6 +216,7 @@ class FakeHandle:
             access_key=data["access_key"],
             secret_key=data["secret_key"],
             spec=FakeSpec(**data["spec"]),
+            ca_pem=data.get("ca_pem"),
         )
 
 
@@ -224,6 +247,7 @@ class FakeProcess:
                 access_key=fake["access_key"],
                 secret_key=fake["secret_key"],
                 spec=spec,
+                ca_pem=fake.get("ca_pem"),
             )
             for fake, spec in zip(json.loads(line)["fakes"], self._specs, strict=True)
         )
