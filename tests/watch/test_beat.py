@@ -122,3 +122,37 @@ def test_it_never_expires_within_after_of_a_new_beat(
             assert now - last_new > after
             break
         assert verdict in ("waiting", "alive")
+
+
+def test_a_disarm_by_one_of_two_writers_does_not_stand_down() -> None:
+    """An old bot that leaves normally while a new one beats (a deploy): still watching, and
+    the heartbeat is known to be shared."""
+    vigil = Vigil(after=1.0)
+    vigil.see(None, 0.0, first=True)
+    vigil.see(beat(1, writer="new"), 0.1)
+    vigil.see(beat(5, writer="old"), 0.2)
+    assert vigil.see(beat(6, writer="old", state="disarmed"), 0.3) == "alive"
+    assert vigil.shared
+    assert vigil.see(beat(6, writer="old", state="disarmed"), 1.25) == "expired"
+
+
+def test_beats_that_alternate_between_writers_are_seen_as_shared() -> None:
+    """Two bots on one heartbeat: said, since the stop of one cannot be seen."""
+    vigil = Vigil(after=1.0)
+    vigil.see(None, 0.0, first=True)
+    vigil.see(beat(1, writer="a"), 0.1)
+    vigil.see(beat(1, writer="b"), 0.2)
+    assert not vigil.shared
+    vigil.see(beat(2, writer="a"), 0.3)
+    assert vigil.shared
+
+
+def test_a_slow_read_never_makes_it_fire_early() -> None:
+    """Silence is judged when the read began, and a beat it returns counts from when it came
+    back: a 0.5 s read that brings the last beat does not expire it."""
+    vigil = Vigil(after=1.0)
+    vigil.see(None, 0.0, first=True)
+    vigil.see(beat(1), 1.0, read_started=1.0)
+    assert vigil.see(beat(2), 2.45, read_started=1.95) == "alive"
+    assert vigil.see(beat(2), 3.44, read_started=3.44) == "alive"
+    assert vigil.see(beat(2), 3.46, read_started=3.46) == "expired"

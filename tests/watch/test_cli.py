@@ -116,7 +116,7 @@ def test_an_unreadable_heartbeat_is_refused_at_the_start(
     tmp_path: Path,
     fake_in_thread: FakeUpbit,
 ) -> None:
-    """A heartbeat that cannot be read (a directory here) is status 2 before any wait."""
+    """A heartbeat that cannot be read (a directory here) is status 2, nothing sent."""
     monkeypatch.setenv("UPBIT_ACCESS_KEY", fake_in_thread.access_key)
     monkeypatch.setenv("UPBIT_SECRET_KEY", fake_in_thread.secret_key)
     status = main(
@@ -131,7 +131,7 @@ def test_an_unreadable_heartbeat_is_refused_at_the_start(
         ]
     )
     assert status == 2
-    assert "cannot read the heartbeat" in capsys.readouterr().err
+    assert "is not a regular file" in capsys.readouterr().err
     assert fake_in_thread.records == []
 
 
@@ -140,3 +140,43 @@ def test_keys_apply_to_all_open_only(capsys: pytest.CaptureFixture[str], tmp_pat
     path = key_file(tmp_path, f"{KEY_A} {SECRET_A}\n")
     assert main(["cancel", "--keys", str(path), "--uuids", "x"]) == 2
     assert "--keys applies to --all-open" in capsys.readouterr().err
+
+
+def test_the_watchdog_refuses_a_refused_key_before_watching(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fake_in_thread: FakeUpbit,
+) -> None:
+    """A wrong secret is status 2 at the start, with what to check; nothing is awaited."""
+    monkeypatch.setenv("UPBIT_ACCESS_KEY", fake_in_thread.access_key)
+    monkeypatch.setenv("UPBIT_SECRET_KEY", SECRET_A)
+    status = main(
+        [
+            "watchdog",
+            "--heartbeat",
+            str(tmp_path / "hb"),
+            "--after",
+            "1",
+            "--base-url",
+            fake_in_thread.base_url,
+        ]
+    )
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "refused the API key" in error
+    assert SECRET_A not in error
+
+
+def test_a_key_file_with_a_broken_secret_names_its_line(tmp_path: Path) -> None:
+    """A secret too short to be one is refused with its line, never shown."""
+    path = key_file(tmp_path, f"{KEY_A} {SECRET_A}\n{KEY_B} short\n")
+    with pytest.raises(KeyFileError, match=r"line 2 of .*secret key is not one"):
+        read_key_file(str(path))
+
+
+def test_a_default_name_taken_says_so(tmp_path: Path) -> None:
+    """A line without a name whose default is taken by another line's name is told apart."""
+    path = key_file(tmp_path, f"{KEY_A} {SECRET_A} pocket-2\n{KEY_B} {SECRET_B}\n")
+    with pytest.raises(KeyFileError, match="given to it by default"):
+        read_key_file(str(path))

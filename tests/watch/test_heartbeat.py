@@ -12,10 +12,17 @@ import pytest
 
 from tests.conftest import SessionFor
 from tests.helpers import until
-from upbit_cancel import Heartbeat, HeartbeatError, SlidingWindowLimiter, watch
+from upbit_cancel import (
+    AuthenticationError,
+    Heartbeat,
+    HeartbeatError,
+    SlidingWindowLimiter,
+    UpbitSession,
+    watch,
+)
 from upbit_cancel._watch.beat import Beat, decode
 from upbit_cancel._watch.places import place_of
-from upbit_cancel.testing import FakeUpbit
+from upbit_cancel.testing import FakeUpbit, RequestRecord
 
 
 async def a_bot_that_fails(path: Path, *, every: float, ending: BaseException) -> None:
@@ -23,6 +30,15 @@ async def a_bot_that_fails(path: Path, *, every: float, ending: BaseException) -
     async with Heartbeat(path, every=every):
         await until(lambda: read(path).sequence >= 3)
         raise ending
+
+
+def cancels(fake: FakeUpbit) -> list[RequestRecord]:
+    return [record for record in fake.records if record.method == "DELETE"]
+
+
+def only_the_check(fake: FakeUpbit) -> bool:
+    """Nothing but the check before watching: one listing of one open order."""
+    return [(record.method, record.path) for record in fake.records] == [("GET", "/v1/orders/open")]
 
 
 def read(path: Path) -> Beat:
@@ -155,7 +171,7 @@ async def test_watch_cancels_everything_once_the_beats_stop(
         watching = asyncio.create_task(watch(path, after=0.2, session=session))
         with pytest.raises(RuntimeError):
             await a_bot_that_fails(path, every=0.02, ending=RuntimeError("the bot fails"))
-        assert fake.records == []
+        assert not cancels(fake), "nothing canceled while the bot beats"
         outcome = await watching
     assert outcome.reason == "expired"
     assert outcome.silent_for is not None
@@ -179,7 +195,7 @@ async def test_watch_stands_down_when_disarmed(
         outcome = await watching
     assert outcome.reason == "disarmed"
     assert outcome.results == {}
-    assert fake.records == []
+    assert only_the_check(fake)
 
 
 async def test_watch_cancels_only_the_markets_given(
@@ -217,6 +233,60 @@ async def test_watch_refuses_what_it_cannot_use(
         with pytest.raises(TypeError, match="UpbitSession"):
             await watch(tmp_path / "hb", after=1, session="session")  # type: ignore[arg-type]
         (tmp_path / "dir").mkdir()
-        with pytest.raises(HeartbeatError, match="cannot read the heartbeat"):
+        with pytest.raises(HeartbeatError, match="not a regular file"):
             await watch(tmp_path / "dir", after=1, session=session)
     assert fake.records == []
+
+
+async def test_a_heartbeat_that_is_not_a_file_is_refused_at_once(
+    fake: FakeUpbit, session_for: SessionFor, tmp_path: Path
+) -> None:
+    """A FIFO at the path never blocks the watchdog: it is refused, nothing sent."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    async with session_for(fake, limiter=SlidingWindowLimiter()) as session:
+        with pytest.raises(HeartbeatError, match="not a regular file"):
+            await watch(fifo, after=1, session=session)
+    assert fake.records == []
+
+
+async def test_a_bot_that_beats_no_faster_than_after_is_refused(
+    fake: FakeUpbit, session_for: SessionFor, tmp_path: Path
+) -> None:
+    """every=0.3 against after=0.2 would cancel a healthy bot: refused once armed."""
+    path = tmp_path / "heartbeat"
+    fake.add_orders(5)
+    async with session_for(fake, limiter=SlidingWindowLimiter()) as session:
+        watching = asyncio.create_task(watch(path, after=0.2, session=session))
+        async with Heartbeat(path, every=0.3):
+            with pytest.raises(HeartbeatError, match="several beats"):
+                await watching
+    assert not cancels(fake)
+
+
+async def test_one_heartbeat_entered_twice_at_once_is_refused(tmp_path: Path) -> None:
+    """A second task entering the same Heartbeat while the first enters is refused."""
+    heartbeat = Heartbeat(tmp_path / "heartbeat", every=0.05)
+
+    async def enter() -> None:
+        async with heartbeat:
+            await asyncio.sleep(0)
+
+    results = await asyncio.gather(enter(), enter(), return_exceptions=True)
+    assert sum(isinstance(result, RuntimeError) for result in results) == 1
+
+
+def test_a_directory_or_nul_is_no_heartbeat_path() -> None:
+    """'/', '.', '..' and a path with a NUL byte are refused where given."""
+    for target in ("/", ".", "..", "a\0b"):
+        with pytest.raises(ValueError, match="path"):
+            Heartbeat(target)
+
+
+async def test_watch_refuses_a_key_the_exchange_refuses(fake: FakeUpbit, tmp_path: Path) -> None:
+    """A wrong secret is found before watching, not when the bot has died."""
+    async with UpbitSession(
+        fake.access_key, "x" * 40, base_url=fake.base_url, limiter=SlidingWindowLimiter()
+    ) as session:
+        with pytest.raises(AuthenticationError):
+            await watch(tmp_path / "heartbeat", after=1, session=session)

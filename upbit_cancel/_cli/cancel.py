@@ -45,7 +45,9 @@ __all__ = [
     "MARKET_CODE",
     "SECRET_KEY_ENV",
     "add_parser",
+    "close_stdout",
     "credentials",
+    "refusal_of",
     "run",
 ]
 
@@ -328,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
         _report(partial or BatchResult(), args, given=None, tables=False, error=error)
         if partial is not None and _distinct(partial):
             _report(partial, args, given=None, json_too=False)
-        refused = _refusal_of(error)
+        refused = refusal_of(error)
         if refused is not None:
             return usage_error(PROG, refused)
         print(f"{PROG}: could not list the open orders: {error}", file=sys.stderr)
@@ -432,7 +434,7 @@ def _cancel_in_pockets(args: argparse.Namespace) -> int:
     _pockets_report(outcome, args)
     for results, errors in outcome.values():
         for failure in errors.values():
-            refused = _refusal_of(failure)
+            refused = refusal_of(failure)
             if refused is not None:
                 return usage_error(PROG, refused)
         for result in results.values():
@@ -451,7 +453,7 @@ def _pockets_report(outcome: pockets.Outcome, args: argparse.Namespace) -> None:
         if not args.quiet:
             pockets.report(outcome, pockets.stream_for(args))
     except BrokenPipeError:
-        _close_stdout()
+        close_stdout()
 
 
 def _distinct(result: BatchResult) -> int:
@@ -462,13 +464,13 @@ def _refusal(result: BatchResult) -> str | None:
     """One line on why the exchange refused the key, if that is what stopped the batch."""
     for entry in result.unresolved:
         if entry.error is not None:
-            refused = _refusal_of(entry.error)
+            refused = refusal_of(entry.error)
             if refused is not None:
                 return refused
     return None
 
 
-def _refusal_of(error: UpbitError) -> str | None:
+def refusal_of(error: UpbitError) -> str | None:
     """One line on what to check, if ``error`` says the exchange refused the key (or the
     account's budget refused this process)."""
     if isinstance(error, BudgetUnavailableError):
@@ -564,13 +566,13 @@ def _report(
                 render(table, summary_to)
     except BrokenPipeError:
         # The reader went away (`... --json | head`): stop writing to it, quietly.
-        _close_stdout()
+        close_stdout()
         if json_too and summary_to is sys.stderr and tables and not args.quiet:
             # The summary still has its own reader.
             _report(result, args, given=given, json_too=False)
 
 
-def _close_stdout() -> None:
+def close_stdout() -> None:
     """Point standard output at /dev/null, so that Python's final flush cannot fail either."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())

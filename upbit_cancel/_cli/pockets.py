@@ -47,7 +47,7 @@ __all__ = [
 #: A pocket's name in the key file: shown in summaries and JSON.
 _NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 #: A key file longer than this is not one (Upbit gives an account six pockets).
-_MOST_LINES: Final = 1000
+_MOST_BYTES: Final = 65_536
 #: What stands for "every market" in the JSON.
 ALL_MARKETS: Final = "*"
 
@@ -93,7 +93,12 @@ def read_key_file(path: str) -> list[Pocket]:
                     f"{stat.S_IMODE(mode):03o}): run chmod 600 {path}, the keys in it can "
                     "cancel every order"
                 )
-            lines = file.readlines(_MOST_LINES * 200)
+            text = file.read(_MOST_BYTES + 1)
+            if len(text) > _MOST_BYTES:
+                raise KeyFileError(
+                    f"{path} is larger than a key file ({_MOST_BYTES:,} characters at most)"
+                )
+            lines = text.splitlines()
     except OSError as error:
         raise KeyFileError(f"cannot read {path}: {error.strerror or error}") from None
     except UnicodeDecodeError as error:
@@ -109,11 +114,20 @@ def read_key_file(path: str) -> list[Pocket]:
         if len(fields) not in (2, 3):
             raise KeyFileError(f"{where}: give 'access_key secret_key [name]', nothing else")
         access_key, secret_key = fields[0], fields[1]
-        name = fields[2] if len(fields) == 3 else f"pocket-{len(pockets) + 1}"
+        if not (access_key.isascii() and access_key.isprintable()):
+            raise KeyFileError(f"{where}: the access key holds characters Upbit keys never have")
+        if not (secret_key.isascii() and secret_key.isprintable()) or len(secret_key) < 32:
+            raise KeyFileError(
+                f"{where}: the secret key is not one (Upbit's have 40 printable characters); "
+                "check what was copied"
+            )
+        named = len(fields) == 3
+        name = fields[2] if named else f"pocket-{len(pockets) + 1}"
         if not _NAME.fullmatch(name):
             raise KeyFileError(f"{where}: a pocket's name is 1 to 32 letters, digits or '_.-'")
         if name in names:
-            raise KeyFileError(f"{where}: the name {name} is given twice")
+            given = "is given twice" if named else "(given to it by default) is taken"
+            raise KeyFileError(f"{where}: the name {name} {given}; name each pocket")
         if access_key in keys:
             raise KeyFileError(
                 f"{where}: this access key is given twice; give one key pair per pocket"

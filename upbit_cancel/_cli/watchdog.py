@@ -15,6 +15,8 @@ from .._errors import UpbitError
 from .._regions import REGIONS
 from . import pockets
 from .cancel import BASE_URL_ENV, MARKET_CODE, credentials
+from .cancel import close_stdout as _close_stdout
+from .cancel import refusal_of as _refusal_of
 from .output import BUDGET_LOG, log_lines, plural
 from .signals import Parser, ignore_interrupts, interrupted, stop_on_signals, usage_error
 
@@ -66,7 +68,10 @@ def add_parser(subparsers: _SubParsers) -> None:
         required=True,
         type=_positive_seconds,
         metavar="SECONDS",
-        help="cancel once no new beat has come for this long (several of the bot's beats)",
+        help=(
+            "cancel once no new beat has come for this long: several of the bot's beats "
+            "(0.1 to 86400)"
+        ),
     )
     parser.add_argument(
         "--market",
@@ -123,13 +128,16 @@ def add_parser(subparsers: _SubParsers) -> None:
 
 
 def _positive_seconds(text: str) -> float:
+    from .._watch.watchdog import checked_after
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a number of seconds, not {text!r}") from None
-    if not 0 < value < 86_400:
-        raise argparse.ArgumentTypeError(f"a positive number of seconds, not {text!r}")
-    return value
+    try:
+        return checked_after(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("after must be ")) from None
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
@@ -175,14 +183,15 @@ def run(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         ignore_interrupts()
         if not cancellers:
-            print(f"{PROG}: stopped; nothing was canceled", file=sys.stderr)
+            print(f"{PROG}: stopped while watching", file=sys.stderr)
             return interrupted()
         print(f"{PROG}: interrupted while cancelling", file=sys.stderr)
         _show(pockets.partial_outcome(cancellers), args, event="interrupted")
         return interrupted()
     except UpbitError as error:
-        # The heartbeat unreadable at the start, or the key refused while opening.
-        return usage_error(PROG, str(error))
+        # The heartbeat unreadable at the start or beating too slowly for --after, or a key,
+        # a permission or a budget refused by the check before watching.
+        return usage_error(PROG, _refusal_of(error) or str(error))
 
 
 async def _watch(
@@ -193,29 +202,35 @@ async def _watch(
     cancellers: dict[str, dict[str | None, BatchCanceller]],
 ) -> int:
     from .._watch.beat import Vigil
-    from .._watch.watchdog import wait_for_silence, warming_up
+    from .._watch.watchdog import check_ready, wait_for_silence, warming_up
 
     task = asyncio.current_task()
     assert task is not None
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(stop_on_signals(task.cancel))
         stack.push_async_callback(place.aclose)
+        await place.read()  # a heartbeat that cannot be read is said before anything is sent
         await pockets.open_sessions(stack, sessions)
+        # Whatever would stop the cancel (a refused key, no "order query", a budget that
+        # cannot be kept) is found now, not when the bot has died.
+        for _, session in sessions:
+            await check_ready(session)
         await stack.enter_async_context(warming_up([session for _, session in sessions]))
-        vigil: Vigil | None = None
+        vigil = Vigil(args.after)
+        first = True
         while True:
-            verdict, silent_for = await wait_for_silence(place, args.after, vigil=vigil)
+            verdict, silent_for = await wait_for_silence(place, vigil, first=first)
+            first = False
             if verdict == "disarmed":
                 if args.json:
                     _json_line({"event": "disarmed", "heartbeat": place.label})
                 if not args.rearm:
                     return 0
             else:
-                if not args.quiet:
-                    where = "" if len(sessions) == 1 else f" in {plural(len(sessions), 'pocket')}"
+                if not args.quiet and len(sessions) > 1:
+                    names = ", ".join(pocket.name for pocket, _ in sessions)
                     print(
-                        f"{PROG}: silent for {silent_for or 0:.2f} s: cancelling every open "
-                        f"order{where}",
+                        f"{PROG}: cancelling in {plural(len(sessions), 'pocket')}: {names}",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -231,7 +246,6 @@ async def _watch(
                 _show(outcome, args, event="expired", silent_for=silent_for)
                 if not args.rearm:
                     return pockets.status(outcome)
-            vigil = vigil or Vigil(args.after)
             vigil.rearm()
             if not args.quiet:
                 print(f"{PROG}: watching again", file=sys.stderr, flush=True)
@@ -251,10 +265,16 @@ def _show(
         document["pockets"] = pockets.outcome_json(outcome)
         _json_line(document)
     if not args.quiet:
-        pockets.report(outcome, pockets.stream_for(args))
+        try:
+            pockets.report(outcome, pockets.stream_for(args))
+        except BrokenPipeError:
+            # The reader went away: the watchdog goes on (with --rearm), writing nowhere.
+            _close_stdout()
 
 
 def _json_line(document: dict[str, Any]) -> None:
-    with contextlib.suppress(BrokenPipeError):
+    try:
         sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
         sys.stdout.flush()
+    except BrokenPipeError:
+        _close_stdout()

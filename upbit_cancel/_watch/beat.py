@@ -103,17 +103,25 @@ class Vigil:
         vigil.see(read_heartbeat(), time.monotonic())  # "waiting", "alive", "expired", ...
 
     Once ``"expired"`` or ``"disarmed"``, it says so until :meth:`rearm`.
+
+    One heartbeat should have one writer. When two write it (a deploy that overlaps the old bot
+    and the new), a disarm by one while the other beat within ``after`` does not stand the
+    watchdog down, and :attr:`shared` says that beats of two writers were seen.
     """
 
-    __slots__ = ("_armed", "_last", "_seen_at", "_verdict", "after")
+    __slots__ = ("_armed", "_last", "_seen_at", "_verdict", "_writers", "after", "shared")
 
     def __init__(self, after: float) -> None:
         #: Seconds without a new beat after which the writer counts as stopped.
         self.after = after
-        # The last beat read (None: none, or unreadable), compared by value: a beat counts as
-        # new when it differs from the previous reading.
+        #: Whether beats of more than one writer alternated, or one's disarm was overruled.
+        self.shared = False
+        # The last beat read (None: none), compared by value: a beat counts as new when it
+        # differs from the previous reading.
         self._last: Beat | None = None
         self._seen_at: float | None = None
+        # Each writer, and when a new beat of it was last seen.
+        self._writers: dict[str, float] = {}
         self._armed = False
         self._verdict: Verdict = "waiting"
 
@@ -126,28 +134,52 @@ class Vigil:
         """Seconds since a new beat was last seen (``None`` before the first)."""
         return None if self._seen_at is None or not self._armed else now - self._seen_at
 
-    def see(self, beat: Beat | None, now: float, *, first: bool = False) -> Verdict:
-        """Take a reading made at ``now`` (``first``: the watchdog's first reading, which only
-        sets the baseline) and say what it shows."""
+    def see(
+        self,
+        beat: Beat | None,
+        now: float,
+        *,
+        first: bool = False,
+        read_started: float | None = None,
+    ) -> Verdict:
+        """Take a reading that returned at ``now`` (and began at ``read_started``; ``first``:
+        the watchdog's first reading, which only sets the baseline) and say what it shows.
+
+        A new beat counts from ``now``, when it had certainly been written; silence is judged
+        at ``read_started``, before which any beat it missed was written: so neither a slow
+        read nor a beat written during one makes the watchdog fire early.
+        """
         if self._verdict in ("expired", "disarmed"):
             return self._verdict
-        changed = not first and beat is not None and beat != self._last
-        self._last = beat
-        if changed:
-            assert beat is not None
+        previous, self._last = self._last, beat
+        if not first and beat is not None and beat != previous:
             if beat.state == "disarmed":
-                self._verdict = "disarmed"
-                return self._verdict
-            self._armed = True
-            self._seen_at = now
+                self._writers.pop(beat.writer, None)
+                others = [writer for writer, at in self._writers.items() if now - at <= self.after]
+                if not others:
+                    self._verdict = "disarmed"
+                    return self._verdict
+                self.shared = True
+            else:
+                if (
+                    previous is not None
+                    and previous.writer != beat.writer
+                    and beat.writer in self._writers
+                ):
+                    self.shared = True
+                self._writers[beat.writer] = now
+                self._armed = True
+                self._seen_at = now
         if not self._armed:
             return "waiting"
         assert self._seen_at is not None
-        self._verdict = "expired" if now - self._seen_at > self.after else "alive"
+        judged_at = now if read_started is None else read_started
+        self._verdict = "expired" if judged_at - self._seen_at > self.after else "alive"
         return self._verdict
 
     def rearm(self) -> None:
         """Watch again from the last beat read, as if it had been the first reading."""
         self._armed = False
         self._seen_at = None
+        self._writers.clear()
         self._verdict = "waiting"

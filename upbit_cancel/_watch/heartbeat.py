@@ -53,7 +53,7 @@ class Heartbeat:
         every: Seconds between beats. The watchdog's ``after`` should be several times this.
     """
 
-    __slots__ = ("_beats", "_failing", "_place", "_task", "_writer", "every")
+    __slots__ = ("_beats", "_entered", "_failing", "_place", "_task", "_writer", "every")
 
     def __init__(self, target: str | os.PathLike[str], *, every: float = 0.5) -> None:
         every = seconds("every", every)
@@ -64,6 +64,7 @@ class Heartbeat:
         self._beats = 0
         self._failing = False
         self._task: asyncio.Task[None] | None = None
+        self._entered = False
 
     @property
     def target(self) -> str:
@@ -80,13 +81,16 @@ class Heartbeat:
         return f"<Heartbeat {self._place.label} every={self.every} {state}>"
 
     async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError("this Heartbeat is already entered")
+        if self._entered:
+            raise RuntimeError("this Heartbeat is already entered; use one per bot")
+        # Set before the first await: a second task entering meanwhile is refused too.
+        self._entered = True
         self._writer = secrets.token_hex(8)
         self._beats = 0
         try:
             await self._beat("beating")
         except BaseException:
+            self._entered = False
             await self._place.aclose()
             raise
         self._task = asyncio.create_task(self._keep_beating(), name="upbit_cancel heartbeat")
@@ -110,6 +114,7 @@ class Heartbeat:
                 except HeartbeatError as error:
                     _log.error("%s; the watchdog will take the bot as stopped", error)
         finally:
+            self._entered = False
             await self._place.aclose()
 
     async def _keep_beating(self) -> None:

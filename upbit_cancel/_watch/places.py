@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -23,6 +24,8 @@ __all__ = ["FilePlace", "Place", "RedisPlace", "place_of"]
 _REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 #: The name after ``#`` in a Redis target: which heartbeat of that Redis this is.
 _NAME: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+#: The most of a heartbeat file read: a beat is about 150 bytes.
+_MOST_BYTES: Final = 4096
 #: Seconds a Redis call may take before the heartbeat counts as out of reach.
 _REDIS_TIMEOUT: Final = 0.5
 
@@ -43,6 +46,10 @@ class Place(Protocol):
     async def aclose(self) -> None:
         """Release what the place holds (a connection)."""
 
+    @property
+    def directory_missing(self) -> bool:
+        """Whether the place cannot be written yet for want of a directory."""
+
 
 def place_of(target: str | os.PathLike[str]) -> Place:
     """The place a heartbeat target names: ``redis://host:port/db#name`` (or ``rediss://``,
@@ -53,9 +60,12 @@ def place_of(target: str | os.PathLike[str]) -> Place:
         return RedisPlace(target)
     if isinstance(target, str | os.PathLike):
         text = os.fspath(target)
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or not text.strip() or "\0" in text:
             raise ValueError("the heartbeat needs a file's path or a redis:// URL")
-        return FilePlace(Path(text).expanduser())
+        path = Path(text).expanduser()
+        if path.name in ("", ".", ".."):
+            raise ValueError(f"the heartbeat needs a file's path, not the directory {text!r}")
+        return FilePlace(path)
     raise TypeError(
         f"the heartbeat must be a file's path or a redis:// URL, not {type(target).__name__}"
     )
@@ -90,14 +100,34 @@ class FilePlace:
             ) from None
 
     async def read(self) -> bytes | None:
+        # Opened without blocking and read only if it is a regular file: a FIFO or a device at
+        # the path must not hang the watchdog, nor a huge file be read twenty times a second.
         try:
-            return self._path.read_bytes()
+            descriptor = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
         except OSError as error:
             raise HeartbeatError(
                 f"cannot read the heartbeat {self.label}: {error.strerror or error}"
             ) from None
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise HeartbeatError(
+                    f"the heartbeat {self.label} is not a regular file; give the path of the "
+                    "file the bot's Heartbeat writes"
+                )
+            return os.read(descriptor, _MOST_BYTES)
+        except OSError as error:
+            raise HeartbeatError(
+                f"cannot read the heartbeat {self.label}: {error.strerror or error}"
+            ) from None
+        finally:
+            os.close(descriptor)
+
+    @property
+    def directory_missing(self) -> bool:
+        """Whether the heartbeat's directory does not exist (yet)."""
+        return not self._path.parent.is_dir()
 
     async def aclose(self) -> None:
         return None
@@ -148,6 +178,10 @@ class RedisPlace:
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await self._client.aclose()
+
+    @property
+    def directory_missing(self) -> bool:
+        return False
 
     def _failure(self, what: str, error: BaseException) -> HeartbeatError:
         # redis-py's messages may quote the URL; the type's name says enough.

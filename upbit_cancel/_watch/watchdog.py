@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Final, Literal
 
 import attrs
@@ -15,15 +15,23 @@ import attrs
 from .._batch.canceller import BatchCanceller
 from .._batch.listing import check_market
 from .._check import seconds
-from .._errors import HeartbeatError, UpbitError
+from .._errors import (
+    AuthenticationError,
+    BudgetUnavailableError,
+    HeartbeatError,
+    OutOfScopeError,
+    UpbitError,
+)
 from .._http.session import UpbitSession
 from .._models import BatchResult
-from .beat import Beat, Verdict, Vigil, decode
+from .beat import FORMAT, Beat, Verdict, Vigil, decode
 from .places import Place, place_of
 
 __all__ = [
     "WatchOutcome",
     "cancel_everything",
+    "check_ready",
+    "checked_after",
     "checked_markets",
     "wait_for_silence",
     "warm_up",
@@ -36,6 +44,11 @@ _log = logging.getLogger("upbit_cancel.watchdog")
 #: The longest pause between two readings of the heartbeat: what an expiry may be seen late by
 #: (a file or a Redis GET twenty times a second costs next to nothing).
 READ_EVERY: Final = 0.05
+#: The shortest and longest ``after`` accepted: two readings, and a day.
+LEAST_AFTER: Final = 0.1
+MOST_AFTER: Final = 86_400.0
+#: Seconds between two reminders that no beat has come yet.
+_NAG_EVERY: Final = 60.0
 
 
 @attrs.frozen
@@ -82,16 +95,23 @@ async def watch(
         async with UpbitSession(access_key, secret_key, region="sg") as session:
             outcome = await watch("/run/bot/heartbeat", after=5.0, session=session)
 
-    Raises :class:`HeartbeatError` if the heartbeat cannot be read at the start.
+    Before it watches, it checks that it will be able to cancel: one listing of one open
+    order, which proves the key, its "order query" permission and the account's budget
+    (:class:`AuthenticationError`, :class:`OutOfScopeError` or
+    :class:`BudgetUnavailableError` are raised then, not when the bot has died; an exchange
+    out of reach is only a warning). Raises :class:`HeartbeatError` if the heartbeat cannot be
+    read at the start, and ``ValueError`` for ``after`` outside 0.1 s to a day.
     """
-    after = seconds("after", after)
+    after = checked_after(after)
     if not isinstance(session, UpbitSession):
         raise TypeError(f"session must be an UpbitSession, not {type(session).__name__}")
     chosen = checked_markets(markets)
     place = place_of(heartbeat)
     try:
+        await place.read()  # a heartbeat that cannot be read is said before anything is sent
+        await check_ready(session)
         async with warming_up([session]):
-            verdict, silent_for = await wait_for_silence(place, after)
+            verdict, silent_for = await wait_for_silence(place, Vigil(after), first=True)
     finally:
         await place.aclose()
     if verdict == "disarmed":
@@ -100,6 +120,28 @@ async def watch(
         session, chosen, confirm=confirm, batch_cancel=batch_cancel
     )
     return WatchOutcome("expired", silent_for, results, errors)
+
+
+def checked_after(after: object) -> float:
+    """``after`` as seconds from 0.1 (two readings) to a day."""
+    value = seconds("after", after)
+    if not LEAST_AFTER <= value <= MOST_AFTER:
+        raise ValueError(
+            f"after must be from {LEAST_AFTER:g} to {MOST_AFTER:,.0f} seconds, not {value!r}"
+        )
+    return value
+
+
+async def check_ready(session: UpbitSession) -> None:
+    """Prove now what the cancel will need: one listing of one open order (one request of the
+    ``default`` budget). A refused key, a missing permission or a budget that cannot be kept
+    is raised; anything else (the exchange out of reach) is a warning."""
+    try:
+        await session.open_orders(limit=1)
+    except (AuthenticationError, OutOfScopeError, BudgetUnavailableError):
+        raise
+    except UpbitError as error:
+        _log.warning("could not check the key with the exchange now: %s", error)
 
 
 def checked_markets(markets: Sequence[str] | None) -> list[str | None]:
@@ -116,47 +158,82 @@ def checked_markets(markets: Sequence[str] | None) -> list[str | None]:
 
 
 async def wait_for_silence(
-    place: Place,
-    after: float,
-    *,
-    vigil: Vigil | None = None,
-    on_verdict: Callable[[Verdict, Beat | None], object] | None = None,
+    place: Place, vigil: Vigil, *, first: bool
 ) -> tuple[Literal["expired", "disarmed"], float | None]:
-    """Read the heartbeat until it expires or is disarmed; the verdict and, on expiry, the
-    seconds of silence. ``on_verdict`` hears each change of verdict (``"alive"`` when armed).
-    A ``vigil`` given keeps watching from where it stands (after :meth:`Vigil.rearm`)."""
-    first = vigil is None
-    vigil = Vigil(after) if vigil is None else vigil
-    every = min(READ_EVERY, after / 4)
+    """Read the heartbeat until ``vigil`` says it expired or was disarmed; the verdict and, on
+    expiry, the seconds of silence. ``first``: the vigil has read nothing yet (the first
+    reading sets its baseline, and a heartbeat that cannot be read then raises
+    :class:`HeartbeatError`); a vigil rearmed keeps its last beat as the baseline.
+
+    Raises :class:`HeartbeatError` too when the bot beats no more often than ``after``: every
+    beat would look like a stop.
+    """
+    every = min(READ_EVERY, vigil.after / 4)
+    if first and place.directory_missing:
+        _log.warning(
+            "the directory of the heartbeat %s does not exist (yet): the bot's Heartbeat "
+            "cannot write there until it does",
+            place.label,
+        )
     reported: Verdict | None = None
     failing = False
+    strange: bytes | None = None
+    warned_shared = False
+    nagged = time.monotonic()
     while True:
-        now = time.monotonic()
+        started = time.monotonic()
         try:
-            beat = decode(raw) if (raw := await place.read()) is not None else None
+            raw = await place.read()
         except HeartbeatError as error:
             if first:
                 raise
             if not failing:
                 _log.warning("%s; its silence counts meanwhile", error)
             failing = True
+            raw = None
             # The last beat read again: what cannot be read is no news.
             beat = vigil.last
         else:
             if failing:
                 _log.warning("the heartbeat %s can be read again", place.label)
             failing = False
-        verdict = vigil.see(beat, now, first=first)
+            beat = None if raw is None else decode(raw)
+            if raw is not None and beat is None:
+                if raw != strange:
+                    _log.warning(
+                        "%s holds something that is not a heartbeat of upbit_cancel (format "
+                        "%d); is it the file the bot's Heartbeat writes?",
+                        place.label,
+                        FORMAT,
+                    )
+                strange = raw
+                beat = vigil.last
+        now = time.monotonic()
+        verdict = vigil.see(beat, now, first=first, read_started=started)
         first = False
+        if vigil.shared and not warned_shared:
+            warned_shared = True
+            _log.warning(
+                "two writers beat the heartbeat %s: give each bot a heartbeat of its own (a "
+                "stop of one is not seen while the other beats)",
+                place.label,
+            )
         if verdict != reported:
             reported = verdict
             _announce(place, vigil, verdict, beat)
-            if on_verdict is not None:
-                on_verdict(verdict, beat)
+            if verdict == "alive" and beat is not None and beat.every >= vigil.after:
+                raise HeartbeatError(
+                    f"the bot beats every {beat.every:g} s, which is not less than "
+                    f"after={vigil.after:g} s: every beat would look like a stop; give the "
+                    "watchdog several beats"
+                )
         if verdict == "disarmed":
             return "disarmed", None
         if verdict == "expired":
-            return "expired", vigil.silent_for(now)
+            return "expired", vigil.silent_for(started)
+        if verdict == "waiting" and now - nagged >= _NAG_EVERY:
+            nagged = now
+            _log.info("still no beat of the heartbeat %s", place.label)
         await asyncio.sleep(every)
 
 
