@@ -23,15 +23,16 @@ def test_handshakes_give_a_floor_before_any_request() -> None:
     assert abs(floor - (0.100 - 2 * 0.010)) < 1e-9
 
 
-def test_the_lower_of_requests_and_handshakes_counts() -> None:
-    """When requests say a lower floor than handshakes, the lower one counts, and the other
-    way round."""
+def test_requests_speak_first_and_handshakes_fill_in() -> None:
+    """Once the requests give a floor it counts (they are what the budget counts); before,
+    and after it lapses or is forgotten, the handshakes' floor does."""
     rules = pacer()
     for at in range(3):
         rules.observe_handshake(float(at), at + 0.4, 2)  # 0.2 s round trips
+    assert rules.estimate(2.0) == pytest.approx(0.2)
     for at in range(8):
-        rules.path.observe(at * 0.2, at * 0.2 + 0.1)  # 0.1 s round trips over 1.4 s
-    assert rules.estimate(2.0) == pytest.approx(0.1)
+        rules.path.observe(at * 0.2, at * 0.2 + 0.15)  # 0.15 s round trips over 1.4 s
+    assert rules.estimate(2.0) == pytest.approx(0.15)
     rules.path.forget()
     assert rules.estimate(2.0) == pytest.approx(0.2)
 

@@ -157,16 +157,13 @@ class Pacer:
         self.policy.check_departure(now)
 
     def estimate(self, now: float) -> float | None:
-        """The path floor holds may subtract at ``now`` (``None``: none): the lower of what
-        the requests and the handshakes say, whichever is known."""
+        """The path floor holds may subtract at ``now`` (``None``: none): what the requests
+        say once they say something (they are the path the budget counts), else what the
+        handshakes say."""
         if self.settings.hold != "arrival":
             return None
-        floors = [
-            estimate.floor
-            for estimate in (self.path.estimate(now), self.handshakes.estimate(now))
-            if estimate is not None
-        ]
-        return min(floors, default=None)
+        estimate = self.path.estimate(now) or self.handshakes.estimate(now)
+        return None if estimate is None else estimate.floor
 
     def observe_handshake(self, started: float, completed: float, round_trips: int) -> None:
         """Learn from a handshake of ``round_trips`` round trips: one round trip's share of it
