@@ -18,11 +18,12 @@ from upbit_cancel import (
     HeartbeatError,
     SlidingWindowLimiter,
     UpbitSession,
+    WatchOutcome,
     watch,
 )
 from upbit_cancel._watch.beat import Beat, decode
 from upbit_cancel._watch.places import place_of
-from upbit_cancel.testing import FakeUpbit, RequestRecord
+from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord
 
 
 async def a_bot_that_fails(path: Path, *, every: float, ending: BaseException) -> None:
@@ -290,3 +291,34 @@ async def test_watch_refuses_a_key_the_exchange_refuses(fake: FakeUpbit, tmp_pat
     ) as session:
         with pytest.raises(AuthenticationError):
             await watch(tmp_path / "heartbeat", after=1, session=session)
+
+
+async def test_a_bot_that_stops_while_the_watchdog_gets_ready_is_seen(
+    fake: FakeUpbit, session_for: SessionFor, tmp_path: Path
+) -> None:
+    """The baseline is read before the check (slow here: answers take 1 s), so a bot whose
+    last beats come during the check still counts as stopped."""
+    path = tmp_path / "heartbeat"
+    orders = fake.add_orders(20)
+    fake.faults = Faults(latency_out=1.0)
+    async with session_for(fake, limiter=SlidingWindowLimiter()) as session:
+        watching: asyncio.Task[WatchOutcome] | None = None
+        try:
+            async with Heartbeat(path, every=0.05):
+                await until(lambda: read(path).sequence >= 2)
+                watching = asyncio.create_task(watch(path, after=0.3, session=session))
+                # The check has reached the exchange; its answer takes a second to come back.
+                await fake.wait_for(lambda fake: bool(fake.records))
+                # A beat after the baseline (one beat alone could be an old file's), then none.
+                beaten = read(path).sequence
+                await until(lambda: read(path).sequence > beaten)
+                assert not watching.done()
+                raise RuntimeError("the bot dies while the watchdog checks the key")
+        except RuntimeError:
+            pass
+        fake.faults = Faults()
+        assert watching is not None
+        async with asyncio.timeout(30):  # a watchdog that missed the stop waits forever
+            outcome = await watching
+    assert outcome.reason == "expired"
+    assert {fake.state(uuid) for uuid in orders} == {"cancel"}

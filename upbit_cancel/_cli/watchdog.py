@@ -201,26 +201,24 @@ async def _watch(
     args: argparse.Namespace,
     cancellers: dict[str, dict[str | None, BatchCanceller]],
 ) -> int:
-    from .._watch.beat import Vigil
-    from .._watch.watchdog import check_ready, wait_for_silence, warming_up
+    from .._watch.watchdog import baseline, check_ready, wait_for_silence, warming_up
 
     task = asyncio.current_task()
     assert task is not None
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(stop_on_signals(task.cancel))
         stack.push_async_callback(place.aclose)
-        await place.read()  # a heartbeat that cannot be read is said before anything is sent
+        # The baseline first, before anything is sent: a heartbeat that cannot be read is said
+        # at once, and a bot that stops while the checks below run is seen.
+        vigil = await baseline(place, args.after)
         await pockets.open_sessions(stack, sessions)
         # Whatever would stop the cancel (a refused key, no "order query", a budget that
         # cannot be kept) is found now, not when the bot has died.
         for _, session in sessions:
             await check_ready(session)
         await stack.enter_async_context(warming_up([session for _, session in sessions]))
-        vigil = Vigil(args.after)
-        first = True
         while True:
-            verdict, silent_for = await wait_for_silence(place, vigil, first=first)
-            first = False
+            verdict, silent_for = await wait_for_silence(place, vigil)
             if verdict == "disarmed":
                 if args.json:
                     _json_line({"event": "disarmed", "heartbeat": place.label})
@@ -229,11 +227,7 @@ async def _watch(
             else:
                 if not args.quiet and len(sessions) > 1:
                     names = ", ".join(pocket.name for pocket, _ in sessions)
-                    print(
-                        f"{PROG}: cancelling in {plural(len(sessions), 'pocket')}: {names}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                    _say(f"{PROG}: cancelling in {plural(len(sessions), 'pocket')}: {names}")
                 cancellers.clear()
                 outcome = await pockets.cancel_in_pockets(
                     sessions,
@@ -248,7 +242,7 @@ async def _watch(
                     return pockets.status(outcome)
             vigil.rearm()
             if not args.quiet:
-                print(f"{PROG}: watching again", file=sys.stderr, flush=True)
+                _say(f"{PROG}: watching again")
 
 
 def _show(
@@ -265,11 +259,25 @@ def _show(
         document["pockets"] = pockets.outcome_json(outcome)
         _json_line(document)
     if not args.quiet:
+        stream = pockets.stream_for(args)
         try:
-            pockets.report(outcome, pockets.stream_for(args))
+            pockets.report(outcome, stream)
         except BrokenPipeError:
             # The reader went away: the watchdog goes on (with --rearm), writing nowhere.
-            _close_stdout()
+            if stream is sys.stdout:
+                _close_stdout()
+            else:
+                _say("")
+
+
+def _say(line: str) -> None:
+    """A line on standard error; a reader gone away never stops the watchdog."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stderr.fileno())
+        os.close(devnull)
 
 
 def _json_line(document: dict[str, Any]) -> None:

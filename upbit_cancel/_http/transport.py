@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from ssl import SSLContext
@@ -228,6 +229,11 @@ class Transport:
         http = self.open()
         connector = http.connector
         assert connector is not None, "an open aiohttp session has a connector"
+        # Never more than the pool may hold at once (a caller's connector may allow fewer):
+        # the warm-up holds what it opens until it has them all.
+        most = connector.limit_per_host or connector.limit
+        if most:
+            connections = min(connections, most)
         loop = asyncio.get_running_loop()
         url = URL(self._base_url)
         timeout = aiohttp.ClientTimeout(total=within, connect=within)
@@ -276,12 +282,20 @@ class Transport:
         limiter = self.limiter()
         loop = asyncio.get_running_loop()
         timed = 0
+        try:
+            # Resolved before any timing: a name lookup is no part of the path's round trip.
+            addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            return 0
+        if not addresses:
+            return 0
+        address = str(addresses[0][4][0])
         for _ in range(count):
             started = loop.time()
             try:
                 async with asyncio.timeout(within):
                     _, writer = await asyncio.open_connection(
-                        host,
+                        address,
                         port,
                         ssl=self._probe_context if tls else None,
                         server_hostname=host if tls else None,

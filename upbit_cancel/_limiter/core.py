@@ -120,7 +120,7 @@ class Pacer:
     and what a released lease holds.
     """
 
-    __slots__ = ("group", "handshakes", "path", "policy", "settings")
+    __slots__ = ("group", "handshakes", "path", "policy", "settings", "trust_handshakes")
 
     #: The settings.
     settings: Settings
@@ -143,6 +143,8 @@ class Pacer:
         # Handshakes are round trips of the bare path (no request waits behind another in a
         # handshake), so no span is needed; a warm session refreshes them well within a minute.
         self.handshakes = PathObserver(span=0.0, needed=3, horizon=HANDSHAKE_HORIZON)
+        #: Whether handshakes may say the floor (not after a 429 said a floor was wrong).
+        self.trust_handshakes = True
 
     def share(self, now: float) -> int:
         """Slots in a window at ``now``: ``limit``, fewer for a while after 429s."""
@@ -162,7 +164,9 @@ class Pacer:
         handshakes say."""
         if self.settings.hold != "arrival":
             return None
-        estimate = self.path.estimate(now) or self.handshakes.estimate(now)
+        estimate = self.path.estimate(now)
+        if estimate is None and self.trust_handshakes:
+            estimate = self.handshakes.estimate(now)
         return None if estimate is None else estimate.floor
 
     def observe_handshake(self, started: float, completed: float, round_trips: int) -> None:
@@ -191,6 +195,8 @@ class Pacer:
                 # The budget was overrun: the estimate may be wrong (the path got faster).
                 self.path.forget()
                 self.handshakes.forget()
+                # And no handshake is trusted again: only requests, which the budget counts.
+                self.trust_handshakes = False
         estimate = self.estimate(now)
         settings = self.settings
         until = hold_until(

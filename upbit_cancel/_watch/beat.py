@@ -59,7 +59,7 @@ def decode(raw: bytes) -> Beat | None:
     written by something else reads as no heartbeat at all)."""
     try:
         document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         return None

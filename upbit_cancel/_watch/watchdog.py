@@ -29,6 +29,7 @@ from .places import Place, place_of
 
 __all__ = [
     "WatchOutcome",
+    "baseline",
     "cancel_everything",
     "check_ready",
     "checked_after",
@@ -108,10 +109,10 @@ async def watch(
     chosen = checked_markets(markets)
     place = place_of(heartbeat)
     try:
-        await place.read()  # a heartbeat that cannot be read is said before anything is sent
+        vigil = await baseline(place, after)
         await check_ready(session)
         async with warming_up([session]):
-            verdict, silent_for = await wait_for_silence(place, Vigil(after), first=True)
+            verdict, silent_for = await wait_for_silence(place, vigil)
     finally:
         await place.aclose()
     if verdict == "disarmed":
@@ -157,24 +158,33 @@ def checked_markets(markets: Sequence[str] | None) -> list[str | None]:
     return list(dict.fromkeys(markets))
 
 
-async def wait_for_silence(
-    place: Place, vigil: Vigil, *, first: bool
-) -> tuple[Literal["expired", "disarmed"], float | None]:
-    """Read the heartbeat until ``vigil`` says it expired or was disarmed; the verdict and, on
-    expiry, the seconds of silence. ``first``: the vigil has read nothing yet (the first
-    reading sets its baseline, and a heartbeat that cannot be read then raises
-    :class:`HeartbeatError`); a vigil rearmed keeps its last beat as the baseline.
-
-    Raises :class:`HeartbeatError` too when the bot beats no more often than ``after``: every
-    beat would look like a stop.
-    """
-    every = min(READ_EVERY, vigil.after / 4)
-    if first and place.directory_missing:
+async def baseline(place: Place, after: float) -> Vigil:
+    """The watchdog's first reading of the heartbeat, as the baseline of a new vigil: taken
+    before anything else, so that a bot that stops while the watchdog gets ready is seen.
+    Raises :class:`HeartbeatError` if the heartbeat cannot be read."""
+    if place.directory_missing:
         _log.warning(
             "the directory of the heartbeat %s does not exist (yet): the bot's Heartbeat "
             "cannot write there until it does",
             place.label,
         )
+    raw = await place.read()
+    vigil = Vigil(after)
+    vigil.see(None if raw is None else decode(raw), time.monotonic(), first=True)
+    return vigil
+
+
+async def wait_for_silence(
+    place: Place, vigil: Vigil
+) -> tuple[Literal["expired", "disarmed"], float | None]:
+    """Read the heartbeat until ``vigil`` (made by :func:`baseline`, or rearmed) says it
+    expired or was disarmed; the verdict and, on expiry, the seconds of silence. A heartbeat
+    that cannot be read now is a warning, and its silence counts.
+
+    Raises :class:`HeartbeatError` too when the bot beats no more often than ``after``: every
+    beat would look like a stop.
+    """
+    every = min(READ_EVERY, vigil.after / 4)
     reported: Verdict | None = None
     failing = False
     strange: bytes | None = None
@@ -185,8 +195,6 @@ async def wait_for_silence(
         try:
             raw = await place.read()
         except HeartbeatError as error:
-            if first:
-                raise
             if not failing:
                 _log.warning("%s; its silence counts meanwhile", error)
             failing = True
@@ -209,8 +217,7 @@ async def wait_for_silence(
                 strange = raw
                 beat = vigil.last
         now = time.monotonic()
-        verdict = vigil.see(beat, now, first=first, read_started=started)
-        first = False
+        verdict = vigil.see(beat, now, read_started=started)
         if vigil.shared and not warned_shared:
             warned_shared = True
             _log.warning(
