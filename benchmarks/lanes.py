@@ -26,9 +26,7 @@ Prints a markdown table and writes ``lanes.json`` and ``lanes.md`` under ``--out
 
 from __future__ import annotations
 
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -165,21 +163,19 @@ def render(runs: Sequence[dict[str, Any]]) -> str:
 
 async def measure(repeats: int) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as state_dir:
-        os.environ["UPBIT_CANCEL_STATE_DIR"] = state_dir
-        seed = 0
-        for _ in range(repeats):
-            for latency, jitter in PATHS:
-                for way, batch_cancel in WAYS.items():
-                    seed += 1
-                    run = await one_run(latency, jitter, batch_cancel, seed)
-                    print(
-                        f"{latency * 1000:.0f} ms one way, jitter {jitter * 1000:.0f} ms, "
-                        f"{way}: zero open at "
-                        f"{run['zero_open_seconds']:.2f} s",
-                        flush=True,
-                    )
-                    runs.append(run)
+    seed = 0
+    for _ in range(repeats):
+        for latency, jitter in PATHS:
+            for way, batch_cancel in WAYS.items():
+                seed += 1
+                run = await one_run(latency, jitter, batch_cancel, seed)
+                print(
+                    f"{latency * 1000:.0f} ms one way, jitter {jitter * 1000:.0f} ms, "
+                    f"{way}: zero open at "
+                    f"{run['zero_open_seconds']:.2f} s",
+                    flush=True,
+                )
+                runs.append(run)
     return runs
 
 

@@ -19,9 +19,7 @@ Prints a markdown table and writes ``push.json`` and ``push.md`` under ``--out``
 
 from __future__ import annotations
 
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -129,17 +127,13 @@ def render(runs: Sequence[dict[str, Any]]) -> str:
 
 async def measure(repeats: int) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as state_dir:
-        os.environ["UPBIT_CANCEL_STATE_DIR"] = state_dir
-        seed = 0
-        for _ in range(repeats):
-            for way in WAYS:
-                seed += 1
-                run = await one_run(way, seed)
-                print(
-                    f"{way}: {run['wall_seconds']:.2f} s, {run['questions']} questions", flush=True
-                )
-                runs.append(run)
+    seed = 0
+    for _ in range(repeats):
+        for way in WAYS:
+            seed += 1
+            run = await one_run(way, seed)
+            print(f"{way}: {run['wall_seconds']:.2f} s, {run['questions']} questions", flush=True)
+            runs.append(run)
     return runs
 
 

@@ -887,12 +887,14 @@ def benchmark_main(
     settings: Mapping[str, Any],
     argv: Sequence[str] | None,
 ) -> int:
-    """``python -m benchmarks.<name> [--repeats N] [--out DIR]``: run ``measure(repeats)``,
+    """``python -m benchmarks.<name> [--repeats N] [--out DIR]``: run ``measure(repeats)``
+    (with a HostLimiter directory of its own, ``UPBIT_CANCEL_STATE_DIR``, removed after),
     write ``<name>.json`` (date, machine, library, ``settings``, runs) and ``<name>.md`` (the
     rendered table) under ``--out``, print the table."""
     import argparse
     import asyncio
     import json
+    import tempfile
 
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=description)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each case (default 3)")
@@ -901,7 +903,9 @@ def benchmark_main(
     )
     arguments = parser.parse_args(argv)
     out: Path = arguments.out
-    runs = asyncio.run(measure(arguments.repeats))
+    with tempfile.TemporaryDirectory() as state_dir:
+        os.environ["UPBIT_CANCEL_STATE_DIR"] = state_dir
+        runs = asyncio.run(measure(arguments.repeats))
     document = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),

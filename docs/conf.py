@@ -25,6 +25,7 @@ exclude_patterns = [
     "benchmarks/lanes.md",
     "benchmarks/push.md",
     "benchmarks/watchdog.md",
+    "benchmarks/warm.md",
     "benchmarks/results-*",
     "benchmarks/*-quick.*",
 ]
