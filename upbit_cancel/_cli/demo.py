@@ -361,7 +361,8 @@ def run_demo(
     say("", out)
     say(
         "Your own orders: set UPBIT_ACCESS_KEY and UPBIT_SECRET_KEY, then run "
-        "'upbit-cancel cancel --region sg --file ids.txt' (see docs/cli.md).",
+        "'upbit-cancel cancel --region sg --file ids.txt' (every option: "
+        "'upbit-cancel cancel --help').",
         out,
     )
     return 0
