@@ -22,6 +22,8 @@ from sphinx.util.matching import Matcher
 import upbit_cancel
 import upbit_cancel.testing
 from tests.cli.processes import SCRIPT, Server, serve
+from upbit_cancel import instrumentation
+from upbit_cancel.instrumentation import opentelemetry, prometheus
 from upbit_cancel.testing import FakeUpbit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,6 +201,8 @@ def test_the_api_reference_documents_every_public_name() -> None:
     documented = documented_names(page)
     public = {f"upbit_cancel.{name}" for name in upbit_cancel.__all__}
     public |= {f"upbit_cancel.testing.{name}" for name in upbit_cancel.testing.__all__}
+    for module in (instrumentation, prometheus, opentelemetry):
+        public |= {f"{module.__name__}.{name}" for name in module.__all__}
     assert public - documented == set()
     assert documented - public == set()
 

@@ -3,7 +3,8 @@
 A small core (errors, models, ids, argument checks) depends on nothing else; then the budget
 (``_limiter``), signed requests (``_http``), every id accounted for (``_batch``), the dead man's
 switch (``_watch``) and the console (``_cli``), each depending only on the rooms before it. The
-fake exchange (``testing``) shares no code with the client it checks.
+fake exchange (``testing``) shares no code with the client it checks; the ready-made instruments
+(``instrumentation``) read only the core's events.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ ALLOWED = {
     "_watch": {"core", "_limiter", "_http", "_batch"},
     "_cli": {"core", "_limiter", "_http", "_batch", "_watch", "testing"},
     "testing": set(),
+    "instrumentation": {"core"},
 }
 
 #: Modules that decide without I/O: no event loop, no network, no clock of their own.
@@ -33,6 +35,7 @@ PURE = [
     "_models.py",
     "_check.py",
     "_redact.py",
+    "_instrument.py",
     "_limiter/core.py",
     "_limiter/feedback.py",
     "_limiter/hold.py",

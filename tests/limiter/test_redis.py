@@ -30,6 +30,7 @@ from upbit_cancel import (
 from upbit_cancel._limiter.redis.store import RedisStore
 from upbit_cancel._limiter.shared.rules import State, decode
 from upbit_cancel._limiter.shared.store import StoreUnavailableError
+from upbit_cancel.instrumentation import BudgetStoreChanged, set_instruments
 from upbit_cancel.testing import FakeUpbit, Faults, RequestRecord, most_in_window
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,8 +182,10 @@ async def test_a_member_that_loses_redis_waits_then_spends_its_share_then_goes_b
 ) -> None:
     """Redis goes away under a member: nothing is granted until the others can have noticed
     (a membership and the time a slot may still count), then its share and never more, one
-    warning; once Redis answers, Redis grants again."""
+    warning; once Redis answers, Redis grants again. The instruments are told each change."""
     caplog.set_level(logging.WARNING, logger="upbit_cancel")
+    changes: list[object] = []
+    set_instruments([changes.append])
     server = RedisServer()
     server.start()
     try:
@@ -214,8 +217,15 @@ async def test_a_member_that_loses_redis_waits_then_spends_its_share_then_goes_b
             lease.release()
     finally:
         server.stop()
+        set_instruments([])
     assert caplog.text.count("did not answer (ConnectionError)") == 1
     assert caplog.text.count("answers again; the shared") == 1
+    assert [e for e in changes if isinstance(e, BudgetStoreChanged)] == [
+        BudgetStoreChanged("default", "redis", "out_of_reach", share=3),
+        BudgetStoreChanged("default", "redis", "back"),
+        # Restarted without persistence, Redis lost the budget's state.
+        BudgetStoreChanged("default", "redis", "lost"),
+    ]
 
 
 async def test_a_restart_of_redis_mid_run_loses_no_id(session_for: SessionFor) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable
@@ -19,6 +20,7 @@ import attrs
 from .._check import seconds, whole_number
 from .._http.session import UpbitSession
 from .._ids import chosen_ids
+from .._instrument import Operation, OperationEnded, emit, instrumented
 from .._log import log as _log
 from .._models import BatchResult, ChunkResult, Progress
 from .batch_lane import batch_lane
@@ -194,6 +196,27 @@ class BatchCanceller:
             self._by_task[task] = ledger
         return ledger
 
+    def _end(self, ledger: Ledger, operation: Operation) -> None:
+        """``ledger``'s operation ended: called in its ``finally``, which tells the instruments
+        the exception it ended by, if any."""
+        now = time.monotonic()
+        ledger.close(now)
+        if instrumented():
+            error = sys.exc_info()[1]
+            result = ledger.result(now)
+            emit(
+                OperationEnded(
+                    operation,
+                    canceled=result.success.count,
+                    refused=result.failed.count,
+                    unresolved=len(result.unresolved),
+                    requests=result.requests,
+                    rate_limited=result.rate_limited,
+                    seconds=result.elapsed,
+                    error=None if error is None else type(error).__name__,
+                )
+            )
+
     async def cancel(
         self,
         *,
@@ -224,7 +247,7 @@ class BatchCanceller:
             if confirm:
                 await self._confirm(ledger, self._confirm_timeout, push, pushed_first=True)
         finally:
-            ledger.close(time.monotonic())
+            self._end(ledger, "cancel")
             if push is not None:
                 await push.stream.aclose()
         return ledger.result(time.monotonic())
@@ -270,7 +293,7 @@ class BatchCanceller:
         try:
             await self._confirm(ledger, within, push, pushed_first=False)
         finally:
-            ledger.close(time.monotonic())
+            self._end(ledger, "confirm")
             if push is not None:
                 await push.stream.aclose()
         return ledger.result(time.monotonic())
@@ -370,7 +393,7 @@ class BatchCanceller:
                 await _wind_down(lane, stop, error)
             raise
         finally:
-            ledger.close(time.monotonic())
+            self._end(ledger, "cancel_open")
             if push is not None:
                 await push.stream.aclose()
         return ledger.result(time.monotonic())
@@ -436,7 +459,7 @@ class BatchCanceller:
                 getter.cancel()
             cancelled_again = await stopped(runner)
             intake.finish(interrupted, drain=False)
-            ledger.close(time.monotonic())
+            self._end(ledger, "stream")
             if cancelled_again:
                 raise asyncio.CancelledError
         if intake.input_error is not None:

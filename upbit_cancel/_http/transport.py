@@ -22,6 +22,7 @@ import contextlib
 import json
 import socket
 import ssl
+import time
 from collections.abc import Callable, Mapping, Sequence
 from ssl import SSLContext
 from typing import Any, Protocol, TypeVar
@@ -43,6 +44,13 @@ from .._errors import (
     UpbitError,
     error_from_response,
     with_ids,
+)
+from .._instrument import (
+    BudgetWaited,
+    RequestEnded,
+    RequestOutcome,
+    emit,
+    instrumented,
 )
 from .._limiter.contract import (
     Feedback,
@@ -394,8 +402,10 @@ class Transport:
         attempt = 0
         while True:
             attempt += 1
-            lease = await self._lease(limiter, stop)
+            lease = await self._lease(limiter, stop, request.group)
             status: int | None = None
+            started = time.monotonic()
+            lapsed = False
             try:
                 with lease:
                     answer = await self._attempt(
@@ -406,6 +416,7 @@ class Transport:
                 # Granted too long ago to leave on it (a shared budget's lease lapsed): it did
                 # not leave; ask for another.
                 attempt -= 1
+                lapsed = True
                 continue
             except UpbitError as raised:
                 _log.debug(
@@ -423,6 +434,17 @@ class Transport:
                         observer.ended(sent=sent, status=status)
                     except Exception:
                         _log.exception("an observer of the request raised; the request goes on")
+                if instrumented() and not lapsed:
+                    emit(
+                        RequestEnded(
+                            request.group,
+                            request.method,
+                            request.path,
+                            _outcome(sent, status),
+                            status,
+                            time.monotonic() - started if sent else None,
+                        )
+                    )
             _log.debug("%s %s (%s): %d", request.method, request.path, label, answer.status)
             if answer.status == 429 and attempt <= self._rate_limit_retries:
                 _log.debug(
@@ -449,8 +471,16 @@ class Transport:
             del answer
             raise error
 
-    async def _lease(self, limiter: Limiter, stop: asyncio.Event | None) -> Lease:
+    async def _lease(self, limiter: Limiter, stop: asyncio.Event | None, group: str) -> Lease:
         """A lease for one attempt: raises BlockedError, or NotSentError once ``stop`` is set."""
+        if not instrumented():
+            return await self._granted(limiter, stop)
+        asked = time.monotonic()
+        lease = await self._granted(limiter, stop)
+        emit(BudgetWaited(group, time.monotonic() - asked))
+        return lease
+
+    async def _granted(self, limiter: Limiter, stop: asyncio.Event | None) -> Lease:
         if stop is not None and stop.is_set():
             raise NotSentError("not sent: stopped before its turn came")
         if waits_for_predecessor(limiter):
@@ -688,6 +718,19 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
         if len(body) > MAX_BODY_BYTES:
             raise _BodyTooLargeError
     return bytes(body)
+
+
+def _outcome(sent: bool, status: int | None) -> RequestOutcome:
+    """What became of one attempt, for the instruments."""
+    if status is None:
+        return "lost" if sent else "not_sent"
+    if status < 400:
+        return "ok"
+    if status == 429:
+        return "rate_limited"
+    if status == 418:
+        return "blocked"
+    return "refused" if status < 500 else "server_error"
 
 
 def _ids_label(ids: Sequence[str]) -> str:

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from ..shared.store import Change, StoreRefusedError, StoreUnavailableError, Transacted
 
@@ -83,6 +83,10 @@ class SqliteStore:
     """
 
     __slots__ = ("_boot", "_directory", "fresh_pause", "label")
+
+    @property
+    def kind(self) -> Literal["host"]:
+        return "host"
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from ..._log import budget_log as _log
 from ..shared.store import Change, StoreRefusedError, StoreUnavailableError, Transacted
@@ -69,6 +69,10 @@ class RedisStore:
         "fresh_pause",
         "label",
     )
+
+    @property
+    def kind(self) -> Literal["redis"]:
+        return "redis"
 
     def __init__(
         self, client: Any, *, label: str, prefix: str, timeout: float, owns_client: bool

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, Final, Self
 
 from ..._errors import BlockedError, BudgetUnavailableError, SessionClosedError
+from ..._instrument import BudgetStoreChanged, StoreChange, emit, instrumented
 from ..._log import budget_log as _log
 from ..contract import Lease, LeaseExpiredError, Limiter
 from ..core import GROUPS, Paced, Pacer, Settings
@@ -613,6 +614,7 @@ class SharedLimiter(Paced):
                     self.group,
                     self._store.label,
                 )
+                self._report("lost")
             self._epoch = reply.epoch
             self._joined_at = sent_at
         if reply.lost:
@@ -720,6 +722,7 @@ class SharedLimiter(Paced):
                 + [self.settings.abandoned_hold] * len(self._active)
             )
             self._fallback = fallback
+            self._report("out_of_reach", share)
             _log.warning(
                 "%s; this process allows itself %d requests per %g s of the %s budget from "
                 "%.1f s on, until it answers again",
@@ -730,6 +733,7 @@ class SharedLimiter(Paced):
                 max(0.0, self._fallback_from() - now),
             )
         else:
+            self._report("out_of_reach", 0)
             _log.warning(
                 "%s; this process has no share of the %s budget of its own and waits for it",
                 error,
@@ -792,6 +796,11 @@ class SharedLimiter(Paced):
         _log.warning(
             "%s answers again; the shared %s budget is back in use", self._store.label, self.group
         )
+        self._report("back")
+
+    def _report(self, change: StoreChange, share: int | None = None) -> None:
+        if instrumented():
+            emit(BudgetStoreChanged(self.group, self._store.kind, change, share))
 
     def _refuse(self, error: BaseException) -> None:
         for waiter in self._waiters.values():

@@ -9,7 +9,7 @@ run more than once. The rules (``rules``) and the limiter (``limiter``) never se
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 import attrs
 
@@ -52,6 +52,11 @@ class Transacted(Generic[R]):
 
 class Store(Protocol):
     """A place several processes keep budgets in."""
+
+    @property
+    def kind(self) -> Literal["host", "redis"]:
+        """Which kind of store it is, for the instruments."""
+        ...
 
     #: How messages name it (``redis://host:6379/0``, a file's path).
     label: str

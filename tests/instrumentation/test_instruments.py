@@ -1,0 +1,226 @@
+"""The instruments: every event at the one place it happens, counted against what the fake
+exchange received, and the ready-made instruments against the real prometheus-client and
+OpenTelemetry SDK."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from prometheus_client import CollectorRegistry
+
+from tests.conftest import SessionFor
+from upbit_cancel import (
+    BatchCanceller,
+    OutcomeUnknownError,
+    SlidingWindowLimiter,
+)
+from upbit_cancel.instrumentation import (
+    BudgetWaited,
+    Event,
+    OperationEnded,
+    RequestEnded,
+    get_instruments,
+    set_instruments,
+)
+from upbit_cancel.instrumentation._metrics import METRICS, SHORT_BUCKETS
+from upbit_cancel.instrumentation.opentelemetry import OpenTelemetryInstrument
+from upbit_cancel.instrumentation.prometheus import PrometheusInstrument
+from upbit_cancel.testing import FakeUpbit, Faults
+
+TOO_MANY = {"error": {"name": "too_many_requests", "message": "slow down"}}
+E = TypeVar("E")
+#: What the transport calls each status the fake answered.
+OUTCOMES = {200: "ok", 201: "ok", 429: "rate_limited", 500: "server_error"}
+
+
+class Recorder:
+    """An instrument that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type[E]) -> list[E]:
+        return [event for event in self.events if isinstance(event, kind)]
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    recorder = Recorder()
+    set_instruments([recorder])
+    try:
+        yield recorder
+    finally:
+        set_instruments([])
+
+
+def fast_limiter() -> SlidingWindowLimiter:
+    """A limiter whose pauses last milliseconds, for a test that provokes a 429."""
+    return SlidingWindowLimiter(30, 0.02, margin=0.0)
+
+
+async def a_batch_with_a_429(fake: FakeUpbit, session_for: SessionFor) -> tuple[int, int]:
+    """100 open orders and a filled one cancelled, the first answer a 429: (ids, attempts)."""
+    orders = fake.add_orders(100)
+    filled = fake.add_order(state="done")
+    fake.queue_response(429, TOO_MANY)
+    async with session_for(fake, limiter=fast_limiter()) as session:
+        result = await BatchCanceller(session).cancel(uuids=[*orders, filled])
+    assert (result.success.count, result.failed.count, result.rate_limited) == (100, 1, 1)
+    return 101, len(fake.records)
+
+
+async def test_every_attempt_is_reported_as_the_exchange_received_it(
+    fake: FakeUpbit, session_for: SessionFor, recorder: Recorder
+) -> None:
+    """One RequestEnded per attempt the fake received, with the outcome of its status; one
+    BudgetWaited per slot; one OperationEnded with the result's counts."""
+    ids, attempts = await a_batch_with_a_429(fake, session_for)
+    requests = recorder.of(RequestEnded)
+    assert Counter(event.outcome for event in requests) == Counter(
+        OUTCOMES[record.status] for record in fake.records
+    )
+    assert {(e.group, e.method, e.path) for e in requests} == {
+        ("default", "DELETE", "/v1/orders/uuids")
+    }
+    assert all(e.seconds is not None and e.seconds >= 0 for e in requests)
+    assert len(recorder.of(BudgetWaited)) == attempts
+    [ended] = recorder.of(OperationEnded)
+    assert ended == OperationEnded(
+        "cancel",
+        canceled=100,
+        refused=1,
+        unresolved=0,
+        requests=attempts,
+        rate_limited=1,
+        seconds=ended.seconds,
+        error=None,
+    )
+    assert ids == 101
+
+
+async def test_a_request_without_an_answer_is_reported_lost(
+    fake: FakeUpbit, session_for: SessionFor, recorder: Recorder
+) -> None:
+    """Processed, then the connection dropped: sent, no status, outcome unknown."""
+    order = fake.add_order()
+    fake.faults = Faults(drop_rate=1.0)
+    async with session_for(fake, rate_limit_retries=0) as session:
+        with pytest.raises(OutcomeUnknownError):
+            await session.cancel_orders(uuids=[order])
+    [ended] = recorder.of(RequestEnded)
+    assert (ended.outcome, ended.status) == ("lost", None)
+    assert ended.seconds is not None
+
+
+async def test_an_operation_cancelled_midway_is_reported_with_every_id(
+    fake: FakeUpbit, session_for: SessionFor, recorder: Recorder
+) -> None:
+    """Cancelled after its first answers: the event says so, and counts every id."""
+    orders = fake.add_orders(200)
+    fake.faults = Faults(latency_out=0.2)
+    async with session_for(fake) as session:
+        task = asyncio.create_task(BatchCanceller(session).cancel(uuids=orders))
+        await fake.wait_for(lambda fake: len(fake.records) >= 3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    [ended] = recorder.of(OperationEnded)
+    assert ended.error == "CancelledError"
+    counted = ended.canceled + ended.refused + ended.unresolved
+    assert counted == len(orders)
+
+
+async def test_an_instrument_that_raises_is_logged_once_and_changes_nothing(
+    fake: FakeUpbit, session_for: SessionFor, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(event: Event) -> None:
+        raise RuntimeError("dashboard down")
+
+    recorder = Recorder()
+    set_instruments([broken, recorder])
+    try:
+        await a_batch_with_a_429(fake, session_for)
+    finally:
+        set_instruments([])
+    logged = [record for record in caplog.records if "the library goes on" in record.message]
+    assert len(logged) == 1
+    assert len(recorder.of(RequestEnded)) == len(fake.records)
+
+
+def test_instruments_are_checked_when_installed() -> None:
+    with pytest.raises(TypeError, match="callable"):
+        set_instruments([42])  # type: ignore[list-item]
+    assert get_instruments() == ()
+
+
+async def test_prometheus_counts_what_the_exchange_received(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
+    registry = CollectorRegistry()
+    set_instruments([PrometheusInstrument(registry)])
+    try:
+        ids, attempts = await a_batch_with_a_429(fake, session_for)
+    finally:
+        set_instruments([])
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(f"upbit_cancel_{name}", labels)
+
+    received = Counter(OUTCOMES[record.status] for record in fake.records)
+    for outcome, count in received.items():
+        assert sample("requests_total", group="default", outcome=outcome) == count
+    assert sample("requests_total", group="default", outcome="rate_limited") == 1
+    assert sample("request_seconds_count", group="default") == attempts
+    assert sample("budget_wait_seconds_count", group="default") == attempts
+    assert sample("ids_total", operation="cancel", outcome="canceled") == 100
+    assert sample("ids_total", operation="cancel", outcome="refused") == 1
+    assert sample("ids_total", operation="cancel", outcome="unresolved") == 0
+    assert sample("operations_total", operation="cancel", ended="returned") == 1
+    assert sample("operation_seconds_count", operation="cancel") == 1
+    assert ids == 101
+
+
+async def test_opentelemetry_records_what_the_exchange_received(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    set_instruments([OpenTelemetryInstrument(provider)])
+    try:
+        _, attempts = await a_batch_with_a_429(fake, session_for)
+    finally:
+        set_instruments([])
+    data = reader.get_metrics_data()
+    assert data is not None
+    points: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            assert scope.scope.name == "upbit_cancel"
+            for metric in scope.metrics:
+                points[metric.name] = list(metric.data.data_points)
+    # Every metric but the store's (no store here: the limiter is the session's own).
+    expected = {f"upbit_cancel.{name}" for name, *_ in METRICS}
+    assert set(points) == expected - {"upbit_cancel.budget_store_changes"}
+
+    def value(name: str, **labels: str) -> float:
+        [point] = [p for p in points[name] if dict(p.attributes or {}) == labels]
+        return float(point.value)
+
+    received = Counter(OUTCOMES[record.status] for record in fake.records)
+    for outcome, count in received.items():
+        assert value("upbit_cancel.requests", group="default", outcome=outcome) == count
+    assert value("upbit_cancel.ids", operation="cancel", outcome="canceled") == 100
+    [waits] = points["upbit_cancel.budget_wait_seconds"]
+    assert isinstance(waits, HistogramDataPoint)
+    assert waits.count == attempts
+    assert tuple(waits.explicit_bounds) == SHORT_BUCKETS
+    provider.shutdown()
