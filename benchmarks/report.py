@@ -752,10 +752,26 @@ def bins(times: Iterable[float], width: float, number: int) -> list[int]:
     return counts
 
 
-def _panel(axis: Any, series: Mapping[str, Sequence[float]], title: str) -> None:
-    """One run's admitted requests and 429s per bin, and the admitted in the trailing 1 s."""
+def _end(series: Mapping[str, Sequence[float]]) -> float:
+    """The last moment of a run's series (at least 1 s)."""
+    return max([*series["admitted"], *series["rejected"], 1.0])
+
+
+def _shared_end(runs: Sequence[Run]) -> float:
+    """One time axis for every panel: long enough for each run but those more than three
+    times the median's length (their panel shows the start and says so)."""
+    ends = sorted(_end(run["series"]) for run in runs)
+    median = ends[len(ends) // 2]
+    return max(end for end in ends if end <= 3 * median)
+
+
+def _panel(axis: Any, series: Mapping[str, Sequence[float]], title: str, shown: float) -> None:
+    """One run's admitted requests and 429s per bin, and the admitted in the trailing 1 s,
+    over the first ``shown`` seconds (the same in every panel of a figure)."""
     admitted, rejected = series["admitted"], series["rejected"]
-    end = max([*admitted, *rejected, 1.0])
+    end = _end(series)
+    if end > shown:
+        title += f" (its first {shown:.0f} s of {end:.0f} s)"
     number = math.ceil(end / BIN) + 1
     starts = [index * BIN for index in range(number)]
     admitted_bins = bins(admitted, BIN, number)
@@ -784,7 +800,7 @@ def _panel(axis: Any, series: Mapping[str, Sequence[float]], title: str) -> None
         label="admitted in the last 1 s",
     )
     axis.axhline(LIMIT, color="black", linestyle="--", linewidth=1, zorder=1, label="limit")
-    axis.set_xlim(0, end + BIN)
+    axis.set_xlim(0, shown + BIN)
     top = max(LIMIT * 2.2, max(trailing, default=0) * 1.1)
     axis.set_ylim(0, top)
     # Bars taller than the panel (a 429 storm) are cut; their height is written on them.
@@ -798,12 +814,12 @@ def _panel(axis: Any, series: Mapping[str, Sequence[float]], title: str) -> None
                 str(admitted_count + rejected_count),
                 ha="center",
                 va="top",
-                fontsize=7,
+                fontsize=9,
                 color="white",
                 rotation=90,
             )
-    axis.set_ylabel("requests per 100 ms")
-    axis.set_title(title, loc="left", fontsize=10)
+    axis.set_ylabel("per 100 ms")
+    axis.set_title(title, loc="left")
 
 
 def _figure(panels: int, height: float) -> tuple[Any, Any]:
@@ -812,8 +828,13 @@ def _figure(panels: int, height: float) -> tuple[Any, Any]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # Drawn at about the page's width (8 in at 110 dpi: 880 px), so that the text is read at
+    # the size it is set in.
+    plt.rcParams.update(
+        {"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 10, "figure.titlesize": 12}
+    )
     return plt.subplots(
-        panels, 1, figsize=(11, height * panels), squeeze=False, constrained_layout=True
+        panels, 1, figsize=(8, height * panels), squeeze=False, constrained_layout=True
     )
 
 
@@ -828,21 +849,22 @@ def _save(figure: Any, path: Path) -> None:
 def plot_admitted(peers: Mapping[str, Any], path: Path) -> None:
     """The peers' requests over time against the limit, a panel per client, into *path*."""
     runs = peers["runs"]
-    figure, axes = _figure(len(runs), 2.3)
+    figure, axes = _figure(len(runs), 2.2)
+    shown = _shared_end(runs)
     for axis, run in zip(axes[:, 0], runs, strict=True):
         _panel(
             axis,
             run["series"],
             f"{run['client']}: {run['wall_seconds']:.1f} s, {run['rejected_429']} x 429, "
             f"{run['left_open']:,} of {run['orders']:,} left open",
+            shown,
         )
     axes[-1, 0].set_xlabel("seconds since the client's first request")
-    axes[0, 0].legend(loc="upper right", fontsize=8, ncols=4)
+    figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=4)
     spec = peers["spec"]
     figure.suptitle(
-        f"{peers['orders']:,} orders, {spec['policy']} window, 30 per second, "
-        f"{jitter(spec['jitter'])} arrival jitter",
-        fontsize=11,
+        f"Requests per 100 ms: {peers['orders']:,} orders, {spec['policy']} window, 30 per "
+        f"second, {jitter(spec['jitter'])} arrival jitter"
     )
     _save(figure, path)
 
@@ -856,21 +878,22 @@ def plot_latency(ceiling: Sequence[Run], path: Path) -> bool:
     if not runs:
         return False
     figure, axes = _figure(len(runs), 2.6)
+    shown = _shared_end(runs)
     for axis, run in zip(axes[:, 0], runs, strict=True):
         _panel(
             axis,
             run["series"],
             f'hold="{_hold(run)}": {run["wall_seconds"]:.2f} s, efficiency '
-            f"{ratio(run.get('efficiency'))}, {run['rejected_429']} x 429, busiest 1 s window "
+            f"{ratio(run.get('efficiency'))}, {run['rejected_429']} x 429, busiest 1 s "
             f"{run['max_in_window']}",
+            shown,
         )
     axes[-1, 0].set_xlabel("seconds since the first request reached the exchange")
-    axes[0, 0].legend(loc="upper right", fontsize=8, ncols=4)
+    figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=4)
     first = runs[0]
     figure.suptitle(
-        f"upbit_cancel, {first['n']:,} orders, {first['policy']} window, 30 per second, "
-        f"{jitter(_latency(first))} one-way latency, {jitter(first['jitter'])} arrival jitter",
-        fontsize=11,
+        f"upbit_cancel, {first['n']:,} orders, {first['policy']} window, 30 per second,\n"
+        f"{jitter(_latency(first))} one way, {jitter(first['jitter'])} arrival jitter"
     )
     _save(figure, path)
     return True

@@ -42,8 +42,11 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 
 html_theme = "furo"
-html_title = "upbit_cancel"
-html_static_path: list[str] = []
+# The version in the sidebar, above the table of contents.
+html_title = f"upbit_cancel {release}"
+html_static_path = ["_static"]
+# Code wraps, wide tables scroll, the text takes the room of a hidden table of contents.
+html_css_files = ["custom.css"]
 
 # Fences without a language are plain text (trees, terminal output).
 highlight_language = "text"

@@ -117,7 +117,7 @@ Event: TypeAlias = RequestEnded | BudgetWaited | BudgetStoreChanged | OperationE
 class Instrument(Protocol):
     """Anything called with each :data:`Event`: ``def __call__(self, event) -> None``."""
 
-    def __call__(self, event: Event) -> None: ...
+    def __call__(self, event: Event, /) -> None: ...
 
 
 _instruments: tuple[Instrument, ...] = ()
