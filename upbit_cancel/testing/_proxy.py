@@ -59,6 +59,7 @@ class PathProxy:
         "_tasks",
         "bytes_down",
         "bytes_up",
+        "closed_by_target",
         "connections",
     )
 
@@ -92,6 +93,9 @@ class PathProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Connections accepted so far.
         self.connections = 0
+        #: Connections whose target closed its side so far (its end delivered to the client),
+        #: such as a server closing connections idle past its keep-alive timeout.
+        self.closed_by_target = 0
         #: Bytes delivered to the target so far.
         self.bytes_up = 0
         #: Bytes delivered to clients so far.
@@ -295,6 +299,8 @@ class _Connection:
                 continue
             lane.chunks.popleft()
             if data is None:
+                if index == 1:
+                    self.proxy.closed_by_target += 1
                 break
             destination.write(data)
             if index == 0:

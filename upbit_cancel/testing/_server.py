@@ -160,7 +160,8 @@ class FakeUpbit:
       loop's ``time()``. Delays are real ``asyncio`` sleeps whatever the clock.
     - ``keepalive_timeout``: seconds after which the server closes a connection idle between
       requests (75 s, as aiohttp's server; real servers close theirs too, so a client's pool
-      must cope).
+      must cope). A connection that has carried no request yet is closed after the same time
+      by recent aiohttp versions and kept open by older ones.
     - ``tls``: serve HTTPS (and ``wss://`` for the private stream) with a certificate of a
       throwaway authority made for this fake (needs trustme). A client trusts it through
       :meth:`client_ssl_context` (``UpbitSession(..., ssl=fake.client_ssl_context())``), or
