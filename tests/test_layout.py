@@ -4,7 +4,7 @@ A small core (errors, models, ids, argument checks) depends on nothing else; the
 (``_limiter``), signed requests (``_http``), every id accounted for (``_batch``), the dead man's
 switch (``_watch``) and the console (``_cli``), each depending only on the rooms before it. The
 fake exchange (``testing``) shares no code with the client it checks; the ready-made instruments
-(``instrumentation``) read only the core's events.
+(``instrumentation``) read the core's events (and the budget's groups).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ ALLOWED = {
     "_watch": {"core", "_limiter", "_http", "_batch"},
     "_cli": {"core", "_limiter", "_http", "_batch", "_watch", "testing"},
     "testing": set(),
-    "instrumentation": {"core"},
+    "instrumentation": {"core", "_limiter"},
 }
 
 #: Modules that decide without I/O: no event loop, no network, no clock of their own.

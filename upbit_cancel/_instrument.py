@@ -38,7 +38,8 @@ __all__ = [
 
 #: What became of one attempt of a request: ``ok`` (2xx), ``rate_limited`` (429), ``blocked``
 #: (418), ``refused`` (another 4xx), ``server_error`` (5xx), ``lost`` (sent, no answer: its
-#: outcome is unknown), ``not_sent`` (given up before it left).
+#: outcome is unknown), ``not_sent`` (never left: the budget refused it, the account is
+#: blocked, the caller stopped or cancelled it, the session closed).
 RequestOutcome: TypeAlias = Literal[
     "ok", "rate_limited", "blocked", "refused", "server_error", "lost", "not_sent"
 ]
@@ -63,17 +64,20 @@ class RequestEnded:
     path: str
     outcome: RequestOutcome
     #: The HTTP status, if an answer came.
-    status: int | None
-    #: Seconds from the attempt's start to its end, if it was sent.
-    seconds: float | None
+    status: int | None = None
+    #: Seconds from the attempt's start (its slot granted) to its end (its answer, or the
+    #: moment it was given up), if it was sent.
+    seconds: float | None = None
 
 
 @attrs.frozen
 class BudgetWaited:
-    """A request was granted a slot of its group's budget."""
+    """A request was granted a slot of its group's budget (told when its attempt ends, just
+    before its :class:`RequestEnded`)."""
 
     group: str
-    #: Seconds from asking for the slot until it was granted (0 when one was free).
+    #: Seconds from asking for the slot until it was granted (0 when one was free), a lapsed
+    #: grant of a shared budget and the wait for another included.
     seconds: float
 
 
@@ -135,7 +139,8 @@ def set_instruments(instruments: Iterable[Instrument]) -> None:
                 f"an instrument must be callable with an event, not {type(instrument).__name__}"
             )
     _instruments = chosen
-    _failed.clear()
+    # Forget the failures of instruments no longer installed (the others stay logged once).
+    _failed.intersection_update(id(instrument) for instrument in chosen)
 
 
 def get_instruments() -> tuple[Instrument, ...]:
@@ -153,7 +158,11 @@ def emit(event: Event) -> None:
     for instrument in _instruments:
         try:
             instrument(event)
-        except Exception:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            # A CancelledError here is the instrument's own (a task is only cancelled at an
+            # await, and this call has none): it must not pass for the caller's cancellation.
             if id(instrument) not in _failed:
                 _failed.add(id(instrument))
                 _log.exception(

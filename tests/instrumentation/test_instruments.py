@@ -5,6 +5,7 @@ OpenTelemetry SDK."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import SessionFor
+from tests.helpers import until
 from upbit_cancel import (
     BatchCanceller,
     OutcomeUnknownError,
@@ -224,3 +226,110 @@ async def test_opentelemetry_records_what_the_exchange_received(
     assert waits.count == attempts
     assert tuple(waits.explicit_bounds) == SHORT_BUCKETS
     provider.shutdown()
+
+
+async def test_an_operation_awaited_while_handling_an_error_returns_as_returned(
+    fake: FakeUpbit, session_for: SessionFor, recorder: Recorder
+) -> None:
+    """The kill switch's usual shape: ``except ...: await canceller.cancel(...)``. The error
+    being handled is the caller's, not the operation's."""
+    orders = fake.add_orders(3)
+    async with session_for(fake) as session:
+        canceller = BatchCanceller(session)
+        try:
+            raise KeyError("the strategy failed")
+        except KeyError:
+            await canceller.cancel(uuids=orders)
+            await canceller.cancel_open()
+    assert [(e.operation, e.error) for e in recorder.of(OperationEnded)] == [
+        ("cancel", None),
+        ("cancel_open", None),
+    ]
+
+
+async def test_a_stream_counts_the_ids_it_handed_over(
+    fake: FakeUpbit, session_for: SessionFor, recorder: Recorder
+) -> None:
+    """Run to its end, closed early, and fed by an iterable that raises: each reports every
+    id it settled and how it ended."""
+    orders = fake.add_orders(100)
+
+    def broken() -> Iterator[str]:
+        yield from orders[80:]
+        raise RuntimeError("the id source broke")
+
+    async with session_for(fake) as session:
+        canceller = BatchCanceller(session)
+        async for _ in canceller.stream(uuids=orders[:40]):
+            pass
+        async with contextlib.aclosing(canceller.stream(uuids=orders[40:80])) as chunks:
+            async for _ in chunks:
+                break
+        with pytest.raises(RuntimeError, match="broke"):
+            async for _ in canceller.stream(uuids=broken()):
+                pass
+    ended = recorder.of(OperationEnded)
+    assert [(e.operation, e.error) for e in ended] == [
+        ("stream", None),
+        ("stream", "GeneratorExit"),
+        ("stream", "RuntimeError"),
+    ]
+    assert (ended[0].canceled, ended[0].refused, ended[0].unresolved) == (40, 0, 0)
+    assert ended[1].canceled + ended[1].unresolved == 40
+    assert ended[2].canceled == 20
+
+
+async def test_an_instrument_that_raises_cancelled_error_holds_no_slot(
+    fake: FakeUpbit, session_for: SessionFor
+) -> None:
+    """An instrument's own CancelledError is its bug, not the caller's cancellation: logged,
+    and the slots of the requests it was told about are given back."""
+
+    def cancelled(event: Event) -> None:
+        raise asyncio.CancelledError
+
+    orders = fake.add_orders(60)
+    limiter = SlidingWindowLimiter(3, 0.05, margin=0.0)
+    set_instruments([cancelled])
+    try:
+        async with session_for(fake, limiter=limiter) as session:
+            result = await BatchCanceller(session).cancel(uuids=orders)
+    finally:
+        set_instruments([])
+    assert result.success.count == 60
+    await until(lambda: limiter.idle)  # a slot never given back would keep it busy for ever
+
+
+async def test_requests_that_never_got_a_slot_are_reported_not_sent(
+    fake: FakeUpbit, session_for: SessionFor, recorder: Recorder
+) -> None:
+    """A batch cancelled while most of its requests wait for the budget: each attempt that
+    never left is a not_sent, and the sent ones are each an ok."""
+    orders = fake.add_orders(2000)  # 100 requests: most wait for the budget
+    async with session_for(fake) as session:
+        task = asyncio.create_task(BatchCanceller(session).cancel(uuids=orders))
+        await fake.wait_for(lambda fake: len(fake.records) >= 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await fake.wait_for(lambda fake: fake.in_transit == 0)
+    outcomes = Counter(event.outcome for event in recorder.of(RequestEnded))
+    assert outcomes["not_sent"] >= 1
+    # Every request that reached the exchange was sent (one cancelled on its way may not
+    # have reached it); every answer read came from one of them.
+    assert outcomes["ok"] <= len(fake.records) <= outcomes["ok"] + outcomes["lost"]
+    assert len(recorder.of(BudgetWaited)) >= len(fake.records)
+
+
+def test_prometheus_has_every_known_series_from_the_start() -> None:
+    """An alert on increase() sees the first 418: its series exists, at zero, before it."""
+    registry = CollectorRegistry()
+    PrometheusInstrument(registry)
+    for outcome in ("ok", "rate_limited", "blocked", "not_sent"):
+        for group in ("default", "order-cancel-all"):
+            labels = {"group": group, "outcome": outcome}
+            assert registry.get_sample_value("upbit_cancel_requests_total", labels) == 0
+    changed = {"group": "default", "store": "redis", "change": "out_of_reach"}
+    assert registry.get_sample_value("upbit_cancel_budget_store_changes_total", changed) == 0
+    unresolved = {"operation": "cancel_open", "outcome": "unresolved"}
+    assert registry.get_sample_value("upbit_cancel_ids_total", unresolved) == 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import sys
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable
@@ -196,20 +195,26 @@ class BatchCanceller:
             self._by_task[task] = ledger
         return ledger
 
-    def _end(self, ledger: Ledger, operation: Operation) -> None:
-        """``ledger``'s operation ended: called in its ``finally``, which tells the instruments
-        the exception it ended by, if any."""
+    def _end(
+        self,
+        ledger: Ledger,
+        operation: Operation,
+        error: BaseException | None,
+        handed: tuple[int, int, int] = (0, 0, 0),
+    ) -> None:
+        """``ledger``'s operation ended, by ``error`` if it raised: the instruments are told,
+        with the ids ``handed`` over already (canceled, refused, unresolved: a stream's) besides
+        those of the ledger."""
         now = time.monotonic()
         ledger.close(now)
         if instrumented():
-            error = sys.exc_info()[1]
             result = ledger.result(now)
             emit(
                 OperationEnded(
                     operation,
-                    canceled=result.success.count,
-                    refused=result.failed.count,
-                    unresolved=len(result.unresolved),
+                    canceled=handed[0] + result.success.count,
+                    refused=handed[1] + result.failed.count,
+                    unresolved=handed[2] + len(result.unresolved),
                     requests=result.requests,
                     rate_limited=result.rate_limited,
                     seconds=result.elapsed,
@@ -235,6 +240,7 @@ class BatchCanceller:
         kind, values = chosen_ids(uuids, identifiers)
         ledger = self._begin(Ledger(kind, started=time.monotonic()))
         push = self._start_push() if confirm else None
+        error: BaseException | None = None
         try:
             if push is not None:
                 try:
@@ -246,8 +252,11 @@ class BatchCanceller:
             await self._run(ledger, values)
             if confirm:
                 await self._confirm(ledger, self._confirm_timeout, push, pushed_first=True)
+        except BaseException as raised:
+            error = raised
+            raise
         finally:
-            self._end(ledger, "cancel")
+            self._end(ledger, "cancel", error)
             if push is not None:
                 await push.stream.aclose()
         return ledger.result(time.monotonic())
@@ -290,10 +299,14 @@ class BatchCanceller:
             within = seconds("confirm_timeout", confirm_timeout, zero=True)
         ledger = self._begin(Ledger.from_result(result, started=time.monotonic()))
         push = self._start_push()
+        error: BaseException | None = None
         try:
             await self._confirm(ledger, within, push, pushed_first=False)
+        except BaseException as raised:
+            error = raised
+            raise
         finally:
-            self._end(ledger, "confirm")
+            self._end(ledger, "confirm", error)
             if push is not None:
                 await push.stream.aclose()
         return ledger.result(time.monotonic())
@@ -352,6 +365,7 @@ class BatchCanceller:
         stop = asyncio.Event()
         lane: asyncio.Task[object] | None = None
         push = self._start_push() if confirm else None
+        error: BaseException | None = None
         try:
             if push is not None:
                 await push.stream.ready(within=STREAM_WAIT, first_try=True)
@@ -388,12 +402,13 @@ class BatchCanceller:
                 await lane
             if confirm:
                 await self._confirm(ledger, self._confirm_timeout, push, pushed_first=True)
-        except BaseException as error:
+        except BaseException as raised:
+            error = raised
             if lane is not None and not lane.done():
-                await _wind_down(lane, stop, error)
+                await _wind_down(lane, stop, raised)
             raise
         finally:
-            self._end(ledger, "cancel_open")
+            self._end(ledger, "cancel_open", error)
             if push is not None:
                 await push.stream.aclose()
         return ledger.result(time.monotonic())
@@ -436,6 +451,8 @@ class BatchCanceller:
         queue: asyncio.Queue[ChunkResult] = asyncio.Queue(maxsize=1)
         runner = asyncio.create_task(execute(self._session, intake, self._settings, queue.put))
         getter: asyncio.Future[ChunkResult] | None = None
+        error: BaseException | None = None
+        handed = [0, 0, 0]  # canceled, refused, unresolved: what the consumer was given
         try:
             while True:
                 if not queue.empty():
@@ -452,14 +469,23 @@ class BatchCanceller:
                     item = getter.result()
                     getter = None
                 intake.hand_over(item.index)
+                handed[0] += item.success.count
+                handed[1] += item.failed.count
+                handed[2] += len(item.unresolved)
                 yield item
             runner.result()
+            error = intake.input_error
+        except BaseException as raised:
+            error = raised
+            raise
         finally:
             if getter is not None:
                 getter.cancel()
             cancelled_again = await stopped(runner)
             intake.finish(interrupted, drain=False)
-            self._end(ledger, "stream")
+            if cancelled_again and error is None:
+                error = asyncio.CancelledError()
+            self._end(ledger, "stream", error, (handed[0], handed[1], handed[2]))
             if cancelled_again:
                 raise asyncio.CancelledError
         if intake.input_error is not None:

@@ -400,9 +400,17 @@ class Transport:
         )
         label = _ids_label(request.ids)
         attempt = 0
+        asked: float | None = None  # when this attempt first asked for a slot (lapses included)
         while True:
             attempt += 1
-            lease = await self._lease(limiter, stop, request.group)
+            if asked is None:
+                asked = time.monotonic()
+            try:
+                lease = await self._lease(limiter, stop)
+            except BaseException:
+                if instrumented():
+                    emit(RequestEnded(request.group, request.method, request.path, "not_sent"))
+                raise
             status: int | None = None
             started = time.monotonic()
             lapsed = False
@@ -434,17 +442,21 @@ class Transport:
                         observer.ended(sent=sent, status=status)
                     except Exception:
                         _log.exception("an observer of the request raised; the request goes on")
-                if instrumented() and not lapsed:
-                    emit(
-                        RequestEnded(
-                            request.group,
-                            request.method,
-                            request.path,
-                            _outcome(sent, status),
-                            status,
-                            time.monotonic() - started if sent else None,
+                if not lapsed:
+                    # Told once the attempt is over: an instrument never delays a request.
+                    if instrumented():
+                        emit(BudgetWaited(request.group, started - asked))
+                        emit(
+                            RequestEnded(
+                                request.group,
+                                request.method,
+                                request.path,
+                                _outcome(sent, status),
+                                status,
+                                time.monotonic() - started if sent else None,
+                            )
                         )
-                    )
+                    asked = None
             _log.debug("%s %s (%s): %d", request.method, request.path, label, answer.status)
             if answer.status == 429 and attempt <= self._rate_limit_retries:
                 _log.debug(
@@ -471,16 +483,8 @@ class Transport:
             del answer
             raise error
 
-    async def _lease(self, limiter: Limiter, stop: asyncio.Event | None, group: str) -> Lease:
+    async def _lease(self, limiter: Limiter, stop: asyncio.Event | None) -> Lease:
         """A lease for one attempt: raises BlockedError, or NotSentError once ``stop`` is set."""
-        if not instrumented():
-            return await self._granted(limiter, stop)
-        asked = time.monotonic()
-        lease = await self._granted(limiter, stop)
-        emit(BudgetWaited(group, time.monotonic() - asked))
-        return lease
-
-    async def _granted(self, limiter: Limiter, stop: asyncio.Event | None) -> Lease:
         if stop is not None and stop.is_set():
             raise NotSentError("not sent: stopped before its turn came")
         if waits_for_predecessor(limiter):

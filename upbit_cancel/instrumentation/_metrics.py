@@ -6,9 +6,19 @@ histogram's; OpenTelemetry's names put a dot where these have the first undersco
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
-from .._instrument import BudgetStoreChanged, BudgetWaited, Event, RequestEnded
+from .. import _errors
+from .._instrument import (
+    BudgetStoreChanged,
+    BudgetWaited,
+    Event,
+    Operation,
+    RequestEnded,
+    RequestOutcome,
+    StoreChange,
+)
+from .._limiter.core import GROUPS
 
 Kind = Literal["counter", "histogram"]
 
@@ -56,7 +66,8 @@ METRICS: tuple[tuple[str, Kind, str, tuple[str, ...], str], ...] = (
         "counter",
         "{operation}",
         ("operation", "ended"),
-        "Operations of a BatchCanceller by how they ended (returned, or the exception's name)",
+        "Operations of a BatchCanceller by how they ended: returned, cancelled, closed (a "
+        "stream closed early), the name of the library's error, or other",
     ),
     (
         "operation_seconds",
@@ -71,6 +82,47 @@ METRICS: tuple[tuple[str, Kind, str, tuple[str, ...], str], ...] = (
 SHORT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: Buckets for operations (seconds to minutes: 30 requests of 20 ids a second).
 LONG_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+#: The names the ``ended`` label takes for an exception (any other is ``other``).
+_ENDED = {"CancelledError": "cancelled", "GeneratorExit": "closed"}
+_LIBRARY_ERRORS = frozenset(_errors.__all__)
+
+
+def ended(error: str | None) -> str:
+    """The ``ended`` label of an operation that ended by ``error`` (a bounded set)."""
+    if error is None:
+        return "returned"
+    if error in _ENDED:
+        return _ENDED[error]
+    return error if error in _LIBRARY_ERRORS else "other"
+
+
+def every_series() -> list[tuple[str, dict[str, str]]]:
+    """Every series whose labels are known in advance (all of them but ``ended`` other than
+    ``returned``), to be made at zero: an alert on ``increase()`` sees the first event."""
+    series: list[tuple[str, dict[str, str]]] = []
+    for group in GROUPS:
+        series += [
+            ("requests", {"group": group, "outcome": outcome})
+            for outcome in get_args(RequestOutcome)
+        ]
+        series += [("request_seconds", {"group": group}), ("budget_wait_seconds", {"group": group})]
+        series += [
+            ("budget_store_changes", {"group": group, "store": store, "change": change})
+            for store in ("host", "redis")
+            for change in get_args(StoreChange)
+        ]
+    for operation in get_args(Operation):
+        series += [
+            ("ids", {"operation": operation, "outcome": outcome})
+            for outcome in ("canceled", "refused", "unresolved")
+        ]
+        series += [
+            ("operations", {"operation": operation, "ended": "returned"}),
+            ("operation_seconds", {"operation": operation}),
+        ]
+    return series
+
 
 #: Each measurement of an event: (metric name, labels, value).
 Measurement = tuple[str, dict[str, str], float]
@@ -93,6 +145,6 @@ def measurements(event: Event) -> list[Measurement]:
         ("ids", {"operation": operation, "outcome": "canceled"}, float(event.canceled)),
         ("ids", {"operation": operation, "outcome": "refused"}, float(event.refused)),
         ("ids", {"operation": operation, "outcome": "unresolved"}, float(event.unresolved)),
-        ("operations", {"operation": operation, "ended": event.error or "returned"}, 1.0),
+        ("operations", {"operation": operation, "ended": ended(event.error)}, 1.0),
         ("operation_seconds", {"operation": operation}, event.seconds),
     ]

@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 from .._instrument import Event
-from ._metrics import LONG_BUCKETS, METRICS, SHORT_BUCKETS, measurements
+from ._metrics import LONG_BUCKETS, METRICS, SHORT_BUCKETS, every_series, measurements
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
@@ -53,6 +53,12 @@ class PrometheusInstrument:
                 self._histograms[name] = Histogram(
                     name, text, labels, namespace=namespace, registry=registry, buckets=buckets
                 )
+        # Every series known in advance exists from the start, at zero.
+        for name, known in every_series():
+            if name in self._counters:
+                self._counters[name].labels(**known)
+            else:
+                self._histograms[name].labels(**known)
 
     def __call__(self, event: Event) -> None:
         for name, labels, value in measurements(event):
