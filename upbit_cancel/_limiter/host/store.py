@@ -16,6 +16,7 @@ too); a state written before the host last booted is ignored, since its times me
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import random
@@ -271,6 +272,17 @@ def _replaced(held: int) -> bool:
 
 
 _connecting = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    """At exit, close the process's connections (a connection left to the garbage collector
+    is a ResourceWarning since Python 3.13)."""
+    with _connecting:
+        for connection, _lock, held in _connections.values():
+            connection.close()
+            os.close(held)
+        _connections.clear()
 
 
 class _LockedError(Exception):
