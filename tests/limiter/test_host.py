@@ -5,6 +5,7 @@ or a slow event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sqlite3
 import sys
@@ -23,7 +24,8 @@ from upbit_cancel.testing import FakeUpbit
 
 def states(directory: Path) -> list[tuple[str, str]]:
     """Every budget's key and state text in the directory's file."""
-    with sqlite3.connect(directory / "budgets.sqlite3") as connection:
+    # closing(): a connection's own "with" ends a transaction, it does not close it.
+    with contextlib.closing(sqlite3.connect(directory / "budgets.sqlite3")) as connection:
         rows = connection.execute("SELECT key, state FROM budgets").fetchall()
     return [(str(key), str(state)) for key, state in rows]
 
