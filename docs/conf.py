@@ -26,6 +26,7 @@ exclude_patterns = [
     "benchmarks/push.md",
     "benchmarks/watchdog.md",
     "benchmarks/warm.md",
+    "benchmarks/instruments.md",
     "benchmarks/results-*",
     "benchmarks/*-quick.*",
 ]
