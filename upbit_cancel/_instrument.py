@@ -4,7 +4,7 @@ Scope: the events (frozen values), the :class:`Instrument` protocol, the process
 instruments, and :func:`emit`, which the rooms call at the one place each event happens:
 
     RequestEnded          _http/transport.py   every attempt of a signed request, sent or not
-    BudgetWaited          _http/transport.py   every slot of a budget, from asking to granted
+    BudgetWaited          _http/transport.py   every attempt granted a slot: the wait for it
     BudgetStoreChanged    _limiter/shared      a shared budget's store out of reach, back, lost
     OperationEnded        _batch/canceller.py  every operation of a BatchCanceller, at its end
 
@@ -37,9 +37,9 @@ __all__ = [
 ]
 
 #: What became of one attempt of a request: ``ok`` (2xx), ``rate_limited`` (429), ``blocked``
-#: (418), ``refused`` (another 4xx), ``server_error`` (5xx), ``lost`` (sent, no answer: its
-#: outcome is unknown), ``not_sent`` (never left: the budget refused it, the account is
-#: blocked, the caller stopped or cancelled it, the session closed).
+#: (418), ``refused`` (another status under 500), ``server_error`` (5xx), ``lost`` (sent, no
+#: answer: its outcome is unknown), ``not_sent`` (never left: the budget refused it, the
+#: account is blocked, the caller stopped or cancelled it, the session closed).
 RequestOutcome: TypeAlias = Literal[
     "ok", "rate_limited", "blocked", "refused", "server_error", "lost", "not_sent"
 ]

@@ -728,7 +728,7 @@ def _outcome(sent: bool, status: int | None) -> RequestOutcome:
     """What became of one attempt, for the instruments."""
     if status is None:
         return "lost" if sent else "not_sent"
-    if status < 400:
+    if 200 <= status < 300:
         return "ok"
     if status == 429:
         return "rate_limited"

@@ -37,14 +37,15 @@ METRICS: tuple[tuple[str, Kind, str, tuple[str, ...], str], ...] = (
         "histogram",
         "s",
         ("group",),
-        "Seconds from an attempt's start to its answer, for attempts that were sent",
+        "Seconds from an attempt's slot to its end (its answer, or the moment it was given "
+        "up), for attempts that were sent",
     ),
     (
         "budget_wait_seconds",
         "histogram",
         "s",
         ("group",),
-        "Seconds each request waited for a slot of its group's budget",
+        "Seconds each attempt that got a slot waited for it",
     ),
     (
         "budget_store_changes",
@@ -85,7 +86,11 @@ LONG_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 
 
 #: The names the ``ended`` label takes for an exception (any other is ``other``).
 _ENDED = {"CancelledError": "cancelled", "GeneratorExit": "closed"}
-_LIBRARY_ERRORS = frozenset(_errors.__all__)
+_LIBRARY_ERRORS = frozenset(
+    name
+    for name in _errors.__all__
+    if isinstance(getattr(_errors, name), type) and issubclass(getattr(_errors, name), Exception)
+)
 
 
 def ended(error: str | None) -> str:

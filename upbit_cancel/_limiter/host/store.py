@@ -162,7 +162,9 @@ class SqliteStore:
         takes milliseconds that the event loop is not held for (each transaction then takes a
         fraction of one)."""
         if self._directory not in _connections:
-            with contextlib.suppress(_LockedError):  # then opened by the first transaction
+            # Then the first transaction opens it: the file was locked, or no new thread may
+            # start (RuntimeError: the interpreter shuts down, an exit hook cancelling orders).
+            with contextlib.suppress(_LockedError, RuntimeError):
                 await asyncio.to_thread(self._connect)
 
     async def _retried(self, call: Callable[..., T], *arguments: Any) -> T:
@@ -277,12 +279,39 @@ _connecting = threading.Lock()
 @atexit.register
 def _close_all() -> None:
     """At exit, close the process's connections (a connection left to the garbage collector
-    is a ResourceWarning since Python 3.13)."""
-    with _connecting:
-        for connection, _lock, held in _connections.values():
-            connection.close()
-            os.close(held)
-        _connections.clear()
+    is a ResourceWarning since Python 3.13); only those no thread is using now, never waiting
+    (a thread still inside a transaction keeps its connection, which is then only left to the
+    collector)."""
+    if not _connecting.acquire(blocking=False):
+        return
+    try:
+        for directory, (connection, lock, held) in list(_connections.items()):
+            if not lock.acquire(blocking=False):
+                continue
+            try:
+                connection.close()
+                os.close(held)
+                del _connections[directory]
+            finally:
+                lock.release()
+    finally:
+        _connecting.release()
+
+
+def _forget_in_child() -> None:
+    """In a child made by ``fork``: a lock of its own, and none of the parent's connections
+    (SQLite's must not cross a fork: they are kept, unused and never closed, in case one
+    holds the parent's file locks)."""
+    global _connecting
+    _connecting = threading.Lock()
+    _inherited.extend(_connections.values())
+    _connections.clear()
+
+
+# The parent's connections a forked child holds without using.
+_inherited: list[tuple[sqlite3.Connection, threading.Lock, int]] = []
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class _LockedError(Exception):
