@@ -114,9 +114,10 @@ async def test_every_market_when_none_is_named(session_for: SessionFor) -> None:
     ("list_lane", "batch_lane"),
     [
         # The list lane's answer (refused) comes back before the batch cancel's.
-        (Faults(latency_in=0.3), Faults(latency_in=0.1, latency_out=0.5)),
-        # The batch cancel's answer comes back while the list lane's requests are on their way.
-        (Faults(latency_in=0.3, latency_out=0.3), Faults(latency_in=0.1)),
+        (Faults(latency_in=0.6), Faults(latency_in=0.2, latency_out=1.5)),
+        # The batch cancel's answer comes back while the list lane's requests are on their way
+        # (the listing, with no delay, has 0.5 s to come back first: time enough under load).
+        (Faults(latency_in=1.0, latency_out=1.0), Faults(latency_in=0.5)),
     ],
     ids=["refused-first", "batch-answer-first"],
 )
@@ -124,8 +125,8 @@ async def test_an_order_the_other_lane_canceled_is_a_success_once(
     session_for: SessionFor, list_lane: Faults, batch_lane: Faults
 ) -> None:
     """The lanes race for the same orders: the listing comes back at once, the batch cancel
-    reaches the orders 0.1 s later, the list lane's cancels 0.3 s later. An order the list
-    lane then finds canceled is a success, once."""
+    reaches the orders first, the list lane's cancels later. An order the list lane then finds
+    canceled is a success, once."""
     async with FakeUpbit() as fake:
         uuids = fake.add_orders(120)
         fake.set_faults(list_lane, endpoint=LIST)
