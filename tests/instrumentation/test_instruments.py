@@ -80,6 +80,18 @@ async def a_batch_with_a_429(fake: FakeUpbit, session_for: SessionFor) -> tuple[
     return 101, len(fake.records)
 
 
+async def cancelled_after(
+    fake: FakeUpbit, session_for: SessionFor, orders: list[str], *, arrived: int
+) -> None:
+    """Cancel ``orders``, and cancel that task once ``arrived`` requests reached the fake."""
+    async with session_for(fake) as session:
+        task = asyncio.create_task(BatchCanceller(session).cancel(uuids=orders))
+        await fake.wait_for(lambda fake: len(fake.records) >= arrived)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 async def test_every_attempt_is_reported_as_the_exchange_received_it(
     fake: FakeUpbit, session_for: SessionFor, recorder: Recorder
 ) -> None:
@@ -129,12 +141,7 @@ async def test_an_operation_cancelled_midway_is_reported_with_every_id(
     """Cancelled after its first answers: the event says so, and counts every id."""
     orders = fake.add_orders(200)
     fake.faults = Faults(latency_out=0.2)
-    async with session_for(fake) as session:
-        task = asyncio.create_task(BatchCanceller(session).cancel(uuids=orders))
-        await fake.wait_for(lambda fake: len(fake.records) >= 3)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    await cancelled_after(fake, session_for, orders, arrived=3)
     [ended] = recorder.of(OperationEnded)
     assert ended.error == "CancelledError"
     counted = ended.canceled + ended.refused + ended.unresolved
@@ -306,12 +313,7 @@ async def test_requests_that_never_got_a_slot_are_reported_not_sent(
     """A batch cancelled while most of its requests wait for the budget: each attempt that
     never left is a not_sent, and the sent ones are each an ok."""
     orders = fake.add_orders(2000)  # 100 requests: most wait for the budget
-    async with session_for(fake) as session:
-        task = asyncio.create_task(BatchCanceller(session).cancel(uuids=orders))
-        await fake.wait_for(lambda fake: len(fake.records) >= 30)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    await cancelled_after(fake, session_for, orders, arrived=30)
     await fake.wait_for(lambda fake: fake.in_transit == 0)
     outcomes = Counter(event.outcome for event in recorder.of(RequestEnded))
     assert outcomes["not_sent"] >= 1
