@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 import aiohttp
 import pytest
@@ -84,6 +84,8 @@ def test_wire_query_decodes_to_the_hashed_text(values: list[str]) -> None:
     query = encode_query(params)
     assert unquote(query.wire) == query.hashed
     assert parse_qsl(query.wire, keep_blank_values=True) == params
+    # Every value percent-encoded in full, the brackets of the name kept literal.
+    assert query.wire == "&".join(f"identifiers[]={quote(value, safe='')}" for value in values)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ decoded wire text for every value.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Sequence
 from urllib.parse import quote
@@ -38,9 +39,18 @@ class Query:
     hashed: str
 
 
+#: Text that percent-encoding leaves as it is (RFC 3986's unreserved characters): ids and
+#: names are nearly always only that, and checking is cheaper than encoding.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _encoded(text: str, safe: str) -> str:
+    return text if _UNRESERVED.fullmatch(text) else quote(text, safe=safe)
+
+
 def encode_query(params: Sequence[tuple[str, str]]) -> Query:
     """Encode ``(name, value)`` pairs, in order, for the wire and for ``query_hash``."""
-    wire = "&".join(f"{quote(name, safe='[]')}={quote(value, safe='')}" for name, value in params)
+    wire = "&".join(f"{_encoded(name, '[]')}={_encoded(value, '')}" for name, value in params)
     hashed = "&".join(f"{name}={value}" for name, value in params)
     return Query(wire=wire, hashed=hashed)
 
