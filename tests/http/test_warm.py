@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import until
 from upbit_cancel import BatchCanceller, ConnectError, SlidingWindowLimiter, UpbitSession
-from upbit_cancel.testing import FakeUpbit, PathProxy
+from upbit_cancel.testing import FakeUpbit, Faults, PathProxy
 
 
 @pytest.fixture
@@ -141,3 +141,42 @@ async def test_a_kept_warm_session_warms_again_until_closed(tls_fake: FakeUpbit)
             assert keeper is not None
             assert not keeper.done()
         assert keeper.done()
+
+
+async def test_a_warm_up_in_the_background_gives_way_to_a_burst(tls_fake: FakeUpbit) -> None:
+    """A burst that starts while the session warms up again in the background, holding its
+    five idle connections while it opens five more, leaves at once on the five: the warm-up
+    gives them back and ends, and no request opens a connection of its own."""
+    uuids = tls_fake.add_orders(100)
+    async with (
+        PathProxy(tls_fake.base_url, one_way=0.1) as proxy,
+        session_through(tls_fake, proxy) as session,
+    ):
+        await session.warm_up(5, keep=False)
+        assert proxy.connections == 5 + 3
+        refresh = asyncio.create_task(session._transport.refresh(10, 3, within=10.0))
+        await until(lambda: proxy.connections == 5 + 3 + 5)  # its handshakes under way
+        result = await BatchCanceller(session, max_in_flight=5).cancel(uuids=uuids)
+        assert await refresh is False
+        assert proxy.connections == 5 + 3 + 5, "the burst left on the five open connections"
+    assert result.success.count == 100
+    assert tls_fake.received == 5
+
+
+async def test_no_warm_up_in_the_background_while_a_request_is_under_way() -> None:
+    """While a request waits for its answer, a warm-up in the background is skipped: it
+    opens nothing and holds nothing."""
+    async with (
+        FakeUpbit(tls=True, faults=Faults(latency_out=1.0)) as fake,
+        PathProxy(fake.base_url) as proxy,
+        session_through(fake, proxy) as session,
+    ):
+        await session.warm_up(3, keep=False)
+        opened = proxy.connections
+        cancel = asyncio.create_task(session.cancel_orders(uuids=fake.add_orders(20)))
+        await until(lambda: fake.received == 1)
+        assert await session._transport.refresh(10, 3, within=10.0) is False
+        assert proxy.connections == opened
+        assert (await cancel).success.count == 20
+        assert await session._transport.refresh(3, 3, within=10.0) is True
+        assert proxy.connections == opened + 3, "once idle, it warms up again (its probes)"

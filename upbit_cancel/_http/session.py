@@ -385,7 +385,9 @@ class UpbitSession:
         still open is only marked used: nothing is sent on it) and times three handshakes. That
         costs three TLS handshakes every 20 s, plus one for each connection the server closed
         meanwhile. A warm-up that fails in the background is a warning (logger
-        ``upbit_cancel``) and is tried again.
+        ``upbit_cancel``) and is tried again. One never stands in a request's way: it is
+        skipped while a request is under way, and a request that starts during one ends it at
+        once (the idle connections it holds are given back before the request looks for one).
 
         Opening a session does not warm it: most sessions are short-lived, or used where the
         exchange is not (tests), and a burst a while later needs the pool kept warm anyway.
@@ -421,7 +423,7 @@ class UpbitSession:
         while True:
             await asyncio.sleep(_WARM_EVERY)
             try:
-                await self._warm(connections, within)
+                await self._transport.refresh(connections, _PROBES, within=within)
             except ConnectError as error:
                 if not failing:
                     _log.warning("cannot keep the connections open: %s; trying again", error)

@@ -128,6 +128,16 @@ class _BodyTooLargeError(Exception):
     """The answer is larger than :data:`MAX_BODY_BYTES`."""
 
 
+class _Refresh:
+    """A background warm-up under way: the scope that ends it and the connections it holds."""
+
+    __slots__ = ("held", "scope")
+
+    def __init__(self, scope: asyncio.Timeout, held: list[aiohttp.connector.Connection]) -> None:
+        self.scope = scope
+        self.held = held
+
+
 class Transport:
     """Signed requests of one access key, each within its rate-limit group's budget.
 
@@ -144,10 +154,12 @@ class Transport:
         "_given_limiter",
         "_group_limiters",
         "_http",
+        "_in_flight",
         "_owns_http",
         "_probe_context",
         "_rate_limit_retries",
         "_read_timeout",
+        "_refresh",
         "_secret_key",
         "_ssl",
         "_timeout",
@@ -190,6 +202,10 @@ class Transport:
         self._read_timeout = timeout.sock_read
         self._rate_limit_retries = rate_limit_retries
         self._closed = False
+        # Requests between asking for their slot and their end.
+        self._in_flight = 0
+        # The background warm-up under way, if any (see :meth:`refresh`).
+        self._refresh: _Refresh | None = None
         self.requests_sent = 0
         self.rate_limited = 0
         self.remaining_req = None
@@ -230,10 +246,51 @@ class Transport:
             )
         return self._http
 
-    async def warm_up(self, connections: int, *, within: float) -> None:
+    async def refresh(self, connections: int, probes: int, *, within: float) -> bool:
+        """:meth:`warm_up` and :meth:`probe_path` again, in the background: never in a
+        request's way. Skipped while a request is under way; a request that starts meanwhile
+        ends it at once (the idle connections it holds are given back before that request
+        looks for one, the handshakes under way are dropped). Returns whether it ran to its
+        end; raises as they do."""
+        if self._in_flight or self._closed:
+            return False
+        held: list[aiohttp.connector.Connection] = []
+        try:
+            async with asyncio.timeout(None) as scope:
+                self._refresh = _Refresh(scope, held)
+                await self.warm_up(connections, within=within, held=held)
+                await self.probe_path(probes, within=within)
+        except (TimeoutError, ConnectError):
+            if scope.expired():
+                return False  # a request came: it gave way (its handshakes may have failed)
+            raise
+        finally:
+            self._refresh = None
+        return True
+
+    def _give_way(self) -> None:
+        """End the background warm-up under way, if any, for a request about to start."""
+        refresh, self._refresh = self._refresh, None
+        if refresh is None:
+            return
+        # Given back now, before the request looks for a connection; ended at the loop's next
+        # turn (its scope then raises TimeoutError in :meth:`refresh`).
+        for connection in refresh.held:
+            connection.release()
+        refresh.held.clear()
+        refresh.scope.reschedule(asyncio.get_running_loop().time())
+
+    async def warm_up(
+        self,
+        connections: int,
+        *,
+        within: float,
+        held: list[aiohttp.connector.Connection] | None = None,
+    ) -> None:
         """Open connections (TCP, and TLS for ``https``) until ``connections`` of them stand
         idle in the pool, sending nothing on them. Raises :class:`ConnectError` when one cannot
-        be made (what was opened stays)."""
+        be made (what was opened stays). ``held``: where the connections are held until all are
+        open (a caller may give them back sooner)."""
         http = self.open()
         connector = http.connector
         assert connector is not None, "an open aiohttp session has a connector"
@@ -245,7 +302,7 @@ class Transport:
         loop = asyncio.get_running_loop()
         url = URL(self._base_url)
         timeout = aiohttp.ClientTimeout(total=within, connect=within)
-        held: list[aiohttp.connector.Connection] = []
+        pool: list[aiohttp.connector.Connection] = [] if held is None else held
 
         async def one() -> None:
             # A request that is never sent: what the connector needs to know where to connect.
@@ -253,7 +310,7 @@ class Transport:
             # context): the pool keys connections by it, and only a key the requests share is
             # a connection they reuse.
             request = aiohttp.ClientRequest("GET", url, loop=loop, ssl=True)
-            held.append(await connector.connect(request, [], timeout))
+            pool.append(await connector.connect(request, [], timeout))
 
         failure: ConnectError | None = None
         try:
@@ -267,8 +324,8 @@ class Transport:
                 f"({_why_not_connected(errors.exceptions[0])})"
             )
         finally:
-            for connection in held:
-                connection.release()
+            for connection in pool:
+                connection.release()  # once given back, a connection ignores this
         if failure is not None:
             raise failure
 
@@ -377,10 +434,14 @@ class Transport:
         is set nothing more is sent (waiting for the limiter included): :class:`NotSentError`.
         """
         error: UpbitError
+        self._give_way()
+        self._in_flight += 1
         try:
             return await self._send(request, parse, stop, observer)
         except UpbitError as failure:
             error = with_ids(failure, request.ids) if request.ids else failure
+        finally:
+            self._in_flight -= 1
         # Raised here, outside the handler: the chain stays free of what the failure held.
         raise error
 
