@@ -18,6 +18,10 @@ their default limiter (the host's budget, in a directory of its own).
 - ``efficiency``: 6,000 open orders (300 requests), cold and warm (warmed up just before);
   efficiency = ideal / (wall - one round trip), ideal = (requests - 1) // 30 s, as on the
   benchmarks page; 429s and the busiest second at the fake. At 50 and 150 ms one way.
+- beside them, what no client could beat on these paths (drawn, not measured; see
+  :func:`least_first` and :func:`most_efficiency`): the first 600 at the round trip plus the
+  most jitter of 30 requests, and the efficiency of a client that keeps the hold rule, knows
+  the floor exactly and costs no time, like the exchange.
 - ``cpu``: process CPU time per signed request over TLS (no proxy, the fake's limit out of the
   way, each client's pacing switched off), upbit_cancel against upbit-sdk (one request after
   another, as in the client-cost section of the main suite).
