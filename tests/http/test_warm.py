@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.helpers import until
 from upbit_cancel import BatchCanceller, ConnectError, SlidingWindowLimiter, UpbitSession
+from upbit_cancel._http import session as session_module
+from upbit_cancel._http.transport import Transport
 from upbit_cancel.testing import FakeUpbit, Faults, PathProxy
 
 
@@ -163,20 +167,108 @@ async def test_a_warm_up_in_the_background_gives_way_to_a_burst(tls_fake: FakeUp
     assert tls_fake.received == 5
 
 
-async def test_no_warm_up_in_the_background_while_a_request_is_under_way() -> None:
-    """While a request waits for its answer, a warm-up in the background is skipped: it
-    opens nothing and holds nothing."""
+async def test_a_warm_up_ended_before_it_took_a_connection_takes_none(
+    tls_fake: FakeUpbit,
+) -> None:
+    """A request that starts in the very turn a background warm-up begins, before it took
+    any connection, ends it all the same: it takes none after that, so the requests that
+    follow a turn later find the pool's idle connections, and nobody opens a new one."""
+    uuids = tls_fake.add_orders(5)
+    async with PathProxy(tls_fake.base_url) as proxy, session_through(tls_fake, proxy) as session:
+        await session.warm_up(5, keep=False)
+        opened = proxy.connections
+        refresh = asyncio.create_task(session._transport.refresh(5, 3, within=10.0))
+        first = asyncio.create_task(session.cancel_orders(uuids=uuids[:1]))
+        await asyncio.sleep(0)
+        rest = [asyncio.create_task(session.cancel_orders(uuids=[uuid])) for uuid in uuids[1:]]
+        results = await asyncio.gather(first, *rest)
+        assert await refresh is False
+        assert proxy.connections == opened, "neither the warm-up nor a request opened one"
+    assert sum(result.success.count for result in results) == 5
+
+
+async def test_a_stream_connecting_ends_a_warm_up_in_the_background(tls_fake: FakeUpbit) -> None:
+    """A stream's connection is a request too: it ends the warm-up under way and finds the
+    idle connection it needs given back."""
+    async with (
+        PathProxy(tls_fake.base_url, one_way=0.1) as proxy,
+        session_through(tls_fake, proxy) as session,
+    ):
+        await session.warm_up(5, keep=False)
+        refresh = asyncio.create_task(session._transport.refresh(10, 3, within=10.0))
+        await until(lambda: proxy.connections == 5 + 3 + 5)
+        stream = await session._transport.connect_stream("/websocket/v1/private", within=10.0)
+        await stream.close()
+        assert await refresh is False
+        assert proxy.connections == 5 + 3 + 5, "the stream took an idle connection"
+
+
+async def test_no_warm_up_in_the_background_while_a_request_is_under_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While a request waits for its answer, the keeper's warm-ups are skipped (they open
+    nothing and hold nothing), and tried again every half second rather than 20 s later: the
+    first once the request has ended warms up again (its three probes)."""
+    ran: list[bool] = []
     async with (
         FakeUpbit(tls=True, faults=Faults(latency_out=1.0)) as fake,
         PathProxy(fake.base_url) as proxy,
         session_through(fake, proxy) as session,
     ):
-        await session.warm_up(3, keep=False)
-        opened = proxy.connections
+        refresh = Transport.refresh
+
+        async def spied(self: Transport, connections: int, probes: int, *, within: float) -> bool:
+            outcome = await refresh(self, connections, probes, within=within)
+            ran.append(outcome)
+            if not outcome:
+                # From here on only the retry after a skip comes soon enough to be seen.
+                monkeypatch.setattr(session_module, "_WARM_EVERY", 1000.0)
+            return outcome
+
+        monkeypatch.setattr(Transport, "refresh", spied)
+        monkeypatch.setattr(session_module, "_WARM_EVERY", 0.05)
+        monkeypatch.setattr(session_module, "_WARM_RETRY", 0.05)
         cancel = asyncio.create_task(session.cancel_orders(uuids=fake.add_orders(20)))
         await until(lambda: fake.received == 1)
-        assert await session._transport.refresh(10, 3, within=10.0) is False
+        await session.warm_up(3)
+        opened = proxy.connections
+        await until(lambda: False in ran)
         assert proxy.connections == opened
         assert (await cancel).success.count == 20
-        assert await session._transport.refresh(3, 3, within=10.0) is True
+        await until(lambda: ran[-1])
         assert proxy.connections == opened + 3, "once idle, it warms up again (its probes)"
+
+
+async def test_closing_while_a_warm_up_in_the_background_fails_ends_it(
+    tls_fake: FakeUpbit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection of the keeper's warm-up that fails in the very turn the session closes
+    raises instead of the keeper's cancellation (a task group's rule): the close ends the
+    keeper all the same."""
+    monkeypatch.setattr(session_module, "_WARM_EVERY", 0.01)
+    session = UpbitSession(
+        tls_fake.access_key,
+        tls_fake.secret_key,
+        base_url=tls_fake.base_url,
+        ssl=tls_fake.client_ssl_context(),
+        limiter=SlidingWindowLimiter(),
+    )
+    async with session:
+        await session.warm_up(2)
+        connector = session._transport.open().connector
+        assert connector is not None
+        gates: list[asyncio.Future[None]] = []
+        connect = connector.connect
+
+        async def gated(*arguments: Any) -> Any:
+            gate = asyncio.get_running_loop().create_future()
+            gates.append(gate)
+            await gate
+            return await connect(*arguments)
+
+        monkeypatch.setattr(connector, "connect", gated)
+        await until(lambda: len(gates) == 2)
+        gates[0].set_exception(aiohttp.ClientConnectionError("refused"))
+        async with asyncio.timeout(5):
+            await session.aclose()
+    assert session._keeper is None

@@ -108,6 +108,8 @@ _PROBES = 3
 #: Seconds between two warm-ups of a session kept warm: below the 30 s after which its pool
 #: closes an idle connection, so the same connections stay open.
 _WARM_EVERY = 20.0
+#: Seconds until a warm-up that gave way to requests is tried again.
+_WARM_RETRY = 0.5
 
 #: The endpoints outside the ``default`` group, for :meth:`UpbitSession.request`.
 _GROUP_OF: Mapping[tuple[str, str], str] = {("DELETE", "/v1/orders/open"): "order-cancel-all"}
@@ -386,8 +388,10 @@ class UpbitSession:
         costs three TLS handshakes every 20 s, plus one for each connection the server closed
         meanwhile. A warm-up that fails in the background is a warning (logger
         ``upbit_cancel``) and is tried again. One never stands in a request's way: it is
-        skipped while a request is under way, and a request that starts during one ends it at
-        once (the idle connections it holds are given back before the request looks for one).
+        skipped while a request (or a stream's connection) is under way, and a request that
+        starts during one ends it (the idle connections it holds are given back before the
+        request looks for one, and it takes no more); then it is tried again every half second
+        until a moment comes with none under way.
 
         Opening a session does not warm it: most sessions are short-lived, or used where the
         exchange is not (tests), and a burst a while later needs the pool kept warm anyway.
@@ -419,11 +423,14 @@ class UpbitSession:
         await self._transport.probe_path(_PROBES, within=within)
 
     async def _keep_warm(self, connections: int, within: float) -> None:
+        task = asyncio.current_task()
         failing = False
-        while True:
-            await asyncio.sleep(_WARM_EVERY)
+        wait = _WARM_EVERY
+        while not self._transport.closed:
+            await asyncio.sleep(wait)
+            wait = _WARM_EVERY
             try:
-                await self._transport.refresh(connections, _PROBES, within=within)
+                ran = await self._transport.refresh(connections, _PROBES, within=within)
             except ConnectError as error:
                 if not failing:
                     _log.warning("cannot keep the connections open: %s; trying again", error)
@@ -431,9 +438,16 @@ class UpbitSession:
             except SessionClosedError:
                 return
             else:
-                if failing:
+                if not ran:
+                    # Skipped or ended by a request: again as soon as the requests leave a
+                    # moment, long before an idle connection times out.
+                    wait = _WARM_RETRY
+                elif failing:
                     _log.warning("the connections to %s are open again", self._base_url)
-                failing = False
+                    failing = False
+            if task is not None and task.cancelling():
+                # Closed meanwhile, the cancellation lost to a failure raised in the same turn.
+                raise asyncio.CancelledError
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()

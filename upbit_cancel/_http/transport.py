@@ -129,13 +129,15 @@ class _BodyTooLargeError(Exception):
 
 
 class _Refresh:
-    """A background warm-up under way: the scope that ends it and the connections it holds."""
+    """A background warm-up under way: the scope that ends it, the connections it holds, and
+    whether a request ended it (from then on it takes no connection)."""
 
-    __slots__ = ("held", "scope")
+    __slots__ = ("ended", "held", "scope")
 
-    def __init__(self, scope: asyncio.Timeout, held: list[aiohttp.connector.Connection]) -> None:
-        self.scope = scope
-        self.held = held
+    def __init__(self) -> None:
+        self.scope: asyncio.Timeout | None = None
+        self.held: list[aiohttp.connector.Connection] = []
+        self.ended = False
 
 
 class Transport:
@@ -247,50 +249,58 @@ class Transport:
         return self._http
 
     async def refresh(self, connections: int, probes: int, *, within: float) -> bool:
-        """:meth:`warm_up` and :meth:`probe_path` again, in the background: never in a
-        request's way. Skipped while a request is under way; a request that starts meanwhile
-        ends it at once (the idle connections it holds are given back before that request
-        looks for one, the handshakes under way are dropped). Returns whether it ran to its
-        end; raises as they do."""
+        """:meth:`warm_up` and :meth:`probe_path` again, in the background, never in a
+        request's way: not while a request (or a stream's connection) is under way, and a
+        request that starts meanwhile ends it. That request finds the idle connections the
+        warm-up held given back already; the warm-up takes none after it and drops the
+        handshakes it has under way at the loop's next turn.
+
+        Returns whether it ran to its end (``False``: skipped, ended by a request, or the
+        transport is closed); raises as :meth:`warm_up` does.
+        """
         if self._in_flight or self._closed:
             return False
-        held: list[aiohttp.connector.Connection] = []
+        mine = _Refresh()
         try:
-            async with asyncio.timeout(None) as scope:
-                self._refresh = _Refresh(scope, held)
-                await self.warm_up(connections, within=within, held=held)
+            async with asyncio.timeout(None) as mine.scope:
+                self._refresh = mine
+                await self.warm_up(connections, within=within, refresh=mine)
                 await self.probe_path(probes, within=within)
         except (TimeoutError, ConnectError):
-            if scope.expired():
+            if mine.ended:
                 return False  # a request came: it gave way (its handshakes may have failed)
             raise
         finally:
-            self._refresh = None
-        return True
+            if self._refresh is mine:
+                self._refresh = None
+        return not mine.ended
 
     def _give_way(self) -> None:
         """End the background warm-up under way, if any, for a request about to start."""
         refresh, self._refresh = self._refresh, None
         if refresh is None:
             return
-        # Given back now, before the request looks for a connection; ended at the loop's next
-        # turn (its scope then raises TimeoutError in :meth:`refresh`).
+        # Given back now, before the request looks for a connection, and none taken after it;
+        # the handshakes under way end at the loop's next turn (its scope then raises
+        # TimeoutError in :meth:`refresh`).
+        refresh.ended = True
         for connection in refresh.held:
             connection.release()
         refresh.held.clear()
-        refresh.scope.reschedule(asyncio.get_running_loop().time())
+        if refresh.scope is not None:
+            refresh.scope.reschedule(asyncio.get_running_loop().time())
 
     async def warm_up(
         self,
         connections: int,
         *,
         within: float,
-        held: list[aiohttp.connector.Connection] | None = None,
+        refresh: _Refresh | None = None,
     ) -> None:
         """Open connections (TCP, and TLS for ``https``) until ``connections`` of them stand
         idle in the pool, sending nothing on them. Raises :class:`ConnectError` when one cannot
-        be made (what was opened stays). ``held``: where the connections are held until all are
-        open (a caller may give them back sooner)."""
+        be made (what was opened stays). ``refresh``: a background warm-up's own, whose held
+        connections a request may give back sooner (see :meth:`refresh`)."""
         http = self.open()
         connector = http.connector
         assert connector is not None, "an open aiohttp session has a connector"
@@ -302,15 +312,21 @@ class Transport:
         loop = asyncio.get_running_loop()
         url = URL(self._base_url)
         timeout = aiohttp.ClientTimeout(total=within, connect=within)
-        pool: list[aiohttp.connector.Connection] = [] if held is None else held
+        held = [] if refresh is None else refresh.held
 
         async def one() -> None:
             # A request that is never sent: what the connector needs to know where to connect.
             # ssl=True as the session's own requests have it (the connector then applies its
             # context): the pool keys connections by it, and only a key the requests share is
             # a connection they reuse.
+            if refresh is not None and refresh.ended:
+                return
             request = aiohttp.ClientRequest("GET", url, loop=loop, ssl=True)
-            pool.append(await connector.connect(request, [], timeout))
+            connection = await connector.connect(request, [], timeout)
+            if refresh is not None and refresh.ended:
+                connection.release()  # a request came meanwhile: the pool has it at once
+            else:
+                held.append(connection)
 
         failure: ConnectError | None = None
         try:
@@ -324,8 +340,8 @@ class Transport:
                 f"({_why_not_connected(errors.exceptions[0])})"
             )
         finally:
-            for connection in pool:
-                connection.release()  # once given back, a connection ignores this
+            for connection in held:
+                connection.release()
         if failure is not None:
             raise failure
 
@@ -393,6 +409,8 @@ class Transport:
             .with_path(path)
         )
         token = make_token(self._access_key, self._secret_key, None)
+        self._give_way()
+        self._in_flight += 1
         try:
             async with asyncio.timeout(within):
                 return await http.ws_connect(
@@ -407,6 +425,8 @@ class Transport:
             failure = ConnectError(f"the stream refused the connection: HTTP {status}")
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             failure = ConnectError(f"could not connect to the stream: {_why_not_connected(error)}")
+        finally:
+            self._in_flight -= 1
         # Raised here, outside the handler: the chain holds nothing of the request.
         raise failure
 
