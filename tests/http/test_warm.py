@@ -203,12 +203,30 @@ async def test_a_stream_connecting_ends_a_warm_up_in_the_background(tls_fake: Fa
         assert proxy.connections == 5 + 3 + 5, "the stream took an idle connection"
 
 
-async def test_no_warm_up_in_the_background_while_a_request_is_under_way(
+async def test_a_warm_up_in_the_background_leaves_a_request_its_connection() -> None:
+    """While a request waits for its answer on one of the three connections, a warm-up in the
+    background for three marks the two idle ones used and opens none for the third (only its
+    three probes): it never makes the pool grow past what was asked."""
+    async with (
+        FakeUpbit(tls=True, faults=Faults(latency_out=1.0)) as fake,
+        PathProxy(fake.base_url) as proxy,
+        session_through(fake, proxy) as session,
+    ):
+        await session.warm_up(3, keep=False)
+        opened = proxy.connections
+        cancel = asyncio.create_task(session.cancel_orders(uuids=fake.add_orders(20)))
+        await until(lambda: fake.received == 1)
+        assert await session._transport.refresh(3, 3, within=10.0) is True
+        assert proxy.connections == opened + 3, "its probes only"
+        assert (await cancel).success.count == 20
+
+
+async def test_a_warm_up_in_the_background_left_out_is_tried_again_soon(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """While a request waits for its answer, the keeper's warm-ups are skipped (they open
-    nothing and hold nothing), and tried again every half second rather than 20 s later: the
-    first once the request has ended warms up again (its three probes)."""
+    """A session kept warm with one connection, its one request waiting for an answer: the
+    keeper's warm-ups are skipped (nothing left to warm), and tried again every half second
+    rather than 20 s later, so the first once the request has ended runs to its end."""
     ran: list[bool] = []
     async with (
         FakeUpbit(tls=True, faults=Faults(latency_out=1.0)) as fake,
@@ -230,13 +248,44 @@ async def test_no_warm_up_in_the_background_while_a_request_is_under_way(
         monkeypatch.setattr(session_module, "_WARM_RETRY", 0.05)
         cancel = asyncio.create_task(session.cancel_orders(uuids=fake.add_orders(20)))
         await until(lambda: fake.received == 1)
-        await session.warm_up(3)
+        await session.warm_up(1)
         opened = proxy.connections
         await until(lambda: False in ran)
         assert proxy.connections == opened
         assert (await cancel).success.count == 20
         await until(lambda: ran[-1])
         assert proxy.connections == opened + 3, "once idle, it warms up again (its probes)"
+
+
+async def test_a_kept_warm_session_carries_on_after_a_failure(
+    tls_fake: FakeUpbit, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While no connection can be had the keeper warns once, and it carries on: once they can
+    be had again it says so, and keeps the pool warm."""
+    monkeypatch.setattr(session_module, "_WARM_EVERY", 0.02)
+    down = [False]
+    async with PathProxy(tls_fake.base_url) as proxy, session_through(tls_fake, proxy) as session:
+        await session.warm_up(2)
+        connector = session._transport.open().connector
+        assert connector is not None
+        connect = connector.connect
+
+        async def flaky(*arguments: Any) -> Any:
+            if down[0]:
+                raise aiohttp.ClientConnectionError("the exchange is out of reach")
+            return await connect(*arguments)
+
+        monkeypatch.setattr(connector, "connect", flaky)
+        down[0] = True
+        await until(lambda: "cannot keep the connections open" in caplog.text)
+        down[0] = False
+        await until(lambda: "are open again" in caplog.text)
+        probed = proxy.connections
+        await until(lambda: proxy.connections > probed)  # it warms up again: its probes
+        keeper = session._keeper
+        assert keeper is not None
+        assert not keeper.done()
+    assert caplog.text.count("cannot keep the connections open") == 1
 
 
 async def test_closing_while_a_warm_up_in_the_background_fails_ends_it(

@@ -387,11 +387,11 @@ class UpbitSession:
         still open is only marked used: nothing is sent on it) and times three handshakes. That
         costs three TLS handshakes every 20 s, plus one for each connection the server closed
         meanwhile. A warm-up that fails in the background is a warning (logger
-        ``upbit_cancel``) and is tried again. One never stands in a request's way: it is
-        skipped while a request (or a stream's connection) is under way, and a request that
-        starts during one ends it (the idle connections it holds are given back before the
-        request looks for one, and it takes no more); then it is tried again every half second
-        until a moment comes with none under way.
+        ``upbit_cancel``) and is tried again. One never stands in a request's way: it leaves a
+        connection to each request (or stream's connection) under way, and is skipped when
+        that leaves none; a request that starts during one ends it (the idle connections it
+        holds are given back before the request looks for one, and it takes no more); then it
+        is tried again every half second until it can run to its end.
 
         Opening a session does not warm it: most sessions are short-lived, or used where the
         exchange is not (tests), and a burst a while later needs the pool kept warm anyway.
@@ -445,8 +445,8 @@ class UpbitSession:
                 elif failing:
                     _log.warning("the connections to %s are open again", self._base_url)
                     failing = False
-            if task is not None and task.cancelling():
-                # Closed meanwhile, the cancellation lost to a failure raised in the same turn.
+            if self._keeper is not task:
+                # Closed meanwhile (the close lets go of its keeper before it cancels it).
                 raise asyncio.CancelledError
 
     async def __aexit__(self, *exc_info: object) -> None:

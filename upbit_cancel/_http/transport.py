@@ -129,13 +129,12 @@ class _BodyTooLargeError(Exception):
 
 
 class _Refresh:
-    """A background warm-up under way: the scope that ends it, the connections it holds, and
-    whether a request ended it (from then on it takes no connection)."""
+    """A background warm-up under way: the connections it holds, and whether a request ended
+    it (from then on it holds no connection and times no handshake)."""
 
-    __slots__ = ("ended", "held", "scope")
+    __slots__ = ("ended", "held")
 
     def __init__(self) -> None:
-        self.scope: asyncio.Timeout | None = None
         self.held: list[aiohttp.connector.Connection] = []
         self.ended = False
 
@@ -250,25 +249,26 @@ class Transport:
 
     async def refresh(self, connections: int, probes: int, *, within: float) -> bool:
         """:meth:`warm_up` and :meth:`probe_path` again, in the background, never in a
-        request's way: not while a request (or a stream's connection) is under way, and a
-        request that starts meanwhile ends it. That request finds the idle connections the
-        warm-up held given back already; the warm-up takes none after it and drops the
-        handshakes it has under way at the loop's next turn.
+        request's way. It leaves a connection to each request (or stream's connection) under
+        way, and is skipped when that leaves none. A request that starts meanwhile ends it:
+        that request finds the idle connections the warm-up held given back already, and the
+        warm-up takes none after it and times no more handshakes (those under way finish, and
+        their connections join the pool).
 
         Returns whether it ran to its end (``False``: skipped, ended by a request, or the
         transport is closed); raises as :meth:`warm_up` does.
         """
-        if self._in_flight or self._closed:
+        wanted = connections - self._in_flight
+        if wanted <= 0 or self._closed:
             return False
         mine = _Refresh()
+        self._refresh = mine
         try:
-            async with asyncio.timeout(None) as mine.scope:
-                self._refresh = mine
-                await self.warm_up(connections, within=within, refresh=mine)
-                await self.probe_path(probes, within=within)
-        except (TimeoutError, ConnectError):
+            await self.warm_up(wanted, within=within, refresh=mine)
+            await self.probe_path(probes, within=within, refresh=mine)
+        except ConnectError:
             if mine.ended:
-                return False  # a request came: it gave way (its handshakes may have failed)
+                return False  # a request came: the request meets the fault itself, if any
             raise
         finally:
             if self._refresh is mine:
@@ -280,15 +280,11 @@ class Transport:
         refresh, self._refresh = self._refresh, None
         if refresh is None:
             return
-        # Given back now, before the request looks for a connection, and none taken after it;
-        # the handshakes under way end at the loop's next turn (its scope then raises
-        # TimeoutError in :meth:`refresh`).
+        # Given back now, before the request looks for a connection, and none taken after it.
         refresh.ended = True
         for connection in refresh.held:
             connection.release()
         refresh.held.clear()
-        if refresh.scope is not None:
-            refresh.scope.reschedule(asyncio.get_running_loop().time())
 
     async def warm_up(
         self,
@@ -300,7 +296,10 @@ class Transport:
         """Open connections (TCP, and TLS for ``https``) until ``connections`` of them stand
         idle in the pool, sending nothing on them. Raises :class:`ConnectError` when one cannot
         be made (what was opened stays). ``refresh``: a background warm-up's own, whose held
-        connections a request may give back sooner (see :meth:`refresh`)."""
+        connections a request may give back sooner (see :meth:`refresh`); a warm-up asked for
+        now ends a background one."""
+        if refresh is None:
+            self._give_way()
         http = self.open()
         connector = http.connector
         assert connector is not None, "an open aiohttp session has a connector"
@@ -328,24 +327,34 @@ class Transport:
             else:
                 held.append(connection)
 
-        failure: ConnectError | None = None
+        # Held at once, so that each is a connection of its own, then all given back. Not a
+        # task group: on Python 3.11 one whose child fails leaves this task's cancellation
+        # count raised, which later reads of it (``Task.cancelling``) would take for a
+        # cancellation.
+        tasks = [loop.create_task(one()) for _ in range(connections)]
         try:
-            # Held at once, so that each is a connection of its own, then all given back.
-            async with asyncio.TaskGroup() as group:
-                for _ in range(connections):
-                    group.create_task(one())
-        except* (aiohttp.ClientError, OSError, TimeoutError) as errors:
-            failure = ConnectError(
-                f"could not open connections to {self._base_url} "
-                f"({_why_not_connected(errors.exceptions[0])})"
-            )
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         finally:
-            for connection in held:
-                connection.release()
-        if failure is not None:
-            raise failure
+            for task in tasks:
+                task.cancel()
+            try:
+                # None may outlive this: a late one would hold its connection for ever.
+                await _all_ended(tasks)
+            finally:
+                for connection in held:
+                    connection.release()
+        errors = [error for task in tasks if not task.cancelled() and (error := task.exception())]
+        if not errors:
+            return
+        if not isinstance(errors[0], aiohttp.ClientError | OSError | TimeoutError):
+            raise errors[0]
+        raise ConnectError(
+            f"could not open connections to {self._base_url} ({_why_not_connected(errors[0])})"
+        )
 
-    async def probe_path(self, count: int, *, within: float) -> int:
+    async def probe_path(
+        self, count: int, *, within: float, refresh: _Refresh | None = None
+    ) -> int:
         """Time ``count`` handshakes (TCP, and TLS for ``https``) on connections of their own,
         one after another, each closed at once with nothing sent, and tell the ``default``
         group's limiter (when it learns from handshakes): how many it could time.
@@ -372,6 +381,8 @@ class Transport:
             return 0
         address = str(addresses[0][4][0])
         for _ in range(count):
+            if refresh is not None and refresh.ended:
+                break
             started = loop.time()
             try:
                 async with asyncio.timeout(within):
@@ -852,3 +863,21 @@ def _why_not_connected(error: BaseException) -> str:
     if isinstance(error, aiohttp.ClientSSLError):
         return "the TLS handshake failed; check that the URL is the exchange's HTTPS address"
     return type(error).__name__
+
+
+async def _all_ended(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait until every one of ``tasks`` has ended; a cancellation that comes meanwhile is
+    raised once they have. Their exceptions count as read (their owner reads what it needs)."""
+    cancelled = False
+    pending = [task for task in tasks if not task.done()]
+    while pending:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+        pending = [task for task in pending if not task.done()]
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
+    if cancelled:
+        raise asyncio.CancelledError
