@@ -167,6 +167,35 @@ async def test_a_warm_up_in_the_background_gives_way_to_a_burst(tls_fake: FakeUp
     assert tls_fake.received == 5
 
 
+async def test_a_request_granted_during_a_warm_up_in_the_background_ends_it(
+    tls_fake: FakeUpbit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that was already waiting for its turn when a warm-up in the background
+    began (holding the two idle connections while it opens two more) ends it once granted:
+    it leaves on one of the two, opening none of its own."""
+    turn = asyncio.Event()
+    lease = Transport._lease
+
+    async def waiting(self: Transport, limiter: Any, stop: asyncio.Event | None) -> Any:
+        await turn.wait()
+        return await lease(self, limiter, stop)
+
+    async with (
+        PathProxy(tls_fake.base_url, one_way=0.15) as proxy,
+        session_through(tls_fake, proxy) as session,
+    ):
+        await session.warm_up(2, keep=False)
+        monkeypatch.setattr(Transport, "_lease", waiting)
+        cancel = asyncio.create_task(session.cancel_orders(uuids=tls_fake.add_orders(20)))
+        opened = proxy.connections
+        refresh = asyncio.create_task(session._transport.refresh(5, 3, within=10.0))
+        await until(lambda: proxy.connections == opened + 2)  # its handshakes under way
+        turn.set()
+        assert (await cancel).success.count == 20
+        assert await refresh is False
+        assert proxy.connections == opened + 2, "the request left on an idle connection"
+
+
 async def test_a_warm_up_ended_before_it_took_a_connection_takes_none(
     tls_fake: FakeUpbit,
 ) -> None:
@@ -205,8 +234,8 @@ async def test_a_stream_connecting_ends_a_warm_up_in_the_background(tls_fake: Fa
 
 async def test_a_warm_up_in_the_background_leaves_a_request_its_connection() -> None:
     """While a request waits for its answer on one of the three connections, a warm-up in the
-    background for three marks the two idle ones used and opens none for the third (only its
-    three probes): it never makes the pool grow past what was asked."""
+    background for three marks the two idle ones used and opens none for the third, nor times
+    any handshake (its probes wait for a moment with no request under way)."""
     async with (
         FakeUpbit(tls=True, faults=Faults(latency_out=1.0)) as fake,
         PathProxy(fake.base_url) as proxy,
@@ -217,7 +246,7 @@ async def test_a_warm_up_in_the_background_leaves_a_request_its_connection() -> 
         cancel = asyncio.create_task(session.cancel_orders(uuids=fake.add_orders(20)))
         await until(lambda: fake.received == 1)
         assert await session._transport.refresh(3, 3, within=10.0) is True
-        assert proxy.connections == opened + 3, "its probes only"
+        assert proxy.connections == opened
         assert (await cancel).success.count == 20
 
 
@@ -291,9 +320,8 @@ async def test_a_kept_warm_session_carries_on_after_a_failure(
 async def test_closing_while_a_warm_up_in_the_background_fails_ends_it(
     tls_fake: FakeUpbit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A connection of the keeper's warm-up that fails in the very turn the session closes
-    raises instead of the keeper's cancellation (a task group's rule): the close ends the
-    keeper all the same."""
+    """A connection of the keeper's warm-up that fails in the very turn the session closes:
+    the close ends the keeper all the same."""
     monkeypatch.setattr(session_module, "_WARM_EVERY", 0.01)
     session = UpbitSession(
         tls_fake.access_key,

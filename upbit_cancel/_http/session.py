@@ -258,7 +258,7 @@ class UpbitSession:
         rate_limit_retries: How many times a request refused with 429 is retried.
     """
 
-    __slots__ = ("__weakref__", "_access_key", "_base_url", "_keeper", "_transport")
+    __slots__ = ("__weakref__", "_access_key", "_base_url", "_closing", "_keeper", "_transport")
 
     def __init__(
         self,
@@ -318,6 +318,8 @@ class UpbitSession:
         self._base_url = _check_base_url(base_url)
         # The task that keeps the pool warm after warm_up(); the session's close ends it.
         self._keeper: asyncio.Task[None] | None = None
+        # Set by aclose() before it waits for the keeper: no warm-up may start a new one.
+        self._closing = False
         self._transport = Transport(
             access_key=access_key,
             secret_key=secret_key,
@@ -387,11 +389,12 @@ class UpbitSession:
         still open is only marked used: nothing is sent on it) and times three handshakes. That
         costs three TLS handshakes every 20 s, plus one for each connection the server closed
         meanwhile. A warm-up that fails in the background is a warning (logger
-        ``upbit_cancel``) and is tried again. One never stands in a request's way: it leaves a
-        connection to each request (or stream's connection) under way, and is skipped when
-        that leaves none; a request that starts during one ends it (the idle connections it
-        holds are given back before the request looks for one, and it takes no more); then it
-        is tried again every half second until it can run to its end.
+        ``upbit_cancel``) and is tried again. One never holds a connection a request needs:
+        it leaves a connection to each request (or stream's connection) under way and is
+        skipped when that leaves none, a request about to take a connection during one ends
+        it (the idle connections it holds are given back first, and it takes no more), and
+        its handshakes are timed only while no request is under way. One skipped or ended is
+        tried again every half second.
 
         Opening a session does not warm it: most sessions are short-lived, or used where the
         exchange is not (tests), and a burst a while later needs the pool kept warm anyway.
@@ -411,6 +414,8 @@ class UpbitSession:
         within = seconds("within", within)
         if not isinstance(keep, bool):
             raise TypeError(f"keep must be True or False, not {keep!r}")
+        if self._closing:
+            raise SessionClosedError("this UpbitSession is closed; create a new one")
         self._transport.open()
         if keep and (self._keeper is None or self._keeper.done()):
             self._keeper = asyncio.create_task(
@@ -454,6 +459,7 @@ class UpbitSession:
 
     async def aclose(self) -> None:
         """Close the session (and its HTTP session, if it made one). Safe to call twice."""
+        self._closing = True
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
             keeper.cancel()

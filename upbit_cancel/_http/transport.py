@@ -164,6 +164,7 @@ class Transport:
         "_secret_key",
         "_ssl",
         "_timeout",
+        "_warming",
         "rate_limited",
         "remaining_req",
         "requests_sent",
@@ -207,6 +208,8 @@ class Transport:
         self._in_flight = 0
         # The background warm-up under way, if any (see :meth:`refresh`).
         self._refresh: _Refresh | None = None
+        # Warm-ups asked for under way (a background one waits for them).
+        self._warming = 0
         self.requests_sent = 0
         self.rate_limited = 0
         self.remaining_req = None
@@ -250,22 +253,28 @@ class Transport:
     async def refresh(self, connections: int, probes: int, *, within: float) -> bool:
         """:meth:`warm_up` and :meth:`probe_path` again, in the background, never in a
         request's way. It leaves a connection to each request (or stream's connection) under
-        way, and is skipped when that leaves none. A request that starts meanwhile ends it:
-        that request finds the idle connections the warm-up held given back already, and the
-        warm-up takes none after it and times no more handshakes (those under way finish, and
-        their connections join the pool).
+        way, and is skipped when that leaves none, or while a warm-up asked for is under way.
+        A request about to take a connection meanwhile ends it: that request finds the idle
+        connections the warm-up held given back already, and the warm-up takes none after it
+        (the handshakes it has under way finish, and their connections join the pool). Its
+        probes are timed only while no request is under way.
 
-        Returns whether it ran to its end (``False``: skipped, ended by a request, or the
-        transport is closed); raises as :meth:`warm_up` does.
+        Returns whether its warm-up ran to its end (``False``: skipped, ended by a request, or
+        the transport is closed); raises as :meth:`warm_up` does.
         """
-        wanted = connections - self._in_flight
-        if wanted <= 0 or self._closed:
+        if self._closed or self._warming:
+            return False
+        wanted = self._pool_size(connections) - self._in_flight
+        if wanted <= 0:
             return False
         mine = _Refresh()
         self._refresh = mine
         try:
             await self.warm_up(wanted, within=within, refresh=mine)
-            await self.probe_path(probes, within=within, refresh=mine)
+            if mine.ended:
+                return False
+            if not self._in_flight:
+                await self.probe_path(probes, within=within, refresh=mine)
         except ConnectError:
             if mine.ended:
                 return False  # a request came: the request meets the fault itself, if any
@@ -273,10 +282,19 @@ class Transport:
         finally:
             if self._refresh is mine:
                 self._refresh = None
-        return not mine.ended
+        return True
+
+    def _pool_size(self, connections: int) -> int:
+        """``connections``, or fewer if the pool may not hold that many at once (a caller's
+        connector may allow fewer)."""
+        connector = self.open().connector
+        assert connector is not None, "an open aiohttp session has a connector"
+        most = connector.limit_per_host or connector.limit
+        return min(connections, most) if most else connections
 
     def _give_way(self) -> None:
-        """End the background warm-up under way, if any, for a request about to start."""
+        """End the background warm-up under way, if any, for a request about to take a
+        connection."""
         refresh, self._refresh = self._refresh, None
         if refresh is None:
             return
@@ -300,14 +318,19 @@ class Transport:
         now ends a background one."""
         if refresh is None:
             self._give_way()
-        http = self.open()
-        connector = http.connector
+            self._warming += 1
+        try:
+            await self._warm_up(connections, within, refresh)
+        finally:
+            if refresh is None:
+                self._warming -= 1
+
+    async def _warm_up(self, connections: int, within: float, refresh: _Refresh | None) -> None:
+        connector = self.open().connector
         assert connector is not None, "an open aiohttp session has a connector"
-        # Never more than the pool may hold at once (a caller's connector may allow fewer):
-        # the warm-up holds what it opens until it has them all.
-        most = connector.limit_per_host or connector.limit
-        if most:
-            connections = min(connections, most)
+        # Never more than the pool may hold at once: the warm-up holds what it opens until it
+        # has them all.
+        connections = self._pool_size(connections)
         loop = asyncio.get_running_loop()
         url = URL(self._base_url)
         timeout = aiohttp.ClientTimeout(total=within, connect=within)
@@ -344,13 +367,13 @@ class Transport:
                 for connection in held:
                     connection.release()
         errors = [error for task in tasks if not task.cancelled() and (error := task.exception())]
-        if not errors:
-            return
-        if not isinstance(errors[0], aiohttp.ClientError | OSError | TimeoutError):
-            raise errors[0]
-        raise ConnectError(
-            f"could not open connections to {self._base_url} ({_why_not_connected(errors[0])})"
-        )
+        for error in errors:
+            if not isinstance(error, aiohttp.ClientError | OSError | TimeoutError):
+                raise error  # a fault of its own, before any fault of the network
+        if errors:
+            raise ConnectError(
+                f"could not open connections to {self._base_url} ({_why_not_connected(errors[0])})"
+            )
 
     async def probe_path(
         self, count: int, *, within: float, refresh: _Refresh | None = None
@@ -465,7 +488,6 @@ class Transport:
         is set nothing more is sent (waiting for the limiter included): :class:`NotSentError`.
         """
         error: UpbitError
-        self._give_way()
         self._in_flight += 1
         try:
             return await self._send(request, parse, stop, observer)
@@ -619,6 +641,7 @@ class Transport:
             )
         if stop is not None and stop.is_set():
             raise NotSentError("not sent: stopped before its turn came")
+        self._give_way()
         answer = await self._exchange(http, request, url, hashed, lease, observer)
         remaining = parse_remaining_req(answer.headers.get("Remaining-Req"))
         if remaining is not None:
