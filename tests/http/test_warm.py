@@ -317,6 +317,30 @@ async def test_a_kept_warm_session_carries_on_after_a_failure(
     assert caplog.text.count("cannot keep the connections open") == 1
 
 
+async def test_a_keeper_that_meets_the_unexpected_says_so_and_carries_on(
+    tls_fake: FakeUpbit, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever a warm-up in the background raises, the keeper logs it and carries on."""
+    monkeypatch.setattr(session_module, "_WARM_EVERY", 0.02)
+    calls: list[bool] = []
+    refresh = Transport.refresh
+
+    async def broken_once(self: Transport, connections: int, probes: int, *, within: float) -> bool:
+        calls.append(True)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return await refresh(self, connections, probes, within=within)
+
+    monkeypatch.setattr(Transport, "refresh", broken_once)
+    async with PathProxy(tls_fake.base_url) as proxy, session_through(tls_fake, proxy) as session:
+        await session.warm_up(2)
+        await until(lambda: len(calls) >= 2)
+        keeper = session._keeper
+        assert keeper is not None
+        assert not keeper.done()
+    assert "keeping the connections open failed" in caplog.text
+
+
 async def test_closing_while_a_warm_up_in_the_background_fails_ends_it(
     tls_fake: FakeUpbit, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -389,12 +389,13 @@ class UpbitSession:
         still open is only marked used: nothing is sent on it) and times three handshakes. That
         costs three TLS handshakes every 20 s, plus one for each connection the server closed
         meanwhile. A warm-up that fails in the background is a warning (logger
-        ``upbit_cancel``) and is tried again. One never holds a connection a request needs:
-        it leaves a connection to each request (or stream's connection) under way and is
-        skipped when that leaves none, a request about to take a connection during one ends
-        it (the idle connections it holds are given back first, and it takes no more), and
-        its handshakes are timed only while no request is under way. One skipped or ended is
-        tried again every half second.
+        ``upbit_cancel``) and is tried again. One never holds a connection a request of this
+        session needs: it leaves a connection to each request (or stream's connection) under
+        way and is skipped when that leaves none, a request about to take a connection during
+        one ends it (the idle connections it holds are given back first, and it takes no
+        more), and a handshake it timed while a request came is not counted. One skipped or
+        ended is tried again every half second. ``connections`` and the streams open must fit
+        the pool (100 connections, or what a caller's ``http_session`` allows).
 
         Opening a session does not warm it: most sessions are short-lived, or used where the
         exchange is not (tests), and a burst a while later needs the pool kept warm anyway.
@@ -424,8 +425,7 @@ class UpbitSession:
         await self._warm(connections, within)
 
     async def _warm(self, connections: int, within: float) -> None:
-        await self._transport.warm_up(connections, within=within)
-        await self._transport.probe_path(_PROBES, within=within)
+        await self._transport.warm(connections, _PROBES, within=within)
 
     async def _keep_warm(self, connections: int, within: float) -> None:
         task = asyncio.current_task()
@@ -442,6 +442,9 @@ class UpbitSession:
                 failing = True
             except SessionClosedError:
                 return
+            except Exception:
+                # Nothing the keeper meets may end it unseen: said, and tried again later.
+                _log.exception("keeping the connections open failed; trying again")
             else:
                 if not ran:
                     # Skipped or ended by a request: again as soon as the requests leave a

@@ -254,15 +254,15 @@ class Transport:
         """:meth:`warm_up` and :meth:`probe_path` again, in the background, never in a
         request's way. It leaves a connection to each request (or stream's connection) under
         way, and is skipped when that leaves none, or while a warm-up asked for is under way.
-        A request about to take a connection meanwhile ends it: that request finds the idle
-        connections the warm-up held given back already, and the warm-up takes none after it
-        (the handshakes it has under way finish, and their connections join the pool). Its
-        probes are timed only while no request is under way.
+        A request of this transport about to take a connection meanwhile ends it: that request
+        finds the idle connections the warm-up held given back already, and the warm-up takes
+        none after it (the handshakes it has under way are left to end, and their connections
+        join the pool). A probe counts only if no request came while it was timed.
 
         Returns whether its warm-up ran to its end (``False``: skipped, ended by a request, or
         the transport is closed); raises as :meth:`warm_up` does.
         """
-        if self._closed or self._warming:
+        if self._closed or self._warming or self._refresh is not None:
             return False
         wanted = self._pool_size(connections) - self._in_flight
         if wanted <= 0:
@@ -304,6 +304,17 @@ class Transport:
             connection.release()
         refresh.held.clear()
 
+    async def warm(self, connections: int, probes: int, *, within: float) -> None:
+        """:meth:`warm_up` and :meth:`probe_path`, asked for now: a background warm-up under
+        way ends, and none starts until this one has."""
+        self._give_way()
+        self._warming += 1
+        try:
+            await self.warm_up(connections, within=within)
+            await self.probe_path(probes, within=within)
+        finally:
+            self._warming -= 1
+
     async def warm_up(
         self,
         connections: int,
@@ -314,18 +325,7 @@ class Transport:
         """Open connections (TCP, and TLS for ``https``) until ``connections`` of them stand
         idle in the pool, sending nothing on them. Raises :class:`ConnectError` when one cannot
         be made (what was opened stays). ``refresh``: a background warm-up's own, whose held
-        connections a request may give back sooner (see :meth:`refresh`); a warm-up asked for
-        now ends a background one."""
-        if refresh is None:
-            self._give_way()
-            self._warming += 1
-        try:
-            await self._warm_up(connections, within, refresh)
-        finally:
-            if refresh is None:
-                self._warming -= 1
-
-    async def _warm_up(self, connections: int, within: float, refresh: _Refresh | None) -> None:
+        connections a request may give back sooner (see :meth:`refresh`)."""
         connector = self.open().connector
         assert connector is not None, "an open aiohttp session has a connector"
         # Never more than the pool may hold at once: the warm-up holds what it opens until it
@@ -426,6 +426,8 @@ class Transport:
             writer.close()
             with contextlib.suppress(OSError, ssl.SSLError):
                 await writer.wait_closed()
+            if refresh is not None and (refresh.ended or self._in_flight):
+                break  # a request came: its work may have slowed this handshake
             round_trips = _HANDSHAKE_ROUND_TRIPS.get(version)
             if round_trips is not None and isinstance(limiter, PathAware):
                 limiter.observe_handshake(started, completed, round_trips)
