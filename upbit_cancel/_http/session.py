@@ -422,9 +422,6 @@ class UpbitSession:
             self._keeper = asyncio.create_task(
                 self._keep_warm(connections, within), name="upbit_cancel keep warm"
             )
-        await self._warm(connections, within)
-
-    async def _warm(self, connections: int, within: float) -> None:
         await self._transport.warm(connections, _PROBES, within=within)
 
     async def _keep_warm(self, connections: int, within: float) -> None:
