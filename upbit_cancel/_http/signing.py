@@ -13,6 +13,7 @@ decoded wire text for every value.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import uuid
@@ -48,9 +49,16 @@ def _encoded(text: str, safe: str) -> str:
     return text if _UNRESERVED.fullmatch(text) else quote(text, safe=safe)
 
 
+@functools.lru_cache(maxsize=64)
+def _encoded_name(name: str) -> str:
+    # Names are the few the endpoints define (``uuids[]`` on every cancel, which is not
+    # unreserved text): each is encoded once.
+    return _encoded(name, "[]")
+
+
 def encode_query(params: Sequence[tuple[str, str]]) -> Query:
     """Encode ``(name, value)`` pairs, in order, for the wire and for ``query_hash``."""
-    wire = "&".join(f"{_encoded(name, '[]')}={_encoded(value, '')}" for name, value in params)
+    wire = "&".join(f"{_encoded_name(name)}={_encoded(value, '')}" for name, value in params)
     hashed = "&".join(f"{name}={value}" for name, value in params)
     return Query(wire=wire, hashed=hashed)
 
