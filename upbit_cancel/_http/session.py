@@ -382,20 +382,24 @@ class UpbitSession:
         Nothing is sent: it costs no rate-limit budget, only handshakes. Three more connections
         of its own are opened and closed one after another to time the path (a handshake is
         a round trip per flight: two for TLS 1.3, three for TLS 1.2, one for plain TCP; the
-        floor is the least of them, lowered by their spread, as for requests).
+        floor is the least of them, lowered by their spread, as for requests). A limiter that
+        keeps its budget in a store (``HostLimiter``, ``RedisLimiter``) opens it then, claims
+        the access key's name and has the budget made if the store holds none, joining
+        nothing: the burst's first grant is one transaction and waits out no first pause. A
+        store out of reach is left for the first request to meet, as it would have.
 
-        With ``keep`` (the default) the session keeps it so until it is closed: every 20 s,
-        below the 30 s after which an idle connection closes, it warms up again (a connection
-        still open is only marked used: nothing is sent on it) and times three handshakes. That
-        costs three TLS handshakes every 20 s, plus one for each connection the server closed
-        meanwhile. A warm-up that fails in the background is a warning (logger
-        ``upbit_cancel``) and is tried again. One never holds a connection a request of this
-        session needs: it leaves a connection to each request (or stream's connection) under
-        way and is skipped when that leaves none, a request about to take a connection during
-        one ends it (the idle connections it holds are given back first, and it takes no
-        more), and a handshake it timed while a request came is not counted. One skipped or
-        ended is tried again every half second. ``connections`` and the streams open must fit
-        the pool (100 connections, or what a caller's ``http_session`` allows).
+        With ``keep`` (the default) the session keeps it so until it is closed: every 20 s, below
+        the 30 s after which an idle connection closes, it warms up again (a connection still open
+        is only marked used: nothing is sent on it) and times three handshakes. That costs three TLS
+        handshakes every 20 s, plus one for each connection the server closed meanwhile, and a few
+        small commands to the budget's store. A warm-up that fails in the background is a warning
+        (logger ``upbit_cancel``) and is tried again. One never holds a connection a request of this
+        session needs: it leaves a connection to each request (or stream's connection) under way and
+        is skipped when that leaves none, a request about to take a connection during one ends it
+        (the idle connections it holds are given back first, and it takes no more), and a handshake
+        it timed while a request came is not counted. One skipped or ended is tried again every half
+        second. ``connections`` and the streams open must fit the pool (100 connections, or what a
+        caller's ``http_session`` allows).
 
         Opening a session does not warm it: most sessions are short-lived, or used where the
         exchange is not (tests), and a burst a while later needs the pool kept warm anyway.

@@ -58,6 +58,7 @@ from .._limiter.contract import (
     LeaseExpiredError,
     Limiter,
     PathAware,
+    Prepares,
     RemainingReq,
 )
 from .._limiter.registry import claim, handed_over, unclaim, waits_for_predecessor
@@ -251,13 +252,14 @@ class Transport:
         return self._http
 
     async def refresh(self, connections: int, probes: int, *, within: float) -> bool:
-        """:meth:`warm_up` and :meth:`probe_path` again, in the background, never in a
-        request's way. It leaves a connection to each request (or stream's connection) under
-        way, and is skipped when that leaves none, or while a warm-up asked for is under way.
-        A request of this transport about to take a connection meanwhile ends it: that request
-        finds the idle connections the warm-up held given back already, and the warm-up takes
-        none after it (the handshakes it has under way are left to end, and their connections
-        join the pool). A probe counts only if no request came while it was timed.
+        """The limiter's store, :meth:`warm_up` and :meth:`probe_path` again, in the
+        background, never in a request's way. It leaves a connection to each request (or
+        stream's connection) under way, and is skipped when that leaves none, or while a
+        warm-up asked for is under way. A request of this transport about to take a connection
+        meanwhile ends it: that request finds the idle connections the warm-up held given back
+        already, and the warm-up takes none after it (the handshakes it has under way are left
+        to end, and their connections join the pool). A probe counts only if no request came
+        while it was timed.
 
         Returns whether its warm-up ran to its end (``False``: skipped, ended by a request, or
         the transport is closed); raises as :meth:`warm_up` does.
@@ -270,6 +272,9 @@ class Transport:
         mine = _Refresh()
         self._refresh = mine
         try:
+            # The store's connection and the key's claim kept fresh too (a claim of one's own
+            # changes nothing for a request).
+            await self._prepare_limiter()
             await self.warm_up(wanted, within=within, refresh=mine)
             if mine.ended:
                 return False
@@ -305,15 +310,22 @@ class Transport:
         refresh.held.clear()
 
     async def warm(self, connections: int, probes: int, *, within: float) -> None:
-        """:meth:`warm_up` and :meth:`probe_path`, asked for now: a background warm-up under
-        way ends, and none starts until this one has."""
+        """The limiter's store opened, :meth:`warm_up` and :meth:`probe_path`, asked for now: a
+        background warm-up under way ends, and none starts until this one has."""
         self._give_way()
         self._warming += 1
         try:
+            await self._prepare_limiter()
             await self.warm_up(connections, within=within)
             await self.probe_path(probes, within=within)
         finally:
             self._warming -= 1
+
+    async def _prepare_limiter(self) -> None:
+        """The ``default`` group's limiter opens its store, if it keeps its budget in one."""
+        limiter = self.limiter()
+        if isinstance(limiter, Prepares):
+            await limiter.prepare()
 
     async def warm_up(
         self,

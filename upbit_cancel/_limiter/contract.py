@@ -157,6 +157,19 @@ class PathAware(Protocol):
 
 
 @runtime_checkable
+class Prepares(Protocol):
+    """A limiter whose first grant needs something opened first: its store's file or
+    connection, the claim of its access key's name. A session that warms up has that done
+    then, so that the first grant of a burst costs what the next ones do.
+    """
+
+    async def prepare(self) -> None:
+        """Open what the next grant needs. A store out of reach, or refusing, is left for that
+        grant to meet as it would have: this raises nothing for it."""
+        ...
+
+
+@runtime_checkable
 class HandsOver(Protocol):
     """A limiter that can pass the slots it still holds to another, or take another's.
 

@@ -151,6 +151,10 @@ class SqliteStore:
     def key(self, account: str, group: str) -> str:
         return f"{account}:{group}"
 
+    async def open(self) -> None:
+        """Make and open the file now, in a thread, if this process has not yet."""
+        await self._opened()
+
     async def transact(self, key: str, change: Change[R]) -> Transacted[R]:
         """Apply ``change`` in one ``BEGIN IMMEDIATE`` transaction, trying again while another
         process holds the file."""

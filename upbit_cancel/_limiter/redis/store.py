@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal, TypeVar
 
 from ..._log import budget_log as _log
@@ -113,6 +115,23 @@ class RedisStore:
         of a Redis Cluster."""
         return f"{self._prefix}:{{{account}}}:{group}"
 
+    async def open(self) -> None:
+        """A connection of the client's pool opened, the eviction policy checked, and the
+        scripts Redis does not know loaded into it (a restart forgets them): the first
+        transaction then runs them at once, rather than being told they are unknown and
+        loading them first."""
+        if not self._checked_policy:
+            await self._check_policy()
+        scripts = (self._read, self._write, self._claim)
+        known = await self._guarded(
+            functools.partial(self._client.script_exists, *(script.sha for script in scripts))
+        )
+        if not isinstance(known, list) or len(known) != len(scripts):
+            known = [False] * len(scripts)
+        for script, loaded in zip(scripts, known, strict=True):
+            if not loaded:
+                await self._guarded(functools.partial(self._client.script_load, script.script))
+
     async def transact(self, key: str, change: Change[R]) -> Transacted[R]:
         """Read, apply ``change``, write if nobody wrote in between; again if somebody did."""
         loop = asyncio.get_running_loop()
@@ -148,9 +167,13 @@ class RedisStore:
         return text or None
 
     async def _call(self, script: Any, keys: list[str], args: list[object]) -> Any:
+        return await self._guarded(lambda: script(keys=keys, args=args))
+
+    async def _guarded(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """``call()`` within the timeout, its failures told as the store's."""
         try:
             async with asyncio.timeout(self._timeout):
-                return await script(keys=keys, args=args)
+                return await call()
         except self._refusals as error:
             raise StoreRefusedError(
                 f"Redis at {self.label} refused this process ({type(error).__name__}: "

@@ -38,7 +38,7 @@ from ..._log import budget_log as _log
 from ..contract import Lease, LeaseExpiredError, Limiter
 from ..core import GROUPS, Paced, Pacer, Settings
 from ..window import SlidingWindowLimiter
-from .rules import Release, Reply, State, Terms, Visit, decode, encode, visit
+from .rules import Release, Reply, State, Terms, Visit, decode, encode, fresh, visit
 from .store import Store, StoreRefusedError, StoreUnavailableError
 
 __all__ = ["SharedLimiter", "account_hash"]
@@ -277,6 +277,21 @@ class SharedLimiter(Paced):
         self._pacer.check_departure(now)
         if lease.handle is not None and now - lease.granted_at > 2 * self._terms.renew:
             raise LeaseExpiredError
+
+    async def prepare(self) -> None:
+        """Open the store now (the file, or Redis's connection and scripts), claim the access
+        key's name in it, and have the budget made if the store holds none, so that the first
+        visit of a burst is one transaction and finds a budget past its first pause (see
+        :class:`~upbit_cancel._limiter.contract.Prepares`). It joins nothing: no share of
+        the budget is set aside for this process meanwhile."""
+        loop = self._bind()
+        try:
+            await self._store.open()
+            await self._claim_name(loop)
+            await self._store.transact(self._key(), self._made)
+        except (StoreUnavailableError, StoreRefusedError) as error:
+            # The first visit meets it again, and deals with it as it always does.
+            _log.debug("the budget's store was not opened ahead (%s)", type(error).__name__)
 
     def observe_handshake(self, started: float, completed: float, round_trips: int) -> None:
         """Learn the path's floor from a handshake (see :class:`PathAware`)."""
@@ -557,6 +572,12 @@ class SharedLimiter(Paced):
         granted = set(reply.granted)
         self._in_line = [ticket for ticket in waiting if ticket not in granted]
         self._apply(loop, reply, done.sent_at, done.read_at)
+
+    def _made(self, text: str | None, now: float) -> tuple[str, None]:
+        """The budget as the store holds it, else made (:func:`rules.fresh`)."""
+        if text is not None and decode(text) is not None:
+            return text, None
+        return encode(fresh(now, self._terms, _new_epoch)), None
 
     def _change(self, arriving: Visit) -> Callable[[str | None, float], tuple[str, Reply]]:
         terms = self._terms

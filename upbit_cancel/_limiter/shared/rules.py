@@ -46,7 +46,18 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Hold", "Release", "Reply", "State", "Terms", "Visit", "decode", "encode", "visit"]
+__all__ = [
+    "Hold",
+    "Release",
+    "Reply",
+    "State",
+    "Terms",
+    "Visit",
+    "decode",
+    "encode",
+    "fresh",
+    "visit",
+]
 
 
 @attrs.frozen
@@ -292,6 +303,13 @@ def visit(
     return state, reply
 
 
+def fresh(now: float, terms: Terms, new_epoch: Callable[[], str]) -> State:
+    """The state a first visit at ``now`` makes when the store holds none: it grants nothing
+    for :attr:`Terms.fresh_pause`. A process that will soon need the budget may make it ahead,
+    joining nothing and asking for nothing, so that the pause has run out by then."""
+    return State(epoch=new_epoch(), created=now, grants_from=now + terms.fresh_pause)
+
+
 def _incarnation(
     state: State | None, now: float, terms: Terms, arriving: Visit, new_epoch: Callable[[], str]
 ) -> tuple[State, bool]:
@@ -304,7 +322,7 @@ def _incarnation(
     """
     known = arriving.epoch
     if state is None:
-        state = State(epoch=new_epoch(), created=now, grants_from=now + terms.fresh_pause)
+        state = fresh(now, terms, new_epoch)
         if known is None:
             return state, False
     elif known is None or known == state.epoch:

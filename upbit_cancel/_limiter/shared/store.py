@@ -67,6 +67,11 @@ class Store(Protocol):
         """The key of an account's budget for one rate-limit group."""
         ...
 
+    async def open(self) -> None:
+        """Open now what a first transaction would (the file, the connection, what the store
+        runs), so that it costs no more than the next; raises as :meth:`transact` does."""
+        ...
+
     async def transact(self, key: str, change: Change[R]) -> Transacted[R]:
         """Apply ``change`` to ``key`` atomically; raises :class:`StoreUnavailableError` or
         :class:`StoreRefusedError`."""
