@@ -4,6 +4,8 @@ Usage::
 
     python -m benchmarks.warm [--repeats N] [--idle SECONDS] [--out DIR]
 
+(``--fresh-child SETTINGS`` is the process that section ``fresh`` starts.)
+
 Every fake exchange serves HTTPS with a throwaway certificate authority, in a process of its
 own; for the latency sections clients reach it through a :class:`~upbit_cancel.testing.PathProxy`
 in that process (each direction delayed by the one-way latency plus up to 20 ms of jitter, a new
@@ -24,9 +26,20 @@ their default limiter (the host's budget, in a directory of its own).
   either, its connections open and its path's floor known exactly. It knows nothing else of
   the path (not how much jitter there can be), like upbit_cancel, and keeps the same hold rule
   and margin. Its first 600 take the round trip plus the most jitter of 30 requests.
+- ``fresh``: a kill switch's own process, started for it: a new process makes its session
+  (its budget in the host's file, or in a Redis that holds none of the account's yet, as after
+  a restart), calls ``warm_up()``, stands idle for 5 s, then cancels 600 orders over TLS with no
+  proxy (the process's own costs, nothing of the path's). The time from ``cancel()`` until the
+  first request arrived at the fake (both processes read the host's monotonic clock), and until
+  the answers named all 600.
 - ``cpu``: process CPU time per signed request over TLS (no proxy, the fake's limit out of the
   way, each client's pacing switched off), upbit_cancel against upbit-sdk (one request after
   another, as in the client-cost section of the main suite).
+
+The client's process collects its garbage just before each measured burst, as the other
+benchmarks do: a full collection of the benchmark's own heap (about 25 ms here) would otherwise
+land in a burst now and then, and the result would tell when it did rather than what the client
+costs.
 
 Writes ``warm.json`` and ``warm.md`` under ``--out`` (default ``docs/benchmarks/``).
 """
@@ -34,8 +47,10 @@ Writes ``warm.json`` and ``warm.md`` under ``--out`` (default ``docs/benchmarks/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import heapq
+import json
 import random
 import statistics
 import sys
@@ -46,15 +61,31 @@ from typing import Any
 import aiohttp
 
 from benchmarks.clients import UNTHROTTLED_IN_FLIGHT, UNTHROTTLED_RATE
-from benchmarks.exchange import Admin, FakeHandle, FakeProcess, FakeSpec
+from benchmarks.exchange import (
+    Admin,
+    FakeHandle,
+    FakeProcess,
+    FakeSpec,
+    RedisServer,
+    run_json_lines,
+)
 from benchmarks.report import benchmark_main, table
-from upbit_cancel import BatchCanceller, Progress, SlidingWindowLimiter, UpbitSession
+from upbit_cancel import (
+    BatchCanceller,
+    Limiter,
+    Progress,
+    RedisLimiter,
+    SlidingWindowLimiter,
+    UpbitSession,
+)
 from upbit_cancel.testing import most_in_window
 
 JITTER = 0.020
 FIRST_ORDERS = 600
 EFFICIENCY_ORDERS = 6000
 CPU_REQUESTS = 1000
+FRESH_IDLE = 5.0
+FRESH_STORES = ("host", "redis")
 FIRST_PATHS = (0.0, 0.050, 0.150)
 EFFICIENCY_PATHS = (0.050, 0.150)
 IDLE = [60.0]
@@ -141,6 +172,7 @@ async def first_run(one_way: float, warm: bool, seed: int, idle: float) -> dict[
             if warm:
                 await session.warm_up()
                 await asyncio.sleep(idle)
+            gc.collect()
             started = time.monotonic()
             result = await BatchCanceller(session, on_progress=progress).cancel(uuids=uuids)
     return {
@@ -162,6 +194,7 @@ async def efficiency_run(one_way: float, warm: bool, seed: int) -> dict[str, Any
         async with _session(handle) as session:
             if warm:
                 await session.warm_up()
+            gc.collect()
             started = time.monotonic()
             result = await BatchCanceller(session).cancel(uuids=uuids)
             wall = time.monotonic() - started
@@ -185,6 +218,75 @@ async def efficiency_run(one_way: float, warm: bool, seed: int) -> dict[str, Any
         "busiest_second": most_in_window([record["arrival"] for record in records], 1.0),
         "success": result.success.count,
     }
+
+
+async def fresh_run(store: str, seed: int) -> dict[str, Any]:
+    """A new process warms up, stands idle, cancels 600: until the first request arrived, and
+    until all 600 were answered."""
+    spec = FakeSpec(tls=True, seed=seed)
+    async with contextlib.AsyncExitStack() as stack:
+        (handle,) = await stack.enter_async_context(FakeProcess([spec]))
+        redis_url = None
+        if store == "redis":
+            redis_url = (await stack.enter_async_context(RedisServer())).url
+        settings = {"fake": handle.to_json(), "redis_url": redis_url, "idle": FRESH_IDLE}
+        [child] = await run_json_lines("benchmarks.warm", ["--fresh-child", json.dumps(settings)])
+        http, admin = _admin(handle)
+        async with http:
+            records = await admin.records()
+    first = min(record["arrival"] for record in records)
+    return {
+        "section": "fresh",
+        "store": store,
+        "seed": seed,
+        "first_request_seconds": first - child["started"],
+        "first_600_seconds": child["first_600_seconds"],
+        "success": child["success"],
+    }
+
+
+async def fresh_child(settings: dict[str, Any]) -> None:
+    """The new process of :func:`fresh_run`: prints one JSON line."""
+    import ssl
+
+    handle = FakeHandle.from_json(settings["fake"])
+    uuids = await _orders(handle, FIRST_ORDERS)
+    assert handle.ca_pem is not None
+    answered: list[float] = []
+    started = 0.0
+
+    def progress(state: Progress) -> None:
+        if not answered and state.success + state.failed >= FIRST_ORDERS:
+            answered.append(time.monotonic() - started)
+
+    async with contextlib.AsyncExitStack() as stack:
+        limiter: Limiter | None = None
+        if settings["redis_url"] is not None:
+            limiter = await stack.enter_async_context(RedisLimiter(settings["redis_url"]))
+        session = await stack.enter_async_context(
+            UpbitSession(
+                handle.access_key,
+                handle.secret_key,
+                base_url=handle.base_url,
+                ssl=ssl.create_default_context(cadata=handle.ca_pem),
+                limiter=limiter,
+            )
+        )
+        await session.warm_up()
+        await asyncio.sleep(settings["idle"])
+        gc.collect()
+        started = time.monotonic()
+        result = await BatchCanceller(session, on_progress=progress).cancel(uuids=uuids)
+    print(
+        json.dumps(
+            {
+                "started": started,
+                "first_600_seconds": answered[0] if answered else None,
+                "success": result.success.count,
+            }
+        ),
+        flush=True,
+    )
 
 
 async def cpu_run(client: str, seed: int) -> dict[str, Any]:
@@ -259,7 +361,7 @@ def _admin(handle: FakeHandle) -> tuple[aiohttp.ClientSession, Admin]:
 
 
 def render(runs: Sequence[dict[str, Any]]) -> str:
-    """Three tables: the first 600, efficiency, CPU; medians over the repeats."""
+    """Four tables: the first 600, efficiency, CPU, a new process; medians over the repeats."""
 
     def median(rows: list[dict[str, Any]], name: str) -> float:
         return float(statistics.median(row[name] for row in rows))
@@ -326,6 +428,17 @@ def render(runs: Sequence[dict[str, Any]]) -> str:
                 f"{per_request / base:.2f}x",
             )
         )
+    fresh_rows = []
+    for store in FRESH_STORES:
+        mine = [run for run in runs if run["section"] == "fresh" and run["store"] == store]
+        if mine:
+            fresh_rows.append(
+                (
+                    "the host's file" if store == "host" else "Redis, no budget yet",
+                    f"{median(mine, 'first_request_seconds') * 1000:.1f} ms",
+                    f"{median(mine, 'first_600_seconds') * 1000:.0f} ms",
+                )
+            )
     return "\n\n".join(
         [
             table(
@@ -352,6 +465,14 @@ def render(runs: Sequence[dict[str, Any]]) -> str:
                 efficiency_rows,
             ),
             table(("client (TLS)", "requests", "CPU ms / request", "x upbit_cancel"), cpu_rows),
+            table(
+                (
+                    "new process, warm, budget in",
+                    "first request at the exchange",
+                    "first 600 answered",
+                ),
+                fresh_rows,
+            ),
         ]
     )
 
@@ -385,11 +506,23 @@ async def measure(repeats: int) -> list[dict[str, Any]]:
             run = await cpu_run(client, seed)
             print(f"cpu, {client}: {run['cpu_ms_per_request']:.3f} ms/request", flush=True)
             runs.append(run)
+        for store in FRESH_STORES:
+            seed += 1
+            run = await fresh_run(store, seed)
+            print(
+                f"new process, {store}: first request {run['first_request_seconds']:.4f} s, "
+                f"first 600 {run['first_600_seconds']:.3f} s",
+                flush=True,
+            )
+            runs.append(run)
     return runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["--fresh-child"]:
+        asyncio.run(fresh_child(json.loads(arguments[1])))
+        return 0
     if "--idle" in arguments:
         at = arguments.index("--idle")
         IDLE[0] = float(arguments[at + 1])
@@ -397,6 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {
         "jitter": JITTER,
         "idle": IDLE[0],
+        "fresh_idle": FRESH_IDLE,
         "first_orders": FIRST_ORDERS,
         "efficiency_orders": EFFICIENCY_ORDERS,
         "cpu_requests": CPU_REQUESTS,
