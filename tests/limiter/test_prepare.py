@@ -1,14 +1,17 @@
-"""A session that warms up opens its budget's store ahead of the burst: the host's file, or a
-connection to Redis with the scripts loaded, and the claim of the access key's name. The first
-visit of the burst is then one transaction like the next ones."""
+"""A session that warms up has its budgets' store ready ahead of the burst: the host's file, or
+a connection to Redis with the scripts loaded, the claim of the access key's name, and every
+group's budget made if the store holds none. The burst's first visit is then one transaction,
+and finds a budget past its first pause."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
 import socket
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +19,13 @@ import pytest
 import redis.asyncio
 
 from tests.conftest import RedisServer, SessionFor
-from tests.limiter.test_redis import the_state
-from upbit_cancel import BudgetUnavailableError, HostLimiter, RedisLimiter
+from tests.helpers import until
+from upbit_cancel import BudgetUnavailableError, HostLimiter, RedisLimiter, UpbitSession
+from upbit_cancel._http import session as session_module
 from upbit_cancel._limiter.redis import store as redis_store
+from upbit_cancel._limiter.redis.store import RedisStore
 from upbit_cancel._limiter.shared.rules import State, decode
-from upbit_cancel.testing import FakeUpbit
+from upbit_cancel.testing import FakeUpbit, PathProxy
 
 
 def names(directory: Path) -> list[tuple[str, float]]:
@@ -30,12 +35,25 @@ def names(directory: Path) -> list[tuple[str, float]]:
     return [(str(owner), float(expires)) for owner, expires in rows]
 
 
-def budgets(directory: Path) -> list[tuple[str, State]]:
-    """The budgets the host's file holds."""
+def budgets(directory: Path) -> dict[str, State]:
+    """The budgets the host's file holds, by the group that ends their key."""
     with contextlib.closing(sqlite3.connect(directory / "budgets.sqlite3")) as connection:
         rows = connection.execute("SELECT key, state FROM budgets").fetchall()
-    states = [(str(key), decode(str(text))) for key, text in rows]
-    return [(key, state) for key, state in states if state is not None]
+    found = {str(key).rpartition(":")[2]: decode(str(text)) for key, text in rows}
+    return {group: state for group, state in found.items() if state is not None}
+
+
+async def redis_budgets(client: redis.asyncio.Redis) -> dict[str, State]:
+    """The budgets Redis holds, by the group that ends their key."""
+    found: dict[str, State] = {}
+    for key in await client.keys("upbit_cancel:{*"):
+        value = await client.get(key)
+        assert isinstance(value, bytes)
+        state = decode(value.decode().partition("|")[2])
+        assert state is not None
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        found[name.rpartition(":")[2]] = state
+    return found
 
 
 async def script_loads(client: redis.asyncio.Redis) -> int:
@@ -44,11 +62,18 @@ async def script_loads(client: redis.asyncio.Redis) -> int:
     return int(stats.get("cmdstat_script|load", {}).get("calls", 0))
 
 
-async def test_a_warm_up_opens_the_hosts_file_and_claims_the_keys_name(
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with contextlib.aclosing(client):
+        yield client
+
+
+async def test_a_warm_up_opens_the_hosts_file_and_makes_every_groups_budget(
     tmp_path: Path, session_for: SessionFor
 ) -> None:
-    """The file, the name's claim and the budget are made by warm_up(); the burst's first
-    request claims nothing more and finds the budget made."""
+    """The file, the name's claim and a budget for each group are made by warm_up(), with no
+    member; the burst's first request claims nothing more and finds its budget made."""
     directory = tmp_path / "budgets"
     async with (
         FakeUpbit() as fake,
@@ -57,50 +82,163 @@ async def test_a_warm_up_opens_the_hosts_file_and_claims_the_keys_name(
     ):
         assert not directory.exists()
         await session.warm_up(2, keep=False)
-        [claim] = names(directory)
-        [(_, made)] = budgets(directory)
+        claims = names(directory)
+        made = budgets(directory)
+        assert sorted(made) == ["default", "order-cancel-all"]
+        assert not any(state.members for state in made.values())
         result = await session.cancel_orders(uuids=fake.add_orders(1))
         assert result.success.count == 1
-        assert names(directory) == [claim]
-        [(_, after)] = budgets(directory)
-        assert (after.epoch, after.created) == (made.epoch, made.created)
-        assert fake.access_key not in claim[0]
+        assert names(directory) == claims
+        after = budgets(directory)["default"]
+        assert (after.epoch, after.created) == (made["default"].epoch, made["default"].created)
+        assert all(fake.access_key not in owner for owner, _ in claims)
 
 
-async def test_a_warm_up_loads_the_scripts_into_redis_and_claims_the_keys_name(
-    redis_url: str, session_for: SessionFor
+async def test_a_warm_up_loads_the_scripts_into_redis_and_makes_every_groups_budget(
+    redis_client: redis.asyncio.Redis, redis_url: str, session_for: SessionFor
 ) -> None:
-    """After warm_up() Redis knows the three scripts, holds the claim and the budget (made
-    with its first pause running, and no share set aside): the burst's requests make Redis
-    load nothing, and find the budget made."""
-    client = redis.asyncio.Redis.from_url(redis_url)
-    async with contextlib.aclosing(client):
-        await client.script_flush()
-        shas = [
-            hashlib.sha1(script.encode()).hexdigest()
-            for script in (redis_store._READ, redis_store._WRITE, redis_store._CLAIM)
-        ]
-        assert await client.script_exists(*shas) == [False, False, False]
-        async with (
-            FakeUpbit() as fake,
-            RedisLimiter(redis_url) as limiter,
-            session_for(fake, limiter=limiter) as session,
-        ):
-            await session.warm_up(2, keep=False)
-            assert await client.script_exists(*shas) == [True, True, True]
-            [claim] = await client.keys("upbit_cancel:key:*")
-            loads = await script_loads(client)
-            claimed_for = await client.ttl(claim)
-            # The budget is made, joining nothing: no share is set aside for this process.
-            made = await the_state(client)
-            assert not made.members
-            assert made.grants_from > made.created  # its first pause runs from the warm-up
-            result = await session.cancel_orders(uuids=fake.add_orders(1))
-            assert result.success.count == 1
-            assert await script_loads(client) == loads
-            assert await client.ttl(claim) <= claimed_for  # not claimed again
-            after = await the_state(client)
-            assert (after.epoch, after.created) == (made.epoch, made.created)
+    """After warm_up() Redis knows the three scripts, holds the name's claim and a budget for
+    each group (made with its first pause running, no share set aside): the burst's requests
+    make Redis load nothing, claim nothing again, and find the budget made."""
+    client = redis_client
+    await client.script_flush()
+    shas = [
+        hashlib.sha1(script.encode()).hexdigest()
+        for script in (redis_store._READ, redis_store._WRITE, redis_store._CLAIM)
+    ]
+    assert await client.script_exists(*shas) == [False, False, False]
+    async with (
+        FakeUpbit() as fake,
+        RedisLimiter(redis_url) as limiter,
+        session_for(fake, limiter=limiter) as session,
+    ):
+        await session.warm_up(2, keep=False)
+        assert await client.script_exists(*shas) == [True, True, True]
+        claims = sorted(await client.keys("upbit_cancel:key:*"))
+        assert len(claims) == 2  # one a group
+        loads = await script_loads(client)
+        claimed_for = {claim: await client.pttl(claim) for claim in claims}
+        made = await redis_budgets(client)
+        assert sorted(made) == ["default", "order-cancel-all"]
+        assert not any(state.members for state in made.values())
+        assert all(state.grants_from > state.created for state in made.values())
+        result = await session.cancel_orders(uuids=fake.add_orders(1))
+        assert result.success.count == 1
+        assert await script_loads(client) == loads
+        for claim, before in claimed_for.items():
+            assert await client.pttl(claim) < before  # counting down: not claimed again
+        after = (await redis_budgets(client))["default"]
+        assert (after.epoch, after.created) == (made["default"].epoch, made["default"].created)
+
+
+@pytest.mark.parametrize("held", ["a budget", "a text no version reads"])
+async def test_a_budget_the_store_holds_is_never_written_by_getting_ready(
+    held: str, redis_client: redis.asyncio.Redis, redis_url: str, session_for: SessionFor
+) -> None:
+    """Getting ready writes no budget that exists, readable or not (a write would make every
+    other process's transaction under way start again, and the text of another version is for
+    a visit to judge)."""
+    client = redis_client
+    async with FakeUpbit() as fake:
+        if held == "a budget":
+            async with (
+                RedisLimiter(redis_url) as first,
+                session_for(fake, limiter=first) as session,
+            ):
+                await session.cancel_orders(uuids=fake.add_orders(1))
+            [key] = await client.keys("upbit_cancel:{*:default")
+        else:
+            async with (
+                RedisLimiter(redis_url) as first,
+                session_for(fake, limiter=first) as session,
+            ):
+                await session.warm_up(1, keep=False)
+            [key] = await client.keys("upbit_cancel:{*:default")
+            await client.set(key, "0123456789ab|not a state")
+        stored = await client.get(key)
+        # As another process would: a limiter of the same key that never knew the budget.
+        async with RedisLimiter(redis_url) as second:
+            second.bind(fake.access_key)
+            await second.prepare_budget()
+            assert await client.get(key) == stored
+
+
+async def test_the_keeper_keeps_the_budget_made(
+    tmp_path: Path, session_for: SessionFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm session's upkeep gets the store ready again: a budget deleted while the session
+    stands idle is made again by the next round."""
+    monkeypatch.setattr(session_module, "_WARM_EVERY", 0.05)
+    directory = tmp_path / "budgets"
+    async with (
+        FakeUpbit() as fake,
+        HostLimiter(state_dir=directory) as limiter,
+        session_for(fake, limiter=limiter) as session,
+    ):
+        await session.warm_up(2)
+        made = budgets(directory)["default"]
+        with contextlib.closing(sqlite3.connect(directory / "budgets.sqlite3")) as connection:
+            connection.execute("DELETE FROM budgets")
+            connection.commit()
+        await until(lambda: "default" in budgets(directory))
+        assert budgets(directory)["default"].epoch != made.epoch
+
+
+async def _silent_server() -> tuple[asyncio.Server, int]:
+    """A server that takes connections and never answers: a Redis that hangs."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(1024):
+                pass
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    return server, int(server.sockets[0].getsockname()[1])
+
+
+async def test_closing_the_limiter_ends_getting_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Getting ready from a Redis that hangs ends when the limiter is closed, before the limiter
+    lets go of its store: nothing of it outlives the limiter (it would write after the limiter
+    left, on a client closed under it), and its caller is told nothing."""
+    server, port = await _silent_server()
+    async with server:
+        limiter = RedisLimiter(f"redis://127.0.0.1:{port}/0", timeout=30)
+        limiter.bind("a" * 40)
+        still_getting_ready: list[bool] = []
+        let_go = RedisStore.aclose
+
+        async def recorded(store: RedisStore) -> None:
+            still_getting_ready.append(bool(limiter._preparing))
+            await let_go(store)
+
+        monkeypatch.setattr(RedisStore, "aclose", recorded)
+        getting_ready = asyncio.create_task(limiter.prepare_budget())
+        await until(lambda: bool(limiter._preparing))
+        await limiter.aclose()
+        assert still_getting_ready == [False]
+        await getting_ready  # returns: the caller was not cancelled
+
+
+async def test_a_warm_up_waits_for_a_hanging_store_no_longer_than_within(
+    session_for: SessionFor,
+) -> None:
+    """A Redis that hangs never holds the connections back, and warm_up() gives it no more
+    than ``within``: the connections are open, the budget left for the first request."""
+    server, port = await _silent_server()
+    async with (
+        server,
+        FakeUpbit() as fake,
+        PathProxy(fake.base_url) as proxy,
+        RedisLimiter(f"redis://127.0.0.1:{port}/0", timeout=60) as limiter,
+        UpbitSession(
+            fake.access_key, fake.secret_key, base_url=proxy.base_url, limiter=limiter
+        ) as session,
+    ):
+        async with asyncio.timeout(30):
+            await session.warm_up(2, within=0.5, keep=False)
+        assert proxy.connections >= 2
+        assert not limiter._preparing
 
 
 def _closed_port() -> int:

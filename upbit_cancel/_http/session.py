@@ -382,11 +382,12 @@ class UpbitSession:
         Nothing is sent: it costs no rate-limit budget, only handshakes. Three more connections
         of its own are opened and closed one after another to time the path (a handshake is
         a round trip per flight: two for TLS 1.3, three for TLS 1.2, one for plain TCP; the
-        floor is the least of them, lowered by their spread, as for requests). A limiter that
-        keeps its budget in a store (``HostLimiter``, ``RedisLimiter``) opens it then, claims
-        the access key's name and has the budget made if the store holds none, joining
-        nothing: the burst's first grant is one transaction and waits out no first pause. A
-        store out of reach is left for the first request to meet, as it would have.
+        floor is the least of them, lowered by their spread, as for requests). Meanwhile, for
+        ``within`` at most, a limiter that keeps its budget in a store (``HostLimiter``,
+        ``RedisLimiter``) opens it, claims the access key's name and has each group's budget
+        made if the store holds none, joining nothing: the burst's first grant is one
+        transaction and waits out no first pause. A store out of reach is left for the first
+        request to meet, as it would have.
 
         With ``keep`` (the default) the session keeps it so until it is closed: every 20 s, below
         the 30 s after which an idle connection closes, it warms up again (a connection still open

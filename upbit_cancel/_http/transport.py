@@ -61,6 +61,7 @@ from .._limiter.contract import (
     Prepares,
     RemainingReq,
 )
+from .._limiter.core import GROUPS
 from .._limiter.registry import claim, handed_over, unclaim, waits_for_predecessor
 from .._log import log as _log
 from .._redact import redact
@@ -272,10 +273,9 @@ class Transport:
         mine = _Refresh()
         self._refresh = mine
         try:
-            # The store's connection and the key's claim kept fresh too (a claim of one's own
-            # changes nothing for a request).
-            await self._prepare_limiter()
-            await self.warm_up(wanted, within=within, refresh=mine)
+            # The store's connection and the key's claim kept fresh too (neither changes
+            # anything for a request).
+            await self._warm_up_with_budgets(wanted, within, refresh=mine)
             if mine.ended:
                 return False
             if not self._in_flight:
@@ -315,17 +315,39 @@ class Transport:
         self._give_way()
         self._warming += 1
         try:
-            await self._prepare_limiter()
-            await self.warm_up(connections, within=within)
+            await self._warm_up_with_budgets(connections, within)
             await self.probe_path(probes, within=within)
         finally:
             self._warming -= 1
 
-    async def _prepare_limiter(self) -> None:
-        """The ``default`` group's limiter opens its store, if it keeps its budget in one."""
-        limiter = self.limiter()
-        if isinstance(limiter, Prepares):
-            await limiter.prepare()
+    async def _warm_up_with_budgets(
+        self, connections: int, within: float, refresh: _Refresh | None = None
+    ) -> None:
+        """:meth:`warm_up`, while every group's limiter that keeps its budget in a store gets
+        it ready (:class:`Prepares`), for ``within`` at most: a store slow to answer never
+        holds the connections back, nor the warm-up longer."""
+        loop = asyncio.get_running_loop()
+        prepared = loop.create_task(self._prepare_budgets(within))
+        try:
+            await self.warm_up(connections, within=within, refresh=refresh)
+        except BaseException:
+            prepared.cancel()
+            await asyncio.wait({prepared})
+            raise
+        await prepared
+
+    async def _prepare_budgets(self, within: float) -> None:
+        limiters = {id(limiter): limiter for limiter in map(self.limiter, GROUPS)}
+        preparing = [
+            limiter.prepare_budget()
+            for limiter in limiters.values()
+            if isinstance(limiter, Prepares)
+        ]
+        try:
+            async with asyncio.timeout(within):
+                await asyncio.gather(*preparing)
+        except TimeoutError:
+            _log.debug("the budget's store was not ready within %g s", within)
 
     async def warm_up(
         self,

@@ -163,7 +163,7 @@ class Prepares(Protocol):
     then, so that the first grant of a burst costs what the next ones do.
     """
 
-    async def prepare(self) -> None:
+    async def prepare_budget(self) -> None:
         """Open what the next grant needs. A store out of reach, or refusing, is left for that
         grant to meet as it would have: this raises nothing for it."""
         ...

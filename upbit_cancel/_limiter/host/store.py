@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
-from ..shared.store import Change, StoreRefusedError, StoreUnavailableError, Transacted
+from ..shared.store import Change, Keep, StoreRefusedError, StoreUnavailableError, Transacted
 
 __all__ = ["STATE_DIR_VARIABLE", "SqliteStore", "state_dir"]
 
@@ -208,7 +208,7 @@ class SqliteStore:
                 wall = time.time()
                 if written is None:
                     connection.execute("DELETE FROM budgets WHERE key = ?", (key,))
-                else:
+                elif written is not Keep.KEEP:
                     connection.execute(
                         "INSERT OR REPLACE INTO budgets (key, state, boot, touched) "
                         "VALUES (?, ?, ?, ?)",

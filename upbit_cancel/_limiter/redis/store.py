@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal, TypeVar
 
 from ..._log import budget_log as _log
-from ..shared.store import Change, StoreRefusedError, StoreUnavailableError, Transacted
+from ..shared.store import Change, Keep, StoreRefusedError, StoreUnavailableError, Transacted
 
 __all__ = ["RedisStore"]
 
@@ -147,6 +147,8 @@ class RedisStore:
                 stored = value.decode() if isinstance(value, bytes) else str(value)
                 version, _, text = stored.partition("|")
             written, result = change(text, now)
+            if written is Keep.KEEP:
+                return Transacted(result, sent_at, read_at)
             replacement = "" if written is None else f"{uuid.uuid4().hex[:12]}|{written}"
             try:
                 written_now = await self._call(

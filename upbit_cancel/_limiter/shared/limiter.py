@@ -39,7 +39,7 @@ from ..contract import Lease, LeaseExpiredError, Limiter
 from ..core import GROUPS, Paced, Pacer, Settings
 from ..window import SlidingWindowLimiter
 from .rules import Release, Reply, State, Terms, Visit, decode, encode, fresh, visit
-from .store import Store, StoreRefusedError, StoreUnavailableError
+from .store import Keep, Store, StoreRefusedError, StoreUnavailableError
 
 __all__ = ["SharedLimiter", "account_hash"]
 
@@ -85,6 +85,7 @@ class SharedLimiter(Paced):
         "_owns_store",
         "_pacer",
         "_pending",
+        "_preparing",
         "_process",
         "_releases",
         "_renew_at",
@@ -168,6 +169,7 @@ class SharedLimiter(Paced):
         self._left = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._siblings: dict[str, SharedLimiter] = {}
+        self._preparing: set[asyncio.Task[None]] = set()
 
     # -- the settings (see Paced) ---------------------------------------------------------
 
@@ -278,17 +280,32 @@ class SharedLimiter(Paced):
         if lease.handle is not None and now - lease.granted_at > 2 * self._terms.renew:
             raise LeaseExpiredError
 
-    async def prepare(self) -> None:
+    async def prepare_budget(self) -> None:
         """Open the store now (the file, or Redis's connection and scripts), claim the access
-        key's name in it, and have the budget made if the store holds none, so that the first
-        visit of a burst is one transaction and finds a budget past its first pause (see
-        :class:`~upbit_cancel._limiter.contract.Prepares`). It joins nothing: no share of
-        the budget is set aside for this process meanwhile."""
+        key's name in it, and have the budget made if the store holds none and this process
+        never knew one, so that the first visit of a burst is one transaction and finds a
+        budget past its first pause (see :class:`~upbit_cancel._limiter.contract.Prepares`).
+        It joins nothing (no share of the budget is set aside for this process) and writes no
+        budget that exists. Closing the limiter ends it."""
         loop = self._bind()
+        task = loop.create_task(self._prepare(loop), name=f"{type(self).__name__} prepare")
+        self._preparing.add(task)
+        task.add_done_callback(self._preparing.discard)
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            # Ended by aclose(), not a cancellation of the caller's.
+
+    async def _prepare(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
             await self._store.open()
-            await self._claim_name(loop)
-            await self._store.transact(self._key(), self._made)
+            if not self._closed:
+                await self._claim_name(loop)
+            if not self._closed:
+                await self._store.transact(self._key(), self._made)
         except (StoreUnavailableError, StoreRefusedError) as error:
             # The first visit meets it again, and deals with it as it always does.
             _log.debug("the budget's store was not opened ahead (%s)", type(error).__name__)
@@ -379,8 +396,13 @@ class SharedLimiter(Paced):
                 )
             lease.release()  # never sent: told by the leaving visit
         self._pending.clear()
+        preparing = tuple(self._preparing)
+        for task in preparing:
+            task.cancel()  # it has nothing to tell: the store only opened, a claim, a budget made
         driver = self._driver
         try:
+            if preparing:
+                await asyncio.wait(preparing)
             if driver is not None and self._visiting:
                 # A visit under way ends first (every store bounds its own time): cancelled, it
                 # may be written with its reply lost, and the leaving visit would then tell its
@@ -573,11 +595,12 @@ class SharedLimiter(Paced):
         self._in_line = [ticket for ticket in waiting if ticket not in granted]
         self._apply(loop, reply, done.sent_at, done.read_at)
 
-    def _made(self, text: str | None, now: float) -> tuple[str, None]:
-        """The budget as the store holds it, else made (:func:`rules.fresh`)."""
-        if text is not None and decode(text) is not None:
-            return text, None
-        return encode(fresh(now, self._terms, _new_epoch)), None
+    def _made(self, text: str | None, now: float) -> tuple[str | Keep, None]:
+        """The budget made (:func:`rules.fresh`) if the store holds none and this process never
+        knew one; else nothing written (a state that cannot be read is left for a visit)."""
+        if text is None and self._epoch is None:
+            return encode(fresh(now, self._terms, _new_epoch)), None
+        return Keep.KEEP, None
 
     def _change(self, arriving: Visit) -> Callable[[str | None, float], tuple[str, Reply]]:
         terms = self._terms

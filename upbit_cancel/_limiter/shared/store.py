@@ -3,23 +3,40 @@
 A store holds one text per budget key and a clock every process of the budget reads. Its one
 operation, :meth:`Store.transact`, reads the text and the clock, lets a function compute the new
 text, and writes it only if nobody wrote in between (or holds a lock meanwhile); the function may
-run more than once. The rules (``rules``) and the limiter (``limiter``) never see how.
+run more than once, and may ask for nothing to be written. The rules (``rules``) and the
+limiter (``limiter``) never see how.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import Generic, Literal, Protocol, TypeVar
 
 import attrs
 
-__all__ = ["Change", "Store", "StoreRefusedError", "StoreUnavailableError", "Transacted"]
+__all__ = [
+    "Change",
+    "Keep",
+    "Store",
+    "StoreRefusedError",
+    "StoreUnavailableError",
+    "Transacted",
+]
 
 R = TypeVar("R")
 
+
+class Keep(enum.Enum):
+    """What a change gives instead of a text to write nothing, leaving the key as it is (and
+    every other process's transaction under way as it is)."""
+
+    KEEP = "keep"
+
+
 #: Computes, from the text a store holds for a key (``None``: none) and the store's clock, the
-#: text to write (``None``: delete it) and a result.
-Change = Callable[[str | None, float], tuple[str | None, R]]
+#: text to write (``None``: delete it; ``Keep.KEEP``: write nothing) and a result.
+Change = Callable[[str | None, float], tuple[str | Keep | None, R]]
 
 
 class StoreUnavailableError(Exception):
