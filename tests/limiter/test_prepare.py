@@ -20,7 +20,13 @@ import redis.asyncio
 
 from tests.conftest import RedisServer, SessionFor
 from tests.helpers import until
-from upbit_cancel import BudgetUnavailableError, HostLimiter, RedisLimiter, UpbitSession
+from upbit_cancel import (
+    BudgetUnavailableError,
+    HostLimiter,
+    RedisLimiter,
+    SlidingWindowLimiter,
+    UpbitSession,
+)
 from upbit_cancel._http import session as session_module
 from upbit_cancel._limiter.redis import store as redis_store
 from upbit_cancel._limiter.redis.store import RedisStore
@@ -69,11 +75,12 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
         yield client
 
 
-async def test_a_warm_up_opens_the_hosts_file_and_makes_every_groups_budget(
+async def test_a_warm_up_opens_the_hosts_file_and_claims_the_keys_name(
     tmp_path: Path, session_for: SessionFor
 ) -> None:
-    """The file, the name's claim and a budget for each group are made by warm_up(), with no
-    member; the burst's first request claims nothing more and finds its budget made."""
+    """The file is made and the name claimed by warm_up(), and no budget is written (a budget
+    the host's file makes grants at once: nothing to gain); the burst's first request claims
+    nothing more."""
     directory = tmp_path / "budgets"
     async with (
         FakeUpbit() as fake,
@@ -83,19 +90,19 @@ async def test_a_warm_up_opens_the_hosts_file_and_makes_every_groups_budget(
         assert not directory.exists()
         await session.warm_up(2, keep=False)
         claims = names(directory)
-        made = budgets(directory)
-        assert sorted(made) == ["default", "order-cancel-all"]
-        assert not any(state.members for state in made.values())
+        assert len(claims) == 2  # the given limiter's, for each group
+        assert budgets(directory) == {}
         result = await session.cancel_orders(uuids=fake.add_orders(1))
         assert result.success.count == 1
         assert names(directory) == claims
-        after = budgets(directory)["default"]
-        assert (after.epoch, after.created) == (made["default"].epoch, made["default"].created)
         assert all(fake.access_key not in owner for owner, _ in claims)
 
 
 async def test_a_warm_up_loads_the_scripts_into_redis_and_makes_every_groups_budget(
-    redis_client: redis.asyncio.Redis, redis_url: str, session_for: SessionFor
+    redis_client: redis.asyncio.Redis,
+    redis_url: str,
+    session_for: SessionFor,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """After warm_up() Redis knows the three scripts, holds the name's claim and a budget for
     each group (made with its first pause running, no share set aside): the burst's requests
@@ -107,6 +114,14 @@ async def test_a_warm_up_loads_the_scripts_into_redis_and_makes_every_groups_bud
         for script in (redis_store._READ, redis_store._WRITE, redis_store._CLAIM)
     ]
     assert await client.script_exists(*shas) == [False, False, False]
+    claims: list[str] = []
+    claim = RedisStore.claim
+
+    async def counted(store: RedisStore, name: str, owner: str, seconds: float) -> str | None:
+        claims.append(name)
+        return await claim(store, name, owner, seconds)
+
+    monkeypatch.setattr(RedisStore, "claim", counted)
     async with (
         FakeUpbit() as fake,
         RedisLimiter(redis_url) as limiter,
@@ -114,10 +129,8 @@ async def test_a_warm_up_loads_the_scripts_into_redis_and_makes_every_groups_bud
     ):
         await session.warm_up(2, keep=False)
         assert await client.script_exists(*shas) == [True, True, True]
-        claims = sorted(await client.keys("upbit_cancel:key:*"))
-        assert len(claims) == 2  # one a group
+        assert len(claims) == len(await client.keys("upbit_cancel:key:*")) == 2  # one a group
         loads = await script_loads(client)
-        claimed_for = {claim: await client.pttl(claim) for claim in claims}
         made = await redis_budgets(client)
         assert sorted(made) == ["default", "order-cancel-all"]
         assert not any(state.members for state in made.values())
@@ -125,15 +138,18 @@ async def test_a_warm_up_loads_the_scripts_into_redis_and_makes_every_groups_bud
         result = await session.cancel_orders(uuids=fake.add_orders(1))
         assert result.success.count == 1
         assert await script_loads(client) == loads
-        for claim, before in claimed_for.items():
-            assert await client.pttl(claim) < before  # counting down: not claimed again
+        assert len(claims) == 2  # not claimed again
         after = (await redis_budgets(client))["default"]
         assert (after.epoch, after.created) == (made["default"].epoch, made["default"].created)
 
 
 @pytest.mark.parametrize("held", ["a budget", "a text no version reads"])
 async def test_a_budget_the_store_holds_is_never_written_by_getting_ready(
-    held: str, redis_client: redis.asyncio.Redis, redis_url: str, session_for: SessionFor
+    held: str,
+    redis_client: redis.asyncio.Redis,
+    redis_url: str,
+    session_for: SessionFor,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Getting ready writes no budget that exists, readable or not (a write would make every
     other process's transaction under way start again, and the text of another version is for
@@ -156,32 +172,43 @@ async def test_a_budget_the_store_holds_is_never_written_by_getting_ready(
             [key] = await client.keys("upbit_cancel:{*:default")
             await client.set(key, "0123456789ab|not a state")
         stored = await client.get(key)
+        read: list[str] = []
+        transact = RedisStore.transact
+
+        async def counted(store: RedisStore, key: str, change: Any) -> Any:
+            read.append(key)
+            return await transact(store, key, change)
+
+        monkeypatch.setattr(RedisStore, "transact", counted)
         # As another process would: a limiter of the same key that never knew the budget.
         async with RedisLimiter(redis_url) as second:
             second.bind(fake.access_key)
             await second.prepare_budget()
+            assert read  # it did look
             assert await client.get(key) == stored
 
 
 async def test_the_keeper_keeps_the_budget_made(
-    tmp_path: Path, session_for: SessionFor, monkeypatch: pytest.MonkeyPatch
+    redis_client: redis.asyncio.Redis,
+    redis_url: str,
+    session_for: SessionFor,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A warm session's upkeep gets the store ready again: a budget deleted while the session
-    stands idle is made again by the next round."""
+    """A warm session's upkeep gets the store ready again: a budget Redis lost while the session
+    stood idle (a restart, say) is made again by the next round, its first pause running."""
     monkeypatch.setattr(session_module, "_WARM_EVERY", 0.05)
-    directory = tmp_path / "budgets"
     async with (
         FakeUpbit() as fake,
-        HostLimiter(state_dir=directory) as limiter,
+        RedisLimiter(redis_url) as limiter,
         session_for(fake, limiter=limiter) as session,
     ):
         await session.warm_up(2)
-        made = budgets(directory)["default"]
-        with contextlib.closing(sqlite3.connect(directory / "budgets.sqlite3")) as connection:
-            connection.execute("DELETE FROM budgets")
-            connection.commit()
-        await until(lambda: "default" in budgets(directory))
-        assert budgets(directory)["default"].epoch != made.epoch
+        made = await redis_budgets(redis_client)
+        await redis_client.flushall()
+        async with asyncio.timeout(20):  # the state changes in another task
+            while "default" not in (again := await redis_budgets(redis_client)):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert again["default"].epoch != made["default"].epoch
 
 
 async def _silent_server() -> tuple[asyncio.Server, int]:
@@ -274,3 +301,27 @@ async def test_a_store_that_cannot_be_opened_is_left_for_the_first_request(
         assert "hunter2" not in caplog.text
     finally:
         server.stop()
+
+
+async def test_a_warm_up_claims_no_limiter_another_session_of_the_key_gives_its_own(
+    redis_url: str, session_for: SessionFor
+) -> None:
+    """Getting ready claims nothing in the loop's registry: a second session of the key, sharing
+    the first one's limiter but giving its own for the batch cancel, still may, after the first
+    warmed up."""
+    async with (
+        FakeUpbit() as fake,
+        RedisLimiter(redis_url) as shared,
+        session_for(fake, limiter=shared) as first,
+        session_for(
+            fake,
+            limiter=shared,
+            group_limiters={
+                "order-cancel-all": SlidingWindowLimiter(1, 2.0, group="order-cancel-all")
+            },
+        ) as second,
+    ):
+        await first.warm_up(2, keep=False)
+        fake.add_orders(3)
+        result = await second.cancel_open_orders()
+        assert result.success.count == 3

@@ -384,8 +384,8 @@ class UpbitSession:
         a round trip per flight: two for TLS 1.3, three for TLS 1.2, one for plain TCP; the
         floor is the least of them, lowered by their spread, as for requests). Meanwhile, for
         ``within`` at most, a limiter that keeps its budget in a store (``HostLimiter``,
-        ``RedisLimiter``) opens it, claims the access key's name and has each group's budget
-        made if the store holds none, joining nothing: the burst's first grant is one
+        ``RedisLimiter``) opens it, claims the access key's name and, in Redis, has each
+        group's budget made if it holds none, joining nothing: the burst's first grant is one
         transaction and waits out no first pause. A store out of reach is left for the first
         request to meet, as it would have.
 

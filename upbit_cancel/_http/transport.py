@@ -53,6 +53,7 @@ from .._instrument import (
     instrumented,
 )
 from .._limiter.contract import (
+    AccountBound,
     Feedback,
     Lease,
     LeaseExpiredError,
@@ -333,21 +334,48 @@ class Transport:
         except BaseException:
             prepared.cancel()
             await asyncio.wait({prepared})
+            if not prepared.cancelled():
+                prepared.exception()  # it raises nothing of its own (see below): read, not lost
             raise
         await prepared
 
     async def _prepare_budgets(self, within: float) -> None:
-        limiters = {id(limiter): limiter for limiter in map(self.limiter, GROUPS)}
+        """Every budget limiter of the session's groups known without claiming one gets ready;
+        what fails is logged, never raised (the first request meets it as it would have)."""
         preparing = [
-            limiter.prepare_budget()
-            for limiter in limiters.values()
-            if isinstance(limiter, Prepares)
+            limiter for limiter in self._budget_limiters() if isinstance(limiter, Prepares)
         ]
         try:
             async with asyncio.timeout(within):
-                await asyncio.gather(*preparing)
+                results = await asyncio.gather(
+                    *(_prepared(limiter) for limiter in preparing), return_exceptions=True
+                )
         except TimeoutError:
             _log.debug("the budget's store was not ready within %g s", within)
+            return
+        for limiter, result in zip(preparing, results, strict=True):
+            if isinstance(result, SessionClosedError):
+                continue  # closed meanwhile: its requests say so
+            if isinstance(result, BaseException):
+                _log.error(
+                    "getting %r ready failed; the warm-up carries on", limiter, exc_info=result
+                )
+
+    def _budget_limiters(self) -> list[Limiter]:
+        """The limiter of each group this transport uses or is known to use, without claiming
+        any in the registry (a claim made only to get ready could refuse another session of
+        the key its own limiter for that group)."""
+        found = [self.limiter()]
+        for group in GROUPS:
+            if group == "default":
+                continue
+            limiter = self._claimed.get(group) or self._group_limiters.get(group)
+            if limiter is None and isinstance(self._given_limiter, AccountBound):
+                # What a claim would give: the given limiter's sibling for the group.
+                limiter = self._given_limiter.for_group(group)
+            if limiter is not None and all(limiter is not other for other in found):
+                found.append(limiter)
+        return found
 
     async def warm_up(
         self,
@@ -922,6 +950,10 @@ def _why_not_connected(error: BaseException) -> str:
     if isinstance(error, aiohttp.ClientSSLError):
         return "the TLS handshake failed; check that the URL is the exchange's HTTPS address"
     return type(error).__name__
+
+
+async def _prepared(limiter: Prepares) -> None:
+    await limiter.prepare_budget()
 
 
 async def _all_ended(tasks: list[asyncio.Task[None]]) -> None:

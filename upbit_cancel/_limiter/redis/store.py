@@ -192,6 +192,9 @@ class RedisStore:
         try:
             async with asyncio.timeout(self._timeout):
                 answer = await self._client.config_get("maxmemory-policy")
+        except asyncio.CancelledError:
+            self._checked_policy = False  # not checked: the next transaction does
+            raise
         except Exception:  # a managed Redis may not allow CONFIG: nothing to tell then
             return
         if isinstance(answer, dict):

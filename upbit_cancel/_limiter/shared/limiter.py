@@ -292,19 +292,21 @@ class SharedLimiter(Paced):
         self._preparing.add(task)
         task.add_done_callback(self._preparing.discard)
         try:
-            await task
+            await asyncio.wait({task})
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
-            # Ended by aclose(), not a cancellation of the caller's.
+            task.cancel()
+            raise
+        if not task.cancelled():  # cancelled: by aclose(), which its caller hears nothing of
+            task.result()
 
     async def _prepare(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
             await self._store.open()
             if not self._closed:
                 await self._claim_name(loop)
-            if not self._closed:
+            if not self._closed and self._epoch is None and self._terms.fresh_pause > 0:
+                # Only a first pause is worth a transaction now: a budget this process knew is
+                # the visits' to judge, and a store that pauses nothing gains nothing from it.
                 await self._store.transact(self._key(), self._made)
         except (StoreUnavailableError, StoreRefusedError) as error:
             # The first visit meets it again, and deals with it as it always does.
