@@ -1,7 +1,7 @@
 """A session that warms up has its budgets' store ready ahead of the burst: the host's file, or
-a connection to Redis with the scripts loaded, the claim of the access key's name, and every
-group's budget made if the store holds none. The burst's first visit is then one transaction,
-and finds a budget past its first pause."""
+a connection to Redis with the scripts loaded, the claim of the access key's name, and in
+Redis every group's budget made if it holds none. The burst's first visit is then one
+transaction, and finds a budget past its first pause."""
 
 from __future__ import annotations
 
@@ -325,3 +325,28 @@ async def test_a_warm_up_claims_no_limiter_another_session_of_the_key_gives_its_
         fake.add_orders(3)
         result = await second.cancel_open_orders()
         assert result.success.count == 3
+
+
+async def test_a_limiter_given_for_the_batch_cancel_is_readied_under_the_key(
+    redis_client: redis.asyncio.Redis, redis_url: str, session_for: SessionFor
+) -> None:
+    """A store's limiter given in group_limiters is readied for this access key, as its first
+    request would use it: its budget and its claim sit beside the default group's."""
+    async with (
+        FakeUpbit() as fake,
+        RedisLimiter(redis_url) as limiter,
+        RedisLimiter(redis_url) as other,
+        session_for(
+            fake,
+            limiter=limiter,
+            group_limiters={"order-cancel-all": other.for_group("order-cancel-all")},
+        ) as session,
+    ):
+        await session.warm_up(2, keep=False)
+        keys = sorted(
+            key.decode() if isinstance(key, bytes) else str(key)
+            for key in await redis_client.keys("upbit_cancel:{*")
+        )
+        assert [key.rpartition(":")[2] for key in keys] == ["default", "order-cancel-all"]
+        assert len({key.rpartition(":")[0] for key in keys}) == 1  # one account's
+        assert len(await redis_client.keys("upbit_cancel:key:*")) == 2

@@ -335,13 +335,14 @@ class Transport:
             prepared.cancel()
             await asyncio.wait({prepared})
             if not prepared.cancelled():
-                prepared.exception()  # it raises nothing of its own (see below): read, not lost
+                prepared.exception()  # read, not left to be reported as never retrieved
             raise
         await prepared
 
     async def _prepare_budgets(self, within: float) -> None:
         """Every budget limiter of the session's groups known without claiming one gets ready;
-        what fails is logged, never raised (the first request meets it as it would have)."""
+        what fails getting ready is logged (the first request meets it as it would have). Only
+        finding the default group's limiter may raise, as any request of the session would."""
         preparing = [
             limiter for limiter in self._budget_limiters() if isinstance(limiter, Prepares)
         ]
@@ -357,7 +358,7 @@ class Transport:
             if isinstance(result, SessionClosedError):
                 continue  # closed meanwhile: its requests say so
             if isinstance(result, BaseException):
-                _log.error(
+                _log.warning(
                     "getting %r ready failed; the warm-up carries on", limiter, exc_info=result
                 )
 
@@ -370,6 +371,8 @@ class Transport:
             if group == "default":
                 continue
             limiter = self._claimed.get(group) or self._group_limiters.get(group)
+            if isinstance(limiter, AccountBound) and group not in self._claimed:
+                limiter.bind(self._access_key)  # as its claim will
             if limiter is None and isinstance(self._given_limiter, AccountBound):
                 # What a claim would give: the given limiter's sibling for the group.
                 limiter = self._given_limiter.for_group(group)

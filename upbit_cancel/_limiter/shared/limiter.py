@@ -282,24 +282,29 @@ class SharedLimiter(Paced):
 
     async def prepare_budget(self) -> None:
         """Open the store now (the file, or Redis's connection and scripts), claim the access
-        key's name in it, and have the budget made if the store holds none and this process
-        never knew one, so that the first visit of a burst is one transaction and finds a
-        budget past its first pause (see :class:`~upbit_cancel._limiter.contract.Prepares`).
-        It joins nothing (no share of the budget is set aside for this process) and writes no
-        budget that exists. Closing the limiter ends it."""
+        key's name in it, and, where a new budget grants nothing at first (Redis), have the
+        budget made if the store holds none and this process never knew one, so that the first
+        visit of a burst is one transaction and finds a budget past its first pause (see
+        :class:`~upbit_cancel._limiter.contract.Prepares`). It joins nothing (no share of the
+        budget is set aside for this process) and writes no budget that exists. Closing the
+        limiter ends it."""
         loop = self._bind()
         task = loop.create_task(self._prepare(loop), name=f"{type(self).__name__} prepare")
         self._preparing.add(task)
         task.add_done_callback(self._preparing.discard)
+        task.add_done_callback(_retrieved)
         try:
             await asyncio.wait({task})
         except asyncio.CancelledError:
             task.cancel()
+            await asyncio.wait({task})  # nothing of it outlives its caller
             raise
         if not task.cancelled():  # cancelled: by aclose(), which its caller hears nothing of
             task.result()
 
     async def _prepare(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._name is None:
+            return  # not bound to an access key yet: nothing is keyed
         try:
             await self._store.open()
             if not self._closed:
@@ -888,6 +893,12 @@ def account_hash(account: str) -> str:
 
 def _hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Read what a task raised, so that asyncio never reports it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _report_failure(task: asyncio.Task[Any]) -> None:
