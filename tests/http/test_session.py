@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import uuid
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 import aiohttp
+import jwt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -35,7 +38,7 @@ from upbit_cancel import (
     UpbitSession,
 )
 from upbit_cancel._http.answers import parse_remaining_req
-from upbit_cancel._http.signing import encode_query
+from upbit_cancel._http.signing import Signer, encode_query
 from upbit_cancel.testing import FakeUpbit, Faults
 
 UNKNOWN = "0000abcd-0000-4000-8000-000000000000"
@@ -86,6 +89,34 @@ def test_wire_query_decodes_to_the_hashed_text(values: list[str]) -> None:
     assert parse_qsl(query.wire, keep_blank_values=True) == params
     # Every value percent-encoded in full, the brackets of the name kept literal.
     assert query.wire == "&".join(f"identifiers[]={quote(value, safe='')}" for value in values)
+
+
+_PRINTABLE_ASCII = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+
+
+@given(
+    st.text(_PRINTABLE_ASCII, min_size=1, max_size=60),
+    st.text(_PRINTABLE_ASCII, min_size=32, max_size=64),
+    st.none() | st.text(min_size=1),
+)
+def test_a_token_is_the_one_pyjwt_makes_of_its_payload(
+    access_key: str, secret_key: str, hashed: str | None
+) -> None:
+    """The session's own JWT verifies with PyJWT, carries the documented claims, and is byte for
+    byte what ``jwt.encode`` makes of them; every token has a nonce of its own."""
+    signer = Signer(access_key, secret_key)
+    token = signer.token(hashed)
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
+    claims = jwt.decode(token, secret_key, algorithms=["HS256"])
+    expected: dict[str, str] = {"access_key": access_key, "nonce": claims["nonce"]}
+    if hashed is not None:
+        expected["query_hash"] = hashlib.sha512(hashed.encode()).hexdigest()
+        expected["query_hash_alg"] = "SHA512"
+    assert claims == expected
+    assert uuid.UUID(claims["nonce"]).version == 4
+    assert jwt.encode(expected, secret_key, algorithm="HS256") == token
+    again = jwt.decode(signer.token(hashed), secret_key, algorithms=["HS256"])
+    assert again["nonce"] != claims["nonce"]
 
 
 @pytest.mark.parametrize(

@@ -288,7 +288,7 @@ class UpbitSession:
                     "check what was copied"
                 )
         if len(secret_key) < 32:
-            # Also what PyJWT requires of an HS256 key; Upbit's secrets have 40 characters.
+            # Also what an HS256 key needs (RFC 7518); Upbit's secrets have 40 characters.
             raise ValueError(
                 f"secret_key has {len(secret_key)} characters; Upbit secret keys have 40. "
                 "Check that the whole key was copied"

@@ -9,25 +9,33 @@ unencoded: the server decodes the wire text back to exactly the hashed text.
 ``urlencode`` turns a space into ``+``, which ``unquote`` leaves alone, so Upbit's recipe would hash
 ``a+b`` for the identifier ``a b``. Encoding with ``%20`` instead keeps the hashed text equal to the
 decoded wire text for every value.
+
+The token is a JWS in compact form signed with HS256, built here rather than by PyJWT: its header
+never changes and its payload is four known fields, so a session writes the constant parts once
+and each request only fills in its nonce and hash and signs. That is a third of PyJWT's cost,
+which checks the key and serializes the header again on every call (the tests hold the two
+byte for byte equal).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
+import hmac
+import json
 import re
 import uuid
 from collections.abc import Sequence
 from urllib.parse import quote
 
 import attrs
-import jwt
 
-__all__ = ["Query", "encode_query", "make_token"]
+__all__ = ["Query", "Signer", "encode_query"]
 
-#: Upbit accepts HS256 and HS512. PyJWT warns for HS512 keys shorter than 64 bytes, and Upbit's
-#: secrets are 40 characters, so HS512 would emit a warning on every request; HS256 needs 32.
-_ALGORITHM = "HS256"
+#: Upbit accepts HS256 and HS512. HS256 is the cheaper, and its keys need 32 bytes at least
+#: (RFC 7518): Upbit's secrets have 40.
+_HEADER = '{"alg":"HS256","typ":"JWT"}'
 
 
 @attrs.frozen
@@ -63,10 +71,34 @@ def encode_query(params: Sequence[tuple[str, str]]) -> Query:
     return Query(wire=wire, hashed=hashed)
 
 
-def make_token(access_key: str, secret_key: str, hashed_query: str | None) -> str:
-    """A JWT for one attempt: a fresh ``nonce`` every call, and the hash of the query if any."""
-    payload: dict[str, str] = {"access_key": access_key, "nonce": str(uuid.uuid4())}
-    if hashed_query:
-        payload["query_hash"] = hashlib.sha512(hashed_query.encode()).hexdigest()
-        payload["query_hash_alg"] = "SHA512"
-    return jwt.encode(payload, secret_key, algorithm=_ALGORITHM)
+def _segment(data: bytes) -> bytes:
+    # base64url without padding (RFC 7515, section 2).
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+class Signer:
+    """Makes the JWT of each attempt for one key pair: a fresh ``nonce`` every call, and the
+    hash of the query if any. Never shows the secret key."""
+
+    __slots__ = ("_head", "_key", "_opening")
+
+    def __init__(self, access_key: str, secret_key: str) -> None:
+        # The parts that never change: the encoded header, and the payload's text up to the
+        # nonce (the access key escaped as JSON, as PyJWT would).
+        self._head = _segment(_HEADER.encode()) + b"."
+        self._opening = '{"access_key":' + json.dumps(access_key) + ',"nonce":"'
+        self._key = secret_key.encode()
+
+    def token(self, hashed_query: str | None) -> str:
+        """A JWT for one attempt."""
+        if hashed_query:
+            digest = hashlib.sha512(hashed_query.encode()).hexdigest()
+            payload = (
+                f'{self._opening}{uuid.uuid4()}","query_hash":"{digest}",'
+                '"query_hash_alg":"SHA512"}'
+            )
+        else:
+            payload = f'{self._opening}{uuid.uuid4()}"}}'
+        signed = self._head + _segment(payload.encode())
+        signature = hmac.new(self._key, signed, hashlib.sha256).digest()
+        return (signed + b"." + _segment(signature)).decode()

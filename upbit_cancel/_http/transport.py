@@ -67,7 +67,7 @@ from .._limiter.registry import claim, handed_over, unclaim, waits_for_predecess
 from .._log import log as _log
 from .._redact import redact
 from .answers import block_seconds, error_details, parse_remaining_req
-from .signing import encode_query, make_token
+from .signing import Signer, encode_query
 
 __all__ = ["MAX_BODY_BYTES", "Observer", "Request", "Transport"]
 
@@ -165,6 +165,7 @@ class Transport:
         "_read_timeout",
         "_refresh",
         "_secret_key",
+        "_signer",
         "_ssl",
         "_timeout",
         "_warming",
@@ -195,6 +196,7 @@ class Transport:
     ) -> None:
         self._access_key = access_key
         self._secret_key = secret_key
+        self._signer = Signer(access_key, secret_key)
         self._base_url = base_url
         self._given_limiter = limiter
         self._group_limiters = dict(group_limiters or {})
@@ -509,7 +511,7 @@ class Transport:
             .with_scheme("wss" if self._base_url.startswith("https") else "ws")
             .with_path(path)
         )
-        token = make_token(self._access_key, self._secret_key, None)
+        token = self._signer.token(None)
         self._give_way()
         self._in_flight += 1
         try:
@@ -847,9 +849,7 @@ class Transport:
         async with http.request(
             request.method,
             url,
-            headers={
-                "Authorization": "Bearer " + make_token(self._access_key, self._secret_key, hashed)
-            },
+            headers={"Authorization": "Bearer " + self._signer.token(hashed)},
             timeout=self._timeout,
             # Only this middleware: one of the caller's could retry, sending requests the
             # limiter never granted.
