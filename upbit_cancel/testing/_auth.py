@@ -95,10 +95,10 @@ class Keys:
         scheme, _, token = call.authorization.partition(" ")
         if scheme != "Bearer" or not token:
             raise Refused(401, "jwt_verification", "Expected 'Authorization: Bearer <jwt>'.")
-        try:
-            algorithm = jwt.get_unverified_header(token).get("alg")
-        except jwt.PyJWTError:
-            raise Refused(401, "jwt_verification", "The token is malformed.") from None
+        header = call.token.header
+        if header is None:
+            raise Refused(401, "jwt_verification", "The token is malformed.")
+        algorithm = header.get("alg")
         if algorithm not in _ACCEPTED_ALGORITHMS:
             raise Refused(401, "jwt_verification", "The token must be signed with HS256 or HS512.")
         if call.claimed_access_key is None:

@@ -59,10 +59,10 @@ from ._wire import (
     Answer,
     Call,
     Refused,
-    claimed_access_key,
     dumps,
     error_name_of,
     html_page,
+    read_token,
     remaining_header,
 )
 
@@ -752,7 +752,8 @@ class FakeUpbit:
         self._in_transit += 1
         self._notify()
         authorization = request.headers.get("Authorization")
-        claimed = claimed_access_key(authorization)
+        token = read_token(authorization)
+        claimed = token.access_key
         faults = self._faults
         if claimed is not None:
             faults = self._key_faults.get(claimed, faults)
@@ -775,7 +776,7 @@ class FakeUpbit:
             raw_query=raw_query,
             params=tuple(parse_qsl(raw_query, keep_blank_values=True)),
             body=body,
-            claimed_access_key=claimed,
+            token=token,
         )
         fault: FaultKind | None = None
         if self._queued:

@@ -31,7 +31,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ._auth import MAIN, Keys
 from ._records import FakeOrder
-from ._wire import Call, Refused, claimed_access_key, dumps, error_body
+from ._wire import Call, Refused, dumps, error_body, read_token
 
 __all__ = ["PrivateStream", "StreamFaults", "order_event"]
 
@@ -177,7 +177,8 @@ class PrivateStream:
         if self.faults.refuse:
             return web.Response(status=503, text="Service Unavailable")
         authorization = request.headers.get("Authorization")
-        claimed = claimed_access_key(authorization)
+        token = read_token(authorization)
+        claimed = token.access_key
         now = self._clock()
         connects = self._connects.setdefault(self._keys.pocket_of(claimed), deque())
         while connects and now - connects[0] >= 1.0:
@@ -195,7 +196,7 @@ class PrivateStream:
             raw_query="",
             params=(),
             body=b"",
-            claimed_access_key=claimed,
+            token=token,
         )
         try:
             credential = self._keys.authenticate(call)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import jwt
@@ -16,10 +16,11 @@ __all__ = [
     "Answer",
     "Call",
     "Refused",
-    "claimed_access_key",
+    "Unverified",
     "dumps",
     "error_name_of",
     "html_page",
+    "read_token",
     "remaining_header",
 ]
 
@@ -63,6 +64,15 @@ class Refused(Exception):
 
 
 @attrs.frozen
+class Unverified:
+    """A bearer token read once, its signature not checked yet: its header, when it has one
+    that can be read, and the access key its payload claims."""
+
+    header: Mapping[str, Any] | None = None
+    access_key: str | None = None
+
+
+@attrs.frozen
 class Call:
     """The parts of a signed request the exchange looks at."""
 
@@ -72,7 +82,12 @@ class Call:
     raw_query: str
     params: tuple[tuple[str, str], ...]
     body: bytes
-    claimed_access_key: str | None
+    token: Unverified
+
+    @property
+    def claimed_access_key(self) -> str | None:
+        """The access key the token claims, unverified (for records, faults and pockets)."""
+        return self.token.access_key
 
     def values(self, name: str) -> list[str]:
         return [value for key, value in self.params if key == name]
@@ -126,17 +141,21 @@ def error_name_of(body: bytes) -> str | None:
     return None
 
 
-def claimed_access_key(authorization: str | None) -> str | None:
-    """The access key a bearer token claims, without checking its signature."""
+def read_token(authorization: str | None) -> Unverified:
+    """The bearer token of ``authorization`` read once, without checking its signature."""
     if not authorization:
-        return None
+        return Unverified()
     _, _, token = authorization.partition(" ")
     try:
-        payload = jwt.decode(token, options={"verify_signature": False})
+        parts = jwt.api_jws.decode_complete(token, options={"verify_signature": False})
     except jwt.PyJWTError:
-        return None
-    access_key = payload.get("access_key")
-    return access_key if isinstance(access_key, str) else None
+        return Unverified()
+    try:
+        payload = json.loads(parts["payload"])
+    except (ValueError, RecursionError):
+        payload = None
+    access_key = payload.get("access_key") if isinstance(payload, dict) else None
+    return Unverified(parts["header"], access_key if isinstance(access_key, str) else None)
 
 
 def html_page(status: int) -> bytes:
