@@ -14,7 +14,8 @@ The token is a JWS in compact form signed with HS256, built here rather than by 
 never changes and its payload is four known fields, so a session writes the constant parts once
 and each request only fills in its nonce and hash and signs. That is a third of PyJWT's cost,
 which checks the key and serializes the header again on every call (the tests hold the two
-byte for byte equal).
+byte for byte equal, for every key PyJWT takes: it refuses a secret that looks like a public
+key, which this signs like any other and the exchange refuses).
 """
 
 from __future__ import annotations
