@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import json
 
 import aiohttp
 import jwt
@@ -44,6 +47,52 @@ async def test_malformed_token(
     reply = await send(fake_http, fake.base_url, "DELETE", LIST, [("uuids[]", order)], token=token)
     assert (reply.status, reply.error_name) == (401, "jwt_verification")
     assert fake.state(order) == "wait"
+
+
+def _segment(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _with_header(token: str, header: object, secret_key: str) -> str:
+    """``token`` with this header instead (JSON), signed again (HS256): PyJWT makes no token
+    with a header it would refuse to read."""
+    signed = _segment(json.dumps(header).encode()) + "." + token.split(".")[1]
+    signature = hmac.new(secret_key.encode(), signed.encode(), hashlib.sha256).digest()
+    return signed + "." + _segment(signature)
+
+
+@pytest.mark.parametrize("kid", [123, None, ["k"]], ids=repr)
+async def test_a_key_id_that_is_not_text_is_refused(
+    fake: FakeUpbit, fake_http: aiohttp.ClientSession, kid: object
+) -> None:
+    """A signed token whose ``kid`` header is not a string: 401 jwt_verification, as PyJWT reads
+    such a header, whichever release of it the fake runs with."""
+    params = [("uuids[]", fake.add_order())]
+    token = _with_header(
+        make_token(fake.access_key, fake.secret_key, params),
+        {"alg": "HS256", "typ": "JWT", "kid": kid},
+        fake.secret_key,
+    )
+    reply = await send(fake_http, fake.base_url, "DELETE", LIST, params, token=token)
+    assert (reply.status, reply.error_name) == (401, "jwt_verification")
+    assert fake.state(params[0][1]) == "wait"
+
+
+async def test_a_header_nested_too_deep_is_refused_not_a_crash(
+    fake: FakeUpbit, fake_http: aiohttp.ClientSession
+) -> None:
+    """A token whose header nests deeper than a JSON reader goes: 401, and the request is
+    recorded like any other."""
+    params = [("uuids[]", fake.add_order())]
+    header = base64.urlsafe_b64encode(("[" * 2_500 + "]" * 2_500).encode()).rstrip(b"=")
+    token = (
+        header.decode()
+        + "."
+        + make_token(fake.access_key, fake.secret_key, params).split(".", 1)[1]
+    )
+    reply = await send(fake_http, fake.base_url, "DELETE", LIST, params, token=token)
+    assert (reply.status, reply.error_name) == (401, "jwt_verification")
+    assert [record.status for record in fake.records] == [401]
 
 
 async def test_wrong_scheme(fake: FakeUpbit, fake_http: aiohttp.ClientSession) -> None:

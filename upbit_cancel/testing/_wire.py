@@ -148,7 +148,13 @@ def read_token(authorization: str | None) -> Unverified:
     _, _, token = authorization.partition(" ")
     try:
         parts = jwt.api_jws.decode_complete(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, ValueError, RecursionError):
+        # ValueError: text no token holds (a lone surrogate, from bytes that are not UTF-8);
+        # RecursionError: a header nested deeper than JSON is read.
+        return Unverified()
+    if not isinstance(parts["header"].get("kid", ""), str):
+        # Unreadable, as PyJWT reads a header (its oldest release we support leaves this check
+        # to the caller when the signature is not verified).
         return Unverified()
     try:
         payload = json.loads(parts["payload"])
