@@ -382,7 +382,10 @@ class UpbitSession:
         Nothing is sent: it costs no rate-limit budget, only handshakes. Three more connections
         of its own are opened and closed one after another to time the path (a handshake is
         a round trip per flight: two for TLS 1.3, three for TLS 1.2, one for plain TCP; the
-        floor is the least of them, lowered by their spread, as for requests). Meanwhile, for
+        floor is the least of them, lowered by their spread, as for requests). When the
+        requests go through an HTTP proxy (a caller's ``http_session`` with ``proxy=``, or with
+        ``trust_env=True`` where the environment names one), the connections are opened through
+        it, as the requests will take them, and no handshake is timed. Meanwhile, for
         ``within`` at most, a limiter that keeps its budget in a store (``HostLimiter``,
         ``RedisLimiter``) opens it, claims the access key's name and, in Redis, has each
         group's budget made if it holds none, joining nothing: the burst's first grant is one
@@ -392,7 +395,8 @@ class UpbitSession:
         With ``keep`` (the default) the session keeps it so until it is closed: every 20 s, below
         the 30 s after which an idle connection closes, it warms up again (a connection still open
         is only marked used: nothing is sent on it) and times three handshakes. That costs three TLS
-        handshakes every 20 s, plus one for each connection the server closed meanwhile, and a few
+        handshakes every 20 s (none through a proxy), plus one for each connection the server
+        closed meanwhile, and a few
         small commands to the budget's store. A warm-up that fails in the background is a warning
         (logger ``upbit_cancel``) and is tried again. One never holds a connection a request of this
         session needs: it leaves a connection to each request (or stream's connection) under way and

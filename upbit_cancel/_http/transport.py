@@ -25,10 +25,11 @@ import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from ssl import SSLContext
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiohttp
 import attrs
+from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from .._errors import (
@@ -68,6 +69,9 @@ from .._log import log as _log
 from .._redact import redact
 from .answers import block_seconds, error_details, parse_remaining_req
 from .signing import Signer, encode_query
+
+if TYPE_CHECKING:
+    from multidict import CIMultiDict
 
 __all__ = ["MAX_BODY_BYTES", "Observer", "Request", "Transport"]
 
@@ -389,28 +393,53 @@ class Transport:
         within: float,
         refresh: _Refresh | None = None,
     ) -> None:
-        """Open connections (TCP, and TLS for ``https``) until ``connections`` of them stand
-        idle in the pool, sending nothing on them. Raises :class:`ConnectError` when one cannot
-        be made (what was opened stays). ``refresh``: a background warm-up's own, whose held
-        connections a request may give back sooner (see :meth:`refresh`)."""
-        connector = self.open().connector
+        """Open connections (TCP, and TLS for ``https``; through the proxy the requests take,
+        if any) until ``connections`` of them stand idle in the pool, sending nothing on them.
+        Raises :class:`ConnectError` when one cannot be made (what was opened stays).
+        ``refresh``: a background warm-up's own, whose held connections a request may give
+        back sooner (see :meth:`refresh`)."""
+        # Raised here, from a frame that holds nothing of the connections': their errors (and
+        # the route) may quote the proxy's credentials.
+        failure = await self._open_idle(connections, within, refresh)
+        if failure is not None:
+            raise failure
+
+    async def _open_idle(
+        self, connections: int, within: float, refresh: _Refresh | None
+    ) -> BaseException | None:
+        """:meth:`warm_up`'s work: what it must raise, if anything."""
+        http = self.open()
+        connector = http.connector
         assert connector is not None, "an open aiohttp session has a connector"
+        url = URL(self._base_url)
+        route = await _proxy_route(http, url)
+        if route is not None and route.url is None:
+            return ConnectError(
+                f"could not open connections to {self._base_url}: the http_session's proxy is "
+                "not a valid URL; check its proxy= (or, with trust_env, the environment's "
+                "HTTPS_PROXY)"
+            )
+        if route is not None and url.scheme != "https":
+            # Plain HTTP through a proxy (a test's setup) has no tunnel to open: a connection
+            # to the proxy is all a request needs, and some aiohttp releases do not authorize a
+            # request again on one that is reused.
+            return None
         # Never more than the pool may hold at once: the warm-up holds what it opens until it
         # has them all.
         connections = self._pool_size(connections)
         loop = asyncio.get_running_loop()
-        url = URL(self._base_url)
         timeout = aiohttp.ClientTimeout(total=within, connect=within)
         held = [] if refresh is None else refresh.held
+        options = _no_proxy if route is None else route.options
 
         async def one() -> None:
             # A request that is never sent: what the connector needs to know where to connect.
-            # ssl=True as the session's own requests have it (the connector then applies its
-            # context): the pool keys connections by it, and only a key the requests share is
-            # a connection they reuse.
+            # ssl=True and the proxy as the session's own requests have them (the connector
+            # then applies its context): the pool keys connections by them, and only a key the
+            # requests share is a connection they reuse.
             if refresh is not None and refresh.ended:
                 return
-            request = aiohttp.ClientRequest("GET", url, loop=loop, ssl=True)
+            request = aiohttp.ClientRequest("GET", url, loop=loop, ssl=True, **options())
             connection = await connector.connect(request, [], timeout)
             if refresh is not None and refresh.ended:
                 connection.release()  # a request came meanwhile: the pool has it at once
@@ -436,11 +465,13 @@ class Transport:
         errors = [error for task in tasks if not task.cancelled() and (error := task.exception())]
         for error in errors:
             if not isinstance(error, aiohttp.ClientError | OSError | TimeoutError):
-                raise error  # a fault of its own, before any fault of the network
+                return error  # a fault of its own, before any fault of the network
         if errors:
-            raise ConnectError(
-                f"could not open connections to {self._base_url} ({_why_not_connected(errors[0])})"
+            return ConnectError(
+                f"could not open connections to {self._base_url} "
+                f"({_why_not_connected(errors[0], url)})"
             )
+        return None
 
     async def probe_path(
         self, count: int, *, within: float, refresh: _Refresh | None = None
@@ -450,15 +481,23 @@ class Transport:
         group's limiter (when it learns from handshakes): how many it could time.
 
         A TLS 1.3 connection costs two round trips before it can send (TCP, then TLS), TLS 1.2
-        three, plain TCP one; another TLS version is not timed.
+        three, plain TCP one; another TLS version is not timed. Nothing is timed when the
+        requests go through a proxy: a handshake of its own would time another path than
+        theirs, and their answers teach the floor.
         """
         url = URL(self._base_url)
         host, port = url.host, url.port
         if host is None or port is None:
             return 0
+        if await _proxy_route(self.open(), url) is not None:
+            return 0
         tls = url.scheme == "https"
         if tls and self._probe_context is None:
-            self._probe_context = self._ssl or ssl.create_default_context()
+            self._probe_context = (
+                self._ssl
+                or _verifying_context(self.open().connector)
+                or ssl.create_default_context()
+            )
         limiter = self.limiter()
         loop = asyncio.get_running_loop()
         timed = 0
@@ -750,10 +789,15 @@ class Transport:
         except BlockedError as blocked:
             # Refused as it was leaving: a copy, whose traceback is not the transport's.
             error = with_ids(blocked, blocked.ids)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as failure:
+        except (
+            aiohttp.ClientConnectorError,
+            aiohttp.ConnectionTimeoutError,
+            # The proxy refused the tunnel: nothing reached the exchange.
+            aiohttp.ClientHttpProxyError,
+        ) as failure:
             lease.unsent()
             error = ConnectError(
-                f"could not connect to {self._base_url} ({_why_not_connected(failure)}); "
+                f"could not connect to {self._base_url} ({_why_not_connected(failure, url)}); "
                 "nothing was sent"
                 + ("" if isinstance(failure, aiohttp.ClientSSLError) else ", retrying is safe")
             )
@@ -781,6 +825,21 @@ class Transport:
                 else type(failure).__name__
             )
             error = self._lost(http, lease, what)
+        except ValueError as failure:
+            # Raised making the request (aiohttp's InvalidURL is one): a proxy that is not a
+            # valid URL, credentials for the exchange in ~/.netrc with trust_env. Its text may
+            # quote the proxy's credentials.
+            if lease.sent_at is None:
+                error = ConnectError(
+                    f"could not make the request to {self._base_url} ({type(failure).__name__}); "
+                    "check the http_session's proxy and, with trust_env, the environment's "
+                    "HTTPS_PROXY and ~/.netrc; nothing was sent"
+                )
+            else:
+                error = OutcomeUnknownError(
+                    f"the request failed ({type(failure).__name__}); it may or may not have been "
+                    "processed"
+                )
         except aiohttp.ClientError as failure:
             error = OutcomeUnknownError(
                 f"the request failed ({type(failure).__name__}: {redact(str(failure))}); it may "
@@ -940,9 +999,83 @@ def _discard(grant: asyncio.Future[Lease]) -> None:
         grant.add_done_callback(_release_if_granted)
 
 
-def _why_not_connected(error: BaseException) -> str:
-    """What stopped a connection, in a few words: the type of error, and for a certificate the
-    verifier's reason and what to check (never the request, which holds the token)."""
+@attrs.frozen
+class _ProxyRoute:
+    """The HTTP proxy a session's requests go through, as aiohttp gives it to each of them.
+    Its fields may hold the proxy's credentials: none of them is in its repr."""
+
+    #: ``None``: the session names a proxy that is not a valid URL.
+    url: URL | None = attrs.field(repr=False)
+    auth: aiohttp.BasicAuth | None = attrs.field(repr=False)
+    #: The headers sent to the proxy: the session's own with its ``proxy=``, else none.
+    headers: CIMultiDict[str] | None = attrs.field(repr=False)
+
+    def options(self) -> dict[str, Any]:
+        """A request's proxy arguments. The headers are a copy of their own for each: aiohttp
+        writes into a request's proxy headers as it connects, and keys the pool by them."""
+        headers = None if self.headers is None else self.headers.copy()
+        return {"proxy": self.url, "proxy_auth": self.auth, "proxy_headers": headers}
+
+
+def _no_proxy() -> dict[str, Any]:
+    return {}
+
+
+async def _proxy_route(http: aiohttp.ClientSession, url: URL) -> _ProxyRoute | None:
+    """The proxy of each request of ``http`` to ``url`` (``None``: they go straight there): the
+    session's own ``proxy=``, else, when it trusts the environment, the proxy the environment
+    names for ``url``. A connection opened ahead of the requests is one they reuse only if its
+    proxy arguments are theirs: the pool keys its connections by them."""
+    # aiohttp keeps a ClientSession's proxy= to itself; a request takes it, with the session's
+    # headers as the proxy's, when it names no proxy of its own (as none of ours does).
+    given = getattr(http, "_default_proxy", None)
+    if given is not None:
+        try:
+            proxy: URL | None = URL(given)
+        except ValueError:
+            proxy = None
+        return _ProxyRoute(proxy, getattr(http, "_default_proxy_auth", None), http.headers)
+    if not http.trust_env:
+        return None
+    try:
+        # It may read ~/.netrc for the proxy's credentials: off the loop, as aiohttp does it.
+        found, auth = await asyncio.to_thread(get_env_proxy_for_url, url)
+    except LookupError:
+        return None
+    except ValueError:
+        return _ProxyRoute(None, None, None)  # the environment's proxy is not a valid URL
+    return _ProxyRoute(found, auth, None)
+
+
+def _verifying_context(connector: aiohttp.BaseConnector | None) -> SSLContext | None:
+    """The SSL context a caller's connector was given, which its requests verify with (aiohttp
+    keeps it to itself): a probe's handshake then trusts what theirs do."""
+    context = getattr(connector, "_ssl", None)
+    return context if isinstance(context, SSLContext) else None
+
+
+def _why_not_connected(error: BaseException, url: URL | None = None) -> str:
+    """What stopped a connection to ``url``, in a few words: the type of error, and for a
+    certificate or a proxy what to check (never the request, which holds the token, nor the
+    proxy's answer, which may quote its credentials)."""
+    if isinstance(error, aiohttp.ClientHttpProxyError):
+        if error.status == 407:
+            advice = "check the proxy's credentials"
+        elif error.status >= 500:
+            advice = "the proxy could not reach the exchange"
+        else:
+            advice = "check the proxy's settings"
+        return f"the proxy refused to open a tunnel to the exchange (HTTP {error.status}); {advice}"
+    if isinstance(error, aiohttp.ClientProxyConnectionError) or (
+        # Another host than the exchange's: aiohttp says so only for some of a proxy's faults.
+        isinstance(error, aiohttp.ClientConnectorError)
+        and url is not None
+        and error.host not in (url.host, url.raw_host)
+    ):
+        return (
+            f"the proxy could not be reached ({type(error).__name__}); check the "
+            "http_session's proxy"
+        )
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
         reason = getattr(error.certificate_error, "verify_message", None) or "not trusted"
         return (

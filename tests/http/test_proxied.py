@@ -1,0 +1,340 @@
+"""A session whose requests go through an HTTP proxy (a caller's ``http_session`` with its own
+``proxy=``, or one that trusts the environment): its warm-up opens the connections the requests
+will take, through the proxy, and times no handshake of another path."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import socket
+import traceback
+import warnings
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from upbit_cancel import BatchCanceller, ConnectError, SlidingWindowLimiter, UpbitSession
+from upbit_cancel.testing import FakeUpbit, PathProxy
+
+_PASSWORD = "proxy-password-31337"
+
+
+class ConnectProxy:
+    """An HTTP proxy on loopback that opens ``CONNECT`` tunnels, and counts them. With
+    ``credentials`` (``user:password``) a tunnel needs them, as Basic proxy authorization."""
+
+    def __init__(self, credentials: str | None = None) -> None:
+        self._expected = None
+        if credentials is not None:
+            self._expected = "Basic " + base64.b64encode(credentials.encode()).decode()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[object]] = set()
+        #: Connections accepted so far.
+        self.accepted = 0
+        #: Tunnels opened so far.
+        self.tunnels = 0
+        #: Tunnels refused for want of credentials.
+        self.refused = 0
+        self.url = ""
+
+    async def __aenter__(self) -> ConnectProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        if self._handlers:
+            await asyncio.wait(self._handlers)
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._writers.add(writer)
+        self.accepted += 1
+        upstream: asyncio.StreamWriter | None = None
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            method, target, _ = head[0].split(" ")
+            fields = dict(line.split(": ", 1) for line in head[1:] if line)
+            authorization = {name.lower(): value for name, value in fields.items()}.get(
+                "proxy-authorization"
+            )
+            if method != "CONNECT":
+                writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                return
+            if self._expected is not None and authorization != self._expected:
+                self.refused += 1
+                writer.write(
+                    b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                    b'Proxy-Authenticate: Basic realm="test"\r\nContent-Length: 0\r\n\r\n'
+                )
+                return
+            host, port = target.rsplit(":", 1)
+            upstream_reader, upstream = await asyncio.open_connection(host, int(port))
+            self._writers.add(upstream)
+            self.tunnels += 1
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await asyncio.gather(_pipe(reader, upstream), _pipe(upstream_reader, writer))
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            for end in (writer, upstream):
+                if end is not None:
+                    end.close()
+                    self._writers.discard(end)
+            self._handlers.discard(task)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        if writer.can_write_eof():
+            with contextlib.suppress(OSError):
+                writer.write_eof()
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy named by the environment, whatever the machine's own settings."""
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+async def exchange() -> AsyncIterator[tuple[FakeUpbit, PathProxy]]:
+    """The fake over TLS, behind a path that counts every connection that reaches it."""
+    async with FakeUpbit(tls=True) as fake, PathProxy(fake.base_url) as path:
+        yield fake, path
+
+
+def _session(fake: FakeUpbit, path: PathProxy, http: aiohttp.ClientSession) -> UpbitSession:
+    return UpbitSession(
+        fake.access_key,
+        fake.secret_key,
+        base_url=path.base_url,
+        http_session=http,
+        limiter=SlidingWindowLimiter(),
+    )
+
+
+def _behind_proxy(
+    fake: FakeUpbit, proxy: ConnectProxy, password: str, **options: Any
+) -> aiohttp.ClientSession:
+    """A caller's session with its own proxy and credentials for it. The newest aiohttp
+    deprecates ``proxy_auth=``, yet it is what a caller of any supported release may give."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return aiohttp.ClientSession(
+            connector=_connector(fake),
+            proxy=proxy.url,
+            proxy_auth=aiohttp.BasicAuth("bot", password),
+            **options,
+        )
+
+
+def _connector(fake: FakeUpbit) -> aiohttp.TCPConnector:
+    return aiohttp.TCPConnector(ssl=fake.client_ssl_context())
+
+
+async def test_a_warm_up_through_the_environments_proxy_opens_the_requests_connections(
+    exchange: tuple[FakeUpbit, PathProxy], environment: pytest.MonkeyPatch
+) -> None:
+    """An http_session that trusts the environment, which names a proxy: the warm-up opens its
+    ten connections as tunnels through the proxy and times no handshake (every connection at
+    the exchange came through the proxy), and the burst's ten requests leave on them."""
+    fake, path = exchange
+    uuids = fake.add_orders(200)
+    async with ConnectProxy() as proxy:
+        environment.setenv("https_proxy", proxy.url)
+        async with (
+            aiohttp.ClientSession(connector=_connector(fake), trust_env=True) as http,
+            _session(fake, path, http) as session,
+        ):
+            await session.warm_up(10, keep=False)
+            assert (proxy.tunnels, path.connections, fake.received) == (10, 10, 0)
+            result = await BatchCanceller(session, max_in_flight=10).cancel(uuids=uuids)
+            assert (proxy.tunnels, path.connections) == (10, 10), "no connection opened anew"
+    assert result.success.count == 200
+
+
+async def test_a_warm_up_through_the_sessions_own_proxy_with_credentials_and_headers(
+    exchange: tuple[FakeUpbit, PathProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An http_session made with proxy=, proxy_auth= and headers of its own (which aiohttp
+    sends to the proxy too): the warm-up's tunnels are the ones the requests reuse, and the
+    proxy's password is logged nowhere."""
+    caplog.set_level(logging.DEBUG)
+    fake, path = exchange
+    uuids = fake.add_orders(100)
+    async with (
+        ConnectProxy(f"bot:{_PASSWORD}") as proxy,
+        _behind_proxy(fake, proxy, _PASSWORD, headers={"X-Desk": "emergency"}) as http,
+        _session(fake, path, http) as session,
+    ):
+        await session.warm_up(5, keep=False)
+        assert (proxy.tunnels, path.connections) == (5, 5)
+        result = await BatchCanceller(session, max_in_flight=5).cancel(uuids=uuids)
+        assert (proxy.tunnels, path.connections) == (5, 5), "no connection opened anew"
+    assert result.success.count == 100
+    assert _PASSWORD not in caplog.text
+
+
+async def test_a_host_the_environment_exempts_is_warmed_and_timed_directly(
+    exchange: tuple[FakeUpbit, PathProxy], environment: pytest.MonkeyPatch
+) -> None:
+    """NO_PROXY names the exchange's host: the requests go straight there, and so does the
+    warm-up, with its three handshakes timed."""
+    fake, path = exchange
+    async with ConnectProxy() as proxy:
+        environment.setenv("HTTPS_PROXY", proxy.url)
+        environment.setenv("NO_PROXY", "127.0.0.1")
+        async with (
+            aiohttp.ClientSession(connector=_connector(fake), trust_env=True) as http,
+            _session(fake, path, http) as session,
+        ):
+            await session.warm_up(4, keep=False)
+            assert (proxy.tunnels, path.connections) == (0, 4 + 3)
+
+
+async def test_a_proxy_that_refuses_the_tunnel_is_a_connect_error_that_says_so(
+    exchange: tuple[FakeUpbit, PathProxy],
+) -> None:
+    """Wrong credentials: the warm-up, and a cancel, raise a ConnectError that names the
+    proxy's refusal (nothing reached the exchange, retrying is safe), chained to nothing and
+    quoting no credential, not even in the local variables of its traceback's frames (which
+    error reporters capture)."""
+    fake, path = exchange
+    [uuid] = fake.add_orders(1)
+    async with ConnectProxy(f"bot:{_PASSWORD}") as proxy:
+        async with (
+            _behind_proxy(fake, proxy, "wrong-" + _PASSWORD) as http,
+            _session(fake, path, http) as session,
+        ):
+            with pytest.raises(ConnectError, match=r"proxy refused .* \(HTTP 407\)") as warming:
+                await session.warm_up(2, keep=False)
+            with pytest.raises(ConnectError, match=r"HTTP 407.*nothing was sent, retrying") as sent:
+                await session.cancel_orders(uuids=[uuid])
+        assert proxy.refused >= 3
+    for caught in (warming, sent):
+        assert caught.value.__cause__ is None
+        assert caught.value.__context__ is None
+        _assert_no_credentials(caught.value)
+    assert (path.connections, fake.received) == (0, 0)
+
+
+def _assert_no_credentials(error: BaseException) -> None:
+    """Neither the proxy's password nor its Basic credentials in the error, its chain, or the
+    local variables of the library's frames in its traceback."""
+    caught = traceback.TracebackException.from_exception(error, capture_locals=True)
+    shown = "".join(caught.format_exception_only()) + "".join(
+        f"{name}={value}"
+        for frame in caught.stack
+        if "/upbit_cancel/" in frame.filename
+        for name, value in (frame.locals or {}).items()
+    )
+    assert "/upbit_cancel/" in "".join(frame.filename for frame in caught.stack)
+    for password in (_PASSWORD, "wrong-" + _PASSWORD):
+        for secret in (password, base64.b64encode(f"bot:{password}".encode()).decode()):
+            assert secret not in shown
+
+
+async def test_a_proxy_that_cannot_be_reached_is_a_connect_error_that_says_so(
+    exchange: tuple[FakeUpbit, PathProxy],
+) -> None:
+    """Nothing listens at the proxy's address: the warm-up's ConnectError names the proxy, not
+    the exchange."""
+    fake, path = exchange
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]
+    async with (
+        aiohttp.ClientSession(connector=_connector(fake), proxy=f"http://127.0.0.1:{port}") as http,
+        _session(fake, path, http) as session,
+    ):
+        with pytest.raises(ConnectError, match="the proxy could not be reached"):
+            await session.warm_up(2, keep=False)
+    assert path.connections == 0
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [f"http://bot:{_PASSWORD}@127.0.0.1:99999", f"http://bot:{_PASSWORD}@[::1"],
+    ids=["port out of range", "unclosed bracket"],
+)
+async def test_a_proxy_that_is_not_a_valid_url_is_a_connect_error_that_quotes_nothing(
+    exchange: tuple[FakeUpbit, PathProxy], proxy: str
+) -> None:
+    """The session's proxy= is no valid URL: the warm-up and a cancel raise a ConnectError
+    that says what to check (nothing was sent), never a raw ValueError, never the proxy's
+    text with its password."""
+    fake, path = exchange
+    [uuid] = fake.add_orders(1)
+    async with (
+        aiohttp.ClientSession(connector=_connector(fake), proxy=proxy) as http,
+        _session(fake, path, http) as session,
+    ):
+        with pytest.raises(ConnectError, match="proxy is not a valid URL") as warming:
+            await session.warm_up(2, keep=False)
+        with pytest.raises(
+            ConnectError, match=r"check the http_session's proxy.*nothing was sent"
+        ) as sent:
+            await session.cancel_orders(uuids=[uuid])
+    for caught in (warming, sent):
+        assert caught.value.__cause__ is None
+        assert caught.value.__context__ is None
+        _assert_no_credentials(caught.value)
+    assert (path.connections, fake.received) == (0, 0)
+
+
+async def test_an_environments_proxy_that_is_not_a_valid_url_is_a_connect_error(
+    exchange: tuple[FakeUpbit, PathProxy], environment: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY is no valid URL, with trust_env: a ConnectError for the warm-up and for a
+    cancel alike, never a raw ValueError."""
+    fake, path = exchange
+    [uuid] = fake.add_orders(1)
+    environment.setenv("HTTPS_PROXY", f"http://bot:{_PASSWORD}@127.0.0.1:99999")
+    async with (
+        aiohttp.ClientSession(connector=_connector(fake), trust_env=True) as http,
+        _session(fake, path, http) as session,
+    ):
+        with pytest.raises(ConnectError, match="HTTPS_PROXY") as warming:
+            await session.warm_up(2, keep=False)
+        with pytest.raises(ConnectError, match="nothing was sent") as sent:
+            await session.cancel_orders(uuids=[uuid])
+    for caught in (warming, sent):
+        _assert_no_credentials(caught.value)
+    assert (path.connections, fake.received) == (0, 0)
+
+
+async def test_plain_http_through_a_proxy_opens_nothing_ahead() -> None:
+    """A plain-HTTP base URL (a test's setup) through a proxy has no tunnel to open: the
+    warm-up opens no connection, and times no handshake."""
+    async with (
+        FakeUpbit() as fake,
+        PathProxy(fake.base_url) as path,
+        ConnectProxy() as proxy,
+        aiohttp.ClientSession(proxy=proxy.url) as http,
+        _session(fake, path, http) as session,
+    ):
+        await session.warm_up(3, keep=False)
+        assert (proxy.accepted, path.connections) == (0, 0)
