@@ -12,12 +12,16 @@ import socket
 import traceback
 import warnings
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.helpers import until
 from upbit_cancel import BatchCanceller, ConnectError, SlidingWindowLimiter, UpbitSession
+from upbit_cancel._http import session as session_module
+from upbit_cancel._http.stream import STREAM_PATH
 from upbit_cancel.testing import FakeUpbit, PathProxy
 
 _PASSWORD = "proxy-password-31337"
@@ -111,11 +115,14 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 @pytest.fixture
-def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No proxy named by the environment, whatever the machine's own settings."""
-    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No proxy named by the environment and no ~/.netrc entry, whatever the machine's own
+    settings."""
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "WSS_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+    (tmp_path / "netrc").write_text("")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     return monkeypatch
 
 
@@ -241,7 +248,7 @@ async def test_a_proxy_that_refuses_the_tunnel_is_a_connect_error_that_says_so(
     assert (path.connections, fake.received) == (0, 0)
 
 
-def _assert_no_credentials(error: BaseException) -> None:
+def _assert_no_credentials(error: BaseException, *passwords: str) -> None:
     """Neither the proxy's password nor its Basic credentials in the error, its chain, or the
     local variables of the library's frames in its traceback."""
     caught = traceback.TracebackException.from_exception(error, capture_locals=True)
@@ -252,9 +259,10 @@ def _assert_no_credentials(error: BaseException) -> None:
         for name, value in (frame.locals or {}).items()
     )
     assert "/upbit_cancel/" in "".join(frame.filename for frame in caught.stack)
-    for password in (_PASSWORD, "wrong-" + _PASSWORD):
-        for secret in (password, base64.b64encode(f"bot:{password}".encode()).decode()):
-            assert secret not in shown
+    for password in passwords or (_PASSWORD, "wrong-" + _PASSWORD):
+        assert password not in shown
+        if password.isascii():
+            assert base64.b64encode(f"bot:{password}".encode()).decode() not in shown
 
 
 async def test_a_proxy_that_cannot_be_reached_is_a_connect_error_that_says_so(
@@ -294,9 +302,7 @@ async def test_a_proxy_that_is_not_a_valid_url_is_a_connect_error_that_quotes_no
     ):
         with pytest.raises(ConnectError, match="proxy is not a valid URL") as warming:
             await session.warm_up(2, keep=False)
-        with pytest.raises(
-            ConnectError, match=r"check the http_session's proxy.*nothing was sent"
-        ) as sent:
+        with pytest.raises(ConnectError, match=r"check its proxy.*nothing was sent") as sent:
             await session.cancel_orders(uuids=[uuid])
     for caught in (warming, sent):
         assert caught.value.__cause__ is None
@@ -338,3 +344,77 @@ async def test_plain_http_through_a_proxy_opens_nothing_ahead() -> None:
     ):
         await session.warm_up(3, keep=False)
         assert (proxy.accepted, path.connections) == (0, 0)
+
+
+async def test_credentials_the_proxy_cannot_be_given_are_a_connect_error_that_quotes_none(
+    exchange: tuple[FakeUpbit, PathProxy],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy password Basic authorization cannot carry (beyond Latin-1): the warm-up, its
+    keeper in the background, a cancel and the order stream each meet a ConnectError that says
+    what to check, quoting no credential; the cancel's says nothing was sent."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(session_module, "_WARM_EVERY", 0.02)
+    password = "pässwörd€-31337"
+    fake, path = exchange
+    [uuid] = fake.add_orders(1)
+    async with (
+        ConnectProxy() as proxy,
+        _behind_proxy(fake, proxy, password) as http,
+        _session(fake, path, http) as session,
+    ):
+        with pytest.raises(ConnectError, match="settings could not be used") as warming:
+            await session.warm_up(2)
+        with pytest.raises(ConnectError, match="nothing was sent") as sent:
+            await session.cancel_orders(uuids=[uuid])
+        with pytest.raises(ConnectError, match="settings could not be used") as streaming:
+            await session._transport.connect_stream(STREAM_PATH, within=2.0)
+        await until(lambda: "cannot keep the connections open" in caplog.text)
+        assert proxy.accepted == 0
+    for caught in (warming, sent, streaming):
+        assert caught.value.__cause__ is None
+        assert caught.value.__context__ is None
+        _assert_no_credentials(caught.value, password)
+    assert password not in caplog.text
+    assert all(record.exc_info is None for record in caplog.records)
+    assert (path.connections, fake.received) == (0, 0)
+
+
+@pytest.mark.parametrize("given", ["127.0.0.1:3128", f"bot:{_PASSWORD}@127.0.0.1:3128"])
+async def test_a_proxy_address_without_its_scheme_is_a_connect_error_nothing_sent(
+    exchange: tuple[FakeUpbit, PathProxy], given: str
+) -> None:
+    """proxy="host:3128", with no http:// (curl would take it; aiohttp cannot): the warm-up
+    says the address is not valid, and a cancel that nothing was sent."""
+    fake, path = exchange
+    [uuid] = fake.add_orders(1)
+    async with (
+        aiohttp.ClientSession(connector=_connector(fake), proxy=given) as http,
+        _session(fake, path, http) as session,
+    ):
+        with pytest.raises(ConnectError, match=r"not a valid URL.*http://host:3128") as warming:
+            await session.warm_up(2, keep=False)
+        with pytest.raises(ConnectError, match="nothing was sent") as sent:
+            await session.cancel_orders(uuids=[uuid])
+    for caught in (warming, sent):
+        _assert_no_credentials(caught.value)
+    assert (path.connections, fake.received) == (0, 0)
+
+
+async def test_the_sessions_own_authorization_never_replaces_the_token(
+    exchange: tuple[FakeUpbit, PathProxy], environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A caller's session that authorizes its own requests, with trust_env and a ~/.netrc
+    entry for every host: each cancel carries the token in its place (the fake verifies it),
+    so the netrc password never reaches the exchange."""
+    fake, path = exchange
+    uuids = fake.add_orders(40)
+    (tmp_path / "netrc").write_text("default login someone password netrc-secret-4242\n")
+    async with (
+        aiohttp.ClientSession(connector=_connector(fake), trust_env=True) as http,
+        _session(fake, path, http) as session,
+    ):
+        result = await BatchCanceller(session).cancel(uuids=uuids)
+    assert result.success.count == 40
+    assert [record.status for record in fake.records] == [200, 200]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import ssl
 import time
@@ -417,7 +418,7 @@ class Transport:
             return ConnectError(
                 f"could not open connections to {self._base_url}: the http_session's proxy is "
                 "not a valid URL; check its proxy= (or, with trust_env, the environment's "
-                "HTTPS_PROXY)"
+                "HTTPS_PROXY): an address such as http://host:3128"
             )
         if route is not None and url.scheme != "https":
             # Plain HTTP through a proxy (a test's setup) has no tunnel to open: a connection
@@ -464,6 +465,13 @@ class Transport:
                     connection.release()
         errors = [error for task in tasks if not task.cancelled() and (error := task.exception())]
         for error in errors:
+            # (A refused certificate is a ValueError too, and a fault of the network.)
+            if isinstance(error, aiohttp.InvalidURL) or (
+                isinstance(error, ValueError) and not isinstance(error, aiohttp.ClientError)
+            ):
+                return ConnectError(
+                    f"could not open connections to {self._base_url}: {_settings_fault(error)}"
+                )
             if not isinstance(error, aiohttp.ClientError | OSError | TimeoutError):
                 return error  # a fault of its own, before any fault of the network
         if errors:
@@ -550,14 +558,14 @@ class Transport:
             .with_scheme("wss" if self._base_url.startswith("https") else "ws")
             .with_path(path)
         )
-        token = self._signer.token(None)
         self._give_way()
         self._in_flight += 1
         try:
             async with asyncio.timeout(within):
                 return await http.ws_connect(
                     url,
-                    headers={"Authorization": f"Bearer {token}"},
+                    # Signed in the call: no frame of a traceback holds the token.
+                    headers={"Authorization": "Bearer " + self._signer.token(None)},
                     timeout=aiohttp.ClientWSTimeout(ws_close=within),
                     autoping=True,
                     max_msg_size=1 << 20,
@@ -566,7 +574,13 @@ class Transport:
             status = error.status
             failure = ConnectError(f"the stream refused the connection: HTTP {status}")
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
-            failure = ConnectError(f"could not connect to the stream: {_why_not_connected(error)}")
+            failure = ConnectError(
+                f"could not connect to the stream: {_why_not_connected(error, url)}"
+            )
+        except ValueError as error:
+            # The caller's session could not make it (see _settings_fault); its text may quote
+            # a proxy's credentials.
+            failure = ConnectError(f"could not connect to the stream: {_settings_fault(error)}")
         finally:
             self._in_flight -= 1
         # Raised here, outside the handler: the chain holds nothing of the request.
@@ -826,14 +840,13 @@ class Transport:
             )
             error = self._lost(http, lease, what)
         except ValueError as failure:
-            # Raised making the request (aiohttp's InvalidURL is one): a proxy that is not a
-            # valid URL, credentials for the exchange in ~/.netrc with trust_env. Its text may
-            # quote the proxy's credentials.
-            if lease.sent_at is None:
+            # The caller's session could not make the request (see _settings_fault): before it
+            # was handed over, or while connecting, nothing of it was written.
+            if lease.sent_at is None or _while_connecting(failure):
+                lease.unsent()
                 error = ConnectError(
-                    f"could not make the request to {self._base_url} ({type(failure).__name__}); "
-                    "check the http_session's proxy and, with trust_env, the environment's "
-                    "HTTPS_PROXY and ~/.netrc; nothing was sent"
+                    f"could not make the request to {self._base_url}: {_settings_fault(failure)}"
+                    "; nothing was sent"
                 )
             else:
                 error = OutcomeUnknownError(
@@ -897,6 +910,11 @@ class Transport:
             attempts += 1
             if attempts > 1:
                 raise _ResendRefusedError
+            # Signed here, the last step before it leaves, and set over whatever aiohttp put
+            # there: a caller's session may authorize its own requests (its auth=, or with
+            # trust_env a ~/.netrc entry), which must neither replace the token nor reach the
+            # exchange.
+            outgoing.headers["Authorization"] = "Bearer " + self._signer.token(hashed)
             lease.sending()
             if observer is not None:
                 try:
@@ -908,7 +926,6 @@ class Transport:
         async with http.request(
             request.method,
             url,
-            headers={"Authorization": "Bearer " + self._signer.token(hashed)},
             timeout=self._timeout,
             # Only this middleware: one of the caller's could retry, sending requests the
             # limiter never granted.
@@ -1034,6 +1051,8 @@ async def _proxy_route(http: aiohttp.ClientSession, url: URL) -> _ProxyRoute | N
             proxy: URL | None = URL(given)
         except ValueError:
             proxy = None
+        if proxy is not None and (proxy.scheme not in ("http", "https") or not proxy.host):
+            proxy = None  # no address aiohttp can use: "host:3128", with no http://, say
         return _ProxyRoute(proxy, getattr(http, "_default_proxy_auth", None), http.headers)
     if not http.trust_env:
         return None
@@ -1052,6 +1071,34 @@ def _verifying_context(connector: aiohttp.BaseConnector | None) -> SSLContext | 
     keeps it to itself): a probe's handshake then trusts what theirs do."""
     context = getattr(connector, "_ssl", None)
     return context if isinstance(context, SSLContext) else None
+
+
+def _settings_fault(error: ValueError) -> str:
+    """What to check when aiohttp could not make a request of the caller's session: a
+    ``ValueError`` (``InvalidURL`` among them) from a proxy address it cannot use (one with no
+    ``http://``, say), a proxy's credentials it cannot encode, headers it refuses, or (for the
+    stream) an authorization of the session's own beside the token. Its text is left out: it
+    may quote the proxy's credentials."""
+    return (
+        f"the http_session's settings could not be used ({type(error).__name__}); check its "
+        "proxy (an address such as http://host:3128, with Latin-1 credentials), its headers "
+        "and its own authorization (auth=, or ~/.netrc with trust_env), and with trust_env "
+        "the environment's HTTPS_PROXY"
+    )
+
+
+#: Where aiohttp makes connections: an error raised there left nothing of a request written.
+_CONNECTOR_SOURCE = os.path.join("aiohttp", "connector.py")
+
+
+def _while_connecting(error: BaseException) -> bool:
+    """Whether aiohttp raised ``error`` while making the request's connection."""
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename.endswith(_CONNECTOR_SOURCE):
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def _why_not_connected(error: BaseException, url: URL | None = None) -> str:
