@@ -241,16 +241,20 @@ async def test_a_proxy_that_refuses_the_tunnel_is_a_connect_error_that_says_so(
             with pytest.raises(ConnectError, match=r"HTTP 407.*nothing was sent, retrying") as sent:
                 await session.cancel_orders(uuids=[uuid])
         assert proxy.refused >= 3
-    for caught in (warming, sent):
-        assert caught.value.__cause__ is None
-        assert caught.value.__context__ is None
-        _assert_no_credentials(caught.value)
+    _assert_no_credentials(warming.value, sent.value)
     assert (path.connections, fake.received) == (0, 0)
 
 
-def _assert_no_credentials(error: BaseException, *passwords: str) -> None:
-    """Neither the proxy's password nor its Basic credentials in the error, its chain, or the
-    local variables of the library's frames in its traceback."""
+def _assert_no_credentials(*errors: BaseException, passwords: tuple[str, ...] = ()) -> None:
+    """Each error chained to nothing, and neither the proxy's password nor its Basic
+    credentials in it or in the local variables of the library's frames in its traceback."""
+    for error in errors:
+        assert error.__cause__ is None
+        assert error.__context__ is None
+        _assert_quotes_none(error, passwords)
+
+
+def _assert_quotes_none(error: BaseException, passwords: tuple[str, ...]) -> None:
     caught = traceback.TracebackException.from_exception(error, capture_locals=True)
     shown = "".join(caught.format_exception_only()) + "".join(
         f"{name}={value}"
@@ -304,10 +308,7 @@ async def test_a_proxy_that_is_not_a_valid_url_is_a_connect_error_that_quotes_no
             await session.warm_up(2, keep=False)
         with pytest.raises(ConnectError, match=r"check its proxy.*nothing was sent") as sent:
             await session.cancel_orders(uuids=[uuid])
-    for caught in (warming, sent):
-        assert caught.value.__cause__ is None
-        assert caught.value.__context__ is None
-        _assert_no_credentials(caught.value)
+    _assert_no_credentials(warming.value, sent.value)
     assert (path.connections, fake.received) == (0, 0)
 
 
@@ -327,8 +328,7 @@ async def test_an_environments_proxy_that_is_not_a_valid_url_is_a_connect_error(
             await session.warm_up(2, keep=False)
         with pytest.raises(ConnectError, match="nothing was sent") as sent:
             await session.cancel_orders(uuids=[uuid])
-    for caught in (warming, sent):
-        _assert_no_credentials(caught.value)
+    _assert_no_credentials(warming.value, sent.value)
     assert (path.connections, fake.received) == (0, 0)
 
 
@@ -372,10 +372,7 @@ async def test_credentials_the_proxy_cannot_be_given_are_a_connect_error_that_qu
             await session._transport.connect_stream(STREAM_PATH, within=2.0)
         await until(lambda: "cannot keep the connections open" in caplog.text)
         assert proxy.accepted == 0
-    for caught in (warming, sent, streaming):
-        assert caught.value.__cause__ is None
-        assert caught.value.__context__ is None
-        _assert_no_credentials(caught.value, password)
+    _assert_no_credentials(warming.value, sent.value, streaming.value, passwords=(password,))
     assert password not in caplog.text
     assert all(record.exc_info is None for record in caplog.records)
     assert (path.connections, fake.received) == (0, 0)
@@ -397,8 +394,7 @@ async def test_a_proxy_address_without_its_scheme_is_a_connect_error_nothing_sen
             await session.warm_up(2, keep=False)
         with pytest.raises(ConnectError, match="nothing was sent") as sent:
             await session.cancel_orders(uuids=[uuid])
-    for caught in (warming, sent):
-        _assert_no_credentials(caught.value)
+    _assert_no_credentials(warming.value, sent.value)
     assert (path.connections, fake.received) == (0, 0)
 
 
