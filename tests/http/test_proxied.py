@@ -31,10 +31,12 @@ class ConnectProxy:
     """An HTTP proxy on loopback that opens ``CONNECT`` tunnels, and counts them. With
     ``credentials`` (``user:password``) a tunnel needs them, as Basic proxy authorization."""
 
-    def __init__(self, credentials: str | None = None) -> None:
+    def __init__(self, credentials: str | None = None, *, answer: bytes | None = None) -> None:
         self._expected = None
         if credentials is not None:
             self._expected = "Basic " + base64.b64encode(credentials.encode()).decode()
+        #: What it answers every CONNECT instead of opening a tunnel (b"": it closes).
+        self._answer = answer
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[object]] = set()
@@ -77,6 +79,9 @@ class ConnectProxy:
             )
             if method != "CONNECT":
                 writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                return
+            if self._answer is not None:
+                writer.write(self._answer)
                 return
             if self._expected is not None and authorization != self._expected:
                 self.refused += 1
@@ -289,15 +294,15 @@ async def test_a_proxy_that_cannot_be_reached_is_a_connect_error_that_says_so(
 
 @pytest.mark.parametrize(
     "proxy",
-    [f"http://bot:{_PASSWORD}@127.0.0.1:99999", f"http://bot:{_PASSWORD}@[::1"],
-    ids=["port out of range", "unclosed bracket"],
+    [f"http://bot:{_PASSWORD}@127.0.0.1:99999", f"http://bot:{_PASSWORD}@[::1", 3128],
+    ids=["port out of range", "unclosed bracket", "a number"],
 )
 async def test_a_proxy_that_is_not_a_valid_url_is_a_connect_error_that_quotes_nothing(
-    exchange: tuple[FakeUpbit, PathProxy], proxy: str
+    exchange: tuple[FakeUpbit, PathProxy], proxy: Any
 ) -> None:
     """The session's proxy= is no valid URL: the warm-up and a cancel raise a ConnectError
-    that says what to check (nothing was sent), never a raw ValueError, never the proxy's
-    text with its password."""
+    that says what to check (nothing was sent), never a raw ValueError or TypeError, never the
+    proxy's text with its password."""
     fake, path = exchange
     [uuid] = fake.add_orders(1)
     async with (
@@ -383,14 +388,16 @@ async def test_a_proxy_address_without_its_scheme_is_a_connect_error_nothing_sen
     exchange: tuple[FakeUpbit, PathProxy], given: str
 ) -> None:
     """proxy="host:3128", with no http:// (curl would take it; aiohttp cannot): the warm-up
-    says the address is not valid, and a cancel that nothing was sent."""
+    says what the address should be, and a cancel that nothing was sent."""
     fake, path = exchange
     [uuid] = fake.add_orders(1)
     async with (
         aiohttp.ClientSession(connector=_connector(fake), proxy=given) as http,
         _session(fake, path, http) as session,
     ):
-        with pytest.raises(ConnectError, match=r"not a valid URL.*http://host:3128") as warming:
+        with pytest.raises(
+            ConnectError, match=r"its proxy \(an address such as http://host"
+        ) as warming:
             await session.warm_up(2, keep=False)
         with pytest.raises(ConnectError, match="nothing was sent") as sent:
             await session.cancel_orders(uuids=[uuid])
@@ -414,3 +421,65 @@ async def test_the_sessions_own_authorization_never_replaces_the_token(
         result = await BatchCanceller(session).cancel(uuids=uuids)
     assert result.success.count == 40
     assert [record.status for record in fake.records] == [200, 200]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"", b"HTTP/1.1 2x0 What\r\n\r\n", b"garbage\r\n\r\n"],
+    ids=["closes", "bad status", "no HTTP"],
+)
+async def test_a_proxy_that_answers_its_connect_wrongly_leaves_nothing_sent(
+    exchange: tuple[FakeUpbit, PathProxy], answer: bytes
+) -> None:
+    """A proxy that closes the connection instead of answering its CONNECT (aiohttp then tries
+    once more on its own), or answers what is not HTTP: the cancel is a ConnectError, nothing
+    sent, not an outcome unknown."""
+    fake, path = exchange
+    [uuid] = fake.add_orders(1)
+    async with (
+        ConnectProxy(answer=answer) as proxy,
+        aiohttp.ClientSession(connector=_connector(fake), proxy=proxy.url) as http,
+        _session(fake, path, http) as session,
+    ):
+        with pytest.raises(ConnectError, match="nothing was sent, retrying is safe") as sent:
+            await session.cancel_orders(uuids=[uuid])
+        assert session._transport.requests_sent == 0
+    _assert_no_credentials(sent.value)
+    assert (path.connections, fake.received) == (0, 0)
+
+
+@pytest.mark.parametrize("given", ["", "http://"])
+async def test_an_empty_proxy_is_none(exchange: tuple[FakeUpbit, PathProxy], given: str) -> None:
+    """proxy="" (as os.getenv("HTTPS_PROXY", "") gives): aiohttp goes straight to the exchange,
+    and so does the warm-up, timing its handshakes; the burst reuses its connections."""
+    fake, path = exchange
+    uuids = fake.add_orders(100)
+    async with (
+        aiohttp.ClientSession(connector=_connector(fake), proxy=given) as http,
+        _session(fake, path, http) as session,
+    ):
+        await session.warm_up(5, keep=False)
+        assert path.connections == 5 + 3
+        result = await BatchCanceller(session, max_in_flight=5).cancel(uuids=uuids)
+        assert path.connections == 5 + 3, "no connection opened anew"
+    assert result.success.count == 100
+
+
+async def test_a_stream_is_not_opened_where_netrc_would_replace_its_token(
+    exchange: tuple[FakeUpbit, PathProxy], environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """trust_env and a ~/.netrc entry for every host: the stream's connection is refused before
+    it is made (some aiohttp releases would send the entry's credentials in the token's place),
+    with a ConnectError that says what to change; the cancels still go."""
+    fake, path = exchange
+    (tmp_path / "netrc").write_text("default login someone password netrc-secret-4242\n")
+    async with (
+        aiohttp.ClientSession(connector=_connector(fake), trust_env=True) as http,
+        _session(fake, path, http) as session,
+    ):
+        with pytest.raises(ConnectError, match="netrc entry names the exchange's host") as caught:
+            await session._transport.connect_stream(STREAM_PATH, within=2.0)
+        assert "netrc-secret-4242" not in str(caught.value)
+        assert path.connections == 0
+        result = await session.cancel_orders(uuids=fake.add_orders(1))
+    assert len(result.success) == 1

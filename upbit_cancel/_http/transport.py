@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiohttp
 import attrs
-from aiohttp.helpers import get_env_proxy_for_url
+from aiohttp.helpers import get_env_proxy_for_url, netrc_from_env
 from yarl import URL
 
 from .._errors import (
@@ -130,6 +130,11 @@ class _Answer:
 
 class _ResendRefusedError(Exception):
     """aiohttp tried to send the same request a second time."""
+
+    def __init__(self, *, first_connecting: bool) -> None:
+        super().__init__()
+        #: The first attempt failed while connecting: nothing of it was written.
+        self.first_connecting = first_connecting
 
 
 class _BodyTooLargeError(Exception):
@@ -420,7 +425,7 @@ class Transport:
                 "not a valid URL; check its proxy= (or, with trust_env, the environment's "
                 "HTTPS_PROXY): an address such as http://host:3128"
             )
-        if route is not None and url.scheme != "https":
+        if route is not None and not route.direct and url.scheme != "https":
             # Plain HTTP through a proxy (a test's setup) has no tunnel to open: a connection
             # to the proxy is all a request needs, and some aiohttp releases do not authorize a
             # request again on one that is reused.
@@ -497,7 +502,8 @@ class Transport:
         host, port = url.host, url.port
         if host is None or port is None:
             return 0
-        if await _proxy_route(self.open(), url) is not None:
+        route = await _proxy_route(self.open(), url)
+        if route is not None and not route.direct:
             return 0
         tls = url.scheme == "https"
         if tls and self._probe_context is None:
@@ -558,6 +564,14 @@ class Transport:
             .with_scheme("wss" if self._base_url.startswith("https") else "ws")
             .with_path(path)
         )
+        if http.trust_env and await asyncio.to_thread(_netrc_names, url.host):
+            # aiohttp (3.12.0, for one) would send those credentials in the token's place.
+            raise ConnectError(
+                "could not connect to the stream: the http_session trusts the environment "
+                "(trust_env) and a ~/.netrc entry names the exchange's host, whose credentials "
+                "would replace the stream's token; remove the entry, or give the session an "
+                "http_session without trust_env"
+            )
         self._give_way()
         self._in_flight += 1
         try:
@@ -573,11 +587,13 @@ class Transport:
         except aiohttp.WSServerHandshakeError as error:
             status = error.status
             failure = ConnectError(f"the stream refused the connection: HTTP {status}")
+        except aiohttp.InvalidURL as error:
+            failure = ConnectError(f"could not connect to the stream: {_settings_fault(error)}")
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             failure = ConnectError(
                 f"could not connect to the stream: {_why_not_connected(error, url)}"
             )
-        except ValueError as error:
+        except (ValueError, TypeError) as error:
             # The caller's session could not make it (see _settings_fault); its text may quote
             # a proxy's credentials.
             failure = ConnectError(f"could not connect to the stream: {_settings_fault(error)}")
@@ -833,13 +849,22 @@ class Transport:
             aiohttp.ServerDisconnectedError,
             aiohttp.ClientPayloadError,
         ) as failure:
-            what = (
-                "the client would have sent it a second time"
-                if isinstance(failure, _ResendRefusedError)
-                else type(failure).__name__
-            )
-            error = self._lost(http, lease, what)
-        except ValueError as failure:
+            if _connecting_failed(failure):
+                # The first attempt's connection failed (a proxy that closed it instead of
+                # answering its CONNECT, say), before aiohttp tried again: nothing was written.
+                lease.unsent()
+                error = ConnectError(
+                    f"could not connect to {self._base_url} ({_why_not_connected(failure, url)})"
+                    "; nothing was sent, retrying is safe"
+                )
+            else:
+                what = (
+                    "the client would have sent it a second time"
+                    if isinstance(failure, _ResendRefusedError)
+                    else type(failure).__name__
+                )
+                error = self._lost(http, lease, what)
+        except (ValueError, TypeError) as failure:
             # The caller's session could not make the request (see _settings_fault): before it
             # was handed over, or while connecting, nothing of it was written.
             if lease.sent_at is None or _while_connecting(failure):
@@ -854,10 +879,18 @@ class Transport:
                     "processed"
                 )
         except aiohttp.ClientError as failure:
-            error = OutcomeUnknownError(
-                f"the request failed ({type(failure).__name__}: {redact(str(failure))}); it may "
-                "or may not have been processed"
-            )
+            if _while_connecting(failure):
+                # A proxy's answer to its CONNECT that aiohttp could not read, say.
+                lease.unsent()
+                error = ConnectError(
+                    f"could not connect to {self._base_url} ({_why_not_connected(failure, url)})"
+                    "; nothing was sent, retrying is safe"
+                )
+            else:
+                error = OutcomeUnknownError(
+                    f"the request failed ({type(failure).__name__}: {redact(str(failure))}); it "
+                    "may or may not have been processed"
+                )
         except RuntimeError:
             # aiohttp's "Session is closed": the caller closed its http_session meanwhile.
             if not http.closed:
@@ -899,6 +932,7 @@ class Transport:
         observer: Observer | None,
     ) -> _Answer:
         attempts = 0
+        connecting_failed = False
 
         async def one_attempt(
             outgoing: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
@@ -906,10 +940,10 @@ class Transport:
             # aiohttp re-sends idempotent requests (DELETE among them) once when a kept-alive
             # connection drops: a request the limiter never granted, carrying the same nonce.
             # Refuse the copy and report the outcome as unknown instead.
-            nonlocal attempts
+            nonlocal attempts, connecting_failed
             attempts += 1
             if attempts > 1:
-                raise _ResendRefusedError
+                raise _ResendRefusedError(first_connecting=connecting_failed)
             # Signed here, the last step before it leaves, and set over whatever aiohttp put
             # there: a caller's session may authorize its own requests (its auth=, or with
             # trust_env a ~/.netrc entry), which must neither replace the token nor reach the
@@ -921,7 +955,11 @@ class Transport:
                     observer.sending()
                 except Exception:
                     _log.exception("an observer of the request raised; the request goes on")
-            return await handler(outgoing)
+            try:
+                return await handler(outgoing)
+            except Exception as failure:
+                connecting_failed = _while_connecting(failure)
+                raise
 
         async with http.request(
             request.method,
@@ -1021,11 +1059,18 @@ class _ProxyRoute:
     """The HTTP proxy a session's requests go through, as aiohttp gives it to each of them.
     Its fields may hold the proxy's credentials: none of them is in its repr."""
 
-    #: ``None``: the session names a proxy that is not a valid URL.
+    #: ``None``: the session names a proxy that is not a valid URL. An empty one
+    #: (``proxy=""``) is none: aiohttp then connects straight to the exchange, yet keys the
+    #: pool by it.
     url: URL | None = attrs.field(repr=False)
     auth: aiohttp.BasicAuth | None = attrs.field(repr=False)
     #: The headers sent to the proxy: the session's own with its ``proxy=``, else none.
     headers: CIMultiDict[str] | None = attrs.field(repr=False)
+
+    @property
+    def direct(self) -> bool:
+        """Whether the requests go straight to the exchange all the same."""
+        return self.url is not None and not self.url
 
     def options(self) -> dict[str, Any]:
         """A request's proxy arguments. The headers are a copy of their own for each: aiohttp
@@ -1049,10 +1094,8 @@ async def _proxy_route(http: aiohttp.ClientSession, url: URL) -> _ProxyRoute | N
     if given is not None:
         try:
             proxy: URL | None = URL(given)
-        except ValueError:
+        except (ValueError, TypeError):
             proxy = None
-        if proxy is not None and (proxy.scheme not in ("http", "https") or not proxy.host):
-            proxy = None  # no address aiohttp can use: "host:3128", with no http://, say
         return _ProxyRoute(proxy, getattr(http, "_default_proxy_auth", None), http.headers)
     if not http.trust_env:
         return None
@@ -1066,6 +1109,13 @@ async def _proxy_route(http: aiohttp.ClientSession, url: URL) -> _ProxyRoute | N
     return _ProxyRoute(found, auth, None)
 
 
+def _netrc_names(host: str | None) -> bool:
+    """Whether the environment's ``~/.netrc`` (or ``$NETRC``) has credentials for ``host``,
+    which aiohttp adds to a request of a session that trusts the environment."""
+    found = None if host is None else netrc_from_env()
+    return found is not None and host is not None and found.authenticators(host) is not None
+
+
 def _verifying_context(connector: aiohttp.BaseConnector | None) -> SSLContext | None:
     """The SSL context a caller's connector was given, which its requests verify with (aiohttp
     keeps it to itself): a probe's handshake then trusts what theirs do."""
@@ -1073,7 +1123,7 @@ def _verifying_context(connector: aiohttp.BaseConnector | None) -> SSLContext | 
     return context if isinstance(context, SSLContext) else None
 
 
-def _settings_fault(error: ValueError) -> str:
+def _settings_fault(error: ValueError | TypeError) -> str:
     """What to check when aiohttp could not make a request of the caller's session: a
     ``ValueError`` (``InvalidURL`` among them) from a proxy address it cannot use (one with no
     ``http://``, say), a proxy's credentials it cannot encode, headers it refuses, or (for the
@@ -1083,7 +1133,7 @@ def _settings_fault(error: ValueError) -> str:
         f"the http_session's settings could not be used ({type(error).__name__}); check its "
         "proxy (an address such as http://host:3128, with Latin-1 credentials), its headers "
         "and its own authorization (auth=, or ~/.netrc with trust_env), and with trust_env "
-        "the environment's HTTPS_PROXY"
+        "the environment's proxy settings (HTTPS_PROXY and the like)"
     )
 
 
@@ -1092,13 +1142,23 @@ _CONNECTOR_SOURCE = os.path.join("aiohttp", "connector.py")
 
 
 def _while_connecting(error: BaseException) -> bool:
-    """Whether aiohttp raised ``error`` while making the request's connection."""
+    """Whether aiohttp raised ``error`` while making the request's connection (within its
+    connector's ``connect``, which ends before a byte of the request is written)."""
     trace = error.__traceback__
     while trace is not None:
-        if trace.tb_frame.f_code.co_filename.endswith(_CONNECTOR_SOURCE):
+        code = trace.tb_frame.f_code
+        if code.co_name == "connect" and code.co_filename.endswith(_CONNECTOR_SOURCE):
             return True
         trace = trace.tb_next
     return False
+
+
+def _connecting_failed(error: BaseException) -> bool:
+    """Whether ``error`` (or, for a resend refused, the first attempt's) came of a connection
+    that could not be made."""
+    if isinstance(error, _ResendRefusedError):
+        return error.first_connecting
+    return _while_connecting(error)
 
 
 def _why_not_connected(error: BaseException, url: URL | None = None) -> str:
