@@ -441,7 +441,8 @@ async def test_a_proxy_that_answers_its_connect_wrongly_leaves_nothing_sent(
         aiohttp.ClientSession(connector=_connector(fake), proxy=proxy.url) as http,
         _session(fake, path, http) as session,
     ):
-        with pytest.raises(ConnectError, match="nothing was sent, retrying is safe") as sent:
+        expected = r"the proxy opened no tunnel.*nothing was sent, retrying is safe"
+        with pytest.raises(ConnectError, match=expected) as sent:
             await session.cancel_orders(uuids=[uuid])
         assert session._transport.requests_sent == 0
     _assert_no_credentials(sent.value)
@@ -477,9 +478,25 @@ async def test_a_stream_is_not_opened_where_netrc_would_replace_its_token(
         aiohttp.ClientSession(connector=_connector(fake), trust_env=True) as http,
         _session(fake, path, http) as session,
     ):
-        with pytest.raises(ConnectError, match="netrc entry names the exchange's host") as caught:
+        expected = r"netrc applies to the exchange's host"
+        with pytest.raises(ConnectError, match=expected) as caught:
             await session._transport.connect_stream(STREAM_PATH, within=2.0)
         assert "netrc-secret-4242" not in str(caught.value)
         assert path.connections == 0
         result = await session.cancel_orders(uuids=fake.add_orders(1))
     assert len(result.success) == 1
+
+
+async def test_a_netrc_file_that_cannot_be_read_is_a_connect_error_for_the_stream(
+    exchange: tuple[FakeUpbit, PathProxy], environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """trust_env and a ~/.netrc that is not UTF-8: the stream meets a ConnectError, never a
+    raw UnicodeDecodeError."""
+    fake, path = exchange
+    (tmp_path / "netrc").write_bytes(b"machine h\xe9 login x password y\n")
+    async with (
+        aiohttp.ClientSession(connector=_connector(fake), trust_env=True) as http,
+        _session(fake, path, http) as session,
+    ):
+        with pytest.raises(ConnectError, match="settings could not be used"):
+            await session._transport.connect_stream(STREAM_PATH, within=2.0)

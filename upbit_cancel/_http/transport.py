@@ -131,10 +131,15 @@ class _Answer:
 class _ResendRefusedError(Exception):
     """aiohttp tried to send the same request a second time."""
 
-    def __init__(self, *, first_connecting: bool) -> None:
+    def __init__(self, *, first_connecting: str | None) -> None:
         super().__init__()
-        #: The first attempt failed while connecting: nothing of it was written.
+        #: Why the first attempt's connection could not be made, if it could not: then
+        #: nothing of it was written.
         self.first_connecting = first_connecting
+
+
+class _NetrcError(Exception):
+    """A ~/.netrc entry would replace the stream's token."""
 
 
 class _BodyTooLargeError(Exception):
@@ -564,18 +569,13 @@ class Transport:
             .with_scheme("wss" if self._base_url.startswith("https") else "ws")
             .with_path(path)
         )
-        if http.trust_env and await asyncio.to_thread(_netrc_names, url.host):
-            # aiohttp (3.12.0, for one) would send those credentials in the token's place.
-            raise ConnectError(
-                "could not connect to the stream: the http_session trusts the environment "
-                "(trust_env) and a ~/.netrc entry names the exchange's host, whose credentials "
-                "would replace the stream's token; remove the entry, or give the session an "
-                "http_session without trust_env"
-            )
         self._give_way()
         self._in_flight += 1
         try:
             async with asyncio.timeout(within):
+                if http.trust_env and await asyncio.to_thread(_netrc_names, url.host):
+                    # aiohttp (3.12.0, for one) would send them in the token's place.
+                    raise _NetrcError
                 return await http.ws_connect(
                     url,
                     # Signed in the call: no frame of a traceback holds the token.
@@ -584,6 +584,13 @@ class Transport:
                     autoping=True,
                     max_msg_size=1 << 20,
                 )
+        except _NetrcError:
+            failure = ConnectError(
+                "could not connect to the stream: the http_session trusts the environment "
+                "(trust_env) and an entry of ~/.netrc applies to the exchange's host (one for "
+                "it, or a default), whose credentials would replace the stream's token; remove "
+                "the entry, or give the session an http_session without trust_env"
+            )
         except aiohttp.WSServerHandshakeError as error:
             status = error.status
             failure = ConnectError(f"the stream refused the connection: HTTP {status}")
@@ -852,11 +859,7 @@ class Transport:
             if _connecting_failed(failure):
                 # The first attempt's connection failed (a proxy that closed it instead of
                 # answering its CONNECT, say), before aiohttp tried again: nothing was written.
-                lease.unsent()
-                error = ConnectError(
-                    f"could not connect to {self._base_url} ({_why_not_connected(failure, url)})"
-                    "; nothing was sent, retrying is safe"
-                )
+                error = self._unconnected(http, lease, failure, url)
             else:
                 what = (
                     "the client would have sent it a second time"
@@ -880,12 +883,9 @@ class Transport:
                 )
         except aiohttp.ClientError as failure:
             if _while_connecting(failure):
-                # A proxy's answer to its CONNECT that aiohttp could not read, say.
-                lease.unsent()
-                error = ConnectError(
-                    f"could not connect to {self._base_url} ({_why_not_connected(failure, url)})"
-                    "; nothing was sent, retrying is safe"
-                )
+                # A proxy's answer to its CONNECT that aiohttp could not read, or a connector
+                # closed with the caller's session, say.
+                error = self._unconnected(http, lease, failure, url)
             else:
                 error = OutcomeUnknownError(
                     f"the request failed ({type(failure).__name__}: {redact(str(failure))}); it "
@@ -907,6 +907,21 @@ class Transport:
                 # cancels requests waiting for one of its connections.
                 error = self._lost(http, lease, "cancelled")
         raise error
+
+    def _unconnected(
+        self, http: aiohttp.ClientSession, lease: Lease, failure: BaseException, url: URL
+    ) -> UpbitError:
+        """The error for a request whose connection could not be made: nothing was sent."""
+        lease.unsent()
+        if http.closed:
+            return self._lost(http, lease, "closed")
+        if isinstance(failure, _ResendRefusedError) and failure.first_connecting is not None:
+            why = failure.first_connecting
+        else:
+            why = _why_not_connected(failure, url)
+        return ConnectError(
+            f"could not connect to {self._base_url} ({why}); nothing was sent, retrying is safe"
+        )
 
     @staticmethod
     def _lost(http: aiohttp.ClientSession, lease: Lease, what: str) -> UpbitError:
@@ -932,7 +947,7 @@ class Transport:
         observer: Observer | None,
     ) -> _Answer:
         attempts = 0
-        connecting_failed = False
+        connecting_failed: str | None = None
 
         async def one_attempt(
             outgoing: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
@@ -958,7 +973,8 @@ class Transport:
             try:
                 return await handler(outgoing)
             except Exception as failure:
-                connecting_failed = _while_connecting(failure)
+                if _while_connecting(failure):
+                    connecting_failed = _why_not_connected(failure, url)
                 raise
 
         async with http.request(
@@ -1157,7 +1173,7 @@ def _connecting_failed(error: BaseException) -> bool:
     """Whether ``error`` (or, for a resend refused, the first attempt's) came of a connection
     that could not be made."""
     if isinstance(error, _ResendRefusedError):
-        return error.first_connecting
+        return error.first_connecting is not None
     return _while_connecting(error)
 
 
@@ -1182,6 +1198,14 @@ def _why_not_connected(error: BaseException, url: URL | None = None) -> str:
         return (
             f"the proxy could not be reached ({type(error).__name__}); check the "
             "http_session's proxy"
+        )
+    if isinstance(
+        error, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError
+    ) and _while_connecting(error):
+        # Met before any byte of the request, where only a proxy answers: its CONNECT's.
+        return (
+            f"the proxy opened no tunnel: it closed the connection, or answered its CONNECT with "
+            f"what is not HTTP ({type(error).__name__}); check the http_session's proxy"
         )
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
         reason = getattr(error.certificate_error, "verify_message", None) or "not trusted"
