@@ -11,7 +11,7 @@ import logging
 import socket
 import traceback
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,13 @@ import aiohttp
 import pytest
 
 from tests.helpers import until
-from upbit_cancel import BatchCanceller, ConnectError, SlidingWindowLimiter, UpbitSession
+from upbit_cancel import (
+    BatchCanceller,
+    ConnectError,
+    SessionClosedError,
+    SlidingWindowLimiter,
+    UpbitSession,
+)
 from upbit_cancel._http import session as session_module
 from upbit_cancel._http.stream import STREAM_PATH
 from upbit_cancel.testing import FakeUpbit, PathProxy
@@ -31,12 +37,18 @@ class ConnectProxy:
     """An HTTP proxy on loopback that opens ``CONNECT`` tunnels, and counts them. With
     ``credentials`` (``user:password``) a tunnel needs them, as Basic proxy authorization."""
 
-    def __init__(self, credentials: str | None = None, *, answer: bytes | None = None) -> None:
+    def __init__(
+        self, credentials: str | None = None, *, answer: bytes | None = None, silent: bool = False
+    ) -> None:
         self._expected = None
         if credentials is not None:
             self._expected = "Basic " + base64.b64encode(credentials.encode()).decode()
         #: What it answers every CONNECT instead of opening a tunnel (b"": it closes).
         self._answer = answer
+        #: Whether it answers no CONNECT at all (it reads on until the client leaves).
+        self._silent = silent
+        #: CONNECTs read so far.
+        self.asked = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[object]] = set()
@@ -79,6 +91,10 @@ class ConnectProxy:
             )
             if method != "CONNECT":
                 writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                return
+            self.asked += 1
+            if self._silent:
+                await reader.read()
                 return
             if self._answer is not None:
                 writer.write(self._answer)
@@ -500,3 +516,38 @@ async def test_a_netrc_file_that_cannot_be_read_is_a_connect_error_for_the_strea
     ):
         with pytest.raises(ConnectError, match="settings could not be used"):
             await session._transport.connect_stream(STREAM_PATH, within=2.0)
+
+
+@pytest.mark.parametrize("call", ["warm-up", "stream", "cancel"])
+async def test_a_session_closed_by_its_caller_under_a_connection_is_session_closed(
+    exchange: tuple[FakeUpbit, PathProxy], call: str
+) -> None:
+    """The caller closes its http_session while the proxy has not answered the CONNECT yet:
+    the warm-up, the stream's connection and a cancel each raise SessionClosedError, nothing
+    sent."""
+    fake, path = exchange
+    [uuid] = fake.add_orders(1)
+    async with ConnectProxy(silent=True) as proxy:
+        http = aiohttp.ClientSession(connector=_connector(fake), proxy=proxy.url)
+        async with UpbitSession(
+            fake.access_key,
+            fake.secret_key,
+            base_url=path.base_url,
+            http_session=http,
+            limiter=SlidingWindowLimiter(),
+            # aiohttp leaves a connection under way to its time when its session closes.
+            connect_timeout=0.5,
+        ) as session:
+            calls: dict[str, Callable[[], Awaitable[object]]] = {
+                "warm-up": lambda: session.warm_up(1, keep=False, within=0.5),
+                "stream": lambda: session._transport.connect_stream(STREAM_PATH, within=0.5),
+                "cancel": lambda: session.cancel_orders(uuids=[uuid]),
+            }
+            running = asyncio.ensure_future(calls[call]())
+            await until(lambda: proxy.asked == 1)
+            await http.close()
+            with pytest.raises(SessionClosedError, match="http_session was closed") as caught:
+                await running
+            assert session._transport.requests_sent == 0
+    _assert_no_credentials(caught.value)
+    assert (path.connections, fake.received) == (0, 0)

@@ -474,6 +474,8 @@ class Transport:
                 for connection in held:
                     connection.release()
         errors = [error for task in tasks if not task.cancelled() and (error := task.exception())]
+        if http.closed:
+            return _closed_under("the warm-up")  # whatever its connections met then
         for error in errors:
             # (A refused certificate is a ValueError too, and a fault of the network.)
             if isinstance(error, aiohttp.InvalidURL) or (
@@ -571,6 +573,7 @@ class Transport:
         )
         self._give_way()
         self._in_flight += 1
+        failure: BaseException
         try:
             async with asyncio.timeout(within):
                 if http.trust_env and await asyncio.to_thread(_netrc_names, url.host):
@@ -597,13 +600,31 @@ class Transport:
         except aiohttp.InvalidURL as error:
             failure = ConnectError(f"could not connect to the stream: {_settings_fault(error)}")
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
-            failure = ConnectError(
-                f"could not connect to the stream: {_why_not_connected(error, url)}"
-            )
+            if http.closed:
+                failure = _closed_under("the stream's connection")
+            else:
+                failure = ConnectError(
+                    f"could not connect to the stream: {_why_not_connected(error, url)}"
+                )
         except (ValueError, TypeError) as error:
             # The caller's session could not make it (see _settings_fault); its text may quote
             # a proxy's credentials.
             failure = ConnectError(f"could not connect to the stream: {_settings_fault(error)}")
+        except (RuntimeError, AssertionError):
+            # What aiohttp raises when the caller's session is closed under a connection.
+            if not http.closed:
+                raise
+            failure = _closed_under("the stream's connection")
+        except asyncio.CancelledError as cancelled:
+            task = asyncio.current_task()
+            if task is not None and not task.cancelling() and http.closed:
+                # Not this task's cancellation: the caller closed its http_session, which
+                # cancels what waits for one of its connections.
+                failure = _closed_under("the stream's connection")
+            else:
+                # This task's own, raised afresh: the original's traceback runs through
+                # aiohttp's frames, which hold the token.
+                failure = asyncio.CancelledError(*cancelled.args)
         finally:
             self._in_flight -= 1
         # Raised here, outside the handler: the chain holds nothing of the request.
@@ -832,12 +853,7 @@ class Transport:
             # The proxy refused the tunnel: nothing reached the exchange.
             aiohttp.ClientHttpProxyError,
         ) as failure:
-            lease.unsent()
-            error = ConnectError(
-                f"could not connect to {self._base_url} ({_why_not_connected(failure, url)}); "
-                "nothing was sent"
-                + ("" if isinstance(failure, aiohttp.ClientSSLError) else ", retrying is safe")
-            )
+            error = self._unconnected(http, lease, failure, url)
         except _BodyTooLargeError:
             error = MalformedResponseError(
                 f"the exchange answered with more than {MAX_BODY_BYTES >> 20} MiB; the answer "
@@ -902,9 +918,12 @@ class Transport:
                 # This task's own cancellation, raised afresh: the original's traceback runs
                 # through the transport's frames, which hold the request's headers.
                 error = asyncio.CancelledError(*cancelled.args)
-            else:
+            elif _while_connecting(cancelled):
                 # Not this task's cancellation: the caller closed its http_session, which
-                # cancels requests waiting for one of its connections.
+                # cancelled the wait for one of its connections (nothing was written).
+                error = self._unconnected(http, lease, cancelled, url)
+            else:
+                # Not this task's cancellation: the caller closed its http_session under it.
                 error = self._lost(http, lease, "cancelled")
         raise error
 
@@ -920,7 +939,8 @@ class Transport:
         else:
             why = _why_not_connected(failure, url)
         return ConnectError(
-            f"could not connect to {self._base_url} ({why}); nothing was sent, retrying is safe"
+            f"could not connect to {self._base_url} ({why}); nothing was sent"
+            + ("" if isinstance(failure, aiohttp.ClientSSLError) else ", retrying is safe")
         )
 
     @staticmethod
@@ -1137,6 +1157,12 @@ def _verifying_context(connector: aiohttp.BaseConnector | None) -> SSLContext | 
     keeps it to itself): a probe's handshake then trusts what theirs do."""
     context = getattr(connector, "_ssl", None)
     return context if isinstance(context, SSLContext) else None
+
+
+def _closed_under(what: str) -> SessionClosedError:
+    return SessionClosedError(
+        f"the aiohttp.ClientSession given as http_session was closed under {what}"
+    )
 
 
 def _settings_fault(error: ValueError | TypeError) -> str:
