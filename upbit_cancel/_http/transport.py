@@ -3,7 +3,7 @@
 Every request takes this path, in order::
 
     a lease of its rate-limit group's limiter      raced with the caller's stop event
-    a JWT made for this attempt                    a fresh nonce every time
+    a JWT made for this attempt                    a fresh nonce, set over any other authorization
     sent once                                      aiohttp's own re-send is refused
     the answer read                                at most MAX_BODY_BYTES
     the lease told what the answer said            429, 418 and Remaining-Req reach the limiter
@@ -12,7 +12,8 @@ Every request takes this path, in order::
 
 The limiter of each group is claimed from the registry the first time the group is used, so
 sessions of one key share every budget in one event loop. No raw aiohttp error leaves this
-module, and none is ever in an error's chain (it holds the request's headers).
+module, and none is ever in an error's chain (it holds the request's headers). A connection
+that could not be made (``connecting``: a proxy's fault among them) means nothing was sent.
 """
 
 from __future__ import annotations
@@ -20,17 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from ssl import SSLContext
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import attrs
-from aiohttp.helpers import get_env_proxy_for_url, netrc_from_env
 from yarl import URL
 
 from .._errors import (
@@ -69,10 +68,17 @@ from .._limiter.registry import claim, handed_over, unclaim, waits_for_predecess
 from .._log import log as _log
 from .._redact import redact
 from .answers import block_seconds, error_details, parse_remaining_req
+from .connecting import (
+    closed_under,
+    netrc_names,
+    no_proxy,
+    proxy_route,
+    settings_fault,
+    verifying_context,
+    while_connecting,
+    why_not_connected,
+)
 from .signing import Signer, encode_query
-
-if TYPE_CHECKING:
-    from multidict import CIMultiDict
 
 __all__ = ["MAX_BODY_BYTES", "Observer", "Request", "Transport"]
 
@@ -423,7 +429,7 @@ class Transport:
         connector = http.connector
         assert connector is not None, "an open aiohttp session has a connector"
         url = URL(self._base_url)
-        route = await _proxy_route(http, url)
+        route = await proxy_route(http, url)
         if route is not None and route.url is None:
             return ConnectError(
                 f"could not open connections to {self._base_url}: the http_session's proxy is "
@@ -441,7 +447,7 @@ class Transport:
         loop = asyncio.get_running_loop()
         timeout = aiohttp.ClientTimeout(total=within, connect=within)
         held = [] if refresh is None else refresh.held
-        options = _no_proxy if route is None else route.options
+        options = no_proxy if route is None else route.options
 
         async def one() -> None:
             # A request that is never sent: what the connector needs to know where to connect.
@@ -475,21 +481,21 @@ class Transport:
                     connection.release()
         errors = [error for task in tasks if not task.cancelled() and (error := task.exception())]
         if http.closed:
-            return _closed_under("the warm-up")  # whatever its connections met then
+            return closed_under("the warm-up")  # whatever its connections met then
         for error in errors:
             # (A refused certificate is a ValueError too, and a fault of the network.)
             if isinstance(error, aiohttp.InvalidURL) or (
                 isinstance(error, ValueError) and not isinstance(error, aiohttp.ClientError)
             ):
                 return ConnectError(
-                    f"could not open connections to {self._base_url}: {_settings_fault(error)}"
+                    f"could not open connections to {self._base_url}: {settings_fault(error)}"
                 )
             if not isinstance(error, aiohttp.ClientError | OSError | TimeoutError):
                 return error  # a fault of its own, before any fault of the network
         if errors:
             return ConnectError(
                 f"could not open connections to {self._base_url} "
-                f"({_why_not_connected(errors[0], url)})"
+                f"({why_not_connected(errors[0], url)})"
             )
         return None
 
@@ -509,14 +515,14 @@ class Transport:
         host, port = url.host, url.port
         if host is None or port is None:
             return 0
-        route = await _proxy_route(self.open(), url)
+        route = await proxy_route(self.open(), url)
         if route is not None and not route.direct:
             return 0
         tls = url.scheme == "https"
         if tls and self._probe_context is None:
             self._probe_context = (
                 self._ssl
-                or _verifying_context(self.open().connector)
+                or verifying_context(self.open().connector)
                 or ssl.create_default_context()
             )
         limiter = self.limiter()
@@ -576,7 +582,7 @@ class Transport:
         failure: BaseException
         try:
             async with asyncio.timeout(within):
-                if http.trust_env and await asyncio.to_thread(_netrc_names, url.host):
+                if http.trust_env and await asyncio.to_thread(netrc_names, url.host):
                     # aiohttp (3.12.0, for one) would send them in the token's place.
                     raise _NetrcError
                 return await http.ws_connect(
@@ -598,29 +604,29 @@ class Transport:
             status = error.status
             failure = ConnectError(f"the stream refused the connection: HTTP {status}")
         except aiohttp.InvalidURL as error:
-            failure = ConnectError(f"could not connect to the stream: {_settings_fault(error)}")
+            failure = ConnectError(f"could not connect to the stream: {settings_fault(error)}")
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             if http.closed:
-                failure = _closed_under("the stream's connection")
+                failure = closed_under("the stream's connection")
             else:
                 failure = ConnectError(
-                    f"could not connect to the stream: {_why_not_connected(error, url)}"
+                    f"could not connect to the stream: {why_not_connected(error, url)}"
                 )
         except (ValueError, TypeError) as error:
-            # The caller's session could not make it (see _settings_fault); its text may quote
+            # The caller's session could not make it (see settings_fault); its text may quote
             # a proxy's credentials.
-            failure = ConnectError(f"could not connect to the stream: {_settings_fault(error)}")
+            failure = ConnectError(f"could not connect to the stream: {settings_fault(error)}")
         except (RuntimeError, AssertionError):
             # What aiohttp raises when the caller's session is closed under a connection.
             if not http.closed:
                 raise
-            failure = _closed_under("the stream's connection")
+            failure = closed_under("the stream's connection")
         except asyncio.CancelledError as cancelled:
             task = asyncio.current_task()
             if task is not None and not task.cancelling() and http.closed:
                 # Not this task's cancellation: the caller closed its http_session, which
                 # cancels what waits for one of its connections.
-                failure = _closed_under("the stream's connection")
+                failure = closed_under("the stream's connection")
             else:
                 # This task's own, raised afresh: the original's traceback runs through
                 # aiohttp's frames, which hold the token.
@@ -884,12 +890,12 @@ class Transport:
                 )
                 error = self._lost(http, lease, what)
         except (ValueError, TypeError) as failure:
-            # The caller's session could not make the request (see _settings_fault): before it
+            # The caller's session could not make the request (see settings_fault): before it
             # was handed over, or while connecting, nothing of it was written.
-            if lease.sent_at is None or _while_connecting(failure):
+            if lease.sent_at is None or while_connecting(failure):
                 lease.unsent()
                 error = ConnectError(
-                    f"could not make the request to {self._base_url}: {_settings_fault(failure)}"
+                    f"could not make the request to {self._base_url}: {settings_fault(failure)}"
                     "; nothing was sent"
                 )
             else:
@@ -898,7 +904,7 @@ class Transport:
                     "processed"
                 )
         except aiohttp.ClientError as failure:
-            if _while_connecting(failure):
+            if while_connecting(failure):
                 # A proxy's answer to its CONNECT that aiohttp could not read, or a connector
                 # closed with the caller's session, say.
                 error = self._unconnected(http, lease, failure, url)
@@ -918,7 +924,7 @@ class Transport:
                 # This task's own cancellation, raised afresh: the original's traceback runs
                 # through the transport's frames, which hold the request's headers.
                 error = asyncio.CancelledError(*cancelled.args)
-            elif _while_connecting(cancelled):
+            elif while_connecting(cancelled):
                 # Not this task's cancellation: the caller closed its http_session, which
                 # cancelled the wait for one of its connections (nothing was written).
                 error = self._unconnected(http, lease, cancelled, url)
@@ -937,7 +943,7 @@ class Transport:
         if isinstance(failure, _ResendRefusedError) and failure.first_connecting is not None:
             why = failure.first_connecting
         else:
-            why = _why_not_connected(failure, url)
+            why = why_not_connected(failure, url)
         return ConnectError(
             f"could not connect to {self._base_url} ({why}); nothing was sent"
             + ("" if isinstance(failure, aiohttp.ClientSSLError) else ", retrying is safe")
@@ -993,8 +999,8 @@ class Transport:
             try:
                 return await handler(outgoing)
             except Exception as failure:
-                if _while_connecting(failure):
-                    connecting_failed = _why_not_connected(failure, url)
+                if while_connecting(failure):
+                    connecting_failed = why_not_connected(failure, url)
                 raise
 
         async with http.request(
@@ -1090,159 +1096,12 @@ def _discard(grant: asyncio.Future[Lease]) -> None:
         grant.add_done_callback(_release_if_granted)
 
 
-@attrs.frozen
-class _ProxyRoute:
-    """The HTTP proxy a session's requests go through, as aiohttp gives it to each of them.
-    Its fields may hold the proxy's credentials: none of them is in its repr."""
-
-    #: ``None``: the session names a proxy that is not a valid URL. An empty one
-    #: (``proxy=""``) is none: aiohttp then connects straight to the exchange, yet keys the
-    #: pool by it.
-    url: URL | None = attrs.field(repr=False)
-    auth: aiohttp.BasicAuth | None = attrs.field(repr=False)
-    #: The headers sent to the proxy: the session's own with its ``proxy=``, else none.
-    headers: CIMultiDict[str] | None = attrs.field(repr=False)
-
-    @property
-    def direct(self) -> bool:
-        """Whether the requests go straight to the exchange all the same."""
-        return self.url is not None and not self.url
-
-    def options(self) -> dict[str, Any]:
-        """A request's proxy arguments. The headers are a copy of their own for each: aiohttp
-        writes into a request's proxy headers as it connects, and keys the pool by them."""
-        headers = None if self.headers is None else self.headers.copy()
-        return {"proxy": self.url, "proxy_auth": self.auth, "proxy_headers": headers}
-
-
-def _no_proxy() -> dict[str, Any]:
-    return {}
-
-
-async def _proxy_route(http: aiohttp.ClientSession, url: URL) -> _ProxyRoute | None:
-    """The proxy of each request of ``http`` to ``url`` (``None``: they go straight there): the
-    session's own ``proxy=``, else, when it trusts the environment, the proxy the environment
-    names for ``url``. A connection opened ahead of the requests is one they reuse only if its
-    proxy arguments are theirs: the pool keys its connections by them."""
-    # aiohttp keeps a ClientSession's proxy= to itself; a request takes it, with the session's
-    # headers as the proxy's, when it names no proxy of its own (as none of ours does).
-    given = getattr(http, "_default_proxy", None)
-    if given is not None:
-        try:
-            proxy: URL | None = URL(given)
-        except (ValueError, TypeError):
-            proxy = None
-        return _ProxyRoute(proxy, getattr(http, "_default_proxy_auth", None), http.headers)
-    if not http.trust_env:
-        return None
-    try:
-        # It may read ~/.netrc for the proxy's credentials: off the loop, as aiohttp does it.
-        found, auth = await asyncio.to_thread(get_env_proxy_for_url, url)
-    except LookupError:
-        return None
-    except ValueError:
-        return _ProxyRoute(None, None, None)  # the environment's proxy is not a valid URL
-    return _ProxyRoute(found, auth, None)
-
-
-def _netrc_names(host: str | None) -> bool:
-    """Whether the environment's ``~/.netrc`` (or ``$NETRC``) has credentials for ``host``,
-    which aiohttp adds to a request of a session that trusts the environment."""
-    found = None if host is None else netrc_from_env()
-    return found is not None and host is not None and found.authenticators(host) is not None
-
-
-def _verifying_context(connector: aiohttp.BaseConnector | None) -> SSLContext | None:
-    """The SSL context a caller's connector was given, which its requests verify with (aiohttp
-    keeps it to itself): a probe's handshake then trusts what theirs do."""
-    context = getattr(connector, "_ssl", None)
-    return context if isinstance(context, SSLContext) else None
-
-
-def _closed_under(what: str) -> SessionClosedError:
-    return SessionClosedError(
-        f"the aiohttp.ClientSession given as http_session was closed under {what}"
-    )
-
-
-def _settings_fault(error: ValueError | TypeError) -> str:
-    """What to check when aiohttp could not make a request of the caller's session: a
-    ``ValueError`` (``InvalidURL`` among them) from a proxy address it cannot use (one with no
-    ``http://``, say), a proxy's credentials it cannot encode, headers it refuses, or (for the
-    stream) an authorization of the session's own beside the token. Its text is left out: it
-    may quote the proxy's credentials."""
-    return (
-        f"the http_session's settings could not be used ({type(error).__name__}); check its "
-        "proxy (an address such as http://host:3128, with Latin-1 credentials), its headers "
-        "and its own authorization (auth=, or ~/.netrc with trust_env), and with trust_env "
-        "the environment's proxy settings (HTTPS_PROXY and the like)"
-    )
-
-
-#: Where aiohttp makes connections: an error raised there left nothing of a request written.
-_CONNECTOR_SOURCE = os.path.join("aiohttp", "connector.py")
-
-
-def _while_connecting(error: BaseException) -> bool:
-    """Whether aiohttp raised ``error`` while making the request's connection (within its
-    connector's ``connect``, which ends before a byte of the request is written)."""
-    trace = error.__traceback__
-    while trace is not None:
-        code = trace.tb_frame.f_code
-        if code.co_name == "connect" and code.co_filename.endswith(_CONNECTOR_SOURCE):
-            return True
-        trace = trace.tb_next
-    return False
-
-
 def _connecting_failed(error: BaseException) -> bool:
     """Whether ``error`` (or, for a resend refused, the first attempt's) came of a connection
     that could not be made."""
     if isinstance(error, _ResendRefusedError):
         return error.first_connecting is not None
-    return _while_connecting(error)
-
-
-def _why_not_connected(error: BaseException, url: URL | None = None) -> str:
-    """What stopped a connection to ``url``, in a few words: the type of error, and for a
-    certificate or a proxy what to check (never the request, which holds the token, nor the
-    proxy's answer, which may quote its credentials)."""
-    if isinstance(error, aiohttp.ClientHttpProxyError):
-        if error.status == 407:
-            advice = "check the proxy's credentials"
-        elif error.status >= 500:
-            advice = "the proxy could not reach the exchange"
-        else:
-            advice = "check the proxy's settings"
-        return f"the proxy refused to open a tunnel to the exchange (HTTP {error.status}); {advice}"
-    if isinstance(error, aiohttp.ClientProxyConnectionError) or (
-        # Another host than the exchange's: aiohttp says so only for some of a proxy's faults.
-        isinstance(error, aiohttp.ClientConnectorError)
-        and url is not None
-        and error.host not in (url.host, url.raw_host)
-    ):
-        return (
-            f"the proxy could not be reached ({type(error).__name__}); check the "
-            "http_session's proxy"
-        )
-    if isinstance(
-        error, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError
-    ) and _while_connecting(error):
-        # Met before any byte of the request, where only a proxy answers: its CONNECT's.
-        return (
-            f"the proxy opened no tunnel: it closed the connection, or answered its CONNECT with "
-            f"what is not HTTP ({type(error).__name__}); check the http_session's proxy"
-        )
-    if isinstance(error, aiohttp.ClientConnectorCertificateError):
-        reason = getattr(error.certificate_error, "verify_message", None) or "not trusted"
-        return (
-            f"the server's TLS certificate was refused: {reason}; check the system's "
-            "certificate authorities, or give ssl= a context that trusts the server's own "
-            "authority (a test server's)"
-        )
-    if isinstance(error, aiohttp.ClientSSLError):
-        return "the TLS handshake failed; check that the URL is the exchange's HTTPS address"
-    return type(error).__name__
+    return while_connecting(error)
 
 
 async def _prepared(limiter: Prepares) -> None:
