@@ -26,7 +26,6 @@ __all__ = [
     "ProxyRoute",
     "closed_under",
     "netrc_names",
-    "no_proxy",
     "proxy_route",
     "settings_fault",
     "verifying_context",
@@ -60,10 +59,6 @@ class ProxyRoute:
         return {"proxy": self.url, "proxy_auth": self.auth, "proxy_headers": headers}
 
 
-def no_proxy() -> dict[str, Any]:
-    return {}
-
-
 async def proxy_route(http: aiohttp.ClientSession, url: URL) -> ProxyRoute | None:
     """The proxy of each request of ``http`` to ``url`` (``None``: they go straight there): the
     session's own ``proxy=``, else, when it trusts the environment, the proxy the environment
@@ -93,8 +88,10 @@ async def proxy_route(http: aiohttp.ClientSession, url: URL) -> ProxyRoute | Non
 def netrc_names(host: str | None) -> bool:
     """Whether the environment's ``~/.netrc`` (or ``$NETRC``) has credentials for ``host``,
     which aiohttp adds to a request of a session that trusts the environment."""
-    found = None if host is None else netrc_from_env()
-    return found is not None and host is not None and found.authenticators(host) is not None
+    if host is None:
+        return False
+    found = netrc_from_env()
+    return found is not None and found.authenticators(host) is not None
 
 
 def verifying_context(connector: aiohttp.BaseConnector | None) -> SSLContext | None:

@@ -71,7 +71,6 @@ from .answers import block_seconds, error_details, parse_remaining_req
 from .connecting import (
     closed_under,
     netrc_names,
-    no_proxy,
     proxy_route,
     settings_fault,
     verifying_context,
@@ -447,7 +446,7 @@ class Transport:
         loop = asyncio.get_running_loop()
         timeout = aiohttp.ClientTimeout(total=within, connect=within)
         held = [] if refresh is None else refresh.held
-        options = no_proxy if route is None else route.options
+        options = dict if route is None else route.options  # no proxy: no arguments
 
         async def one() -> None:
             # A request that is never sent: what the connector needs to know where to connect.
