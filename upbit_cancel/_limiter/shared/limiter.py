@@ -95,6 +95,7 @@ class SharedLimiter(Paced):
         "_shrunk",
         "_siblings",
         "_store",
+        "_tell_by",
         "_terms",
         "_visiting",
         "_waiters",
@@ -149,6 +150,8 @@ class SharedLimiter(Paced):
         self._in_line: list[str] = []
         self._shrunk = False
         self._releases: list[tuple[str, float, float, float, Any]] = []
+        # When the releases pending must be told at the latest (loop time; inf: none pending).
+        self._tell_by = math.inf
         self._adopt: list[float] = []
         self._lost_holds = False
         self._active: set[str] = set()
@@ -322,8 +325,9 @@ class SharedLimiter(Paced):
         self._pacer.observe_handshake(started, completed, round_trips)
 
     def release(self, lease: Lease) -> None:
-        """Learn from the answer; tell the store, at the driver's next visit, how long the slot
-        stays taken."""
+        """Learn from the answer; tell the store how long the slot stays taken: within
+        :attr:`Terms.poll`, with the other answers of that moment in one visit, or at once if
+        the answer changed the account's pace (a pause, a block, a lower share)."""
         handle = lease.handle
         loop = self._loop if self._closed else self._bind()
         if self._left or loop is None or loop.is_closed():
@@ -341,9 +345,17 @@ class SharedLimiter(Paced):
             holds.popleft()
         holds.append(longest)
         own = release.until if release.floor is not None else longest
-        self._releases.append((handle, longest, own, release.floor or 0.0, release.decision))
+        decision = release.decision
+        self._releases.append((handle, longest, own, release.floor or 0.0, decision))
+        if decision.pause_until is not None or decision.block_until is not None or decision.share:
+            self._tell_by = -math.inf  # what the other processes must follow at once
+        else:
+            # A slot told late is held longer in the store meanwhile, never shorter: the answers
+            # of a moment go together in one visit, told within a poll (when the others waiting
+            # ask again) and long before the slot frees, a window after its request.
+            self._tell_by = min(self._tell_by, now + self._terms.poll)
         if not self._closed:
-            self._nudge(at_once=True)
+            self._nudge(at_once=False)
         # Closed: told by the leaving visit, still to come.
 
     def remaining_holds(self) -> list[float]:
@@ -373,6 +385,7 @@ class SharedLimiter(Paced):
         another, may want that first."""
         loop = self._bind()
         while self._releases and not self._closed and self._outage is None:
+            self._tell_by = -math.inf
             self._nudge(at_once=True)
             await asyncio.sleep(0.001)
             if loop.is_closed():  # pragma: no cover - defensive
@@ -516,11 +529,11 @@ class SharedLimiter(Paced):
                     return now
                 return self._retry_at
             return math.inf
-        if self._releases or self._shrunk or self._adopt or self._lost_holds:
+        if self._shrunk or self._adopt or self._lost_holds:
             return now
-        due = math.inf
+        due = self._tell_by if self._releases else math.inf
         if self._waiters:
-            due = self._ask_at
+            due = min(due, self._ask_at)
         if self._active or (self._heartbeat and self._epoch is not None):
             due = min(due, self._renew_at)
         return due
@@ -538,6 +551,7 @@ class SharedLimiter(Paced):
         still = set(waiting)
         gone = tuple(place for place, ticket in enumerate(self._in_line) if ticket not in still)
         releases, self._releases = self._releases, []
+        self._tell_by = math.inf
         shrunk, self._shrunk = self._shrunk, False
         adopt, self._adopt = self._adopt, []
         now = loop.time()
@@ -577,6 +591,7 @@ class SharedLimiter(Paced):
                 self._latest_read = max(self._latest_read, error.read_at)
             # Told again at the next visit: held longer meanwhile, never shorter.
             self._releases[:0] = releases
+            self._tell_by = -math.inf
             self._shrunk = self._shrunk or shrunk
             self._adopt[:0] = adopt
             self._fall_back(loop, error)
@@ -589,6 +604,7 @@ class SharedLimiter(Paced):
             # Closed mid-visit: what it carried goes with the leaving visit (told twice at
             # worst, if this one was written: a slot then held a little longer, never shorter).
             self._releases[:0] = releases
+            self._tell_by = -math.inf
             self._shrunk = self._shrunk or shrunk
             self._adopt[:0] = adopt
             raise
