@@ -46,6 +46,31 @@ async def test_the_budget_is_kept_under_a_hash_never_the_key(
         assert key.endswith(":default")
 
 
+def test_a_script_that_cancels_in_two_event_loops_shares_one_limiter(
+    tmp_path: Path, session_for: SessionFor
+) -> None:
+    """Two ``asyncio.run`` calls in turn, one limiter: the first loop tells the store its last
+    answer before its session has closed, so the second finds the limiter idle and free to
+    serve it (one limiter belongs to one event loop at a time), and the store holds no lease of
+    the first as still in flight."""
+    limiter = HostLimiter(state_dir=tmp_path)
+
+    async def cancel_one() -> int:
+        async with FakeUpbit() as fake:
+            async with session_for(fake, limiter=limiter) as session:
+                result = await session.cancel_orders(uuids=fake.add_orders(1))
+            [(_, text)] = states(tmp_path)
+            state = decode(text)
+            assert state is not None
+            assert not state.active
+            return result.success.count
+
+    try:
+        assert [asyncio.run(cancel_one()) for _ in range(2)] == [1, 1]
+    finally:
+        asyncio.run(limiter.aclose())
+
+
 def test_the_directory_is_named_by_the_variable_else_the_cache(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

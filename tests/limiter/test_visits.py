@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
+import pytest
+
 from tests._clock import VirtualClock, run_virtual
 from tests.helpers import until
 from upbit_cancel._limiter.contract import Feedback, Lease
@@ -54,11 +56,19 @@ class MemoryStore:
         return None
 
 
-def limiter_on(store: MemoryStore) -> SharedLimiter:
+class SlowStore(MemoryStore):
+    """A store whose every transaction takes 50 ms, as a busy Redis or a locked file may."""
+
+    async def transact(self, key: str, change: Change[R]) -> Transacted[R]:
+        await asyncio.sleep(0.05)
+        return await super().transact(key, change)
+
+
+def limiter_on(store: MemoryStore, limit: int = 30) -> SharedLimiter:
     return SharedLimiter(
         store,
         account="account",
-        settings=Settings.checked(30, 1.0),
+        settings=Settings.checked(limit, 1.0),
         fallback_limit=0,
         heartbeat=False,
     )
@@ -98,15 +108,18 @@ def test_the_answers_of_a_moment_are_told_in_one_visit() -> None:
     run_virtual(main)
 
 
-def test_a_429_is_told_at_once_with_the_answers_waiting() -> None:
-    """An answer that slows the account down is told in the next visit, at once, and carries
-    the releases that were waiting for their poll."""
+@pytest.mark.parametrize("status", [429, 418])
+def test_an_answer_that_slows_the_account_is_told_at_once_with_the_answers_waiting(
+    status: int,
+) -> None:
+    """A 429 or a 418 is told in the next visit, at once, and carries the releases that were
+    waiting for their poll."""
 
     async def main(clock: VirtualClock) -> None:
         store = MemoryStore(clock)
         async with limiter_on(store) as limiter:
-            calm, limited = await answered(limiter, 2)
-            limited.feedback = Feedback(429)
+            calm, limited, _ = await answered(limiter, 3)  # the third stays in flight
+            limited.feedback = Feedback(status, block_seconds=60.0 if status == 418 else None)
             granted = len(store.visits)
             calm.release()
             await asyncio.sleep(0)
@@ -116,9 +129,72 @@ def test_a_429_is_told_at_once_with_the_answers_waiting() -> None:
             assert store.visits[granted] == at
             state = decode(store.texts["account:default"])
             assert state is not None
-            assert state.paused_until > at  # every process of the account pauses
-            assert not state.active  # the 200's slot went with it
-            await until(lambda: limiter.idle)
+            # Every process of the account pauses, or is blocked.
+            assert max(state.paused_until, state.blocked_until) > at
+            assert len(state.active) == 1  # the 200's slot went with it
             assert len(store.visits) == granted + 1
+
+    run_virtual(main)
+
+
+def test_the_last_lease_in_flight_is_told_at_once() -> None:
+    """With no other answer to wait for, the last one is told at once: a loop that ends right
+    after it (a script's ``asyncio.run``) leaves nothing untold, and the limiter is idle."""
+
+    async def main(clock: VirtualClock) -> None:
+        store = MemoryStore(clock)
+        async with limiter_on(store) as limiter:
+            first, last = await answered(limiter, 2)
+            granted = len(store.visits)
+            first.release()
+            last.release()
+            at = clock.time()
+            await until(lambda: len(store.visits) > granted)
+            assert store.visits[granted:] == [at]
+            assert limiter.idle
+
+    run_virtual(main)
+
+
+def test_a_slot_whose_request_never_left_goes_to_a_waiter_at_once() -> None:
+    """A lease released unsent frees its slot now: the store hears of it at once, though other
+    answers are still awaited, and the request waiting for a slot is granted that moment."""
+
+    async def main(clock: VirtualClock) -> None:
+        store = MemoryStore(clock)
+        async with limiter_on(store, limit=2) as limiter:
+            unused = await limiter.acquire()
+            in_flight = await limiter.acquire()
+            in_flight.sending()
+            waiting = asyncio.ensure_future(limiter.acquire())
+            await until(lambda: len(store.visits) >= 3)  # it asked, and was told to wait
+            unused.release()
+            at = clock.time()
+            granted = await waiting
+            assert clock.time() == at
+            for lease in (in_flight, granted):
+                lease.release()
+
+    run_virtual(main)
+
+
+def test_flush_and_idle_wait_for_the_visit_that_carries_the_releases() -> None:
+    """With a slow store, ``flush()`` returns and ``idle`` holds only once the store has the
+    releases, not while the visit that carries them is under way."""
+
+    async def main(clock: VirtualClock) -> None:
+        store = SlowStore(clock)
+        async with limiter_on(store) as limiter:
+            first, second = await answered(limiter, 2)
+            first.release()
+            await limiter.flush()
+            state = decode(store.texts["account:default"])
+            assert state is not None
+            assert len(state.active) == 1
+            second.release()
+            await until(lambda: limiter.idle)
+            state = decode(store.texts["account:default"])
+            assert state is not None
+            assert not state.active
 
     run_virtual(main)

@@ -96,6 +96,7 @@ class SharedLimiter(Paced):
         "_siblings",
         "_store",
         "_tell_by",
+        "_telling",
         "_terms",
         "_visiting",
         "_waiters",
@@ -166,6 +167,8 @@ class SharedLimiter(Paced):
         self._fallback: SlidingWindowLimiter | None = None
         self._driver: asyncio.Task[None] | None = None
         self._visiting = False
+        # Whether the visit under way carries releases (they are not told until it ends).
+        self._telling = False
         self._wake: asyncio.Event | None = None
         self._closed = False
         # Closed and the leaving visit told (or given up): nothing more reaches the store.
@@ -194,7 +197,7 @@ class SharedLimiter(Paced):
         """Whether this process holds no lease, waits for none and has told the store
         everything (the slots it released are held in the store)."""
         fallback_idle = self._fallback is None or self._fallback.idle
-        busy = self._active or self._waiters or self._pending or self._releases
+        busy = self._active or self._waiters or self._pending or self._releases or self._telling
         return not busy and fallback_idle
 
     @property
@@ -326,8 +329,9 @@ class SharedLimiter(Paced):
 
     def release(self, lease: Lease) -> None:
         """Learn from the answer; tell the store how long the slot stays taken: within
-        :attr:`Terms.poll`, with the other answers of that moment in one visit, or at once if
-        the answer changed the account's pace (a pause, a block, a lower share)."""
+        :attr:`Terms.poll`, with the other answers of that moment in one visit; at once if the
+        answer changed the account's pace (a pause, a block, a lower share), if the slot is free
+        now, or if no other lease is in flight."""
         handle = lease.handle
         loop = self._loop if self._closed else self._bind()
         if self._left or loop is None or loop.is_closed():
@@ -347,12 +351,15 @@ class SharedLimiter(Paced):
         own = release.until if release.floor is not None else longest
         decision = release.decision
         self._releases.append((handle, longest, own, release.floor or 0.0, decision))
-        if decision.pause_until is not None or decision.block_until is not None or decision.share:
-            self._tell_by = -math.inf  # what the other processes must follow at once
+        paced = decision.pause_until is not None or decision.block_until is not None
+        if paced or decision.share or longest <= now or not self._active:
+            # At once: what the other processes must follow, a slot free now (its request never
+            # left), or the last lease in flight (no answer left to wait for).
+            self._tell_by = -math.inf
         else:
             # A slot told late is held longer in the store meanwhile, never shorter: the answers
             # of a moment go together in one visit, told within a poll (when the others waiting
-            # ask again) and long before the slot frees, a window after its request.
+            # ask again) and long before the slot frees, a window after its answer.
             self._tell_by = min(self._tell_by, now + self._terms.poll)
         if not self._closed:
             self._nudge(at_once=False)
@@ -384,7 +391,7 @@ class SharedLimiter(Paced):
         store failed: then the limiter falls back). A test, or a process about to hand over to
         another, may want that first."""
         loop = self._bind()
-        while self._releases and not self._closed and self._outage is None:
+        while (self._releases or self._telling) and not self._closed and self._outage is None:
             self._tell_by = -math.inf
             self._nudge(at_once=True)
             await asyncio.sleep(0.001)
@@ -582,6 +589,7 @@ class SharedLimiter(Paced):
             gone=gone,
         )
         self._visiting = True
+        self._telling = bool(releases)
         try:
             await self._claim_name(loop)
             done = await self._store.transact(self._key(), self._change(arriving))
@@ -609,7 +617,7 @@ class SharedLimiter(Paced):
             self._adopt[:0] = adopt
             raise
         finally:
-            self._visiting = False
+            self._visiting = self._telling = False
         self._back(loop)
         reply = done.result
         self._latest_read = max(self._latest_read, done.read_at)
