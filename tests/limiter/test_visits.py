@@ -59,8 +59,10 @@ class MemoryStore:
 class SlowStore(MemoryStore):
     """A store whose every transaction takes 50 ms, as a busy Redis or a locked file may."""
 
+    delay = 0.05
+
     async def transact(self, key: str, change: Change[R]) -> Transacted[R]:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(self.delay)
         return await super().transact(key, change)
 
 
@@ -185,13 +187,19 @@ def test_flush_and_idle_wait_for_the_visit_that_carries_the_releases() -> None:
     async def main(clock: VirtualClock) -> None:
         store = SlowStore(clock)
         async with limiter_on(store) as limiter:
-            first, second = await answered(limiter, 2)
+            first, second, third = await answered(limiter, 3)
             first.release()
             await limiter.flush()
             state = decode(store.texts["account:default"])
             assert state is not None
-            assert len(state.active) == 1
+            assert len(state.active) == 2
+            # What flush() forced ends with it: the next answer waits for its poll again.
+            visits = len(store.visits)
             second.release()
+            at = clock.time()
+            await until(lambda: len(store.visits) > visits)
+            assert store.visits[visits] == pytest.approx(at + POLL + SlowStore.delay, abs=1e-9)
+            third.release()
             await until(lambda: limiter.idle)
             state = decode(store.texts["account:default"])
             assert state is not None

@@ -392,7 +392,8 @@ class SharedLimiter(Paced):
         another, may want that first."""
         loop = self._bind()
         while (self._releases or self._telling) and not self._closed and self._outage is None:
-            self._tell_by = -math.inf
+            if self._releases:
+                self._tell_by = -math.inf
             self._nudge(at_once=True)
             await asyncio.sleep(0.001)
             if loop.is_closed():  # pragma: no cover - defensive
