@@ -359,7 +359,7 @@ class SharedLimiter(Paced):
         else:
             # A slot told late is held longer in the store meanwhile, never shorter: the answers
             # of a moment go together in one visit, told within a poll (when the others waiting
-            # ask again) and long before the slot frees, a window after its answer.
+            # ask again) and long before the slot frees, about a window after its request.
             self._tell_by = min(self._tell_by, now + self._terms.poll)
         if not self._closed:
             self._nudge(at_once=False)
